@@ -1,0 +1,45 @@
+# The two commands: `make demo` and `make test`. Both set themselves up.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: setup test test-slow test-all demo lint protos bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,plot]'
+	$(BIN)/python tools/gen_protos.py > /dev/null
+	@# docker-compose validates deploy/compose.yaml in the tests (no engine needed).
+	@if ! command -v docker-compose >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing docker-compose (Debian) for compose validation"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null) \
+	    || echo "warning: docker-compose not installed; compose test will be skipped"; \
+	fi
+	touch $(STAMP)
+
+# Default tiers; pytest exits non-zero (5) when nothing ran, which fails make.
+test: setup
+	$(PYTEST) -q tests
+
+test-slow: setup
+	$(PYTEST) -q -m slow tests
+
+test-all: setup
+	$(PYTEST) -q -m "slow or not slow" tests
+
+demo: setup
+	$(BIN)/edgesplit demo
+
+lint: setup
+	$(BIN)/ruff check edgesplit services tests
+	$(BIN)/mypy edgesplit/core
+
+protos: setup
+	$(BIN)/python tools/gen_protos.py
+
+clean:
+	rm -rf $(VENV) var out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,48 @@
+"""``edgesplit bench NAME --json``: each benchmark lives in ``edgesplit.bench.NAME``
+and exposes ``add_arguments(parser)`` and ``run(args) -> dict``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from typing import Any
+
+BENCHES = {
+    "planner": "planner solve time, optimality and gains over baselines",
+    "pipeline": "split vs monolithic generation speed",
+    "monitor": "monitor state build time for many simulated nodes",
+}
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("bench", help="benchmarks that print JSON")
+    bsub = p.add_subparsers(dest="bench", required=True)
+    for name, help_text in BENCHES.items():
+        bp = bsub.add_parser(name, help=help_text)
+        bp.add_argument("--json", action="store_true", help="print only the JSON result")
+        try:
+            module = importlib.import_module(f"edgesplit.bench.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"edgesplit.bench.{name}":
+                raise
+            bp.set_defaults(handler=_missing(name))
+            continue
+        module.add_arguments(bp)
+        bp.set_defaults(handler=_runner(module))
+
+
+def _runner(module: Any) -> Any:
+    def handler(args: argparse.Namespace) -> int:
+        result = module.run(args)
+        print(json.dumps(result, indent=None if args.json else 2, sort_keys=True))
+        return 0
+
+    return handler
+
+
+def _missing(name: str) -> Any:
+    def handler(args: argparse.Namespace) -> int:
+        raise SystemExit(f"benchmark {name!r} is not built in this version")
+
+    return handler

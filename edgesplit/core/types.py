@@ -1,0 +1,228 @@
+"""Domain values shared by the planner, the monitor reducer and the services.
+
+Everything here is a frozen, slotted dataclass over plain values so that the
+planner and the simulator can be unit-tested without grpc or torch, and so that
+the same inputs always give the same outputs (STYLE.md 2-3).
+
+Units are base units throughout: seconds, bytes, bits per second, FLOPs.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import NewType
+
+NodeId = NewType("NodeId", str)
+Epoch = NewType("Epoch", int)
+
+
+class Trust(enum.IntEnum):
+    """How much a node is trusted with privacy-sensitive layers.
+
+    ``TRUSTED`` nodes may hold ``embed``, the first ``privacy_depth`` layers
+    and ``head`` for routes whose entry trusts them; ``UNTRUSTED`` never may.
+    """
+
+    UNTRUSTED = 0
+    TRUSTED = 1
+
+
+class Privacy(enum.IntEnum):
+    """A request's privacy level (DESIGN.md 4, 6)."""
+
+    LOW = 0  # sensitive layers may go anywhere (penalised in the objective)
+    HIGH = 1  # sensitive layers must sit on nodes the entry trusts (hard)
+
+
+class Mode(enum.IntEnum):
+    """What the planner may change."""
+
+    PLACEMENT = 0  # keep the cut points, move segments to other nodes
+    RESPLIT = 1  # cut points and placement both free
+
+
+@dataclass(frozen=True, slots=True)
+class LayerCost:
+    """Cost of one pseudo-layer or decoder layer of the model.
+
+    ``flops_per_token`` drives the estimate on a node of known speed; a measured
+    per-node time (``NodeState.layer_seconds``) replaces it when the monitor has one.
+    """
+
+    weight_bytes: int
+    flops_per_token: float
+    kv_bytes_per_token: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelProfile:
+    """What the planner knows about a model without loading it.
+
+    ``layers`` are the decoder blocks in order; ``embed`` and ``head`` are the
+    pseudo-layers that always stay on the entry's trusted side.
+    """
+
+    name: str
+    layers: tuple[LayerCost, ...]
+    embed: LayerCost
+    head: LayerCost
+    activation_bytes_per_token: int  # one hidden vector on the wire (float32 = 4 * hidden)
+    digest: str = ""
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    """One node as the planner sees it.
+
+    ``flops_per_s`` is the node's effective speed; ``layer_seconds`` (if given)
+    holds measured per-token decode time per layer index on this node and wins
+    over the FLOPs estimate. ``trusted_by`` lists entry nodes that trust this
+    node with sensitive layers (an entry always trusts itself when TRUSTED).
+    """
+
+    node_id: NodeId
+    trust: Trust
+    memory_bytes: int  # available for weights + KV cache
+    flops_per_s: float
+    utilization: float = 0.0  # 0..1, background load not caused by our plan
+    alive: bool = True
+    layer_seconds: tuple[tuple[int, float], ...] = ()
+    trusted_by: tuple[NodeId, ...] = ()
+    address: str = ""
+
+    def trusts_entry(self, entry: NodeId) -> bool:
+        if self.trust is not Trust.TRUSTED:
+            return False
+        return self.node_id == entry or entry in self.trusted_by or not self.trusted_by
+
+
+@dataclass(frozen=True, slots=True)
+class LinkState:
+    """A directed link ``src -> dst`` between two nodes."""
+
+    src: NodeId
+    dst: NodeId
+    rtt_s: float
+    bandwidth_bps: float  # bits per second
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """The traffic a plan is judged for."""
+
+    prompt_tokens: int = 64
+    new_tokens: int = 64
+    requests_per_s: float = 1.0
+    privacy: Privacy = Privacy.LOW
+    privacy_depth: int = 1  # first layers pinned to trusted nodes
+    kv_budget_tokens: int = 2048  # context kept per session when sizing memory
+    concurrent_sessions: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """Objective weights: alpha * latency + beta * imbalance + gamma * privacy."""
+
+    alpha: float = 1.0
+    beta: float = 0.1
+    gamma: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterState:
+    """E(t) as the planner consumes it: nodes and the links between them."""
+
+    nodes: tuple[NodeState, ...]
+    links: tuple[LinkState, ...]
+
+    def node(self, node_id: NodeId) -> NodeState:
+        for n in self.nodes:
+            if n.node_id == node_id:
+                return n
+        raise KeyError(node_id)
+
+    def link(self, src: NodeId, dst: NodeId) -> LinkState | None:
+        for link in self.links:
+            if link.src == src and link.dst == dst:
+                return link
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Layers ``[start, end)`` on ``node``, optionally with ``embed`` / ``head``."""
+
+    node: NodeId
+    start: int
+    end: int
+    has_embed: bool = False
+    has_head: bool = False
+
+    def __post_init__(self) -> None:
+        if self.start < 0 or self.end < self.start:
+            raise ValueError(f"bad segment range [{self.start}, {self.end})")
+
+    @property
+    def num_layers(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The ring one request passes: entry -> segments ... -> back to entry.
+
+    ``segments[0]`` runs on the entry node and carries ``embed``; the entry also
+    runs ``head`` after the last segment (a final zero-layer segment with
+    ``has_head`` on the entry node makes that explicit).
+    """
+
+    entry: NodeId
+    segments: tuple[Segment, ...]
+
+    @property
+    def nodes(self) -> tuple[NodeId, ...]:
+        return tuple(s.node for s in self.segments)
+
+    @property
+    def cuts(self) -> tuple[int, ...]:
+        """Interior cut points, e.g. (5, 11) for [0,5) [5,11) [11,16)."""
+        return tuple(s.start for s in self.segments[1:] if s.num_layers > 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Desired state of the data plane for one epoch."""
+
+    epoch: Epoch
+    model_digest: str
+    routes: tuple[Route, ...]
+
+    def route_for(self, entry: NodeId) -> Route | None:
+        for r in self.routes:
+            if r.entry == entry:
+                return r
+        return None
+
+    @property
+    def nodes(self) -> frozenset[NodeId]:
+        return frozenset(s.node for r in self.routes for s in r.segments)
+
+
+@dataclass(frozen=True, slots=True)
+class CostBreakdown:
+    """The objective and its parts for one plan under one state."""
+
+    total: float
+    latency_s: float  # one decode step around the ring (worst route)
+    ttft_s: float  # time to first token for the workload's prompt
+    bottleneck_s: float  # slowest stage: bounds pipelined throughput
+    imbalance: float  # spread of node utilisation after placement
+    privacy_penalty: float
+    feasible: bool = True
+    reason: str = ""
+    per_node_utilization: tuple[tuple[NodeId, float], ...] = field(default=())

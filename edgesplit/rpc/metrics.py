@@ -1,0 +1,121 @@
+"""Prometheus metrics shared by every service: RPC counters and latency.
+
+Names follow Prometheus conventions (base units, ``_total``, ``_seconds``);
+labels are bounded (service, method, gRPC code).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from prometheus_client import Counter, Histogram, start_http_server
+
+RPC_HANDLED = Counter(
+    "edgesplit_rpc_server_handled_total",
+    "RPCs completed by this server, by method and status code",
+    ["grpc_service", "grpc_method", "grpc_code"],
+)
+RPC_SECONDS = Histogram(
+    "edgesplit_rpc_server_handling_seconds",
+    "Time to handle unary RPCs (streams: time to the end of the stream)",
+    ["grpc_service", "grpc_method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+def start_metrics_server(listen: str) -> int | None:
+    """Serve /metrics on ``host:port``; returns the bound port (None when off)."""
+    if not listen:
+        return None
+    host, _, port = listen.rpartition(":")
+    server, _thread = start_http_server(int(port), addr=host or "127.0.0.1")
+    return int(server.server_port)
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Counts every RPC by method and final status code."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        service, _, method = handler_call_details.method.lstrip("/").partition("/")
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary, service, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream, service, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(
+                _wrap_stream(handler.stream_stream, service, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+def _code_of(context: Any, exc: BaseException | None) -> str:
+    code = context.code() if hasattr(context, "code") else None
+    if code is None:
+        if exc is None:
+            return "OK"
+        return "UNKNOWN" if not isinstance(exc, grpc.aio.AbortError) else "ABORTED"
+    return str(code.name if hasattr(code, "name") else code)
+
+
+def _wrap_unary(fn: Any, service: str, method: str) -> Any:
+    async def wrapper(request: Any, context: Any) -> Any:
+        start = time.perf_counter()
+        exc: BaseException | None = None
+        try:
+            result = fn(request, context)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        except BaseException as e:
+            exc = e
+            raise
+        finally:
+            RPC_SECONDS.labels(service, method).observe(time.perf_counter() - start)
+            RPC_HANDLED.labels(service, method, _code_of(context, exc)).inc()
+
+    return wrapper
+
+
+def _wrap_stream(fn: Any, service: str, method: str) -> Any:
+    async def wrapper(request: Any, context: Any) -> Any:
+        start = time.perf_counter()
+        exc: BaseException | None = None
+        try:
+            items = fn(request, context)
+            if inspect.isawaitable(items):  # a coroutine handler that writes itself
+                await items
+            elif hasattr(items, "__aiter__"):
+                async for item in items:
+                    yield item
+            else:
+                for item in items:
+                    yield item
+        except BaseException as e:
+            exc = e
+            raise
+        finally:
+            RPC_SECONDS.labels(service, method).observe(time.perf_counter() - start)
+            RPC_HANDLED.labels(service, method, _code_of(context, exc)).inc()
+
+    return wrapper

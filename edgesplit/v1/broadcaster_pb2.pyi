@@ -1,0 +1,105 @@
+from edgesplit.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ApplyRequest(_message.Message):
+    __slots__ = ("plan", "prepare_timeout_s", "addresses")
+    class AddressesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    PREPARE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    plan: _common_pb2.Plan
+    prepare_timeout_s: float
+    addresses: _containers.ScalarMap[str, str]
+    def __init__(self, plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., prepare_timeout_s: _Optional[float] = ..., addresses: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class NodeOutcome(_message.Message):
+    __slots__ = ("node_id", "state", "code", "detail", "prepare_s")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    PREPARE_S_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    state: str
+    code: str
+    detail: str
+    prepare_s: float
+    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[str] = ..., code: _Optional[str] = ..., detail: _Optional[str] = ..., prepare_s: _Optional[float] = ...) -> None: ...
+
+class ApplyResponse(_message.Message):
+    __slots__ = ("committed", "epoch", "nodes", "elapsed_s", "duplicate")
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_S_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    committed: bool
+    epoch: int
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeOutcome]
+    elapsed_s: float
+    duplicate: bool
+    def __init__(self, committed: _Optional[bool] = ..., epoch: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeOutcome, _Mapping]]] = ..., elapsed_s: _Optional[float] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class FetchShardRequest(_message.Message):
+    __slots__ = ("sha256", "node_id", "offset")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    node_id: str
+    offset: int
+    def __init__(self, sha256: _Optional[str] = ..., node_id: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class ShardChunk(_message.Message):
+    __slots__ = ("offset", "data", "total_bytes")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    data: bytes
+    total_bytes: int
+    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., total_bytes: _Optional[int] = ...) -> None: ...
+
+class ListShardsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ShardInfo(_message.Message):
+    __slots__ = ("name", "sha256", "size_bytes", "model_digest")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    sha256: str
+    size_bytes: int
+    model_digest: str
+    def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., model_digest: _Optional[str] = ...) -> None: ...
+
+class ListShardsResponse(_message.Message):
+    __slots__ = ("shards",)
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    shards: _containers.RepeatedCompositeFieldContainer[ShardInfo]
+    def __init__(self, shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ...) -> None: ...
+
+class CurrentRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CurrentResponse(_message.Message):
+    __slots__ = ("plan",)
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    plan: _common_pb2.Plan
+    def __init__(self, plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,149 @@
+from edgesplit.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class LayerTiming(_message.Message):
+    __slots__ = ("layer", "prefill_s_per_token", "decode_s_per_token")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    PREFILL_S_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DECODE_S_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    layer: int
+    prefill_s_per_token: float
+    decode_s_per_token: float
+    def __init__(self, layer: _Optional[int] = ..., prefill_s_per_token: _Optional[float] = ..., decode_s_per_token: _Optional[float] = ...) -> None: ...
+
+class LinkObservation(_message.Message):
+    __slots__ = ("peer", "rtt_s", "bandwidth_bps", "source")
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    RTT_S_FIELD_NUMBER: _ClassVar[int]
+    BANDWIDTH_BPS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    peer: str
+    rtt_s: float
+    bandwidth_bps: float
+    source: str
+    def __init__(self, peer: _Optional[str] = ..., rtt_s: _Optional[float] = ..., bandwidth_bps: _Optional[float] = ..., source: _Optional[str] = ...) -> None: ...
+
+class RequestSample(_message.Message):
+    __slots__ = ("ttft_s", "step_s", "sla_met")
+    TTFT_S_FIELD_NUMBER: _ClassVar[int]
+    STEP_S_FIELD_NUMBER: _ClassVar[int]
+    SLA_MET_FIELD_NUMBER: _ClassVar[int]
+    ttft_s: float
+    step_s: _containers.RepeatedScalarFieldContainer[float]
+    sla_met: bool
+    def __init__(self, ttft_s: _Optional[float] = ..., step_s: _Optional[_Iterable[float]] = ..., sla_met: _Optional[bool] = ...) -> None: ...
+
+class NodeReport(_message.Message):
+    __slots__ = ("node_id", "seq", "sent_at", "cpu_utilization", "memory_used_bytes", "memory_total_bytes", "has_gpu", "gpu_utilization", "gpu_memory_used_bytes", "gpu_memory_total_bytes", "queue_depth", "active_sessions", "layers", "bytes_sent", "requests", "links", "committed_epoch")
+    class BytesSentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    CPU_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    HAS_GPU_FIELD_NUMBER: _ClassVar[int]
+    GPU_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    GPU_MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GPU_MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_SENT_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    LINKS_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    seq: int
+    sent_at: float
+    cpu_utilization: float
+    memory_used_bytes: int
+    memory_total_bytes: int
+    has_gpu: bool
+    gpu_utilization: float
+    gpu_memory_used_bytes: int
+    gpu_memory_total_bytes: int
+    queue_depth: int
+    active_sessions: int
+    layers: _containers.RepeatedCompositeFieldContainer[LayerTiming]
+    bytes_sent: _containers.ScalarMap[str, int]
+    requests: _containers.RepeatedCompositeFieldContainer[RequestSample]
+    links: _containers.RepeatedCompositeFieldContainer[LinkObservation]
+    committed_epoch: int
+    def __init__(self, node_id: _Optional[str] = ..., seq: _Optional[int] = ..., sent_at: _Optional[float] = ..., cpu_utilization: _Optional[float] = ..., memory_used_bytes: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., has_gpu: _Optional[bool] = ..., gpu_utilization: _Optional[float] = ..., gpu_memory_used_bytes: _Optional[int] = ..., gpu_memory_total_bytes: _Optional[int] = ..., queue_depth: _Optional[int] = ..., active_sessions: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerTiming, _Mapping]]] = ..., bytes_sent: _Optional[_Mapping[str, int]] = ..., requests: _Optional[_Iterable[_Union[RequestSample, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[LinkObservation, _Mapping]]] = ..., committed_epoch: _Optional[int] = ...) -> None: ...
+
+class ReportAck(_message.Message):
+    __slots__ = ("seq", "accepted", "reason")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    accepted: bool
+    reason: str
+    def __init__(self, seq: _Optional[int] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class NodeView(_message.Message):
+    __slots__ = ("state", "last_seen_age_s", "cpu_utilization", "gpu_utilization", "memory_used_bytes", "queue_depth", "active_sessions", "layers", "committed_epoch")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    CPU_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    GPU_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    state: _common_pb2.NodeState
+    last_seen_age_s: float
+    cpu_utilization: float
+    gpu_utilization: float
+    memory_used_bytes: int
+    queue_depth: float
+    active_sessions: int
+    layers: _containers.RepeatedCompositeFieldContainer[LayerTiming]
+    committed_epoch: int
+    def __init__(self, state: _Optional[_Union[_common_pb2.NodeState, _Mapping]] = ..., last_seen_age_s: _Optional[float] = ..., cpu_utilization: _Optional[float] = ..., gpu_utilization: _Optional[float] = ..., memory_used_bytes: _Optional[int] = ..., queue_depth: _Optional[float] = ..., active_sessions: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerTiming, _Mapping]]] = ..., committed_epoch: _Optional[int] = ...) -> None: ...
+
+class EnvironmentState(_message.Message):
+    __slots__ = ("at", "version", "nodes", "links", "latency_ewma_s", "ttft_ewma_s", "sla_hit_rate", "window_requests", "profile")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    LINKS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_EWMA_S_FIELD_NUMBER: _ClassVar[int]
+    TTFT_EWMA_S_FIELD_NUMBER: _ClassVar[int]
+    SLA_HIT_RATE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    at: float
+    version: int
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeView]
+    links: _containers.RepeatedCompositeFieldContainer[_common_pb2.LinkState]
+    latency_ewma_s: float
+    ttft_ewma_s: float
+    sla_hit_rate: float
+    window_requests: int
+    profile: _common_pb2.ModelProfile
+    def __init__(self, at: _Optional[float] = ..., version: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeView, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[_common_pb2.LinkState, _Mapping]]] = ..., latency_ewma_s: _Optional[float] = ..., ttft_ewma_s: _Optional[float] = ..., sla_hit_rate: _Optional[float] = ..., window_requests: _Optional[int] = ..., profile: _Optional[_Union[_common_pb2.ModelProfile, _Mapping]] = ...) -> None: ...
+
+class GetStateRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WatchStateRequest(_message.Message):
+    __slots__ = ("min_interval_s",)
+    MIN_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    min_interval_s: float
+    def __init__(self, min_interval_s: _Optional[float] = ...) -> None: ...

@@ -1,0 +1,247 @@
+from edgesplit.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SignedEnvelope(_message.Message):
+    __slots__ = ("payload", "signature", "key_id")
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    payload: bytes
+    signature: bytes
+    key_id: str
+    def __init__(self, payload: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
+
+class ShardRef(_message.Message):
+    __slots__ = ("name", "sha256", "size_bytes", "wrapped_key")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WRAPPED_KEY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    sha256: str
+    size_bytes: int
+    wrapped_key: bytes
+    def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., wrapped_key: _Optional[bytes] = ...) -> None: ...
+
+class Peer(_message.Message):
+    __slots__ = ("node_id", "address", "x25519_public")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    X25519_PUBLIC_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    address: str
+    x25519_public: bytes
+    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., x25519_public: _Optional[bytes] = ...) -> None: ...
+
+class RouteSegment(_message.Message):
+    __slots__ = ("entry", "segment", "hop", "prev_node", "next_node")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    HOP_FIELD_NUMBER: _ClassVar[int]
+    PREV_NODE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_NODE_FIELD_NUMBER: _ClassVar[int]
+    entry: str
+    segment: _common_pb2.Segment
+    hop: int
+    prev_node: str
+    next_node: str
+    def __init__(self, entry: _Optional[str] = ..., segment: _Optional[_Union[_common_pb2.Segment, _Mapping]] = ..., hop: _Optional[int] = ..., prev_node: _Optional[str] = ..., next_node: _Optional[str] = ...) -> None: ...
+
+class Assignment(_message.Message):
+    __slots__ = ("node_id", "epoch", "expires_at_ms", "model_digest", "segments", "shards", "peers", "plan", "wire_dtype")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    WIRE_DTYPE_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    epoch: int
+    expires_at_ms: int
+    model_digest: str
+    segments: _containers.RepeatedCompositeFieldContainer[RouteSegment]
+    shards: _containers.RepeatedCompositeFieldContainer[ShardRef]
+    peers: _containers.RepeatedCompositeFieldContainer[Peer]
+    plan: _common_pb2.Plan
+    wire_dtype: str
+    def __init__(self, node_id: _Optional[str] = ..., epoch: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., model_digest: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[RouteSegment, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardRef, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., wire_dtype: _Optional[str] = ...) -> None: ...
+
+class PrepareRequest(_message.Message):
+    __slots__ = ("assignment",)
+    ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    assignment: SignedEnvelope
+    def __init__(self, assignment: _Optional[_Union[SignedEnvelope, _Mapping]] = ...) -> None: ...
+
+class PrepareResponse(_message.Message):
+    __slots__ = ("epoch", "duplicate", "shards_fetched", "shards_cached")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FETCHED_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_CACHED_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    duplicate: bool
+    shards_fetched: int
+    shards_cached: int
+    def __init__(self, epoch: _Optional[int] = ..., duplicate: _Optional[bool] = ..., shards_fetched: _Optional[int] = ..., shards_cached: _Optional[int] = ...) -> None: ...
+
+class CommitRequest(_message.Message):
+    __slots__ = ("epoch",)
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    def __init__(self, epoch: _Optional[int] = ...) -> None: ...
+
+class CommitResponse(_message.Message):
+    __slots__ = ("epoch", "duplicate")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    duplicate: bool
+    def __init__(self, epoch: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class AbortRequest(_message.Message):
+    __slots__ = ("epoch",)
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    def __init__(self, epoch: _Optional[int] = ...) -> None: ...
+
+class AbortResponse(_message.Message):
+    __slots__ = ("committed_epoch",)
+    COMMITTED_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    committed_epoch: int
+    def __init__(self, committed_epoch: _Optional[int] = ...) -> None: ...
+
+class FrameHeader(_message.Message):
+    __slots__ = ("session_id", "step", "hop", "epoch", "src", "dst", "shape", "dtype", "chunk", "chunks", "entry", "start_pos")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    HOP_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    DST_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    START_POS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    step: int
+    hop: int
+    epoch: int
+    src: str
+    dst: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    dtype: str
+    chunk: int
+    chunks: int
+    entry: str
+    start_pos: int
+    def __init__(self, session_id: _Optional[str] = ..., step: _Optional[int] = ..., hop: _Optional[int] = ..., epoch: _Optional[int] = ..., src: _Optional[str] = ..., dst: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ..., chunk: _Optional[int] = ..., chunks: _Optional[int] = ..., entry: _Optional[str] = ..., start_pos: _Optional[int] = ...) -> None: ...
+
+class Frame(_message.Message):
+    __slots__ = ("header", "nonce", "ciphertext")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
+    header: FrameHeader
+    nonce: bytes
+    ciphertext: bytes
+    def __init__(self, header: _Optional[_Union[FrameHeader, _Mapping]] = ..., nonce: _Optional[bytes] = ..., ciphertext: _Optional[bytes] = ...) -> None: ...
+
+class FrameAck(_message.Message):
+    __slots__ = ("session_id", "step")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    step: int
+    def __init__(self, session_id: _Optional[str] = ..., step: _Optional[int] = ...) -> None: ...
+
+class EndSessionRequest(_message.Message):
+    __slots__ = ("session_id", "epoch")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    epoch: int
+    def __init__(self, session_id: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class EndSessionResponse(_message.Message):
+    __slots__ = ("existed",)
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    existed: bool
+    def __init__(self, existed: _Optional[bool] = ...) -> None: ...
+
+class InfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NodeInfo(_message.Message):
+    __slots__ = ("node_id", "x25519_public", "committed_epoch", "prepared_epoch", "segments", "sessions", "kv_cache_bytes", "device")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    X25519_PUBLIC_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    PREPARED_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    KV_CACHE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    x25519_public: bytes
+    committed_epoch: int
+    prepared_epoch: int
+    segments: _containers.RepeatedCompositeFieldContainer[RouteSegment]
+    sessions: int
+    kv_cache_bytes: int
+    device: str
+    def __init__(self, node_id: _Optional[str] = ..., x25519_public: _Optional[bytes] = ..., committed_epoch: _Optional[int] = ..., prepared_epoch: _Optional[int] = ..., segments: _Optional[_Iterable[_Union[RouteSegment, _Mapping]]] = ..., sessions: _Optional[int] = ..., kv_cache_bytes: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
+
+class Conditions(_message.Message):
+    __slots__ = ("compute_slowdown", "link_delay_s", "link_bandwidth_bps", "link_down", "background_utilization")
+    class LinkDelaySEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class LinkBandwidthBpsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class LinkDownEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bool
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bool] = ...) -> None: ...
+    COMPUTE_SLOWDOWN_FIELD_NUMBER: _ClassVar[int]
+    LINK_DELAY_S_FIELD_NUMBER: _ClassVar[int]
+    LINK_BANDWIDTH_BPS_FIELD_NUMBER: _ClassVar[int]
+    LINK_DOWN_FIELD_NUMBER: _ClassVar[int]
+    BACKGROUND_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    compute_slowdown: float
+    link_delay_s: _containers.ScalarMap[str, float]
+    link_bandwidth_bps: _containers.ScalarMap[str, float]
+    link_down: _containers.ScalarMap[str, bool]
+    background_utilization: float
+    def __init__(self, compute_slowdown: _Optional[float] = ..., link_delay_s: _Optional[_Mapping[str, float]] = ..., link_bandwidth_bps: _Optional[_Mapping[str, float]] = ..., link_down: _Optional[_Mapping[str, bool]] = ..., background_utilization: _Optional[float] = ...) -> None: ...
+
+class SetConditionsRequest(_message.Message):
+    __slots__ = ("conditions", "replace")
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    conditions: Conditions
+    replace: bool
+    def __init__(self, conditions: _Optional[_Union[Conditions, _Mapping]] = ..., replace: _Optional[bool] = ...) -> None: ...

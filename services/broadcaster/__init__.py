@@ -1,0 +1,1 @@
+"""Broadcaster (RB): signed two-phase rollout and the shard registry."""

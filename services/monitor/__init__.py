@@ -1,0 +1,1 @@
+"""Monitor (CP): folds node reports into the environment state E(t)."""

@@ -1,0 +1,1 @@
+"""Node agent: runs assigned model segments and forwards encrypted frames."""

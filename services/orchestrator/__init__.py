@@ -1,0 +1,1 @@
+"""Orchestrator (AO): the adaptive control loop."""

@@ -1,0 +1,1 @@
+"""Split reviser (SR): the planner behind a gRPC face."""

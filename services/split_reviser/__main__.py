@@ -1,0 +1,29 @@
+"""``python -m services.split_reviser --listen HOST:PORT``"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from edgesplit.rpc.config import load_config
+from edgesplit.rpc.server import Registration, run_service
+from edgesplit.v1 import split_reviser_pb2_grpc
+from services.split_reviser.config import SplitReviserConfig
+
+
+def registrations(config: SplitReviserConfig) -> list[Registration]:
+    # Methods not built yet answer the generated servicer's UNIMPLEMENTED.
+    return [
+        Registration(split_reviser_pb2_grpc.add_SplitReviserServicer_to_server, split_reviser_pb2_grpc.SplitReviserServicer(), "edgesplit.v1.SplitReviser"),
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = load_config(SplitReviserConfig, argv, prog="python -m services.split_reviser")
+    asyncio.run(run_service(config, registrations(config)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -54,7 +54,7 @@ class RouteSegment(_message.Message):
     def __init__(self, entry: _Optional[str] = ..., segment: _Optional[_Union[_common_pb2.Segment, _Mapping]] = ..., hop: _Optional[int] = ..., prev_node: _Optional[str] = ..., next_node: _Optional[str] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("node_id", "epoch", "expires_at_ms", "model_digest", "segments", "shards", "peers", "plan", "wire_dtype")
+    __slots__ = ("node_id", "epoch", "expires_at_ms", "model_digest", "segments", "shards", "peers", "plan", "wire_dtype", "trusted_nodes", "privacy_depth")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,8 @@ class Assignment(_message.Message):
     PEERS_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
     WIRE_DTYPE_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_NODES_FIELD_NUMBER: _ClassVar[int]
+    PRIVACY_DEPTH_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     epoch: int
     expires_at_ms: int
@@ -73,7 +75,9 @@ class Assignment(_message.Message):
     peers: _containers.RepeatedCompositeFieldContainer[Peer]
     plan: _common_pb2.Plan
     wire_dtype: str
-    def __init__(self, node_id: _Optional[str] = ..., epoch: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., model_digest: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[RouteSegment, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardRef, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., wire_dtype: _Optional[str] = ...) -> None: ...
+    trusted_nodes: _containers.RepeatedScalarFieldContainer[str]
+    privacy_depth: int
+    def __init__(self, node_id: _Optional[str] = ..., epoch: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., model_digest: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[RouteSegment, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardRef, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., wire_dtype: _Optional[str] = ..., trusted_nodes: _Optional[_Iterable[str]] = ..., privacy_depth: _Optional[int] = ...) -> None: ...
 
 class PrepareRequest(_message.Message):
     __slots__ = ("assignment",)
@@ -158,12 +162,32 @@ class Frame(_message.Message):
     def __init__(self, header: _Optional[_Union[FrameHeader, _Mapping]] = ..., nonce: _Optional[bytes] = ..., ciphertext: _Optional[bytes] = ...) -> None: ...
 
 class FrameAck(_message.Message):
-    __slots__ = ("session_id", "step")
+    __slots__ = ("session_id", "step", "chunks_missing")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_MISSING_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     step: int
-    def __init__(self, session_id: _Optional[str] = ..., step: _Optional[int] = ...) -> None: ...
+    chunks_missing: int
+    def __init__(self, session_id: _Optional[str] = ..., step: _Optional[int] = ..., chunks_missing: _Optional[int] = ...) -> None: ...
+
+class StepFailure(_message.Message):
+    __slots__ = ("session_id", "step", "epoch", "reporter", "failed_node", "code", "detail")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    REPORTER_FIELD_NUMBER: _ClassVar[int]
+    FAILED_NODE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    step: int
+    epoch: int
+    reporter: str
+    failed_node: str
+    code: str
+    detail: str
+    def __init__(self, session_id: _Optional[str] = ..., step: _Optional[int] = ..., epoch: _Optional[int] = ..., reporter: _Optional[str] = ..., failed_node: _Optional[str] = ..., code: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class EndSessionRequest(_message.Message):
     __slots__ = ("session_id", "epoch")

@@ -50,9 +50,14 @@ class NodeAgentStub:
                 request_serializer=edgesplit_dot_v1_dot_node__agent__pb2.AbortRequest.SerializeToString,
                 response_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.AbortResponse.FromString,
                 _registered_method=True)
-        self.Relay = channel.stream_stream(
-                '/edgesplit.v1.NodeAgent/Relay',
+        self.Forward = channel.unary_unary(
+                '/edgesplit.v1.NodeAgent/Forward',
                 request_serializer=edgesplit_dot_v1_dot_node__agent__pb2.Frame.SerializeToString,
+                response_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.FrameAck.FromString,
+                _registered_method=True)
+        self.Fail = channel.unary_unary(
+                '/edgesplit.v1.NodeAgent/Fail',
+                request_serializer=edgesplit_dot_v1_dot_node__agent__pb2.StepFailure.SerializeToString,
                 response_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.FrameAck.FromString,
                 _registered_method=True)
         self.EndSession = channel.unary_unary(
@@ -92,8 +97,15 @@ class NodeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Relay(self, request_iterator, context):
-        """Stream of frames from one upstream peer; acks flow back.
+    def Forward(self, request, context):
+        """Deliver one (chunk of an) encrypted frame from the previous hop.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Fail(self, request, context):
+        """Tell the route's entry that a step failed downstream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,9 +143,14 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     request_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.AbortRequest.FromString,
                     response_serializer=edgesplit_dot_v1_dot_node__agent__pb2.AbortResponse.SerializeToString,
             ),
-            'Relay': grpc.stream_stream_rpc_method_handler(
-                    servicer.Relay,
+            'Forward': grpc.unary_unary_rpc_method_handler(
+                    servicer.Forward,
                     request_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.Frame.FromString,
+                    response_serializer=edgesplit_dot_v1_dot_node__agent__pb2.FrameAck.SerializeToString,
+            ),
+            'Fail': grpc.unary_unary_rpc_method_handler(
+                    servicer.Fail,
+                    request_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.StepFailure.FromString,
                     response_serializer=edgesplit_dot_v1_dot_node__agent__pb2.FrameAck.SerializeToString,
             ),
             'EndSession': grpc.unary_unary_rpc_method_handler(
@@ -240,7 +257,7 @@ class NodeAgent:
             _registered_method=True)
 
     @staticmethod
-    def Relay(request_iterator,
+    def Forward(request,
             target,
             options=(),
             channel_credentials=None,
@@ -250,11 +267,38 @@ class NodeAgent:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.stream_stream(
-            request_iterator,
+        return grpc.experimental.unary_unary(
+            request,
             target,
-            '/edgesplit.v1.NodeAgent/Relay',
+            '/edgesplit.v1.NodeAgent/Forward',
             edgesplit_dot_v1_dot_node__agent__pb2.Frame.SerializeToString,
+            edgesplit_dot_v1_dot_node__agent__pb2.FrameAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Fail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgesplit.v1.NodeAgent/Fail',
+            edgesplit_dot_v1_dot_node__agent__pb2.StepFailure.SerializeToString,
             edgesplit_dot_v1_dot_node__agent__pb2.FrameAck.FromString,
             options,
             channel_credentials,

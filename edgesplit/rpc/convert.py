@@ -1,0 +1,205 @@
+"""The one place where core domain values and protobuf messages meet
+(STYLE.md 4): ``*_to_proto`` / ``*_from_proto`` for every shared type."""
+
+from __future__ import annotations
+
+from edgesplit.core.types import (
+    ClusterState,
+    CostBreakdown,
+    Epoch,
+    LayerCost,
+    LinkState,
+    Mode,
+    ModelProfile,
+    NodeId,
+    NodeState,
+    Plan,
+    Privacy,
+    Route,
+    Segment,
+    Trust,
+    Weights,
+    Workload,
+)
+from edgesplit.v1 import common_pb2 as pb
+
+
+class ConversionError(ValueError):
+    """A message is malformed; ``field`` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def segment_to_proto(s: Segment) -> pb.Segment:
+    return pb.Segment(node_id=s.node, start=s.start, end=s.end,
+                      has_embed=s.has_embed, has_head=s.has_head)
+
+
+def segment_from_proto(m: pb.Segment, field: str = "segment") -> Segment:
+    if not m.node_id:
+        raise ConversionError(f"{field}.node_id", "empty")
+    if m.end < m.start:
+        raise ConversionError(field, f"end {m.end} < start {m.start}")
+    return Segment(NodeId(m.node_id), m.start, m.end, m.has_embed, m.has_head)
+
+
+def route_to_proto(r: Route) -> pb.Route:
+    return pb.Route(entry=r.entry, segments=[segment_to_proto(s) for s in r.segments])
+
+
+def route_from_proto(m: pb.Route, field: str = "route") -> Route:
+    if not m.entry:
+        raise ConversionError(f"{field}.entry", "empty")
+    segs = tuple(segment_from_proto(s, f"{field}.segments[{i}]") for i, s in enumerate(m.segments))
+    return Route(NodeId(m.entry), segs)
+
+
+def plan_to_proto(p: Plan) -> pb.Plan:
+    return pb.Plan(epoch=p.epoch, model_digest=p.model_digest,
+                   routes=[route_to_proto(r) for r in p.routes])
+
+
+def plan_from_proto(m: pb.Plan, field: str = "plan") -> Plan:
+    routes = tuple(route_from_proto(r, f"{field}.routes[{i}]") for i, r in enumerate(m.routes))
+    return Plan(Epoch(m.epoch), m.model_digest, routes)
+
+
+def layer_cost_to_proto(c: LayerCost) -> pb.LayerCost:
+    return pb.LayerCost(weight_bytes=c.weight_bytes, flops_per_token=c.flops_per_token,
+                        kv_bytes_per_token=c.kv_bytes_per_token)
+
+
+def layer_cost_from_proto(m: pb.LayerCost, field: str) -> LayerCost:
+    if m.flops_per_token < 0:
+        raise ConversionError(f"{field}.flops_per_token", "negative")
+    return LayerCost(m.weight_bytes, m.flops_per_token, m.kv_bytes_per_token)
+
+
+def profile_to_proto(p: ModelProfile) -> pb.ModelProfile:
+    return pb.ModelProfile(
+        name=p.name, digest=p.digest, layers=[layer_cost_to_proto(c) for c in p.layers],
+        embed=layer_cost_to_proto(p.embed), head=layer_cost_to_proto(p.head),
+        activation_bytes_per_token=p.activation_bytes_per_token)
+
+
+def profile_from_proto(m: pb.ModelProfile, field: str = "profile") -> ModelProfile:
+    if not m.layers:
+        raise ConversionError(f"{field}.layers", "empty")
+    return ModelProfile(
+        name=m.name,
+        layers=tuple(layer_cost_from_proto(c, f"{field}.layers[{i}]")
+                     for i, c in enumerate(m.layers)),
+        embed=layer_cost_from_proto(m.embed, f"{field}.embed"),
+        head=layer_cost_from_proto(m.head, f"{field}.head"),
+        activation_bytes_per_token=m.activation_bytes_per_token,
+        digest=m.digest)
+
+
+def node_to_proto(n: NodeState) -> pb.NodeState:
+    return pb.NodeState(
+        node_id=n.node_id, trust=int(n.trust), memory_bytes=n.memory_bytes,
+        flops_per_s=n.flops_per_s, utilization=n.utilization, alive=n.alive,
+        layer_seconds=dict(n.layer_seconds), trusted_by=list(n.trusted_by), address=n.address)
+
+
+def node_from_proto(m: pb.NodeState, field: str = "node") -> NodeState:
+    if not m.node_id:
+        raise ConversionError(f"{field}.node_id", "empty")
+    if m.flops_per_s <= 0 and not m.layer_seconds:
+        raise ConversionError(f"{field}.flops_per_s", "must be positive")
+    if not 0.0 <= m.utilization <= 1.0:
+        raise ConversionError(f"{field}.utilization", "must be in [0, 1]")
+    return NodeState(
+        node_id=NodeId(m.node_id), trust=Trust(m.trust), memory_bytes=m.memory_bytes,
+        flops_per_s=m.flops_per_s, utilization=m.utilization, alive=m.alive,
+        layer_seconds=tuple(sorted(m.layer_seconds.items())),
+        trusted_by=tuple(NodeId(t) for t in m.trusted_by), address=m.address)
+
+
+def link_to_proto(link: LinkState) -> pb.LinkState:
+    return pb.LinkState(src=link.src, dst=link.dst, rtt_s=link.rtt_s,
+                        bandwidth_bps=link.bandwidth_bps)
+
+
+def link_from_proto(m: pb.LinkState, field: str = "link") -> LinkState:
+    if m.rtt_s < 0:
+        raise ConversionError(f"{field}.rtt_s", "negative")
+    if m.bandwidth_bps <= 0:
+        raise ConversionError(f"{field}.bandwidth_bps", "must be positive")
+    return LinkState(NodeId(m.src), NodeId(m.dst), m.rtt_s, m.bandwidth_bps)
+
+
+def cluster_to_proto(c: ClusterState) -> pb.ClusterState:
+    return pb.ClusterState(nodes=[node_to_proto(n) for n in c.nodes],
+                           links=[link_to_proto(link) for link in c.links])
+
+
+def cluster_from_proto(m: pb.ClusterState, field: str = "state") -> ClusterState:
+    nodes = tuple(node_from_proto(n, f"{field}.nodes[{i}]") for i, n in enumerate(m.nodes))
+    ids = {n.node_id for n in nodes}
+    if len(ids) != len(nodes):
+        raise ConversionError(f"{field}.nodes", "duplicate node_id")
+    links = []
+    for i, raw in enumerate(m.links):
+        link = link_from_proto(raw, f"{field}.links[{i}]")
+        for end in ("src", "dst"):
+            if getattr(link, end) not in ids:
+                raise ConversionError(f"{field}.links[{i}].{end}",
+                                      f"unknown node {getattr(link, end)!r}")
+        links.append(link)
+    return ClusterState(nodes, tuple(links))
+
+
+def workload_to_proto(w: Workload) -> pb.Workload:
+    return pb.Workload(
+        prompt_tokens=w.prompt_tokens, new_tokens=w.new_tokens,
+        requests_per_s=w.requests_per_s, privacy=int(w.privacy),
+        privacy_depth=w.privacy_depth, kv_budget_tokens=w.kv_budget_tokens,
+        concurrent_sessions=w.concurrent_sessions)
+
+
+def workload_from_proto(m: pb.Workload) -> Workload:
+    """Zero fields mean "default" so a client may send an empty Workload."""
+    d = Workload()
+    if m.requests_per_s < 0:
+        raise ConversionError("workload.requests_per_s", "negative")
+    return Workload(
+        prompt_tokens=m.prompt_tokens or d.prompt_tokens,
+        new_tokens=m.new_tokens or d.new_tokens,
+        requests_per_s=m.requests_per_s or d.requests_per_s,
+        privacy=Privacy(m.privacy), privacy_depth=m.privacy_depth or d.privacy_depth,
+        kv_budget_tokens=m.kv_budget_tokens or d.kv_budget_tokens,
+        concurrent_sessions=m.concurrent_sessions or d.concurrent_sessions)
+
+
+def weights_from_proto(m: pb.ObjectiveWeights) -> Weights:
+    if m.alpha == m.beta == m.gamma == 0:
+        return Weights()
+    if min(m.alpha, m.beta, m.gamma) < 0:
+        raise ConversionError("weights", "negative weight")
+    return Weights(m.alpha, m.beta, m.gamma)
+
+
+def weights_to_proto(w: Weights) -> pb.ObjectiveWeights:
+    return pb.ObjectiveWeights(alpha=w.alpha, beta=w.beta, gamma=w.gamma)
+
+
+def mode_from_proto(m: int) -> Mode:
+    return Mode.RESPLIT if m == pb.PLAN_MODE_RESPLIT else Mode.PLACEMENT
+
+
+def cost_to_proto(c: CostBreakdown) -> pb.CostBreakdown:
+    return pb.CostBreakdown(
+        total=c.total, latency_s=c.latency_s, ttft_s=c.ttft_s, bottleneck_s=c.bottleneck_s,
+        imbalance=c.imbalance, privacy_penalty=c.privacy_penalty, feasible=c.feasible,
+        reason=c.reason, node_utilization=dict(c.per_node_utilization))
+
+
+def cost_from_proto(m: pb.CostBreakdown) -> CostBreakdown:
+    return CostBreakdown(
+        total=m.total, latency_s=m.latency_s, ttft_s=m.ttft_s, bottleneck_s=m.bottleneck_s,
+        imbalance=m.imbalance, privacy_penalty=m.privacy_penalty, feasible=m.feasible,
+        reason=m.reason,
+        per_node_utilization=tuple(sorted((NodeId(k), v) for k, v in m.node_utilization.items())))

@@ -1,0 +1,83 @@
+"""The frame header and its canonical encoding (the AEAD's associated data).
+
+Canonical means one header has exactly one byte string and two different
+headers never share one: fixed field order, fixed-width big-endian integers,
+length-prefixed UTF-8 strings, a domain prefix. JSON would not do (key order,
+number formats, escapes all vary).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+from edgesplit.security.errors import FrameRejected
+
+__all__ = ["FrameHeader", "length_prefixed"]
+
+_MAX_STR: Final = 255  # ids and dtype names are short; bounds what a peer can make us hash
+_MAX_DIMS: Final = 8
+_U64: Final = 1 << 64
+_FRAME_DOMAIN: Final = b"edgesplit.v1.frame\0"
+
+
+def length_prefixed(s: str) -> bytes:
+    b = s.encode("utf-8")
+    return len(b).to_bytes(1, "big") + b  # length prefix: "ab"+"c" != "a"+"bc"
+
+
+@dataclass(frozen=True, slots=True)
+class FrameHeader:
+    """What a frame claims about itself; authenticated (not encrypted) with it."""
+
+    session_id: str
+    step: int
+    hop: int
+    epoch: int
+    src: str
+    dst: str
+    shape: tuple[int, ...]
+    dtype: str
+    chunk: int = 0
+    chunks: int = 1
+
+    def __post_init__(self) -> None:
+        # Rejected here, on construction, so a malformed header off the wire
+        # becomes bad_header rather than an encoding error deep in open().
+        for name in ("session_id", "src", "dst", "dtype"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value or len(value.encode("utf-8")) > _MAX_STR:
+                raise FrameRejected("bad_header", f"{name} must be 1..{_MAX_STR} UTF-8 bytes")
+        for name in ("step", "hop", "epoch", "chunk", "chunks"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 <= value < _U64:
+                raise FrameRejected("bad_header", f"{name} must be an unsigned 64-bit int")
+        if not self.chunk < self.chunks:
+            raise FrameRejected("bad_header", f"chunk {self.chunk} not below chunks {self.chunks}")
+        if len(self.shape) > _MAX_DIMS or not all(
+            isinstance(d, int) and 0 <= d < _U64 for d in self.shape
+        ):
+            raise FrameRejected("bad_header", f"shape must be <= {_MAX_DIMS} unsigned dims")
+
+    def encode(self) -> bytes:
+        """Canonical bytes: fixed field order, fixed-width ints, length-prefixed strings."""
+        return b"".join(
+            (
+                _FRAME_DOMAIN,
+                length_prefixed(self.session_id),
+                length_prefixed(self.src),
+                length_prefixed(self.dst),
+                length_prefixed(self.dtype),
+                struct.pack(
+                    f">5QB{len(self.shape)}Q",
+                    self.step,
+                    self.hop,
+                    self.epoch,
+                    self.chunk,
+                    self.chunks,
+                    len(self.shape),
+                    *self.shape,
+                ),
+            )
+        )

@@ -28,6 +28,11 @@ _CODES: dict[str, grpc.StatusCode] = {
     "SessionNotFound": grpc.StatusCode.NOT_FOUND,
     "BadFrameShape": grpc.StatusCode.INVALID_ARGUMENT,
     "PositionMismatch": grpc.StatusCode.INVALID_ARGUMENT,
+    "BadFrame": grpc.StatusCode.INVALID_ARGUMENT,  # also BadFrameShape/Dtype, BadTokens
+    "ContextTooLong": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "NotServed": grpc.StatusCode.FAILED_PRECONDITION,
+    "UnsupportedModel": grpc.StatusCode.INVALID_ARGUMENT,
+    "ModelFileError": grpc.StatusCode.FAILED_PRECONDITION,
     # edgesplit.rpc.convert and request validation
     "ConversionError": grpc.StatusCode.INVALID_ARGUMENT,
     "InvalidRequest": grpc.StatusCode.INVALID_ARGUMENT,

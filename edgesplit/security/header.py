@@ -41,6 +41,10 @@ class FrameHeader:
     dtype: str
     chunk: int = 0
     chunks: int = 1
+    # Route id (its entry node) and first token position: bound too, so a
+    # frame cannot be moved to another route or shifted in the KV cache.
+    entry: str = ""
+    start_pos: int = 0
 
     def __post_init__(self) -> None:
         # Rejected here, on construction, so a malformed header off the wire
@@ -49,7 +53,9 @@ class FrameHeader:
             value = getattr(self, name)
             if not isinstance(value, str) or not value or len(value.encode("utf-8")) > _MAX_STR:
                 raise FrameRejected("bad_header", f"{name} must be 1..{_MAX_STR} UTF-8 bytes")
-        for name in ("step", "hop", "epoch", "chunk", "chunks"):
+        if not isinstance(self.entry, str) or len(self.entry.encode("utf-8")) > _MAX_STR:
+            raise FrameRejected("bad_header", f"entry must be <= {_MAX_STR} UTF-8 bytes")
+        for name in ("step", "hop", "epoch", "chunk", "chunks", "start_pos"):
             value = getattr(self, name)
             if not isinstance(value, int) or not 0 <= value < _U64:
                 raise FrameRejected("bad_header", f"{name} must be an unsigned 64-bit int")
@@ -69,13 +75,15 @@ class FrameHeader:
                 length_prefixed(self.src),
                 length_prefixed(self.dst),
                 length_prefixed(self.dtype),
+                length_prefixed(self.entry),
                 struct.pack(
-                    f">5QB{len(self.shape)}Q",
+                    f">6QB{len(self.shape)}Q",
                     self.step,
                     self.hop,
                     self.epoch,
                     self.chunk,
                     self.chunks,
+                    self.start_pos,
                     len(self.shape),
                     *self.shape,
                 ),

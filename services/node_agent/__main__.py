@@ -1,29 +1,96 @@
-"""``python -m services.node_agent --listen HOST:PORT``"""
+"""``python -m services.node_agent --node-id ID --listen HOST:PORT --shard-dir DIR
+--control-public-key PEM``"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
+from edgesplit.core.types import Segment
 from edgesplit.rpc.config import load_config
-from edgesplit.rpc.server import Registration, run_service
-from edgesplit.v1 import node_agent_pb2_grpc
-from edgesplit.v1 import inference_pb2_grpc
+from edgesplit.rpc.server import Registration, RunningServer, run_service
+from edgesplit.security.keys import ensure_dev_keys, load_signing_public_key
+from edgesplit.security.signing import trusted_keys
+from edgesplit.v1 import inference_pb2_grpc, node_agent_pb2_grpc
 from services.node_agent.config import NodeAgentConfig
+from services.node_agent.dataplane import DataPlane
+from services.node_agent.emulation import Emulator
+from services.node_agent.epochs import EpochBook
+from services.node_agent.inference import InferenceServicer
+from services.node_agent.servicer import (
+    NodeAgentServicer,
+    TestbedAdminServicer,
+    housekeeping,
+)
 
 
-def registrations(config: NodeAgentConfig) -> list[Registration]:
-    # Methods not built yet answer the generated servicer's UNIMPLEMENTED.
-    return [
-        Registration(node_agent_pb2_grpc.add_NodeAgentServicer_to_server, node_agent_pb2_grpc.NodeAgentServicer(), "edgesplit.v1.NodeAgent"),
-        Registration(inference_pb2_grpc.add_InferenceServicer_to_server, inference_pb2_grpc.InferenceServicer(), "edgesplit.v1.Inference"),
+def torch_runner_factory(config: NodeAgentConfig) -> Any:
+    """Runners load only their own shards, checking the assignment's digests."""
+
+    def make(seg: Segment, digests: Mapping[str, str]) -> Any:
+        from edgesplit.model.runner import TorchSegmentRunner
+        from edgesplit.model.shard import ShardDir
+
+        if not config.shard_dir:
+            raise FileNotFoundError("no --shard-dir configured")
+        source = ShardDir(config.shard_dir, digests)
+        return TorchSegmentRunner(source, seg.start, seg.end, seg.has_embed, seg.has_head,
+                                  device=config.device, dtype=config.dtype or None)
+
+    return make
+
+
+def build(config: NodeAgentConfig, make_runner: Any = None) -> tuple[list[Registration], Any]:
+    state = Path(config.state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    keys = ensure_dev_keys(state, config.node_id)  # this node's X25519 key, kept across restarts
+    signers = trusted_keys(*(load_signing_public_key(p)
+                             for p in config.control_public_key.split(",") if p))
+    book = EpochBook(config.node_id, signers, keys.agreement,
+                     make_runner or torch_runner_factory(config), config.retained_epochs)
+    emulator = Emulator()
+    dp = DataPlane(config.node_id, book, emulator, config.rpc_timeout_s,
+                   config.frame_chunk_bytes, config.max_message_bytes, config.torch_threads)
+    regs = [
+        Registration(node_agent_pb2_grpc.add_NodeAgentServicer_to_server,
+                     NodeAgentServicer(config, dp, keys.agreement), "edgesplit.v1.NodeAgent"),
+        Registration(inference_pb2_grpc.add_InferenceServicer_to_server,
+                     InferenceServicer(config, dp), "edgesplit.v1.Inference"),
     ]
+    if config.testbed_admin:
+        regs.append(Registration(node_agent_pb2_grpc.add_TestbedAdminServicer_to_server,
+                                 TestbedAdminServicer(emulator), "edgesplit.v1.TestbedAdmin"))
+    return regs, dp
+
+
+def _preload() -> None:
+    import edgesplit.model.runner  # noqa: F401
+
+
+async def serve(config: NodeAgentConfig) -> None:
+    regs, dp = build(config)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def on_ready(_: RunningServer) -> None:
+        tasks.append(asyncio.create_task(housekeeping(dp, config.session_idle_timeout_s)))
+        # Import torch/transformers now, in the background, so the first
+        # Prepare (and so the first rollout) does not pay for it.
+        asyncio.get_running_loop().run_in_executor(None, _preload)
+
+    async def on_stop() -> None:
+        for t in tasks:
+            t.cancel()
+        await dp.close()
+
+    await run_service(config, regs, on_ready=on_ready, on_stop=on_stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = load_config(NodeAgentConfig, argv, prog="python -m services.node_agent")
-    asyncio.run(run_service(config, registrations(config)))
+    asyncio.run(serve(config))
     return 0
 
 

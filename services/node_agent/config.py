@@ -1,12 +1,31 @@
-"""Typed configuration of the node_agent service."""
+"""Typed configuration of a node agent."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgesplit.rpc.config import ServiceConfig
+from edgesplit.rpc.config import ServiceConfig, opt
 
 
 @dataclass(frozen=True)
 class NodeAgentConfig(ServiceConfig):
     """Node agent: runs assigned model segments and forwards encrypted frames."""
+
+    node_id: str = opt("node-0", "this node's id (assignments for other ids are refused)")
+    state_dir: str = opt("var/node", "keys and cached shards live here")
+    shard_dir: str = opt("", "directory of model shards (`edgesplit model shard` output)")
+    control_public_key: str = opt("", "PEM Ed25519 public key(s) of the control plane, "
+                                      "comma-separated; assignments must be signed by one")
+    device: str = opt("cpu", "torch device for segments: cpu, cuda, cuda:N")
+    dtype: str = opt("", "compute dtype (default: the model's; float32 on cpu)")
+    torch_threads: int = opt(0, "torch intra-op threads (0: torch's default)")
+    session_idle_timeout_s: float = opt(300.0, "drop a session's KV cache after this idle time")
+    step_timeout_s: float = opt(30.0, "entry: give up on a ring step after this long")
+    max_sessions: int = opt(64, "entry: concurrent Generate calls before RESOURCE_EXHAUSTED")
+    max_new_tokens: int = opt(4096, "upper bound a request may ask for")
+    frame_chunk_bytes: int = opt(4 * 1024 * 1024, "split frames larger than this into chunks")
+    retained_epochs: int = opt(2, "older committed epochs kept so their sessions drain")
+    testbed_admin: bool = opt(False, "serve TestbedAdmin (emulated compute/link conditions)")
+    monitor: str = opt("", "monitor address host:port to push reports to (empty: off)")
+    broadcaster: str = opt("", "broadcaster address host:port to fetch shards from")
+    report_interval_s: float = opt(1.0, "seconds between reports to the monitor")

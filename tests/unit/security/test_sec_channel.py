@@ -97,6 +97,8 @@ AAD_CHANGES: list[dict[str, Any]] = [
     {"dtype": "bfloat16"},
     {"chunks": 2},
     {"chunk": 1, "chunks": 2},
+    {"entry": "node-z"},
+    {"start_pos": 9},
 ]
 
 

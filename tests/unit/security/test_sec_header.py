@@ -37,8 +37,9 @@ def test_malformed_headers_are_bad_header(changes: dict[str, Any]) -> None:
 _text = st.text(min_size=1, max_size=12)
 _u64 = st.integers(min_value=0, max_value=(1 << 64) - 1)
 headers = st.builds(
-    lambda sess, step, hop, epoch, src, dst, shape, dtype, chunks, extra: FrameHeader(
-        sess, step, hop, epoch, src, dst, tuple(shape), dtype, chunks - 1, chunks + extra
+    lambda sess, step, hop, epoch, src, dst, shape, dtype, chunks, extra, entry, pos: FrameHeader(
+        sess, step, hop, epoch, src, dst, tuple(shape), dtype, chunks - 1, chunks + extra,
+        entry, pos
     ),
     _text,
     _u64,
@@ -50,6 +51,8 @@ headers = st.builds(
     _text,
     st.integers(min_value=1, max_value=100),
     st.integers(min_value=0, max_value=3),
+    st.text(max_size=12),
+    _u64,
 )
 
 

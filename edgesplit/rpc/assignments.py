@@ -1,0 +1,122 @@
+"""Plan -> per-node signed assignments (used by the broadcaster and the test bed).
+
+A node's assignment names each segment it runs (per route), its place in the
+ring (previous and next node), the shards it needs with their digests, and
+the peers it talks to with their X25519 keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edgesplit.core.types import NodeId, Plan, Route, Segment
+from edgesplit.rpc.convert import plan_to_proto, segment_to_proto
+from edgesplit.rpc.errors import InvalidRequest
+from edgesplit.security.signing import sign_envelope
+from edgesplit.v1 import node_agent_pb2 as na
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """How to reach a node and derive frame keys with it."""
+
+    node_id: str
+    address: str
+    x25519_public: bytes
+
+
+@dataclass(frozen=True)
+class ShardEntry:
+    """One shard of the model as a node must verify it."""
+
+    name: str
+    sha256: str
+    size_bytes: int
+
+
+def segment_parts(seg: Segment) -> list[str]:
+    parts = ["embed"] if seg.has_embed else []
+    parts += [f"layer.{i}" for i in range(seg.start, seg.end)]
+    return [*parts, "head"] if seg.has_head else parts
+
+
+def validate_route(route: Route, num_layers: int) -> None:
+    """A route the data plane can run: contiguous layers 0..L once each,
+    embed first and head on the entry (raw tokens and logits stay there)."""
+    if not route.segments or route.segments[0].node != route.entry:
+        raise InvalidRequest(f"route {route.entry}: first segment must run on the entry")
+    if not route.segments[0].has_embed:
+        raise InvalidRequest(f"route {route.entry}: embed must be on the first segment")
+    heads = [s for s in route.segments if s.has_head]
+    if len(heads) != 1 or heads[0].node != route.entry:
+        raise InvalidRequest(f"route {route.entry}: exactly one head, on the entry node")
+    expected = 0
+    for seg in route.segments:
+        if seg.start != expected:
+            raise InvalidRequest(f"route {route.entry}: segment starts at {seg.start}, "
+                                 f"expected {expected}")
+        expected = seg.end
+    if expected != num_layers:
+        raise InvalidRequest(f"route {route.entry}: covers {expected} of {num_layers} layers")
+
+
+def build_assignments(plan: Plan, shards: Mapping[str, ShardEntry],
+                      peers: Mapping[str, PeerInfo], num_layers: int, expires_at_ms: int,
+                      wire_dtype: str = "float32", trusted_nodes: Sequence[str] = (),
+                      privacy_depth: int = 1) -> dict[str, na.Assignment]:
+    """One unsigned Assignment per node the plan uses."""
+    plan_pb = plan_to_proto(plan)
+    out: dict[str, na.Assignment] = {}
+    for route in plan.routes:
+        validate_route(route, num_layers)
+    for node in sorted(plan.nodes):
+        if node not in peers:
+            raise InvalidRequest(f"no address/key known for node {node!r}")
+        a = na.Assignment(node_id=node, epoch=plan.epoch, expires_at_ms=expires_at_ms,
+                          model_digest=plan.model_digest, plan=plan_pb, wire_dtype=wire_dtype,
+                          trusted_nodes=list(trusted_nodes), privacy_depth=privacy_depth)
+        parts: set[str] = set()
+        talks_to: set[NodeId] = set()
+        for route in plan.routes:
+            segs = route.segments
+            for hop, seg in enumerate(segs):
+                if seg.node != node:
+                    continue
+                prev_node = segs[hop - 1].node if hop > 0 else NodeId("")
+                next_node = segs[hop + 1].node if hop + 1 < len(segs) else route.entry
+                a.segments.append(na.RouteSegment(
+                    entry=route.entry, segment=segment_to_proto(seg), hop=hop,
+                    prev_node=prev_node, next_node=next_node))
+                parts.update(segment_parts(seg))
+                talks_to.update(n for n in (prev_node, next_node) if n and n != node)
+            if node == route.entry:
+                talks_to.add(segs[-1].node)  # the ring returns here
+                talks_to.discard(node)
+        for name in sorted(parts, key=_part_order):
+            if name not in shards:
+                raise InvalidRequest(f"shard {name!r} not in the manifest")
+            s = shards[name]
+            a.shards.append(na.ShardRef(name=s.name, sha256=s.sha256, size_bytes=s.size_bytes))
+        for peer in sorted(talks_to):
+            info = peers[peer]
+            a.peers.append(na.Peer(node_id=peer, address=info.address,
+                                   x25519_public=info.x25519_public))
+        out[node] = a
+    return out
+
+
+def _part_order(name: str) -> tuple[int, int]:
+    if name == "embed":
+        return (0, 0)
+    if name == "head":
+        return (2, 0)
+    return (1, int(name.split(".", 1)[1]))
+
+
+def sign_assignment(assignment: na.Assignment, key: Ed25519PrivateKey) -> na.SignedEnvelope:
+    payload = assignment.SerializeToString(deterministic=True)
+    signature, key_id = sign_envelope(payload, key)
+    return na.SignedEnvelope(payload=payload, signature=signature, key_id=key_id)

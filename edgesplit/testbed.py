@@ -1,0 +1,240 @@
+"""A local test bed: node agents as processes on 127.0.0.1, a locally generated
+model, a static plan signed with a development key, emulated conditions.
+
+Used by ``edgesplit testbed``, the benchmarks, the demo and the e2e tests.
+State (ready files, logs, keys, ``testbed.json``) lives under one directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from edgesplit.core.types import Epoch, NodeId, Plan, Route, Segment
+from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
+from edgesplit.rpc.client import sync_channel
+from edgesplit.security.keys import ensure_dev_keys
+from edgesplit.v1 import node_agent_pb2 as na
+from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DIR = Path("var/testbed")
+
+
+def ensure_model(model_dir: Path, shard_dir: Path, *, family: str = "qwen3", layers: int = 6,
+                 hidden: int = 128, heads: int = 4, kv_heads: int = 2, seed: int = 0) -> Path:
+    """Generate (once) a seeded random model and its shards; returns the shard dir."""
+    from edgesplit.model.shard import MANIFEST, shard_model
+    from edgesplit.model.tiny import write_tiny_model
+
+    if not (model_dir / "config.json").exists():
+        write_tiny_model(model_dir, family=family, layers=layers, hidden=hidden, heads=heads,
+                         kv_heads=kv_heads, seed=seed)
+    if not (shard_dir / MANIFEST).exists():
+        shard_model(model_dir, shard_dir)
+    return shard_dir
+
+
+def even_plan(nodes: Sequence[str], num_layers: int, digest: str, epoch: int = 1) -> Plan:
+    """Layers split as evenly as possible in node order; the first node is the
+    entry and holds embed and head."""
+    n = len(nodes)
+    bounds = [round(i * num_layers / n) for i in range(n + 1)]
+    segs = tuple(Segment(NodeId(node), bounds[i], bounds[i + 1], has_embed=i == 0,
+                         has_head=i == 0) for i, node in enumerate(nodes))
+    return Plan(Epoch(epoch), digest, (Route(NodeId(nodes[0]), segs),))
+
+
+def plan_from_cuts(nodes: Sequence[str], cuts: Sequence[int], num_layers: int, digest: str,
+                   epoch: int) -> Plan:
+    bounds = [0, *cuts, num_layers]
+    segs = tuple(Segment(NodeId(node), bounds[i], bounds[i + 1], has_embed=i == 0,
+                         has_head=i == 0) for i, node in enumerate(nodes))
+    return Plan(Epoch(epoch), digest, (Route(NodeId(nodes[0]), segs),))
+
+
+@dataclass
+class NodeProc:
+    node_id: str
+    address: str
+    pid: int
+    log: str
+    x25519_public: str = ""  # hex
+
+
+@dataclass
+class Testbed:
+    """Handle on a running test bed (also (de)serialised as ``testbed.json``)."""
+
+    base: str
+    shard_dir: str
+    nodes: list[NodeProc] = field(default_factory=list)
+    epoch: int = 0
+    control_key: str = ""
+
+    # ---- lifecycle -------------------------------------------------------------
+    @classmethod
+    def up(cls, n: int, shard_dir: Path, base: Path = DEFAULT_DIR, *,
+           extra_args: Sequence[str] = (), env: dict[str, str] | None = None,
+           timeout_s: float = 120.0, admin: bool = True) -> Testbed:
+        base.mkdir(parents=True, exist_ok=True)
+        keys = ensure_dev_keys(base / "keys", "control")
+        control_pub = base / "keys" / "control.ed25519.pub.pem"
+        bed = cls(str(base), str(shard_dir), control_key=str(base / "keys"))
+        procs = []
+        for i in range(n):
+            node_id = f"node-{i}"
+            ready = base / f"{node_id}.ready"
+            ready.unlink(missing_ok=True)
+            log = base / f"{node_id}.log"
+            cmd = [sys.executable, "-m", "services.node_agent", "--node-id", node_id,
+                   "--listen", "127.0.0.1:0", "--ready-file", str(ready),
+                   "--state-dir", str(base / node_id), "--shard-dir", str(shard_dir),
+                   "--control-public-key", str(control_pub),
+                   *(["--testbed-admin", "true"] if admin else []), *extra_args]
+            full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **_quiet_threads(n),
+                        **(env or {})}
+            with log.open("ab") as fh:
+                proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+                                        env=full_env, start_new_session=True)
+            procs.append((node_id, proc, ready, log))
+        deadline = time.monotonic() + timeout_s
+        for node_id, proc, ready, log in procs:
+            while not ready.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    for _, p, _, _ in procs:
+                        p.kill()
+                    raise RuntimeError(f"{node_id} did not start; see {log}:\n"
+                                       f"{log.read_text()[-3000:]}")
+                time.sleep(0.05)
+            bed.nodes.append(NodeProc(node_id, ready.read_text(), proc.pid, str(log)))
+        for node in bed.nodes:
+            info = bed.info(node.node_id)
+            node.x25519_public = info.x25519_public.hex()
+        del keys
+        bed.save()
+        return bed
+
+    def down(self, timeout_s: float = 10.0) -> None:
+        for node in self.nodes:
+            _terminate(node.pid, timeout_s)
+        Path(self.base, "testbed.json").unlink(missing_ok=True)
+
+    def save(self) -> None:
+        Path(self.base, "testbed.json").write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, base: Path = DEFAULT_DIR) -> Testbed:
+        path = base / "testbed.json"
+        if not path.exists():
+            raise FileNotFoundError(f"no test bed at {base} (run `edgesplit testbed up`)")
+        raw = json.loads(path.read_text())
+        raw["nodes"] = [NodeProc(**n) for n in raw["nodes"]]
+        return cls(**raw)
+
+    # ---- talking to nodes ---------------------------------------------------------
+    def node(self, node_id: str) -> NodeProc:
+        for n in self.nodes:
+            if n.node_id == node_id:
+                return n
+        raise KeyError(node_id)
+
+    def stub(self, node_id: str) -> na_grpc.NodeAgentStub:
+        return na_grpc.NodeAgentStub(sync_channel(self.node(node_id).address))
+
+    def info(self, node_id: str) -> na.NodeInfo:
+        with sync_channel(self.node(node_id).address) as ch:
+            return na_grpc.NodeAgentStub(ch).GetInfo(na.InfoRequest(), timeout=10)
+
+    def set_conditions(self, node_id: str, replace: bool = False, **fields: Any) -> na.Conditions:
+        with sync_channel(self.node(node_id).address) as ch:
+            req = na.SetConditionsRequest(conditions=na.Conditions(**fields), replace=replace)
+            return na_grpc.TestbedAdminStub(ch).SetConditions(req, timeout=10)
+
+    def manifest(self) -> Any:
+        from edgesplit.model.shard import Manifest
+
+        return Manifest.load(self.shard_dir)
+
+    def signed_assignments(self, plan: Plan, ttl_s: float = 3600.0, wire_dtype: str = "float32",
+                           trusted: Sequence[str] = ()) -> dict[str, na.SignedEnvelope]:
+        manifest = self.manifest()
+        keys = ensure_dev_keys(Path(self.control_key), "control")
+        shards = {s.name: ShardEntry(s.name, s.sha256, s.bytes) for s in manifest.shards}
+        peers = {n.node_id: PeerInfo(n.node_id, n.address, bytes.fromhex(n.x25519_public))
+                 for n in self.nodes}
+        expires = int((time.time() + ttl_s) * 1000)
+        unsigned = build_assignments(plan, shards, peers, manifest.num_layers, expires,
+                                     wire_dtype, trusted or [n.node_id for n in self.nodes])
+        return {node: sign_assignment(a, keys.signing) for node, a in unsigned.items()}
+
+    def apply(self, plan: Plan, wire_dtype: str = "float32") -> None:
+        """Prepare everywhere, then commit everywhere (the test bed's own
+        static rollout; the broadcaster does this with abort handling)."""
+        envelopes = self.signed_assignments(plan, wire_dtype=wire_dtype)
+        for node, env in envelopes.items():
+            with sync_channel(self.node(node).address) as ch:
+                na_grpc.NodeAgentStub(ch).Prepare(na.PrepareRequest(assignment=env), timeout=120)
+        for node in envelopes:
+            with sync_channel(self.node(node).address) as ch:
+                na_grpc.NodeAgentStub(ch).Commit(na.CommitRequest(epoch=plan.epoch), timeout=30)
+        self.epoch = plan.epoch
+        self.save()
+
+    def even_plan(self, epoch: int | None = None) -> Plan:
+        m = self.manifest()
+        return even_plan([n.node_id for n in self.nodes], m.num_layers, m.model_digest,
+                         epoch if epoch is not None else self.epoch + 1)
+
+
+def _quiet_threads(n_nodes: int) -> dict[str, str]:
+    """Idle torch workers must not spin while another node computes: on a
+    small machine that would steal the active node's cores."""
+    return {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def _terminate(pid: int, timeout_s: float) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                return
+        except ChildProcessError:
+            pass  # not our child (a later CLI call): poll with kill(0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def generate(address: str, prompt: str = "", token_ids: Sequence[int] = (),
+             max_new_tokens: int = 16, timeout_s: float = 120.0, **kw: Any) -> list[Any]:
+    """Call Inference.Generate and collect the streamed replies."""
+    from edgesplit.v1 import inference_pb2, inference_pb2_grpc
+
+    req = inference_pb2.GenerateRequest(prompt=prompt, token_ids=list(token_ids),
+                                        max_new_tokens=max_new_tokens, **kw)
+    with sync_channel(address) as ch:
+        try:
+            return list(inference_pb2_grpc.InferenceStub(ch).Generate(req, timeout=timeout_s))
+        except grpc.RpcError:
+            raise

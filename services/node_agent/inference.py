@@ -1,0 +1,197 @@
+"""``Inference.Generate`` on an entry node.
+
+Tokenizer, embedding, head and sampling run here only; the ring carries hidden
+states. The entry keeps each request's token history, so when a step fails or
+the session's epoch is gone it replays the history on the current route (new
+hops rebuild their KV caches) and the client's stream just continues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from edgesplit.core.types import Route
+from edgesplit.model.base import SamplingParams, WireTensor
+from edgesplit.rpc.errors import InvalidRequest, Precondition, TooLarge, Unavailable, maps_errors
+from edgesplit.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+from edgesplit.v1 import node_agent_pb2 as na
+from services.node_agent import metrics as m
+from services.node_agent.config import NodeAgentConfig
+from services.node_agent.dataplane import DataPlane, StepFailed
+from services.node_agent.epochs import EpochState
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 4  # replays of one request before it fails UNAVAILABLE
+
+
+def privacy_ok(es: EpochState, route: Route) -> bool:
+    """Sensitive parts (embed, head, the first privacy_depth layers) only on
+    the entry or nodes this plan marks trusted."""
+    depth = es.assignment.privacy_depth
+    for seg in route.segments:
+        sensitive = seg.has_embed or seg.has_head or seg.start < depth
+        if sensitive and seg.node != route.entry and seg.node not in es.trusted:
+            return False
+    return True
+
+
+class InferenceServicer(inference_pb2_grpc.InferenceServicer):
+    def __init__(self, config: NodeAgentConfig, dataplane: DataPlane) -> None:
+        self.config = config
+        self.dp = dataplane
+        self._tokenizer: Any = None
+        self._slots = asyncio.Semaphore(config.max_sessions)
+
+    async def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            loop = asyncio.get_running_loop()
+            self._tokenizer = await loop.run_in_executor(
+                None, lambda: AutoTokenizer.from_pretrained(self.config.shard_dir))
+        return self._tokenizer
+
+    def _route(self, privacy: int, epoch: int | None = None) -> tuple[EpochState, Route]:
+        es = self.dp.book.get(epoch) if epoch is not None else self.dp.book.committed
+        if es is None:
+            raise Unavailable("no committed epoch yet on this entry node")
+        route = es.routes.get(self.config.node_id)
+        if route is None:
+            raise Precondition(f"{self.config.node_id} is not an entry node in epoch {es.epoch}")
+        if privacy == common_pb2.PRIVACY_HIGH and not privacy_ok(es, route):
+            raise Precondition("privacy=high: the route puts sensitive layers on nodes "
+                               "this entry does not trust")
+        return es, route
+
+    async def _prompt_ids(self, request: inference_pb2.GenerateRequest) -> list[int]:
+        if bool(request.prompt) == bool(request.token_ids):
+            raise InvalidRequest("give exactly one of prompt or token_ids")
+        if request.token_ids:
+            return list(request.token_ids)
+        tok = await self.tokenizer()
+        ids: list[int] = tok.encode(request.prompt)
+        if not ids:
+            raise InvalidRequest("prompt tokenizes to nothing")
+        return ids
+
+    @maps_errors
+    async def Generate(self, request: inference_pb2.GenerateRequest,
+                       context: Any) -> AsyncIterator[inference_pb2.GenerateResponse]:
+        max_new = request.max_new_tokens or 16
+        if max_new > self.config.max_new_tokens:
+            raise InvalidRequest(f"max_new_tokens {max_new} > {self.config.max_new_tokens}")
+        s = request.sampling
+        try:
+            params = SamplingParams(s.temperature, s.top_p or 1.0, s.seed)
+        except ValueError as exc:
+            raise InvalidRequest(f"sampling: {exc}") from exc
+        self._route(request.privacy)  # fail fast, before tokenizing
+        if self._slots.locked():
+            raise TooLarge(f"entry is serving {self.config.max_sessions} sessions already")
+        async with self._slots:
+            outcome = "failed"
+            try:
+                async for reply in self._generate(request, params, max_new):
+                    yield reply
+                outcome = "ok"
+            finally:
+                m.REQUESTS.labels(outcome).inc()
+
+    async def _generate(self, request: inference_pb2.GenerateRequest, params: SamplingParams,
+                        max_new: int) -> AsyncIterator[inference_pb2.GenerateResponse]:
+        rid = request.request_id or uuid.uuid4().hex[:16]
+        history = await self._prompt_ids(request)
+        tok = await self.tokenizer()
+        es, route = self._route(request.privacy)
+        head = self.dp.head_runner(es, route)
+        if any(t < 0 or t >= head.vocab_size for t in history):
+            raise InvalidRequest(f"token ids must be in [0, {head.vocab_size})")
+        if len(history) + max_new > head.max_length:
+            raise InvalidRequest(f"prompt {len(history)} + {max_new} new tokens exceed the "
+                                 f"context of {head.max_length}")
+        stops = set(request.stop_token_ids)
+        eos = {tok.eos_token_id} if tok.eos_token_id is not None else set()
+        sampler = head.new_sampler(SamplingParams(params.temperature, params.top_p,
+                                                  params.seed, tuple(stops | eos)))
+        prompt_len, text = len(history), ""
+        attempt, cached, ring_step = 0, 0, 0
+        session = f"{rid}.{attempt}"
+        started = time.perf_counter()
+        try:
+            while len(history) - prompt_len < max_new:
+                if self.dp.book.get(es.epoch) is None:
+                    # The session's epoch was retired: replay on the newest route.
+                    self._end_everywhere(es, route, session)
+                    es, route = self._route(request.privacy)
+                    head = self.dp.head_runner(es, route)
+                    attempt += 1
+                    session, cached, ring_step = f"{rid}.{attempt}", 0, 0
+                    m.REPLAYS.inc()
+                step_start = time.perf_counter()
+                try:
+                    out = await self.dp.ring_step(es, route, session, ring_step,
+                                                  history[cached:], cached,
+                                                  self.config.step_timeout_s)
+                except StepFailed as exc:
+                    attempt += 1
+                    if attempt >= MAX_ATTEMPTS:
+                        raise Unavailable(f"step failed {attempt} times: {exc}") from exc
+                    log.warning("request %s: %s; replaying", rid, exc)
+                    await self._wait_for_new_epoch(es.epoch)
+                    self._end_everywhere(es, route, session)
+                    es, route = self._route(request.privacy)
+                    head = self.dp.head_runner(es, route)
+                    session, cached, ring_step = f"{rid}.{attempt}", 0, 0
+                    m.REPLAYS.inc()
+                    continue
+                cached, ring_step = len(history), ring_step + 1
+                token = await self.dp.compute(lambda h=head, o=out: sampler.choose(
+                    h.head(h.decode_hidden(o) if isinstance(o, WireTensor) else o)))
+                history.append(token)
+                elapsed = time.perf_counter() - (started if len(history) - prompt_len == 1
+                                                 else step_start)
+                (m.TTFT if len(history) - prompt_len == 1 else m.STEP).observe(elapsed)
+                m.TOKENS.inc()
+                new_text = tok.decode(history[prompt_len:], skip_special_tokens=True)
+                delta = "" if new_text.endswith("\ufffd") else new_text[len(text):]
+                text = text if new_text.endswith("\ufffd") else new_text
+                finish = ("eos" if token in eos else "stop" if token in stops else
+                          "length" if len(history) - prompt_len >= max_new else "")
+                yield inference_pb2.GenerateResponse(
+                    token_id=token, text=delta, index=len(history) - prompt_len - 1,
+                    finish_reason=finish, epoch=es.epoch, step_latency_s=elapsed,
+                    request_id=rid)
+                if finish:
+                    break
+        finally:
+            self._end_everywhere(es, route, session)
+
+    async def _wait_for_new_epoch(self, failed_epoch: int) -> None:
+        """After a failure give the control plane a moment to fail over."""
+        deadline = time.monotonic() + self.config.step_timeout_s
+        while time.monotonic() < deadline:
+            committed = self.dp.book.committed
+            if committed is not None and committed.epoch != failed_epoch:
+                return
+            await asyncio.sleep(0.05)
+
+    def _end_everywhere(self, es: EpochState, route: Route, session: str) -> None:
+        for runner in {id(r): r for r in es.runners.values()}.values():
+            runner.end_session(session)
+        for node in {seg.node for seg in route.segments} - {self.config.node_id}:
+            link = es.peers.get(node)
+            if link is not None:
+                self.dp.spawn(self._end_remote(link.address, session, es.epoch))
+
+    async def _end_remote(self, address: str, session: str, epoch: int) -> None:
+        try:
+            await self.dp.stub(address).EndSession(
+                na.EndSessionRequest(session_id=session, epoch=epoch),
+                timeout=self.config.rpc_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - idle eviction frees it anyway
+            log.debug("EndSession on %s failed: %s", address, exc)

@@ -1,0 +1,33 @@
+"""Prometheus metrics of the data plane (base units, bounded labels)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Buckets from a few ms (a fast GPU decode step) to tens of seconds (a long
+# prefill on an edge CPU).
+LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6,
+                   0.8, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0)
+
+TTFT = Histogram("edgesplit_time_to_first_token_seconds",
+                 "Entry node: time from request to the first generated token",
+                 buckets=LATENCY_BUCKETS)
+STEP = Histogram("edgesplit_decode_step_seconds",
+                 "Entry node: one decode step around the ring", buckets=LATENCY_BUCKETS)
+TOKENS = Counter("edgesplit_tokens_generated_total", "Entry node: tokens generated")
+REQUESTS = Counter("edgesplit_requests_total", "Entry node: Generate calls by outcome",
+                   ["outcome"])
+FRAMES_SENT = Counter("edgesplit_frames_sent_total", "Frames (chunks) sent, by peer", ["peer"])
+BYTES_SENT = Counter("edgesplit_frame_bytes_sent_total", "Frame bytes sent, by peer", ["peer"])
+FRAMES_RECEIVED = Counter("edgesplit_frames_received_total", "Frames accepted, by peer",
+                          ["peer"])
+FRAMES_REJECTED = Counter("edgesplit_frames_rejected_total", "Frames refused, by reason",
+                          ["reason"])
+KV_BYTES = Gauge("edgesplit_kv_cache_bytes", "Bytes held in KV caches on this node")
+SESSIONS = Gauge("edgesplit_sessions", "Live sessions on this node")
+EPOCH = Gauge("edgesplit_committed_epoch", "Epoch this node serves")
+REPLAYS = Counter("edgesplit_session_replays_total",
+                  "Entry node: sessions replayed on a new route after a failure")
+COMPUTE = Histogram("edgesplit_segment_compute_seconds",
+                    "Time to run this node's layers for one frame",
+                    ["phase"], buckets=LATENCY_BUCKETS)

@@ -1,0 +1,141 @@
+"""``edgesplit bench pipeline``: monolithic ``generate`` vs a split across node
+agents on 127.0.0.1, measured side by side in one process tree.
+
+Runs alternate (monolithic, split, monolithic, split, ...) so that machine
+noise hits both; the figure is the ratio of medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hidden", type=int, default=1024)
+    p.add_argument("--layers", type=int, default=16)
+    p.add_argument("--family", default="qwen3")
+    p.add_argument("--nodes", type=int, default=3, help="hops of the split")
+    p.add_argument("--prompt-tokens", type=int, default=64)
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--wire-dtype", default="float32")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
+    p.add_argument("--dir", default="var/bench", help="where the generated model is cached")
+
+
+def _log(msg: str) -> None:
+    print(f"[bench pipeline] {msg}", file=sys.stderr, flush=True)
+
+
+def _monolithic(model: Any, ids: list[int], new: int, device: str) -> tuple[float, list[int]]:
+    import torch
+
+    x = torch.tensor([ids], device=device)
+    mask = torch.ones_like(x)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(x, attention_mask=mask, max_new_tokens=new, min_new_tokens=new,
+                             do_sample=False, pad_token_id=0)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, out[0, len(ids):].tolist()
+
+
+def _split(address: str, ids: list[int], new: int) -> tuple[float, list[int], list[float]]:
+    from edgesplit.testbed import generate
+
+    start = time.perf_counter()
+    replies = generate(address, token_ids=ids, max_new_tokens=new, timeout_s=600)
+    elapsed = time.perf_counter() - start
+    return elapsed, [r.token_id for r in replies], [r.step_latency_s for r in replies[1:]]
+
+
+def decode_frame_bytes(hidden: int, wire_dtype: str) -> int:
+    """Bytes of one decode-step frame ([1, 1, hidden]) as the agents send it."""
+    import torch
+
+    from edgesplit.model.wire import to_wire
+    from edgesplit.security.channel import FrameSealer
+    from edgesplit.security.header import FrameHeader
+    from edgesplit.v1 import node_agent_pb2 as na
+
+    wire = to_wire(torch.zeros(1, 1, hidden), wire_dtype)
+    header = FrameHeader("0123456789abcdef.0", 10, 1, 1, "node-0", "node-1", wire.shape,
+                         wire.dtype, 0, 1, "node-0", 74)
+    nonce, ct = FrameSealer(os.urandom(32), "node-0", receiver_id="node-1").seal(header,
+                                                                                 wire.data)
+    frame = na.Frame(header=na.FrameHeader(session_id=header.session_id, step=10, hop=1,
+                                           epoch=1, src="node-0", dst="node-1",
+                                           shape=wire.shape, dtype=wire.dtype, chunks=1,
+                                           entry="node-0", start_pos=74),
+                     nonce=nonce, ciphertext=ct)
+    return frame.ByteSize()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from edgesplit.testbed import Testbed, ensure_model
+
+    base = Path(args.dir)
+    tag = f"{args.family}-h{args.hidden}-l{args.layers}"
+    _log(f"model {tag} (generated once, seeded) ...")
+    shards = ensure_model(base / f"model-{tag}", base / f"shards-{tag}", family=args.family,
+                          layers=args.layers, hidden=args.hidden, heads=16, kv_heads=8)
+    model = AutoModelForCausalLM.from_pretrained(base / f"model-{tag}",
+                                                 dtype=torch.float32).to(args.device).eval()
+    vocab = model.config.vocab_size
+    rng = random.Random(0)
+    ids = [rng.randrange(3, vocab) for _ in range(args.prompt_tokens)]
+    extra = ["--device", args.device] if args.device != "cpu" else []
+    bed_dir = Path(tempfile.mkdtemp(prefix="edgesplit-bench-"))
+    _log(f"starting {args.nodes} node agents ...")
+    bed = Testbed.up(args.nodes, shards, bed_dir, extra_args=extra)
+    try:
+        bed.apply(bed.even_plan(), wire_dtype=args.wire_dtype)
+        entry = bed.nodes[0].address
+        _log("warm-up ...")
+        _monolithic(model, ids[:8], 4, args.device)
+        _split(entry, ids[:8], 4)
+        mono_t, split_t, steps = [], [], []
+        mono_tokens: list[int] = []
+        split_tokens: list[int] = []
+        for r in range(args.repeats):
+            t, mono_tokens = _monolithic(model, ids, args.new_tokens, args.device)
+            mono_t.append(t)
+            t, split_tokens, step_lat = _split(entry, ids, args.new_tokens)
+            split_t.append(t)
+            steps.extend(step_lat)
+            _log(f"run {r + 1}/{args.repeats}: monolithic {mono_t[-1]:.2f}s, "
+                 f"split {split_t[-1]:.2f}s")
+    finally:
+        bed.down()
+    mono, split = statistics.median(mono_t), statistics.median(split_t)
+    hops = args.nodes  # the ring: node-0 -> node-1 -> ... -> node-0
+    return {
+        "model": tag,
+        "device": args.device,
+        "prompt_tokens": args.prompt_tokens,
+        "new_tokens": args.new_tokens,
+        "repeats": args.repeats,
+        "monolithic_tokens_per_s": round(args.new_tokens / mono, 2),
+        "split_tokens_per_s": round(args.new_tokens / split, 2),
+        "ratio": round(mono / split, 3),
+        "hops": hops,
+        "per_hop_overhead_ms": round((split - mono) / args.new_tokens / hops * 1000, 3),
+        "split_decode_step_ms_p50": round(statistics.median(steps) * 1000, 2) if steps else None,
+        "bytes_per_token_per_hop": decode_frame_bytes(args.hidden, args.wire_dtype),
+        "wire_dtype": args.wire_dtype,
+        "tokens_match": mono_tokens == split_tokens,
+    }

@@ -1,0 +1,231 @@
+"""E(t): the monitor's smoothed view of the cluster at one instant.
+
+Everything here is frozen. A snapshot shares each node's ``NodeEnv`` with the
+previous snapshot unless that node reported (or changed liveness) in between,
+which is what keeps a snapshot of a thousand nodes cheap: it copies a dict of
+references, it does not rebuild per-node tables.
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+
+from edgesplit.core.cost import EMBED_INDEX, HEAD_INDEX, MIN_FREE_FRACTION
+from edgesplit.core.inventory import NodeInventory
+from edgesplit.core.reports import LinkSource
+from edgesplit.core.types import ClusterState, LayerCost, LinkState, ModelProfile, NodeId, NodeState
+
+
+@dataclass(frozen=True, slots=True)
+class LayerTimes:
+    """Seconds per token by layer index: two parallel tuples, sorted by layer.
+
+    Parallel tuples rather than ``(layer, seconds)`` pairs because the layer
+    tuple of a node is shared from report to report: each report then costs
+    one new tuple of floats, not one pair per layer, and a monitor of a
+    thousand nodes rebuilds thousands of these a second.
+    """
+
+    layers: tuple[int, ...] = ()
+    seconds: tuple[float, ...] = ()
+
+    def pairs(self) -> tuple[tuple[int, float], ...]:
+        """The ``NodeState.layer_seconds`` form."""
+        return tuple(zip(self.layers, self.seconds, strict=True))
+
+    def get(self, layer: int) -> float | None:
+        i = bisect.bisect_left(self.layers, layer)
+        if i < len(self.layers) and self.layers[i] == layer:
+            return self.seconds[i]
+        return None
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+
+NO_LAYER_TIMES = LayerTimes()
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEnv:
+    """Smoothed figures of the directed link ``src -> dst`` as ``src`` observed it.
+
+    ``None`` until the first sample of that figure arrives.
+    """
+
+    src: NodeId
+    dst: NodeId
+    rtt_s: float | None
+    bandwidth_bps: float | None
+    source: LinkSource  # how the latest sample was obtained
+    last_seen: float  # monitor time of the latest sample
+    samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEnv:
+    """One node's smoothed figures (EWMA of each reported metric).
+
+    Numbers are 0 / empty until ``reports > 0``; GPU fields stay ``None`` on
+    nodes that report no GPU. Layer tables hold the layers this node has run.
+    """
+
+    node_id: NodeId
+    alive: bool
+    last_seen: float | None  # monitor time of the last accepted report
+    reports: int = 0
+    cpu_utilization: float = 0.0
+    memory_used_bytes: float = 0.0
+    memory_total_bytes: int = 0
+    gpu_utilization: float | None = None
+    gpu_memory_used_bytes: float | None = None
+    gpu_memory_total_bytes: int | None = None
+    queue_depth: float = 0.0
+    active_sessions: float = 0.0
+    own_load: float = 0.0  # fraction of wall time spent computing our segments
+    prefill: LayerTimes = NO_LAYER_TIMES
+    decode: LayerTimes = NO_LAYER_TIMES
+    hop_bytes_per_s: tuple[tuple[NodeId, float], ...] = ()
+    links: tuple[LinkEnv, ...] = ()
+
+    @property
+    def peak_utilization(self) -> float:
+        """The busier of CPU and GPU: what the utilisation trigger watches."""
+        if self.gpu_utilization is None:
+            return self.cpu_utilization
+        return max(self.cpu_utilization, self.gpu_utilization)
+
+    @property
+    def compute_utilization(self) -> float:
+        """Utilisation of the device the segments run on (the GPU when there is one)."""
+        return self.cpu_utilization if self.gpu_utilization is None else self.gpu_utilization
+
+    @property
+    def background_utilization(self) -> float:
+        """Load not caused by our own segments, which the planner adds its plan's load to.
+
+        An estimate: our busy fraction is wall time inside the segment runner,
+        which on a GPU is close to, not exactly, the NVML busy fraction.
+        """
+        return min(1.0, max(0.0, self.compute_utilization - self.own_load))
+
+    def link(self, dst: NodeId) -> LinkEnv | None:
+        for link in self.links:
+            if link.dst == dst:
+                return link
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentState:
+    """E(t) as of monitor time ``now``.
+
+    ``nodes`` holds every enrolled node (never-seen ones with ``reports == 0``).
+    ``sla_hit_rate`` is over the configured sliding window, ``None`` when the
+    window holds no request. Report counters are totals since the monitor started.
+    """
+
+    now: float
+    nodes: Mapping[NodeId, NodeEnv]
+    latency_ewma_s: float | None  # per request: mean decode step, around the ring
+    ttft_ewma_s: float | None
+    sla_hit_rate: float | None
+    sla_window_requests: int
+    requests_total: int
+    sla_hits_total: int
+    reports_accepted: int
+    reports_stale: int
+    reports_refused: tuple[tuple[str, int], ...]  # (reason, count), reason order
+
+    def iter_links(self) -> Iterator[LinkEnv]:
+        """Every observed link, grouped by source node."""
+        for node in self.nodes.values():
+            yield from node.links
+
+    def link(self, src: NodeId, dst: NodeId) -> LinkEnv | None:
+        node = self.nodes.get(src)
+        return None if node is None else node.link(dst)
+
+    def is_alive(self, node_id: NodeId) -> bool:
+        node = self.nodes.get(node_id)
+        return node is not None and node.alive
+
+    def to_cluster_state(self, static: NodeInventory) -> ClusterState:
+        """The planner's input: inventory figures overlaid with what was measured.
+
+        Nodes keep inventory order. A node without reports is ``alive`` only if
+        it is still within its liveness grace, and carries no layer times (the
+        planner falls back to FLOPs / declared speed). Links appear once both
+        ends are in the inventory and both RTT and bandwidth were observed.
+        """
+        nodes: list[NodeState] = []
+        links: list[LinkState] = []
+        for spec in static.nodes:
+            env = self.nodes.get(spec.node_id)
+            if env is None:  # in the inventory but not enrolled with this monitor
+                nodes.append(replace(spec, alive=False))
+                continue
+            nodes.append(
+                NodeState(
+                    node_id=spec.node_id,
+                    trust=spec.trust,
+                    memory_bytes=spec.memory_bytes,
+                    flops_per_s=spec.flops_per_s,
+                    utilization=env.background_utilization,
+                    alive=env.alive,
+                    layer_seconds=_overlay(spec.layer_seconds, env.decode),
+                    trusted_by=spec.trusted_by,
+                    address=spec.address,
+                )
+            )
+            for lk in env.links:
+                if lk.dst in static and lk.rtt_s is not None and lk.bandwidth_bps is not None:
+                    links.append(LinkState(lk.src, lk.dst, lk.rtt_s, lk.bandwidth_bps))
+        return ClusterState(nodes=tuple(nodes), links=tuple(links))
+
+    def measured_profile(self, profile: ModelProfile, static: NodeInventory) -> ModelProfile:
+        """``profile`` with FLOPs estimates replaced by what was measured.
+
+        Each measured time converts back to effective FLOPs per token through
+        the cost model's own speed rule (declared speed times the free share
+        of the node), and the median across live nodes replaces the estimate:
+        nodes that never ran a layer then get an estimate calibrated by the
+        ones that did. Unmeasured layers (and embed / head) keep theirs.
+        """
+        samples: dict[int, list[float]] = {}
+        for env in self.nodes.values():
+            spec = static.get(env.node_id)
+            if spec is None or not env.alive or spec.flops_per_s <= 0:
+                continue
+            speed = spec.flops_per_s * max(1.0 - env.background_utilization, MIN_FREE_FRACTION)
+            for layer, seconds in zip(env.decode.layers, env.decode.seconds, strict=True):
+                if seconds > 0:
+                    samples.setdefault(layer, []).append(seconds * speed)
+        if not samples:
+            return profile
+
+        def calibrated(cost: LayerCost, index: int) -> LayerCost:
+            if index not in samples:
+                return cost
+            return replace(cost, flops_per_token=statistics.median(samples[index]))
+
+        return replace(
+            profile,
+            layers=tuple(calibrated(c, i) for i, c in enumerate(profile.layers)),
+            embed=calibrated(profile.embed, EMBED_INDEX),
+            head=calibrated(profile.head, HEAD_INDEX),
+        )
+
+
+def _overlay(
+    estimate: tuple[tuple[int, float], ...], measured: LayerTimes
+) -> tuple[tuple[int, float], ...]:
+    """Per-layer times: a measured layer replaces its configured estimate, others stay."""
+    if not estimate:
+        return measured.pairs()  # the common case: nothing configured
+    merged = dict(estimate)
+    merged.update(zip(measured.layers, measured.seconds, strict=True))
+    return tuple(sorted(merged.items()))

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from edgesplit.core.types import Route, Segment
+from edgesplit.rpc.assignments import segment_parts
 from edgesplit.rpc.convert import plan_from_proto, segment_from_proto
 from edgesplit.rpc.errors import InvalidRequest, Precondition
 from edgesplit.security.channel import FrameOpener, FrameSealer, LinkKeys
@@ -28,8 +29,9 @@ from edgesplit.security.signing import (
 )
 from edgesplit.v1 import node_agent_pb2 as na
 
-# (model digest, start, end, has_embed, has_head) -> a runner holding those weights.
-RunnerKey = tuple[str, int, int, bool, bool]
+# (model digest, start, end, has_embed, has_head, shard digests) -> a runner
+# holding exactly those weights; a different digest never reuses a runner.
+RunnerKey = tuple[str, int, int, bool, bool, tuple[str, ...]]
 RunnerFactory = Callable[[Segment, Mapping[str, str]], Any]
 
 
@@ -125,7 +127,9 @@ class EpochBook:
         fresh: dict[RunnerKey, Any] = {}
         runners: dict[tuple[str, int], Any] = {}
         for key, seg in hops.items():
-            rkey = (assignment.model_digest, seg.start, seg.end, seg.has_embed, seg.has_head)
+            parts = tuple(expected.get(p, "") for p in segment_parts(seg))
+            rkey = (assignment.model_digest, seg.start, seg.end, seg.has_embed, seg.has_head,
+                    parts)
             runner = self._runners.get(rkey) or fresh.get(rkey)
             if runner is None:
                 runner = self._make_runner(seg, expected)  # raises on a bad digest

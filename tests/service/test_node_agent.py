@@ -1,0 +1,301 @@
+"""A real node agent (in-process gRPC server, real model segment, real keys)
+against everything a peer or the control plane could send it.
+
+The test plays the control plane (signing key), the previous hop node-0 and
+the next hop node-2 (a recording server); the agent under test is node-1 and
+runs layers [1, 3) of a 4-layer model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import torch
+from prometheus_client import REGISTRY
+
+from edgesplit.core.types import Epoch, NodeId, Plan, Route, Segment
+from edgesplit.model.runner import TorchSegmentRunner
+from edgesplit.model.shard import Manifest, ShardDir
+from edgesplit.model.wire import from_wire, to_wire
+from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
+from edgesplit.rpc.client import aio_channel
+from edgesplit.rpc.server import create_server
+from edgesplit.security.channel import LinkKeys
+from edgesplit.security.header import FrameHeader
+from edgesplit.security.keys import (
+    generate_agreement_key,
+    generate_signing_key,
+    public_bytes,
+    save_public_key,
+)
+from edgesplit.testbed import ensure_model
+from edgesplit.v1 import node_agent_pb2 as na
+from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
+from services.node_agent.__main__ import build
+from services.node_agent.config import NodeAgentConfig
+
+MAX_MSG = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("model")
+    return ensure_model(base / "model", base / "shards", layers=4, hidden=64)
+
+
+class Recorder(na_grpc.NodeAgentServicer):
+    """node-2: keeps every frame node-1 forwards."""
+
+    def __init__(self) -> None:
+        self.frames: asyncio.Queue[na.Frame] = asyncio.Queue()
+
+    async def Forward(self, request: na.Frame, context: Any) -> na.FrameAck:
+        await self.frames.put(request)
+        return na.FrameAck(session_id=request.header.session_id, step=request.header.step)
+
+
+@dataclasses.dataclass
+class Rig:
+    stub: na_grpc.NodeAgentStub
+    control: Any
+    keys: dict[str, Any]  # node id -> X25519 private key (node-0, node-2 are the test's)
+    addresses: dict[str, str]
+    manifest: Manifest
+    recorder: Recorder
+    dataplane: Any
+    shards: Path
+
+    def plan(self, epoch: int) -> Plan:
+        segs = (Segment(NodeId("node-0"), 0, 1, True, True), Segment(NodeId("node-1"), 1, 3),
+                Segment(NodeId("node-2"), 3, 4))
+        return Plan(Epoch(epoch), self.manifest.model_digest, (Route(NodeId("node-0"), segs),))
+
+    def assignment(self, epoch: int, ttl_s: float = 600, **shard_override: str) -> na.Assignment:
+        shards = {s.name: ShardEntry(s.name, shard_override.get(s.name.replace(".", "_"),
+                                                                s.sha256), s.bytes)
+                  for s in self.manifest.shards}
+        peers = {n: PeerInfo(n, self.addresses[n], public_bytes(k)) for n, k in self.keys.items()}
+        return build_assignments(self.plan(epoch), shards, peers, 4,
+                                 int((time.time() + ttl_s) * 1000))["node-1"]
+
+    def link(self, me: str) -> LinkKeys:
+        return LinkKeys.derive(self.keys[me], self.keys["node-1"].public_key(), me, "node-1",
+                               self.epoch)
+
+    epoch: int = 1
+
+    async def prepare(self, a: na.Assignment, key: Any = None) -> na.PrepareResponse:
+        env = sign_assignment(a, key or self.control)
+        return await self.stub.Prepare(na.PrepareRequest(assignment=env), timeout=60)
+
+
+@pytest.fixture
+async def rig(shards: Path, tmp_path: Path) -> AsyncIterator[Rig]:
+    control = generate_signing_key()
+    save_public_key(control.public_key(), tmp_path / "control.pub.pem")
+    config = NodeAgentConfig(node_id="node-1", state_dir=str(tmp_path / "state"),
+                             shard_dir=str(shards),
+                             control_public_key=str(tmp_path / "control.pub.pem"),
+                             max_message_bytes=MAX_MSG, rpc_timeout_s=5)
+    regs, dp = build(config)
+    agent = await create_server(config, regs)
+    recorder = Recorder()
+    rec_config = NodeAgentConfig(node_id="node-2")
+    from edgesplit.rpc.server import Registration
+
+    rec = await create_server(rec_config, [Registration(
+        na_grpc.add_NodeAgentServicer_to_server, recorder, "edgesplit.v1.NodeAgent")])
+    channel = aio_channel(f"127.0.0.1:{agent.port}", MAX_MSG * 4)
+    stub = na_grpc.NodeAgentStub(channel)
+    info = await stub.GetInfo(na.InfoRequest(), timeout=5)
+    from edgesplit.security.keys import load_agreement_key
+
+    keys = {"node-0": generate_agreement_key(), "node-2": generate_agreement_key(),
+            "node-1": load_agreement_key(tmp_path / "state" / "node-1.x25519.pem")}
+    assert public_bytes(keys["node-1"]) == info.x25519_public
+    addresses = {"node-0": "127.0.0.1:9", "node-1": f"127.0.0.1:{agent.port}",
+                 "node-2": f"127.0.0.1:{rec.port}"}
+    yield Rig(stub, control, keys, addresses, Manifest.load(shards), recorder, dp, shards)
+    await channel.close()
+    await dp.close()
+    await agent.server.stop(0)
+    await rec.server.stop(0)
+
+
+async def _committed(rig: Rig, epoch: int = 1) -> None:
+    await rig.prepare(rig.assignment(epoch))
+    await rig.stub.Commit(na.CommitRequest(epoch=epoch), timeout=10)
+
+
+def _frame(rig: Rig, hidden: torch.Tensor, *, session: str = "s1", step: int = 0,
+           start_pos: int = 0, hop: int = 1, src: str = "node-0", dst: str = "node-1",
+           dtype: str = "float32", sealer: Any = None) -> na.Frame:
+    wire = to_wire(hidden, dtype)
+    header = FrameHeader(session, step, hop, rig.epoch, src, dst, wire.shape, wire.dtype, 0, 1,
+                         "node-0", start_pos)
+    sealer = sealer or rig.link(src).sealer()
+    nonce, ct = sealer.seal(header, wire.data) if dst == "node-1" else (b"\0" * 12, wire.data)
+    return na.Frame(header=na.FrameHeader(
+        session_id=session, step=step, hop=hop, epoch=rig.epoch, src=src, dst=dst,
+        shape=wire.shape, dtype=wire.dtype, chunk=0, chunks=1, entry="node-0",
+        start_pos=start_pos), nonce=nonce, ciphertext=ct)
+
+
+def _rejected(reason: str) -> float:
+    return REGISTRY.get_sample_value("edgesplit_frames_rejected_total", {"reason": reason}) or 0.0
+
+
+def _runner(rig: Rig) -> Any:
+    return next(iter(rig.dataplane.book.committed.runners.values()))
+
+
+async def _code(call: Any) -> grpc.StatusCode:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    return err.value.code()
+
+
+# ---- assignments --------------------------------------------------------------------
+
+async def test_prepare_commit_and_duplicate(rig: Rig) -> None:
+    a = rig.assignment(1)
+    first = await rig.prepare(a)
+    assert first.epoch == 1 and not first.duplicate
+    again = await rig.prepare(a)  # a retried Prepare of the same bytes is harmless
+    assert again.duplicate
+    await rig.stub.Commit(na.CommitRequest(epoch=1), timeout=10)
+    assert (await rig.stub.Commit(na.CommitRequest(epoch=1), timeout=10)).duplicate
+    info = await rig.stub.GetInfo(na.InfoRequest(), timeout=5)
+    assert info.committed_epoch == 1
+    assert [(s.segment.start, s.segment.end) for s in info.segments] == [(1, 3)]
+
+
+async def test_bad_assignments_are_refused_and_change_nothing(rig: Rig) -> None:
+    await _committed(rig)
+    before = await rig.stub.GetInfo(na.InfoRequest(), timeout=5)
+    good = rig.assignment(2)
+
+    forged = sign_assignment(good, rig.control)
+    forged.signature = bytes([forged.signature[0] ^ 1]) + forged.signature[1:]
+    assert await _code(rig.stub.Prepare(na.PrepareRequest(assignment=forged), timeout=10)) \
+        == grpc.StatusCode.UNAUTHENTICATED
+    assert await _code(rig.prepare(good, key=generate_signing_key())) \
+        == grpc.StatusCode.PERMISSION_DENIED
+    foreign = rig.assignment(2)
+    foreign.node_id = "node-2"
+    assert await _code(rig.prepare(foreign)) == grpc.StatusCode.FAILED_PRECONDITION
+    stale = rig.assignment(1)
+    stale.expires_at_ms += 1  # same epoch, other bytes: a replay or a forgery
+    assert await _code(rig.prepare(stale)) == grpc.StatusCode.FAILED_PRECONDITION
+    assert await _code(rig.prepare(rig.assignment(2, ttl_s=-1))) \
+        == grpc.StatusCode.FAILED_PRECONDITION
+    bad_digest = rig.assignment(2, layer_1="0" * 64)
+    assert await _code(rig.prepare(bad_digest)) == grpc.StatusCode.FAILED_PRECONDITION
+
+    after = await rig.stub.GetInfo(na.InfoRequest(), timeout=5)
+    assert after == before
+    assert after.prepared_epoch == 0
+
+
+async def test_abort_keeps_serving_old_epoch(rig: Rig) -> None:
+    await _committed(rig)
+    await rig.prepare(rig.assignment(2))
+    reply = await rig.stub.Abort(na.AbortRequest(epoch=2), timeout=5)
+    assert reply.committed_epoch == 1
+    assert await _code(rig.stub.Commit(na.CommitRequest(epoch=2), timeout=5)) \
+        == grpc.StatusCode.FAILED_PRECONDITION
+
+
+# ---- frames -------------------------------------------------------------------------
+
+async def test_good_frame_runs_layers_and_forwards_sealed_output(rig: Rig) -> None:
+    await _committed(rig)
+    torch.manual_seed(0)
+    x = torch.randn(1, 5, 64)
+    await rig.stub.Forward(_frame(rig, x), timeout=30)
+    out = await asyncio.wait_for(rig.recorder.frames.get(), 30)
+    h = out.header
+    assert (h.src, h.dst, h.hop, h.start_pos, list(h.shape)) == ("node-1", "node-2", 2, 0,
+                                                                 [1, 5, 64])
+    opener = LinkKeys.derive(rig.keys["node-2"], rig.keys["node-1"].public_key(), "node-2",
+                             "node-1", 1).opener()
+    plain = opener.open(out.nonce, FrameHeader(h.session_id, h.step, h.hop, h.epoch, h.src,
+                                               h.dst, tuple(h.shape), h.dtype, h.chunk,
+                                               h.chunks, h.entry, h.start_pos), out.ciphertext)
+    from edgesplit.model.base import WireTensor
+
+    got = from_wire(WireTensor(plain, tuple(h.shape), h.dtype))
+    ref = TorchSegmentRunner(ShardDir(rig.shards), 1, 3).forward("ref", x, 0)
+    assert torch.equal(got, ref)
+
+
+async def test_tampered_replayed_misrouted_frames_rejected_cache_untouched(rig: Rig) -> None:
+    await _committed(rig)
+    x = torch.randn(1, 3, 64)
+    sealer = rig.link("node-0").sealer()
+    good = _frame(rig, x, sealer=sealer)
+    await rig.stub.Forward(good, timeout=30)
+    runner = _runner(rig)
+    assert runner.session_length("s1") == 3
+
+    cases: list[tuple[str, na.Frame, grpc.StatusCode]] = []
+    tampered = _frame(rig, torch.randn(1, 1, 64), step=1, start_pos=3, sealer=sealer)
+    tampered.ciphertext = bytes([tampered.ciphertext[0] ^ 0x80]) + tampered.ciphertext[1:]
+    cases.append(("decrypt_failed", tampered, grpc.StatusCode.PERMISSION_DENIED))
+    shifted = _frame(rig, torch.randn(1, 1, 64), step=1, start_pos=3, sealer=sealer)
+    shifted.header.start_pos = 0  # header edited in transit: AEAD binds it
+    cases.append(("decrypt_failed", shifted, grpc.StatusCode.PERMISSION_DENIED))
+    cases.append(("replay", good, grpc.StatusCode.PERMISSION_DENIED))
+    wrong_hop = _frame(rig, torch.randn(1, 1, 64), step=1, start_pos=3, hop=2, sealer=sealer)
+    cases.append(("misrouted", wrong_hop, grpc.StatusCode.PERMISSION_DENIED))
+    wrong_src = _frame(rig, torch.randn(1, 1, 64), step=1, start_pos=3, src="node-2")
+    cases.append(("misrouted", wrong_src, grpc.StatusCode.PERMISSION_DENIED))
+    for reason, frame, code in cases:
+        before = _rejected(reason)
+        assert await _code(rig.stub.Forward(frame, timeout=10)) == code, reason
+        assert _rejected(reason) == before + 1, reason
+        assert runner.session_length("s1") == 3, reason
+
+
+async def test_wrong_shape_or_dtype_rejected_cache_untouched(rig: Rig) -> None:
+    await _committed(rig)
+    await rig.stub.Forward(_frame(rig, torch.randn(1, 2, 64)), timeout=30)
+    runner = _runner(rig)
+    before = _rejected("bad_shape")
+    bad_shape = _frame(rig, torch.randn(1, 1, 32), step=1, start_pos=2)
+    assert await _code(rig.stub.Forward(bad_shape, timeout=10)) \
+        == grpc.StatusCode.INVALID_ARGUMENT
+    assert _rejected("bad_shape") == before + 1
+    bad_dtype = _frame(rig, torch.randn(1, 1, 64), step=1, start_pos=2, dtype="float16")
+    assert await _code(rig.stub.Forward(bad_dtype, timeout=10)) \
+        == grpc.StatusCode.INVALID_ARGUMENT
+    wrong_pos = _frame(rig, torch.randn(1, 1, 64), step=1, start_pos=7)
+    assert await _code(rig.stub.Forward(wrong_pos, timeout=10)) \
+        == grpc.StatusCode.INVALID_ARGUMENT
+    assert runner.session_length("s1") == 2
+
+
+async def test_unknown_session_and_epoch(rig: Rig) -> None:
+    await _committed(rig)
+    later = _frame(rig, torch.randn(1, 1, 64), session="nobody", step=4, start_pos=9)
+    assert await _code(rig.stub.Forward(later, timeout=10)) == grpc.StatusCode.NOT_FOUND
+    assert await _code(rig.stub.EndSession(na.EndSessionRequest(session_id="nobody"),
+                                           timeout=5)) == grpc.StatusCode.NOT_FOUND
+    other_epoch = _frame(rig, torch.randn(1, 1, 64))
+    other_epoch.header.epoch = 99
+    assert await _code(rig.stub.Forward(other_epoch, timeout=10)) \
+        == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_oversized_message_is_resource_exhausted(rig: Rig) -> None:
+    await _committed(rig)
+    big = _frame(rig, torch.randn(1, 2, 64))
+    big.ciphertext = b"\0" * (MAX_MSG + 1)
+    assert await _code(rig.stub.Forward(big, timeout=10)) == grpc.StatusCode.RESOURCE_EXHAUSTED

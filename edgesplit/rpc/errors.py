@@ -98,6 +98,8 @@ def maps_errors(fn: F) -> F:
 async def _abort_or_raise(exc: Exception, context: Any) -> None:
     if isinstance(exc, grpc.aio.AbortError):
         raise exc
+    if isinstance(exc, grpc.aio.AioRpcError):  # a dependency's verdict passes through
+        await context.abort(exc.code(), f"{exc.details()}")
     code = status_of(exc)
     if code is None:
         log.exception("unhandled error")

@@ -27,5 +27,7 @@ class NodeAgentConfig(ServiceConfig):
     retained_epochs: int = opt(2, "older committed epochs kept so their sessions drain")
     testbed_admin: bool = opt(False, "serve TestbedAdmin (emulated compute/link conditions)")
     monitor: str = opt("", "monitor address host:port to push reports to (empty: off)")
+    orchestrator: str = opt("", "orchestrator address: asked for a private route when a "
+                                "privacy=high request finds none")
     broadcaster: str = opt("", "broadcaster address host:port to fetch shards from")
     report_interval_s: float = opt(1.0, "seconds between reports to the monitor")

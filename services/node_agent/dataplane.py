@@ -92,6 +92,10 @@ class DataPlane:
             self._stubs[address] = entry
         return entry[1]
 
+    def channel(self, address: str) -> grpc.aio.Channel:
+        self.stub(address)
+        return self._stubs[address][0]
+
     def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)

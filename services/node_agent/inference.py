@@ -68,6 +68,30 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                                "this entry does not trust")
         return es, route
 
+    async def _private_route(self, privacy: int) -> None:
+        """A privacy=high request with no private route asks the orchestrator to
+        make one, then waits for its epoch; FAILED_PRECONDITION only when no
+        plan can satisfy it (or nobody can be asked)."""
+        try:
+            self._route(privacy)
+            return
+        except Precondition:
+            if privacy != common_pb2.PRIVACY_HIGH or not self.config.orchestrator:
+                raise
+        from edgesplit.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+
+        channel = self.dp.channel(self.config.orchestrator)
+        reply = await orchestrator_pb2_grpc.OrchestratorStub(channel).EnsureRoute(
+            orchestrator_pb2.EnsureRouteRequest(entry=self.config.node_id, privacy=privacy),
+            timeout=self.config.step_timeout_s)  # a FAILED_PRECONDITION passes through
+        deadline = time.monotonic() + self.config.step_timeout_s
+        while time.monotonic() < deadline:
+            committed = self.dp.book.committed
+            if committed is not None and committed.epoch >= reply.epoch:
+                break
+            await asyncio.sleep(0.02)
+        self._route(privacy)
+
     async def _prompt_ids(self, request: inference_pb2.GenerateRequest) -> list[int]:
         if bool(request.prompt) == bool(request.token_ids):
             raise InvalidRequest("give exactly one of prompt or token_ids")
@@ -90,7 +114,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
             params = SamplingParams(s.temperature, s.top_p or 1.0, s.seed)
         except ValueError as exc:
             raise InvalidRequest(f"sampling: {exc}") from exc
-        self._route(request.privacy)  # fail fast, before tokenizing
+        await self._private_route(request.privacy)  # fail fast, before tokenizing
         if self._slots.locked():
             raise TooLarge(f"entry is serving {self.config.max_sessions} sessions already")
         async with self._slots:

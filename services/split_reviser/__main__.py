@@ -10,13 +10,12 @@ from edgesplit.rpc.config import load_config
 from edgesplit.rpc.server import Registration, run_service
 from edgesplit.v1 import split_reviser_pb2_grpc
 from services.split_reviser.config import SplitReviserConfig
+from services.split_reviser.servicer import SplitReviserServicer
 
 
 def registrations(config: SplitReviserConfig) -> list[Registration]:
-    # Methods not built yet answer the generated servicer's UNIMPLEMENTED.
-    return [
-        Registration(split_reviser_pb2_grpc.add_SplitReviserServicer_to_server, split_reviser_pb2_grpc.SplitReviserServicer(), "edgesplit.v1.SplitReviser"),
-    ]
+    return [Registration(split_reviser_pb2_grpc.add_SplitReviserServicer_to_server,
+                         SplitReviserServicer(), "edgesplit.v1.SplitReviser")]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,108 @@
+"""SQLite store of the orchestrator: every decision, and the plan in force so a
+restarted orchestrator resumes without a new rollout."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgesplit.v1 import common_pb2
+from edgesplit.v1 import orchestrator_pb2 as pb
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    triggers TEXT NOT NULL,
+    action TEXT NOT NULL,
+    old_cost BLOB,
+    new_cost BLOB,
+    outcome TEXT NOT NULL,
+    trigger_to_commit_s REAL NOT NULL DEFAULT 0,
+    old_epoch INTEGER NOT NULL,
+    new_epoch INTEGER NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+"""
+
+
+@dataclass
+class Resumed:
+    plan: common_pb2.Plan | None
+    last_reconfigured_at: float | None
+    reconfigurations: dict[str, int] = field(default_factory=dict)
+
+
+class Store:
+    def __init__(self, path: str) -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # One connection guarded by a lock: decisions are rare (one per second
+        # at most), so simplicity beats a pool.
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def record(self, d: pb.Decision) -> int:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO decisions (at, triggers, action, old_cost, new_cost, outcome, "
+                "trigger_to_commit_s, old_epoch, new_epoch, detail) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (d.at, json.dumps(list(d.triggers)), d.action,
+                 d.old_cost.SerializeToString() if d.HasField("old_cost") else None,
+                 d.new_cost.SerializeToString() if d.HasField("new_cost") else None,
+                 d.outcome, d.trigger_to_commit_s, d.old_epoch, d.new_epoch, d.detail))
+            return int(cur.lastrowid or 0)
+
+    def save_plan(self, plan: common_pb2.Plan, reconfigured_at: float | None) -> None:
+        """Written after a commit, in one transaction with the timestamp."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute("INSERT OR REPLACE INTO kv VALUES ('plan', ?)",
+                             (plan.SerializeToString(),))
+            if reconfigured_at is not None:
+                self._db.execute("INSERT OR REPLACE INTO kv VALUES ('reconfigured_at', ?)",
+                                 (json.dumps(reconfigured_at).encode(),))
+            self._db.execute("COMMIT")
+
+    def resume(self) -> Resumed:
+        with self._lock:
+            rows = dict(self._db.execute("SELECT key, value FROM kv").fetchall())
+            counts: dict[str, int] = {}
+            for triggers, in self._db.execute(
+                    "SELECT triggers FROM decisions WHERE outcome = 'committed'"):
+                for t in json.loads(triggers) or ["initial"]:
+                    counts[t] = counts.get(t, 0) + 1
+        plan = None
+        if "plan" in rows:
+            plan = common_pb2.Plan()
+            plan.ParseFromString(rows["plan"])
+        at = json.loads(rows["reconfigured_at"]) if "reconfigured_at" in rows else None
+        return Resumed(plan, at, counts)
+
+    def history(self, limit: int, before_id: int = 0) -> list[pb.Decision]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, at, triggers, action, old_cost, new_cost, outcome, "
+                "trigger_to_commit_s, old_epoch, new_epoch, detail FROM decisions "
+                "WHERE (? = 0 OR id < ?) ORDER BY id DESC LIMIT ?",
+                (before_id, before_id, limit)).fetchall()
+        out = []
+        for (id_, at, triggers, action, old, new, outcome, t2c, oe, ne, detail) in rows:
+            d = pb.Decision(id=id_, at=at, triggers=json.loads(triggers), action=action,
+                            outcome=outcome, trigger_to_commit_s=t2c, old_epoch=oe,
+                            new_epoch=ne, detail=detail)
+            if old:
+                d.old_cost.ParseFromString(old)
+            if new:
+                d.new_cost.ParseFromString(new)
+            out.append(d)
+        return out

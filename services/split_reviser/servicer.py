@@ -1,0 +1,74 @@
+"""SplitReviser.Revise: decode, call the pure planner, encode (STYLE.md 4)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from prometheus_client import Histogram
+
+from edgesplit.core.planner import SolveResult, solve
+from edgesplit.core.types import Epoch, NodeId
+from edgesplit.rpc import convert as cv
+from edgesplit.rpc.errors import InvalidRequest, maps_errors
+from edgesplit.v1 import split_reviser_pb2 as sr
+from edgesplit.v1 import split_reviser_pb2_grpc as sr_grpc
+
+SOLVE_SECONDS = Histogram("edgesplit_planner_solve_seconds", "Time to solve one Revise",
+                          ["mode"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                             1, 2.5, 5, 10))
+
+
+def decode(request: sr.ReviseRequest) -> dict[str, Any]:
+    state = cv.cluster_from_proto(request.state)
+    if not state.nodes:
+        raise InvalidRequest("state.nodes: empty")
+    profile = cv.profile_from_proto(request.profile)
+    current = cv.plan_from_proto(request.current, "current") if request.current.routes else None
+    known = {n.node_id for n in state.nodes}
+    entries = [NodeId(e) for e in request.entries] or (
+        [r.entry for r in current.routes] if current else [])
+    if not entries:
+        raise InvalidRequest("entries: empty and no current plan to take them from")
+    for i, e in enumerate(entries):
+        if e not in known:
+            raise InvalidRequest(f"entries[{i}]: unknown node {e!r}")
+    if current is not None:
+        for r in current.routes:
+            if sum(s.num_layers for s in r.segments) != profile.num_layers:
+                raise InvalidRequest(f"current.routes[{r.entry}]: layer count does not match "
+                                     f"profile ({profile.num_layers} layers)")
+    epoch = request.epoch or ((current.epoch if current else 0) + 1)
+    return dict(state=state, profile=profile, workload=cv.workload_from_proto(request.workload),
+                entries=entries, mode=cv.mode_from_proto(request.mode),
+                weights=cv.weights_from_proto(request.weights), current=current,
+                epoch=Epoch(epoch))
+
+
+def encode(result: SolveResult, nodes: int, layers: int) -> sr.ReviseResponse:
+    reply = sr.ReviseResponse(
+        feasible=result.plan is not None, reason=result.reason,
+        cost=cv.cost_to_proto(result.cost),
+        stats=sr.SolverStats(method=result.stats.method, solve_s=result.stats.elapsed_s or 0.0,
+                             optimal=result.optimal,
+                             gap=result.gap if result.gap is not None else -1.0,
+                             nodes=nodes, layers=layers))
+    if result.plan is not None:
+        reply.plan.CopyFrom(cv.plan_to_proto(result.plan))
+    if result.current_cost is not None:
+        reply.current_cost.CopyFrom(cv.cost_to_proto(result.current_cost))
+    return reply
+
+
+class SplitReviserServicer(sr_grpc.SplitReviserServicer):
+    @maps_errors
+    async def Revise(self, request: sr.ReviseRequest, context: Any) -> sr.ReviseResponse:
+        args = decode(request)
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        # Large instances take a while: keep the event loop free (health checks).
+        result = await loop.run_in_executor(
+            None, lambda: solve(**args, clock=time.perf_counter))
+        SOLVE_SECONDS.labels(args["mode"].name.lower()).observe(time.perf_counter() - start)
+        return encode(result, len(args["state"].nodes), args["profile"].num_layers)

@@ -81,24 +81,28 @@ class Testbed:
     nodes: list[NodeProc] = field(default_factory=list)
     epoch: int = 0
     control_key: str = ""
+    commands: dict[str, Any] = field(default_factory=dict)
 
     # ---- lifecycle -------------------------------------------------------------
     @classmethod
     def up(cls, n: int, shard_dir: Path, base: Path = DEFAULT_DIR, *,
            extra_args: Sequence[str] = (), env: dict[str, str] | None = None,
-           timeout_s: float = 120.0, admin: bool = True) -> Testbed:
+           timeout_s: float = 120.0, admin: bool = True,
+           node_ids: Sequence[str] = (), listen: dict[str, str] | None = None) -> Testbed:
         base.mkdir(parents=True, exist_ok=True)
         keys = ensure_dev_keys(base / "keys", "control")
         control_pub = base / "keys" / "control.ed25519.pub.pem"
         bed = cls(str(base), str(shard_dir), control_key=str(base / "keys"))
         procs = []
+        self_cmds: dict[str, tuple[list[str], dict[str, str]]] = {}
         for i in range(n):
-            node_id = f"node-{i}"
+            node_id = node_ids[i] if node_ids else f"node-{i}"
             ready = base / f"{node_id}.ready"
             ready.unlink(missing_ok=True)
             log = base / f"{node_id}.log"
             cmd = [sys.executable, "-m", "services.node_agent", "--node-id", node_id,
-                   "--listen", "127.0.0.1:0", "--ready-file", str(ready),
+                   "--listen", (listen or {}).get(node_id, "127.0.0.1:0"),
+                   "--ready-file", str(ready),
                    "--state-dir", str(base / node_id), "--shard-dir", str(shard_dir),
                    "--control-public-key", str(control_pub),
                    *(["--testbed-admin", "true"] if admin else []), *extra_args]
@@ -108,6 +112,7 @@ class Testbed:
                 proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
                                         env=full_env, start_new_session=True)
             procs.append((node_id, proc, ready, log))
+            self_cmds[node_id] = (cmd, full_env)
         deadline = time.monotonic() + timeout_s
         for node_id, proc, ready, log in procs:
             while not ready.exists():
@@ -122,8 +127,35 @@ class Testbed:
             info = bed.info(node.node_id)
             node.x25519_public = info.x25519_public.hex()
         del keys
+        bed.commands = self_cmds
         bed.save()
         return bed
+
+    def kill(self, node_id: str) -> None:
+        """SIGKILL one node agent: a crash, no goodbye."""
+        node = self.node(node_id)
+        try:
+            os.kill(node.pid, signal.SIGKILL)
+            os.waitpid(node.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+    def restart(self, node_id: str, timeout_s: float = 60.0) -> None:
+        """Start a killed node again with the same command line (same port)."""
+        cmd, env = self.commands[node_id]
+        node = self.node(node_id)
+        ready = Path(cmd[cmd.index("--ready-file") + 1])
+        ready.unlink(missing_ok=True)
+        with open(node.log, "ab") as fh:
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+                                    env=env, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while not ready.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{node_id} did not restart; see {node.log}")
+            time.sleep(0.05)
+        node.pid, node.address = proc.pid, ready.read_text()
+        self.save()
 
     def down(self, timeout_s: float = 10.0) -> None:
         for node in self.nodes:

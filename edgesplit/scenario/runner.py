@@ -1,0 +1,297 @@
+"""Run a scenario on the local test bed: every service as a process on
+127.0.0.1, emulated heterogeneous nodes and links, a steady request load, and
+the scenario's events on schedule. ``mode`` is ``adaptive`` (the orchestrator
+adapts) or ``static`` (it rolls out the initial plan and never changes it)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from edgesplit.rpc.client import aio_channel
+from edgesplit.scenario.spec import BASE_FLOPS, Event, Scenario
+from edgesplit.testbed import Testbed, ensure_model
+from edgesplit.v1 import common_pb2, inference_pb2, inference_pb2_grpc, monitor_pb2
+from edgesplit.v1 import monitor_pb2_grpc, orchestrator_pb2, orchestrator_pb2_grpc
+from edgesplit.procs import start_service
+
+
+@dataclass
+class RequestRecord:
+    started: float
+    ok: bool
+    privacy_high: bool
+    ttft_s: float = 0.0
+    steps_s: list[float] = field(default_factory=list)
+    epochs: set[int] = field(default_factory=set)
+    error: str = ""
+
+
+@dataclass
+class Live:
+    """What the live view shows."""
+
+    epoch: int = 0
+    route: str = ""
+    latency_ewma_s: float = 0.0
+    decisions: list[str] = field(default_factory=list)
+    plans: dict[int, Any] = field(default_factory=dict)  # epoch -> Plan proto
+    utilization: list[float] = field(default_factory=list)  # mean over plan nodes, per poll
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def inventory(sc: Scenario, addresses: dict[str, str]) -> dict[str, Any]:
+    """The cluster as the monitor and planner know it: trust, memory, speed."""
+    trusted = [n.id for n in sc.nodes if n.trusted]
+    return {"nodes": [{"id": n.id, "trust": n.trust, "memory_gb": n.memory_gb,
+                       "flops_per_s": BASE_FLOPS / n.slowdown, "address": addresses[n.id],
+                       "trusted_by": [sc.entry.id] if n.trusted else []}
+                      for n in sc.nodes],
+            "trusted_nodes": trusted}
+
+
+class Run:
+    def __init__(self, sc: Scenario, mode: str, duration_s: float, base: Path,
+                 show: Callable[[str], None]) -> None:
+        self.sc, self.mode, self.duration_s, self.base, self.show = sc, mode, duration_s, base, show
+        self.records: list[RequestRecord] = []
+        self.live = Live()
+        self.services: list[Any] = []
+        self.bed: Testbed | None = None
+        self.t0 = 0.0
+        self.privacy_burst = 0
+
+    # ---- set-up ------------------------------------------------------------------
+    def start(self) -> None:
+        sc, base = self.sc, self.base
+        m = sc.model
+        tag = f"{m.get('family', 'qwen3')}-l{m.get('layers', 12)}-h{m.get('hidden', 384)}"
+        cache = Path("var/scenario-models")
+        shards = ensure_model(cache / f"model-{tag}", cache / f"shards-{tag}",
+                              family=m.get("family", "qwen3"), layers=m.get("layers", 12),
+                              hidden=m.get("hidden", 384), heads=m.get("heads", 6),
+                              kv_heads=m.get("kv_heads", 2), seed=m.get("seed", 0))
+        from edgesplit.cli.model_cmd import profile_json
+
+        (base / "profile.json").write_text(json.dumps(profile_json(str(shards))))
+        ids = [n.id for n in sc.nodes]
+        listen = {i: f"127.0.0.1:{_free_port()}" for i in ids}
+        inv = inventory(sc, listen)
+        (base / "inventory.json").write_text(json.dumps(inv))
+        from edgesplit.security.keys import ensure_dev_keys
+
+        ensure_dev_keys(base / "keys", "control")
+        self.show(f"[{self.mode}] starting monitor, split reviser, broadcaster ...")
+        monitor = start_service("monitor", base, ["--inventory", str(base / "inventory.json"),
+                                                  "--profile", str(base / "profile.json"),
+                                                  "--report-interval-s", "0.5",
+                                                  "--sla-step-s", str(sc.sla_step_s)])
+        reviser = start_service("split_reviser", base)
+        broadcaster = start_service("broadcaster", base, [
+            "--state-dir", str(base / "broadcaster"), "--shard-dir", str(shards),
+            "--signing-key", str(base / "keys" / "control.ed25519.pem"),
+            "--trusted-nodes", ",".join(inv["trusted_nodes"])])
+        orchestrator = start_service("orchestrator", base, [
+            "--monitor", monitor.address, "--split-reviser", reviser.address,
+            "--broadcaster", broadcaster.address, "--db", str(base / "orchestrator.sqlite"),
+            "--entries", sc.entry.id, "--interval-s", "0.5", "--cooldown-s", "10",
+            "--prompt-tokens", str(sc.load.prompt_tokens),
+            "--new-tokens", str(sc.load.new_tokens),
+            "--static", "true" if self.mode == "static" else "false"])
+        self.services = [monitor, reviser, broadcaster, orchestrator]
+        self.addr = {s.name: s.address for s in self.services}
+        self.show(f"[{self.mode}] starting {len(ids)} node agents ...")
+        self.bed = Testbed.up(len(ids), shards, base / "bed", node_ids=ids, listen=listen,
+                              extra_args=["--monitor", monitor.address,
+                                          "--orchestrator", orchestrator.address,
+                                          "--report-interval-s", "0.5",
+                                          "--step-timeout-s", "8", "--rpc-timeout-s", "5"])
+        for n in sc.nodes:
+            self._conditions(n.id, compute_slowdown=n.slowdown,
+                             background_utilization=n.background_utilization)
+        for a in ids:
+            for b in ids:
+                if a != b:
+                    link = sc.link(a, b)
+                    self._link(a, b, link.delay_ms, link.bandwidth_mbps)
+
+    def _conditions(self, node: str, **fields: Any) -> None:
+        assert self.bed is not None
+        self.bed.set_conditions(node, **fields)
+
+    def _link(self, a: str, b: str, delay_ms: float | None, mbps: float | None) -> None:
+        for src, dst in ((a, b), (b, a)):
+            kw: dict[str, Any] = {}
+            if delay_ms is not None:
+                kw["link_delay_s"] = {dst: delay_ms / 1000.0}
+            if mbps is not None:
+                kw["link_bandwidth_bps"] = {dst: mbps * 1e6}
+            self._conditions(src, **kw)
+
+    def stop(self) -> None:
+        if self.bed is not None:
+            self.bed.down()
+        for s in reversed(self.services):
+            s.stop()
+
+    # ---- the run -------------------------------------------------------------------
+    async def run(self) -> None:
+        orch = orchestrator_pb2_grpc.OrchestratorStub(aio_channel(self.addr["orchestrator"]))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # the initial plan is the orchestrator's
+            st = await orch.Status(orchestrator_pb2.StatusRequest(), timeout=5)
+            if st.plan.epoch:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise RuntimeError("orchestrator rolled out no initial plan in 120 s")
+        await asyncio.sleep(1.0)  # let the entry see the commit
+        self.t0 = time.monotonic()
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(self._client(i, stop))
+                 for i in range(self.sc.load.concurrency)]
+        tasks.append(asyncio.create_task(self._events(stop)))
+        tasks.append(asyncio.create_task(self._watch(orch, stop)))
+        await asyncio.sleep(self.duration_s)
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _now(self) -> float:
+        return time.monotonic() - self.t0
+
+    async def _client(self, i: int, stop: asyncio.Event) -> None:
+        assert self.bed is not None
+        rng = random.Random(i)
+        ld = self.sc.load
+        stub = inference_pb2_grpc.InferenceStub(aio_channel(self.bed.node(self.sc.entry.id).address))
+        while not stop.is_set():
+            high = rng.random() < ld.privacy_high_fraction
+            if self.privacy_burst > 0:
+                self.privacy_burst -= 1
+                high = True
+            ids = [rng.randrange(3, 500) for _ in range(ld.prompt_tokens)]
+            req = inference_pb2.GenerateRequest(
+                token_ids=ids, max_new_tokens=ld.new_tokens,
+                privacy=common_pb2.PRIVACY_HIGH if high else common_pb2.PRIVACY_LOW)
+            rec = RequestRecord(self._now(), False, high)
+            try:
+                async for r in stub.Generate(req, timeout=120):
+                    (rec.steps_s.append(r.step_latency_s) if r.index else
+                     setattr(rec, "ttft_s", r.step_latency_s))
+                    rec.epochs.add(r.epoch)
+                rec.ok = True
+            except grpc.aio.AioRpcError as exc:
+                rec.error = f"{exc.code().name}: {exc.details()}"[:200]
+            self.records.append(rec)
+            await asyncio.sleep(ld.think_s)
+
+    async def _events(self, stop: asyncio.Event) -> None:
+        for ev in self.sc.events:
+            wait = ev.at - self._now()
+            if wait > 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), wait)
+                    return
+                except TimeoutError:
+                    pass
+            self.show(f"  t={self._now():5.1f}s  EVENT {ev.describe()}")
+            await asyncio.get_running_loop().run_in_executor(None, self._apply, ev)
+
+    def _apply(self, ev: Event) -> None:
+        assert self.bed is not None
+        a = ev.args
+        if ev.kind == "link":
+            self._link(a["a"], a["b"], a.get("delay_ms"), a.get("bandwidth_mbps"))
+        elif ev.kind == "node":
+            self._conditions(a["node"], compute_slowdown=a.get("slowdown", 0) or 0,
+                             background_utilization=a.get("background_utilization", 0) or 0)
+        elif ev.kind == "kill":
+            self.bed.kill(a["node"])
+        elif ev.kind == "restart":
+            self.bed.restart(a["node"])
+        elif ev.kind == "privacy_burst":
+            self.privacy_burst += int(a.get("count", 1))
+
+    async def _watch(self, orch: Any, stop: asyncio.Event) -> None:
+        mon = monitor_pb2_grpc.MonitorStub(aio_channel(self.addr["monitor"]))
+        seen_decision = 0
+        while not stop.is_set():
+            try:
+                st = await orch.Status(orchestrator_pb2.StatusRequest(), timeout=5)
+                env = await mon.GetState(monitor_pb2.GetStateRequest(), timeout=5)
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(1)
+                continue
+            self.live.plans.setdefault(st.plan.epoch, st.plan)
+            self.live.epoch = st.plan.epoch
+            self.live.route = " ".join(
+                f"{s.node_id}[{s.start},{s.end})" for s in st.plan.routes[0].segments
+            ) if st.plan.routes else ""
+            self.live.latency_ewma_s = env.latency_ewma_s
+            used = {s.node_id for r in st.plan.routes for s in r.segments}
+            utils = [v.cpu_utilization for v in env.nodes if v.state.node_id in used]
+            if utils:
+                self.live.utilization.append(sum(utils) / len(utils))
+            d = st.last_decision
+            if d.id and d.id != seen_decision:
+                seen_decision = d.id
+                self.show(f"  t={self._now():5.1f}s  DECISION triggers={','.join(d.triggers) or '-'}"
+                          f" action={d.action} outcome={d.outcome} epoch {d.old_epoch}->"
+                          f"{d.new_epoch}" + (f" in {d.trigger_to_commit_s * 1000:.0f} ms"
+                                              if d.outcome == "committed" else ""))
+            done = [r for r in self.records if r.ok]
+            hit = sum(1 for r in done if _met(r, self.sc.sla_step_s))
+            self.show(f"  t={self._now():5.1f}s  epoch {self.live.epoch}  {self.live.route}  "
+                      f"latency EWMA {env.latency_ewma_s * 1000:6.1f} ms  "
+                      f"SLA {hit}/{len(self.records)}", transient=True)
+            await asyncio.sleep(1.0)
+
+    # ---- results ---------------------------------------------------------------------
+    async def history(self) -> list[Any]:
+        orch = orchestrator_pb2_grpc.OrchestratorStub(aio_channel(self.addr["orchestrator"]))
+        return list((await orch.History(orchestrator_pb2.HistoryRequest(limit=1000),
+                                         timeout=10)).decisions)
+
+
+def _met(r: RequestRecord, budget: float) -> bool:
+    """A request meets the SLA when it completes and its decode steps average
+    within the per-step budget (its time to first token is reported apart)."""
+    return r.ok and (not r.steps_s or sum(r.steps_s) / len(r.steps_s) <= budget)
+
+
+def run_mode(sc: Scenario, mode: str, duration_s: float,
+             show: Callable[..., None]) -> tuple[list[RequestRecord], list[Any], Live]:
+    base = Path(tempfile.mkdtemp(prefix=f"edgesplit-{sc.name}-{mode}-"))
+    run = Run(sc, mode, duration_s, base, show)
+    try:
+        run.start()
+        asyncio.run(run.run())
+        history = asyncio.run(run.history())
+    finally:
+        run.stop()
+    return run.records, history, run.live
+
+
+def default_show(msg: str, transient: bool = False) -> None:
+    if transient and sys.stderr.isatty():
+        sys.stderr.write("\r\033[K" + msg[:os.get_terminal_size().columns - 1])
+    else:
+        sys.stderr.write(("\r\033[K" if sys.stderr.isatty() else "") + msg + "\n")
+    sys.stderr.flush()

@@ -7,7 +7,7 @@ the peers it talks to with their X25519 keys.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -35,6 +35,18 @@ class ShardEntry:
     name: str
     sha256: str
     size_bytes: int
+
+
+# (node id, shard) -> the shard's key wrapped to that node's X25519 key.
+ShardKeyWrapper = Callable[[str, ShardEntry], bytes]
+_SHARD_KEY_DOMAIN = b"edgesplit.v1.shard-key\0"
+
+
+def shard_key_context(node_id: str, sha256: str) -> bytes:
+    """What a wrapped shard key is bound to (``wrap_key``'s context): the
+    recipient and the shard's plaintext digest, so a key wrapped for one node
+    or one shard does not open as another's."""
+    return _SHARD_KEY_DOMAIN + node_id.encode() + b"\0" + sha256.encode()
 
 
 def segment_parts(seg: Segment) -> list[str]:
@@ -66,8 +78,14 @@ def validate_route(route: Route, num_layers: int) -> None:
 def build_assignments(plan: Plan, shards: Mapping[str, ShardEntry],
                       peers: Mapping[str, PeerInfo], num_layers: int, expires_at_ms: int,
                       wire_dtype: str = "float32", trusted_nodes: Sequence[str] = (),
-                      privacy_depth: int = 1) -> dict[str, na.Assignment]:
-    """One unsigned Assignment per node the plan uses."""
+                      privacy_depth: int = 1, *, common_shards: Sequence[str] = (),
+                      wrap: ShardKeyWrapper | None = None) -> dict[str, na.Assignment]:
+    """One unsigned Assignment per node the plan uses.
+
+    ``common_shards`` go to every node (the registry's ``meta`` shard);
+    ``wrap``, when given, fills each ShardRef's ``wrapped_key`` so the node can
+    fetch and decrypt the shard from the registry.
+    """
     plan_pb = plan_to_proto(plan)
     out: dict[str, na.Assignment] = {}
     for route in plan.routes:
@@ -78,7 +96,7 @@ def build_assignments(plan: Plan, shards: Mapping[str, ShardEntry],
         a = na.Assignment(node_id=node, epoch=plan.epoch, expires_at_ms=expires_at_ms,
                           model_digest=plan.model_digest, plan=plan_pb, wire_dtype=wire_dtype,
                           trusted_nodes=list(trusted_nodes), privacy_depth=privacy_depth)
-        parts: set[str] = set()
+        parts: set[str] = set(common_shards)
         talks_to: set[NodeId] = set()
         for route in plan.routes:
             segs = route.segments
@@ -99,7 +117,8 @@ def build_assignments(plan: Plan, shards: Mapping[str, ShardEntry],
             if name not in shards:
                 raise InvalidRequest(f"shard {name!r} not in the manifest")
             s = shards[name]
-            a.shards.append(na.ShardRef(name=s.name, sha256=s.sha256, size_bytes=s.size_bytes))
+            a.shards.append(na.ShardRef(name=s.name, sha256=s.sha256, size_bytes=s.size_bytes,
+                                        wrapped_key=wrap(node, s) if wrap else b""))
         for peer in sorted(talks_to):
             info = peers[peer]
             a.peers.append(na.Peer(node_id=peer, address=info.address,
@@ -109,6 +128,8 @@ def build_assignments(plan: Plan, shards: Mapping[str, ShardEntry],
 
 
 def _part_order(name: str) -> tuple[int, int]:
+    if name == "meta":
+        return (-1, 0)
     if name == "embed":
         return (0, 0)
     if name == "head":

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ApplyRequest(_message.Message):
-    __slots__ = ("plan", "prepare_timeout_s", "addresses")
+    __slots__ = ("plan", "prepare_timeout_s", "addresses", "trusted_nodes", "wire_dtype", "privacy_depth")
     class AddressesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -19,24 +19,34 @@ class ApplyRequest(_message.Message):
     PLAN_FIELD_NUMBER: _ClassVar[int]
     PREPARE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_NODES_FIELD_NUMBER: _ClassVar[int]
+    WIRE_DTYPE_FIELD_NUMBER: _ClassVar[int]
+    PRIVACY_DEPTH_FIELD_NUMBER: _ClassVar[int]
     plan: _common_pb2.Plan
     prepare_timeout_s: float
     addresses: _containers.ScalarMap[str, str]
-    def __init__(self, plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., prepare_timeout_s: _Optional[float] = ..., addresses: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    trusted_nodes: _containers.RepeatedScalarFieldContainer[str]
+    wire_dtype: str
+    privacy_depth: int
+    def __init__(self, plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., prepare_timeout_s: _Optional[float] = ..., addresses: _Optional[_Mapping[str, str]] = ..., trusted_nodes: _Optional[_Iterable[str]] = ..., wire_dtype: _Optional[str] = ..., privacy_depth: _Optional[int] = ...) -> None: ...
 
 class NodeOutcome(_message.Message):
-    __slots__ = ("node_id", "state", "code", "detail", "prepare_s")
+    __slots__ = ("node_id", "state", "code", "detail", "prepare_s", "shards_fetched", "shards_cached")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     PREPARE_S_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FETCHED_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_CACHED_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     state: str
     code: str
     detail: str
     prepare_s: float
-    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[str] = ..., code: _Optional[str] = ..., detail: _Optional[str] = ..., prepare_s: _Optional[float] = ...) -> None: ...
+    shards_fetched: int
+    shards_cached: int
+    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[str] = ..., code: _Optional[str] = ..., detail: _Optional[str] = ..., prepare_s: _Optional[float] = ..., shards_fetched: _Optional[int] = ..., shards_cached: _Optional[int] = ...) -> None: ...
 
 class ApplyResponse(_message.Message):
     __slots__ = ("committed", "epoch", "nodes", "elapsed_s", "duplicate")
@@ -99,7 +109,9 @@ class CurrentRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class CurrentResponse(_message.Message):
-    __slots__ = ("plan",)
+    __slots__ = ("plan", "last_epoch")
     PLAN_FIELD_NUMBER: _ClassVar[int]
+    LAST_EPOCH_FIELD_NUMBER: _ClassVar[int]
     plan: _common_pb2.Plan
-    def __init__(self, plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ...) -> None: ...
+    last_epoch: int
+    def __init__(self, plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., last_epoch: _Optional[int] = ...) -> None: ...

@@ -1,27 +1,72 @@
-"""``python -m services.broadcaster --listen HOST:PORT``"""
+"""``python -m services.broadcaster --listen HOST:PORT [--shard-dir DIR]
+[--signing-key PEM] [--nodes FILE]``"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edgesplit.rpc.client import channel_credentials
 from edgesplit.rpc.config import load_config
 from edgesplit.rpc.server import Registration, run_service
+from edgesplit.security.keys import ensure_dev_keys, load_signing_key
 from edgesplit.v1 import broadcaster_pb2_grpc
 from services.broadcaster.config import BroadcasterConfig
+from services.broadcaster.nodes import NodeClients
+from services.broadcaster.registry import Registry
+from services.broadcaster.rollout import Rollout
+from services.broadcaster.servicer import BroadcasterServicer
+
+log = logging.getLogger(__name__)
 
 
-def registrations(config: BroadcasterConfig) -> list[Registration]:
-    # Methods not built yet answer the generated servicer's UNIMPLEMENTED.
-    return [
-        Registration(broadcaster_pb2_grpc.add_BroadcasterServicer_to_server, broadcaster_pb2_grpc.BroadcasterServicer(), "edgesplit.v1.Broadcaster"),
-    ]
+def signing_key(config: BroadcasterConfig) -> Ed25519PrivateKey:
+    if config.signing_key:
+        return load_signing_key(config.signing_key)
+    keys_dir = Path(config.state_dir) / "keys"
+    # Dev default: nodes must be given keys_dir/control.ed25519.pub.pem.
+    log.warning("no --signing-key: using the development key in %s", keys_dir)
+    return ensure_dev_keys(keys_dir, "control").signing
+
+
+def node_addresses(path: str) -> dict[str, str]:
+    if not path:
+        return {}
+    raw = yaml.safe_load(Path(path).read_text()) or {}  # YAML is a superset of JSON
+    if not isinstance(raw, dict):
+        raise SystemExit(f"{path}: expected a mapping node id -> host:port")
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def build(config: BroadcasterConfig) -> tuple[Rollout, list[Registration]]:
+    """Everything but the event loop; also used by in-process tests."""
+    state = Path(config.state_dir)
+    registry = Registry(config.registry_dir or state / "registry")
+    if config.shard_dir:
+        registry.import_shard_dir(config.shard_dir)  # before serving: Apply needs the model
+    clients = NodeClients(config.rpc_timeout_s, config.commit_attempts, config.max_message_bytes,
+                          channel_credentials(config.tls_ca, config.tls_cert, config.tls_key))
+    rollout = Rollout(registry, signing_key(config), clients, state / "rollout.json",
+                      node_addresses(config.nodes), config.assignment_ttl_s)
+    servicer = BroadcasterServicer(config, rollout)
+    return rollout, [Registration(broadcaster_pb2_grpc.add_BroadcasterServicer_to_server,
+                                  servicer, "edgesplit.v1.Broadcaster")]
+
+
+async def serve(config: BroadcasterConfig) -> None:
+    rollout, regs = build(config)
+    await run_service(config, regs, on_stop=rollout.clients.close)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = load_config(BroadcasterConfig, argv, prog="python -m services.broadcaster")
-    asyncio.run(run_service(config, registrations(config)))
+    asyncio.run(serve(config))
     return 0
 
 

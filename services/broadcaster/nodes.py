@@ -1,0 +1,173 @@
+"""Calls from the broadcaster to node agents: deadlines, capped retries, outcomes.
+
+Every call has a deadline. Only idempotent calls are retried, and only on
+codes that mean "not there right now" (UNAVAILABLE, RESOURCE_EXHAUSTED):
+Prepare is idempotent because a re-delivered identical assignment is a
+DUPLICATE on the node; Commit and Abort are idempotent by epoch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+
+from edgesplit.rpc.client import RETRYABLE, aio_channel, backoff_delay
+from edgesplit.v1 import node_agent_pb2 as na
+from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class NodeResult:
+    """What happened on one node during one rollout (NodeOutcome on the wire)."""
+
+    node_id: str
+    state: str  # "prepared", "committed", "aborted", "failed", "timeout"
+    code: str = ""
+    detail: str = ""
+    prepare_s: float = 0.0
+    shards_fetched: int = 0
+    shards_cached: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.state in ("prepared", "committed")
+
+    def failed(self, exc: BaseException) -> NodeResult:
+        self.code, self.detail = _code_detail(exc)
+        self.state = "timeout" if self.code == "DEADLINE_EXCEEDED" else "failed"
+        return self
+
+
+class NodeError(Exception):
+    """A node answered something unusable (not a gRPC failure)."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+def _code_detail(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return exc.code().name, exc.details() or ""
+    if isinstance(exc, NodeError):
+        return exc.code, str(exc)
+    if isinstance(exc, asyncio.TimeoutError):
+        return "DEADLINE_EXCEEDED", "timed out"
+    return "UNKNOWN", f"{type(exc).__name__}: {exc}"
+
+
+async def call_with_retry(call: Callable[[float], Awaitable[T]], timeout_s: float,
+                          attempts: int, rng: random.Random) -> T:
+    """``call(per_try_timeout)`` until it succeeds, fails for good, runs out of
+    attempts, or the overall deadline ``timeout_s`` would pass while backing off."""
+    deadline = time.monotonic() + timeout_s
+    for attempt in range(attempts):
+        remaining = deadline - time.monotonic()
+        try:
+            return await call(max(remaining, 0.001))
+        except grpc.aio.AioRpcError as exc:
+            delay = backoff_delay(attempt, rng)
+            if exc.code() not in RETRYABLE or attempt == attempts - 1 \
+                    or time.monotonic() + delay >= deadline:
+                raise
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+class NodeClients:
+    """One channel per node address, reused across rollouts (a rollout with
+    cached shards is a few round trips: reconnecting would dominate it)."""
+
+    def __init__(self, rpc_timeout_s: float, attempts: int, max_message_bytes: int,
+                 credentials: grpc.ChannelCredentials | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.rpc_timeout_s = rpc_timeout_s
+        self.attempts = max(1, attempts)
+        self._max_message = max_message_bytes
+        self._credentials = credentials
+        self._rng = rng or random.Random()
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._keys: dict[str, tuple[str, bytes]] = {}  # node -> (address, X25519 public)
+
+    def _stub(self, address: str) -> na_grpc.NodeAgentStub:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = aio_channel(address, self._max_message,
+                                                            self._credentials)
+        return na_grpc.NodeAgentStub(channel)
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+    # ---- keys ----------------------------------------------------------------
+    async def public_key(self, node_id: str, address: str) -> bytes:
+        """The node's X25519 key (GetInfo once, then cached per address)."""
+        cached = self._keys.get(node_id)
+        if cached is not None and cached[0] == address:
+            return cached[1]
+        stub = self._stub(address)
+        info = await call_with_retry(
+            lambda t: stub.GetInfo(na.InfoRequest(), timeout=t),
+            self.rpc_timeout_s, self.attempts, self._rng)
+        if info.node_id != node_id:  # a wrong address would get another node's shards keys
+            raise NodeError("FAILED_PRECONDITION",
+                            f"{address} is node {info.node_id!r}, not {node_id!r}")
+        if len(info.x25519_public) != 32:
+            raise NodeError("FAILED_PRECONDITION", f"{node_id} reported no X25519 key")
+        self._keys[node_id] = (address, bytes(info.x25519_public))
+        return bytes(info.x25519_public)
+
+    def forget(self, node_id: str) -> None:
+        """Drop a cached key: the node may have been re-keyed (a failed unwrap)."""
+        self._keys.pop(node_id, None)
+
+    # ---- two phases -------------------------------------------------------------
+    async def prepare(self, node_id: str, address: str, envelope: na.SignedEnvelope,
+                      timeout_s: float) -> NodeResult:
+        stub = self._stub(address)
+        request = na.PrepareRequest(assignment=envelope)
+        start = time.perf_counter()
+        result = NodeResult(node_id, "prepared")
+        try:
+            reply = await call_with_retry(lambda t: stub.Prepare(request, timeout=t),
+                                          timeout_s, self.attempts, self._rng)
+            result.shards_fetched, result.shards_cached = reply.shards_fetched, reply.shards_cached
+        except Exception as exc:  # noqa: BLE001 - every failure is this node's outcome
+            result.failed(exc)
+        result.prepare_s = time.perf_counter() - start
+        return result
+
+    async def commit(self, node_id: str, address: str, epoch: int) -> tuple[str, str]:
+        """("", "") on success, else (code, detail)."""
+        stub = self._stub(address)
+        try:
+            await call_with_retry(lambda t: stub.Commit(na.CommitRequest(epoch=epoch), timeout=t),
+                                  self.rpc_timeout_s, self.attempts, self._rng)
+            return "", ""
+        except Exception as exc:  # noqa: BLE001 - reported per node
+            return _code_detail(exc)
+
+    async def abort(self, node_id: str, address: str, epoch: int) -> tuple[str, str]:
+        stub = self._stub(address)
+        try:
+            await call_with_retry(lambda t: stub.Abort(na.AbortRequest(epoch=epoch), timeout=t),
+                                  self.rpc_timeout_s, self.attempts, self._rng)
+            return "", ""
+        except Exception as exc:  # noqa: BLE001 - reported per node
+            code, detail = _code_detail(exc)
+            # Harmless: a node that missed the Abort keeps the prepared epoch
+            # unused (never committed) until a newer Prepare replaces it.
+            log.warning("abort of epoch %d on %s failed: %s %s", epoch, node_id, code, detail)
+            return code, detail

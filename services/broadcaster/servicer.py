@@ -1,0 +1,100 @@
+"""Broadcaster servicer: decode, delegate to the rollout or the registry, encode."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from edgesplit.rpc.convert import plan_from_proto, plan_to_proto
+from edgesplit.rpc.errors import InvalidRequest, maps_errors
+from edgesplit.v1 import broadcaster_pb2 as pb
+from edgesplit.v1 import broadcaster_pb2_grpc as pb_grpc
+from services.broadcaster import metrics as m
+from services.broadcaster.config import BroadcasterConfig
+from services.broadcaster.rollout import ApplyOptions, Rollout, RolloutResult
+
+_WIRE_DTYPES = ("float32", "bfloat16", "float16")
+
+
+class NotAssigned(Exception):
+    """FetchShard by a node that is not assigned the shard."""
+
+    status = "PERMISSION_DENIED"  # read by edgesplit.rpc.errors.status_of
+
+
+def options_from_request(request: pb.ApplyRequest, config: BroadcasterConfig) -> ApplyOptions:
+    timeout = request.prepare_timeout_s or config.prepare_timeout_s
+    if timeout <= 0:
+        raise InvalidRequest("prepare_timeout_s must be positive")
+    dtype = request.wire_dtype or config.wire_dtype
+    if dtype not in _WIRE_DTYPES:
+        raise InvalidRequest(f"wire_dtype must be one of {_WIRE_DTYPES}")
+    return ApplyOptions(
+        prepare_timeout_s=timeout,
+        addresses=dict(request.addresses),
+        trusted_nodes=tuple(request.trusted_nodes) or config.trusted_nodes,
+        wire_dtype=dtype,
+        privacy_depth=(request.privacy_depth if request.HasField("privacy_depth")
+                       else config.privacy_depth),
+    )
+
+
+def result_to_proto(r: RolloutResult) -> pb.ApplyResponse:
+    return pb.ApplyResponse(
+        committed=r.committed, epoch=r.epoch, elapsed_s=r.elapsed_s, duplicate=r.duplicate,
+        nodes=[pb.NodeOutcome(node_id=n.node_id, state=n.state, code=n.code, detail=n.detail,
+                              prepare_s=n.prepare_s, shards_fetched=n.shards_fetched,
+                              shards_cached=n.shards_cached) for n in r.nodes])
+
+
+class BroadcasterServicer(pb_grpc.BroadcasterServicer):
+    def __init__(self, config: BroadcasterConfig, rollout: Rollout) -> None:
+        self.config = config
+        self.rollout = rollout
+        self.registry = rollout.registry
+        self.chunk = max(4096, min(config.fetch_chunk_bytes, config.max_message_bytes // 2))
+
+    @maps_errors
+    async def Apply(self, request: pb.ApplyRequest, context: Any) -> pb.ApplyResponse:
+        if not request.HasField("plan"):
+            raise InvalidRequest("plan is required")
+        plan = plan_from_proto(request.plan)
+        if plan.epoch < 1 or not plan.routes:
+            raise InvalidRequest("plan needs an epoch >= 1 and at least one route")
+        result = await self.rollout.apply(plan, options_from_request(request, self.config))
+        return result_to_proto(result)
+
+    @maps_errors
+    async def Current(self, request: pb.CurrentRequest, context: Any) -> pb.CurrentResponse:
+        current = self.rollout.current
+        return pb.CurrentResponse(plan=plan_to_proto(current) if current else None,
+                                  last_epoch=self.rollout.last_epoch)
+
+    @maps_errors
+    async def FetchShard(self, request: pb.FetchShardRequest,
+                         context: Any) -> AsyncIterator[pb.ShardChunk]:
+        # Permission first, so an unassigned caller cannot even probe which digests exist.
+        if not self.rollout.may_fetch(request.node_id, request.sha256):
+            m.FETCH_DENIED.inc()
+            raise NotAssigned(f"node {request.node_id!r} is not assigned shard "
+                                  f"{request.sha256[:16]} in the committed or preparing epoch")
+        total = self.registry.blob_size(request.sha256)
+        if request.offset > total:
+            raise InvalidRequest(f"offset {request.offset} beyond the blob's {total} bytes")
+        offset = request.offset
+        while offset < total:
+            # Disk reads off the event loop: other nodes' fetches and Applies go on meanwhile.
+            data = await asyncio.to_thread(self.registry.read, request.sha256, offset, self.chunk)
+            if not data:
+                break
+            yield pb.ShardChunk(offset=offset, data=data, total_bytes=total)
+            m.SHARD_BYTES.inc(len(data))
+            offset += len(data)
+
+    @maps_errors
+    async def ListShards(self, request: pb.ListShardsRequest,
+                         context: Any) -> pb.ListShardsResponse:
+        return pb.ListShardsResponse(shards=[
+            pb.ShardInfo(name=s.name, sha256=s.sha256, size_bytes=s.size_bytes,
+                         model_digest=s.model_digest) for s in self.registry.list()])

@@ -1,0 +1,121 @@
+"""The broadcaster's pure rules: epoch admission, fetch grants, wrapped shard
+keys in assignments, the model-files bundle, capped retries."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import grpc
+import pytest
+
+from edgesplit.core.types import Epoch, NodeId, Plan, Route, Segment
+from edgesplit.model import bundle
+from edgesplit.model.errors import ModelFileError
+from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, shard_key_context
+from edgesplit.rpc.errors import Precondition
+from edgesplit.security.errors import KeyUnwrapError
+from edgesplit.security.keys import generate_agreement_key, public_bytes
+from edgesplit.security.shards import unwrap_key, wrap_key
+from services.broadcaster.nodes import call_with_retry
+from services.broadcaster.registry import ModelEntry
+from services.broadcaster.rollout import Verdict, admit, grants_of
+
+NAMES = ["meta", "embed", "layer.0", "layer.1", "layer.2", "layer.3", "head"]
+SHARDS = {n: ShardEntry(n, f"{i:064x}", 100 + i) for i, n in enumerate(NAMES)}
+MODEL = ModelEntry("m" * 64, 4, SHARDS)
+
+
+def plan(epoch: int, cuts: tuple[int, int] = (1, 3)) -> Plan:
+    b = [0, *cuts, 4]
+    segs = tuple(Segment(NodeId(f"n{i}"), b[i], b[i + 1], i == 0, i == 0) for i in range(3))
+    return Plan(Epoch(epoch), MODEL.digest, (Route(NodeId("n0"), segs),))
+
+
+def test_admit_epochs_are_used_once() -> None:
+    assert admit(plan(1), None, 0) is Verdict.NEW
+    assert admit(plan(3), plan(2), 2) is Verdict.NEW
+    assert admit(plan(2), plan(2), 2) is Verdict.DUPLICATE
+    with pytest.raises(Precondition):
+        admit(plan(2, (2, 3)), plan(2), 2)  # same epoch, another plan
+    with pytest.raises(Precondition):
+        admit(plan(1), plan(2), 2)  # older
+    with pytest.raises(Precondition):
+        admit(plan(3), plan(2), 3)  # tried and aborted
+
+
+def test_grants_are_each_nodes_own_shards_plus_meta() -> None:
+    g = grants_of(plan(1), MODEL)
+    sha = {n: s.sha256 for n, s in SHARDS.items()}
+    assert g["n0"] == {sha["meta"], sha["embed"], sha["layer.0"], sha["head"]}
+    assert g["n1"] == {sha["meta"], sha["layer.1"], sha["layer.2"]}
+    assert g["n2"] == {sha["meta"], sha["layer.3"]}
+
+
+def test_assignments_carry_keys_only_their_node_can_unwrap() -> None:
+    keys = {f"n{i}": generate_agreement_key() for i in range(3)}
+    peers = {n: PeerInfo(n, f"h{n}:1", public_bytes(k)) for n, k in keys.items()}
+    shard_keys = {s.sha256: bytes([i]) * 32 for i, s in enumerate(SHARDS.values())}
+
+    def wrap(node: str, s: ShardEntry) -> bytes:
+        return wrap_key(shard_keys[s.sha256], keys[node].public_key(),
+                        shard_key_context(node, s.sha256))
+
+    out = build_assignments(plan(1), SHARDS, peers, 4, 10**13, common_shards=["meta"],
+                            wrap=wrap)
+    assert [r.name for r in out["n1"].shards] == ["meta", "layer.1", "layer.2"]
+    for node, a in out.items():
+        for ref in a.shards:
+            ctx = shard_key_context(node, ref.sha256)
+            assert unwrap_key(ref.wrapped_key, keys[node], ctx) == shard_keys[ref.sha256]
+            other = "n1" if node != "n1" else "n2"
+            with pytest.raises(KeyUnwrapError):
+                unwrap_key(ref.wrapped_key, keys[other], shard_key_context(other, ref.sha256))
+            with pytest.raises(KeyUnwrapError):  # bound to the shard too
+                unwrap_key(ref.wrapped_key, keys[node], shard_key_context(node, "f" * 64))
+
+
+def test_bundle_is_canonical_and_safe(tmp_path: Path) -> None:
+    files = {"config.json": b'{"model_type": "qwen3"}', "tokenizer.json": b"{}"}
+    assert bundle.pack(files) == bundle.pack(dict(reversed(list(files.items()))))
+    assert bundle.unpack(bundle.pack(files)) == files
+    out = bundle.write_dir(files, tmp_path / "x.d")
+    assert {p.name for p in out.iterdir()} == set(files)
+    for bad in ({"../evil": b""}, {".hidden": b""}, {"a/b": b""}):
+        with pytest.raises(ModelFileError):
+            bundle.pack({**files, **bad})
+    forged = bundle.pack(files).replace(b'"tokenizer.json"', b'"../tokenizer"')
+    with pytest.raises(ModelFileError):
+        bundle.unpack(forged)
+    with pytest.raises(ModelFileError):
+        bundle.unpack(bundle.pack({"tokenizer.json": b"{}"}))  # no config.json
+    with pytest.raises(ModelFileError):
+        bundle.unpack(b"not json")
+
+
+def _rpc_error(code: grpc.StatusCode) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), "x")
+
+
+async def test_retries_only_retryable_codes_and_only_a_few_times() -> None:
+    calls: list[float] = []
+
+    def failing(codes: list[grpc.StatusCode]):  # type: ignore[no-untyped-def]
+        async def call(timeout: float) -> str:
+            calls.append(timeout)
+            if codes:
+                raise _rpc_error(codes.pop(0))
+            return "ok"
+        return call
+
+    rng = random.Random(0)
+    assert await call_with_retry(failing([grpc.StatusCode.UNAVAILABLE] * 2), 5.0, 4, rng) == "ok"
+    assert len(calls) == 3 and all(t <= 5.0 for t in calls)
+    calls.clear()
+    with pytest.raises(grpc.aio.AioRpcError):
+        await call_with_retry(failing([grpc.StatusCode.FAILED_PRECONDITION]), 5.0, 4, rng)
+    assert len(calls) == 1  # not retryable
+    calls.clear()
+    with pytest.raises(grpc.aio.AioRpcError):
+        await call_with_retry(failing([grpc.StatusCode.UNAVAILABLE] * 9), 5.0, 3, rng)
+    assert len(calls) == 3  # capped

@@ -60,7 +60,7 @@ def _free_port() -> int:
 def inventory(sc: Scenario, addresses: dict[str, str]) -> dict[str, Any]:
     """The cluster as the monitor and planner know it: trust, memory, speed."""
     trusted = [n.id for n in sc.nodes if n.trusted]
-    return {"nodes": [{"id": n.id, "trust": n.trust, "memory_gb": n.memory_gb,
+    return {"nodes": [{"id": n.id, "trust": n.trust, "memory": f"{n.memory_gb}GiB",
                        "flops_per_s": BASE_FLOPS / n.slowdown, "address": addresses[n.id],
                        "trusted_by": [sc.entry.id] if n.trusted else []}
                       for n in sc.nodes],
@@ -102,7 +102,7 @@ class Run:
         monitor = start_service("monitor", base, ["--inventory", str(base / "inventory.json"),
                                                   "--profile", str(base / "profile.json"),
                                                   "--report-interval-s", "0.5",
-                                                  "--sla-step-s", str(sc.sla_step_s)])
+                                                  "--sla-step-budget-s", str(sc.sla_step_s)])
         reviser = start_service("split_reviser", base)
         broadcaster = start_service("broadcaster", base, [
             "--state-dir", str(base / "broadcaster"), "--shard-dir", str(shards),

@@ -91,6 +91,9 @@ class ControlLoop:
         self.cost: common_pb2.CostBreakdown | None = None
         self.last_decision: pb.Decision | None = None
         self.private_until = 0.0
+        # Epochs are single-use at the broadcaster and the agents: after an
+        # aborted rollout the next plan needs a newer epoch than the one tried.
+        self.last_epoch = self.plan.epoch if self.plan else 0
         self.triggers = TriggerConfig(
             latency_ewma_s=config.latency_trigger_s, max_utilization=config.utilization_trigger,
             min_link_bandwidth_bps=config.bandwidth_trigger_bps, cooldown_s=config.cooldown_s,
@@ -134,7 +137,7 @@ class ControlLoop:
             state=cluster, profile=state.profile, workload=self.workload(privacy_high),
             mode=mode, weights=common_pb2.ObjectiveWeights(alpha=c.alpha, beta=c.beta,
                                                            gamma=c.gamma),
-            entries=self.entries(), epoch=(self.plan.epoch if self.plan else 0) + 1)
+            entries=self.entries(), epoch=self.last_epoch + 1)
         if self.plan is not None:
             req.current.CopyFrom(self.plan)
         return await self.reviser.Revise(req, timeout=c.rpc_timeout_s)
@@ -142,6 +145,7 @@ class ControlLoop:
     async def apply(self, plan: common_pb2.Plan, state: monitor_pb2.EnvironmentState
                     ) -> bc.ApplyResponse:
         addresses = {v.state.node_id: v.state.address for v in state.nodes if v.state.address}
+        self.last_epoch = max(self.last_epoch, plan.epoch)
         return await self.broadcaster.Apply(
             bc.ApplyRequest(plan=plan, addresses=addresses,
                             prepare_timeout_s=self.config.apply_timeout_s / 2),
@@ -158,6 +162,14 @@ class ControlLoop:
         if not state.nodes or not state.profile.layers:
             return None
         if self.plan is None:
+            current = await self.broadcaster.Current(bc.CurrentRequest(),
+                                                     timeout=self.config.rpc_timeout_s)
+            self.last_epoch = max(self.last_epoch, current.last_epoch, current.plan.epoch)
+            if current.plan.epoch:  # a plan is already serving: adopt it, no rollout
+                self.plan = current.plan
+                self.store.save_plan(current.plan, None)
+                EPOCH.set(current.plan.epoch)
+                return None
             return await self._initial(state, now, started)
         if self.config.static:
             return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 from pathlib import Path
 
@@ -17,17 +18,19 @@ from edgesplit.testbed import ensure_model
 from tests.service.cluster import Cluster
 
 FAMILIES = ["llama", "qwen2", "qwen3", "mistral"]
+# EDGESPLIT_TEST_DEVICE=cuda runs agents and the reference on a GPU (float32).
+DEVICE = os.environ.get("EDGESPLIT_TEST_DEVICE", "cpu")
 PROMPT_LENGTHS = [1, 5, 17]
 NEW_TOKENS = 8
 
 
 def _reference(model_dir: Path, prompts: list[list[int]]) -> list[list[int]]:
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(DEVICE).eval()
     out = []
     for ids in prompts:
-        x = torch.tensor([ids])
+        x = torch.tensor([ids], device=DEVICE)
         gen = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=NEW_TOKENS,
-                             min_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=0)
+                             do_sample=False, pad_token_id=0, eos_token_id=None)
         out.append(gen[0, len(ids):].tolist())
     return out
 
@@ -41,19 +44,20 @@ async def test_split_equals_monolithic(family: str, tmp_path: Path) -> None:
     expected = _reference(tmp_path / "model", prompts)
     assert any(len(set(e)) > 1 for e in expected), "degenerate reference: test would be weak"
     eos = json.loads((tmp_path / "model" / "config.json").read_text())["eos_token_id"]
-    cluster = await Cluster.start(4, shards, tmp_path)
+    cluster = await Cluster.start(4, shards, tmp_path, device=DEVICE)
     try:
         for k in (1, 2, 3, 4):
             await cluster.apply(cluster.plan([f"node-{i}" for i in range(k)]))
             for ids, want in zip(prompts, expected, strict=True):
-                # min_new_tokens in the reference: the split must not stop at eos either
+                # The reference never stops (eos_token_id=None); the split stops
+                # at eos, so it must equal a prefix that ends there or runs full.
                 got = await cluster.generate(ids, NEW_TOKENS)
-                assert got[:len(want)] == want[:len(got)], (family, k, len(ids))
+                assert got == want[:len(got)], (family, k, len(ids))
                 assert len(got) == NEW_TOKENS or got[-1] == eos, (family, k, len(ids))
             # Sessions interleaved on the same agents give the same tokens as alone.
             together = await asyncio.gather(*(cluster.generate(ids, NEW_TOKENS)
                                               for ids in prompts))
             for got, want in zip(together, expected, strict=True):
-                assert got[:len(want)] == want[:len(got)], (family, k, "interleaved")
+                assert got == want[:len(got)], (family, k, "interleaved")
     finally:
         await cluster.stop()

@@ -8,14 +8,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class LayerTiming(_message.Message):
-    __slots__ = ("layer", "prefill_s_per_token", "decode_s_per_token")
+    __slots__ = ("layer", "prefill_s_per_token", "decode_s_per_token", "pseudo")
     LAYER_FIELD_NUMBER: _ClassVar[int]
     PREFILL_S_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     DECODE_S_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PSEUDO_FIELD_NUMBER: _ClassVar[int]
     layer: int
     prefill_s_per_token: float
     decode_s_per_token: float
-    def __init__(self, layer: _Optional[int] = ..., prefill_s_per_token: _Optional[float] = ..., decode_s_per_token: _Optional[float] = ...) -> None: ...
+    pseudo: str
+    def __init__(self, layer: _Optional[int] = ..., prefill_s_per_token: _Optional[float] = ..., decode_s_per_token: _Optional[float] = ..., pseudo: _Optional[str] = ...) -> None: ...
 
 class LinkObservation(_message.Message):
     __slots__ = ("peer", "rtt_s", "bandwidth_bps", "source")
@@ -40,7 +42,7 @@ class RequestSample(_message.Message):
     def __init__(self, ttft_s: _Optional[float] = ..., step_s: _Optional[_Iterable[float]] = ..., sla_met: _Optional[bool] = ...) -> None: ...
 
 class NodeReport(_message.Message):
-    __slots__ = ("node_id", "seq", "sent_at", "cpu_utilization", "memory_used_bytes", "memory_total_bytes", "has_gpu", "gpu_utilization", "gpu_memory_used_bytes", "gpu_memory_total_bytes", "queue_depth", "active_sessions", "layers", "bytes_sent", "requests", "links", "committed_epoch")
+    __slots__ = ("node_id", "seq", "sent_at", "cpu_utilization", "memory_used_bytes", "memory_total_bytes", "has_gpu", "gpu_utilization", "gpu_memory_used_bytes", "gpu_memory_total_bytes", "queue_depth", "active_sessions", "layers", "bytes_sent", "requests", "links", "committed_epoch", "incarnation", "compute_busy_s")
     class BytesSentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +67,8 @@ class NodeReport(_message.Message):
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
     LINKS_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_BUSY_S_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     seq: int
     sent_at: float
@@ -82,7 +86,9 @@ class NodeReport(_message.Message):
     requests: _containers.RepeatedCompositeFieldContainer[RequestSample]
     links: _containers.RepeatedCompositeFieldContainer[LinkObservation]
     committed_epoch: int
-    def __init__(self, node_id: _Optional[str] = ..., seq: _Optional[int] = ..., sent_at: _Optional[float] = ..., cpu_utilization: _Optional[float] = ..., memory_used_bytes: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., has_gpu: _Optional[bool] = ..., gpu_utilization: _Optional[float] = ..., gpu_memory_used_bytes: _Optional[int] = ..., gpu_memory_total_bytes: _Optional[int] = ..., queue_depth: _Optional[int] = ..., active_sessions: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerTiming, _Mapping]]] = ..., bytes_sent: _Optional[_Mapping[str, int]] = ..., requests: _Optional[_Iterable[_Union[RequestSample, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[LinkObservation, _Mapping]]] = ..., committed_epoch: _Optional[int] = ...) -> None: ...
+    incarnation: int
+    compute_busy_s: float
+    def __init__(self, node_id: _Optional[str] = ..., seq: _Optional[int] = ..., sent_at: _Optional[float] = ..., cpu_utilization: _Optional[float] = ..., memory_used_bytes: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., has_gpu: _Optional[bool] = ..., gpu_utilization: _Optional[float] = ..., gpu_memory_used_bytes: _Optional[int] = ..., gpu_memory_total_bytes: _Optional[int] = ..., queue_depth: _Optional[int] = ..., active_sessions: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerTiming, _Mapping]]] = ..., bytes_sent: _Optional[_Mapping[str, int]] = ..., requests: _Optional[_Iterable[_Union[RequestSample, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[LinkObservation, _Mapping]]] = ..., committed_epoch: _Optional[int] = ..., incarnation: _Optional[int] = ..., compute_busy_s: _Optional[float] = ...) -> None: ...
 
 class ReportAck(_message.Message):
     __slots__ = ("seq", "accepted", "reason")
@@ -95,7 +101,14 @@ class ReportAck(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class NodeView(_message.Message):
-    __slots__ = ("state", "last_seen_age_s", "cpu_utilization", "gpu_utilization", "memory_used_bytes", "queue_depth", "active_sessions", "layers", "committed_epoch")
+    __slots__ = ("state", "last_seen_age_s", "cpu_utilization", "gpu_utilization", "memory_used_bytes", "queue_depth", "active_sessions", "layers", "committed_epoch", "reports", "memory_total_bytes", "has_gpu", "gpu_memory_used_bytes", "gpu_memory_total_bytes", "own_load", "hop_bytes_per_s", "active_sessions_avg")
+    class HopBytesPerSEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     STATE_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_AGE_S_FIELD_NUMBER: _ClassVar[int]
     CPU_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +118,14 @@ class NodeView(_message.Message):
     ACTIVE_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    HAS_GPU_FIELD_NUMBER: _ClassVar[int]
+    GPU_MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GPU_MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    OWN_LOAD_FIELD_NUMBER: _ClassVar[int]
+    HOP_BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_SESSIONS_AVG_FIELD_NUMBER: _ClassVar[int]
     state: _common_pb2.NodeState
     last_seen_age_s: float
     cpu_utilization: float
@@ -114,10 +135,43 @@ class NodeView(_message.Message):
     active_sessions: int
     layers: _containers.RepeatedCompositeFieldContainer[LayerTiming]
     committed_epoch: int
-    def __init__(self, state: _Optional[_Union[_common_pb2.NodeState, _Mapping]] = ..., last_seen_age_s: _Optional[float] = ..., cpu_utilization: _Optional[float] = ..., gpu_utilization: _Optional[float] = ..., memory_used_bytes: _Optional[int] = ..., queue_depth: _Optional[float] = ..., active_sessions: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerTiming, _Mapping]]] = ..., committed_epoch: _Optional[int] = ...) -> None: ...
+    reports: int
+    memory_total_bytes: int
+    has_gpu: bool
+    gpu_memory_used_bytes: int
+    gpu_memory_total_bytes: int
+    own_load: float
+    hop_bytes_per_s: _containers.ScalarMap[str, float]
+    active_sessions_avg: float
+    def __init__(self, state: _Optional[_Union[_common_pb2.NodeState, _Mapping]] = ..., last_seen_age_s: _Optional[float] = ..., cpu_utilization: _Optional[float] = ..., gpu_utilization: _Optional[float] = ..., memory_used_bytes: _Optional[int] = ..., queue_depth: _Optional[float] = ..., active_sessions: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerTiming, _Mapping]]] = ..., committed_epoch: _Optional[int] = ..., reports: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., has_gpu: _Optional[bool] = ..., gpu_memory_used_bytes: _Optional[int] = ..., gpu_memory_total_bytes: _Optional[int] = ..., own_load: _Optional[float] = ..., hop_bytes_per_s: _Optional[_Mapping[str, float]] = ..., active_sessions_avg: _Optional[float] = ...) -> None: ...
+
+class LinkView(_message.Message):
+    __slots__ = ("src", "dst", "rtt_s", "bandwidth_bps", "source", "age_s", "samples")
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    DST_FIELD_NUMBER: _ClassVar[int]
+    RTT_S_FIELD_NUMBER: _ClassVar[int]
+    BANDWIDTH_BPS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    AGE_S_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    src: str
+    dst: str
+    rtt_s: float
+    bandwidth_bps: float
+    source: str
+    age_s: float
+    samples: int
+    def __init__(self, src: _Optional[str] = ..., dst: _Optional[str] = ..., rtt_s: _Optional[float] = ..., bandwidth_bps: _Optional[float] = ..., source: _Optional[str] = ..., age_s: _Optional[float] = ..., samples: _Optional[int] = ...) -> None: ...
 
 class EnvironmentState(_message.Message):
-    __slots__ = ("at", "version", "nodes", "links", "latency_ewma_s", "ttft_ewma_s", "sla_hit_rate", "window_requests", "profile")
+    __slots__ = ("at", "version", "nodes", "links", "latency_ewma_s", "ttft_ewma_s", "sla_hit_rate", "window_requests", "profile", "link_views", "requests_total", "sla_hits_total", "reports_accepted", "reports_stale", "reports_refused", "report_interval_s", "dead_after_s")
+    class ReportsRefusedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     AT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +181,14 @@ class EnvironmentState(_message.Message):
     SLA_HIT_RATE_FIELD_NUMBER: _ClassVar[int]
     WINDOW_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
+    LINK_VIEWS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SLA_HITS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_STALE_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_REFUSED_FIELD_NUMBER: _ClassVar[int]
+    REPORT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    DEAD_AFTER_S_FIELD_NUMBER: _ClassVar[int]
     at: float
     version: int
     nodes: _containers.RepeatedCompositeFieldContainer[NodeView]
@@ -136,7 +198,15 @@ class EnvironmentState(_message.Message):
     sla_hit_rate: float
     window_requests: int
     profile: _common_pb2.ModelProfile
-    def __init__(self, at: _Optional[float] = ..., version: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeView, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[_common_pb2.LinkState, _Mapping]]] = ..., latency_ewma_s: _Optional[float] = ..., ttft_ewma_s: _Optional[float] = ..., sla_hit_rate: _Optional[float] = ..., window_requests: _Optional[int] = ..., profile: _Optional[_Union[_common_pb2.ModelProfile, _Mapping]] = ...) -> None: ...
+    link_views: _containers.RepeatedCompositeFieldContainer[LinkView]
+    requests_total: int
+    sla_hits_total: int
+    reports_accepted: int
+    reports_stale: int
+    reports_refused: _containers.ScalarMap[str, int]
+    report_interval_s: float
+    dead_after_s: float
+    def __init__(self, at: _Optional[float] = ..., version: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeView, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[_common_pb2.LinkState, _Mapping]]] = ..., latency_ewma_s: _Optional[float] = ..., ttft_ewma_s: _Optional[float] = ..., sla_hit_rate: _Optional[float] = ..., window_requests: _Optional[int] = ..., profile: _Optional[_Union[_common_pb2.ModelProfile, _Mapping]] = ..., link_views: _Optional[_Iterable[_Union[LinkView, _Mapping]]] = ..., requests_total: _Optional[int] = ..., sla_hits_total: _Optional[int] = ..., reports_accepted: _Optional[int] = ..., reports_stale: _Optional[int] = ..., reports_refused: _Optional[_Mapping[str, int]] = ..., report_interval_s: _Optional[float] = ..., dead_after_s: _Optional[float] = ...) -> None: ...
 
 class GetStateRequest(_message.Message):
     __slots__ = ()

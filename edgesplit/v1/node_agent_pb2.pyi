@@ -162,14 +162,18 @@ class Frame(_message.Message):
     def __init__(self, header: _Optional[_Union[FrameHeader, _Mapping]] = ..., nonce: _Optional[bytes] = ..., ciphertext: _Optional[bytes] = ...) -> None: ...
 
 class FrameAck(_message.Message):
-    __slots__ = ("session_id", "step", "chunks_missing")
+    __slots__ = ("session_id", "step", "chunks_missing", "processing_s", "emulated_return_s")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_MISSING_FIELD_NUMBER: _ClassVar[int]
+    PROCESSING_S_FIELD_NUMBER: _ClassVar[int]
+    EMULATED_RETURN_S_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     step: int
     chunks_missing: int
-    def __init__(self, session_id: _Optional[str] = ..., step: _Optional[int] = ..., chunks_missing: _Optional[int] = ...) -> None: ...
+    processing_s: float
+    emulated_return_s: float
+    def __init__(self, session_id: _Optional[str] = ..., step: _Optional[int] = ..., chunks_missing: _Optional[int] = ..., processing_s: _Optional[float] = ..., emulated_return_s: _Optional[float] = ...) -> None: ...
 
 class StepFailure(_message.Message):
     __slots__ = ("session_id", "step", "epoch", "reporter", "failed_node", "code", "detail")
@@ -226,6 +230,24 @@ class NodeInfo(_message.Message):
     kv_cache_bytes: int
     device: str
     def __init__(self, node_id: _Optional[str] = ..., x25519_public: _Optional[bytes] = ..., committed_epoch: _Optional[int] = ..., prepared_epoch: _Optional[int] = ..., segments: _Optional[_Iterable[_Union[RouteSegment, _Mapping]]] = ..., sessions: _Optional[int] = ..., kv_cache_bytes: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
+
+class ProbeRequest(_message.Message):
+    __slots__ = ("src", "payload")
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    src: str
+    payload: bytes
+    def __init__(self, src: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class ProbeResponse(_message.Message):
+    __slots__ = ("received_bytes", "processing_s", "emulated_return_s")
+    RECEIVED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PROCESSING_S_FIELD_NUMBER: _ClassVar[int]
+    EMULATED_RETURN_S_FIELD_NUMBER: _ClassVar[int]
+    received_bytes: int
+    processing_s: float
+    emulated_return_s: float
+    def __init__(self, received_bytes: _Optional[int] = ..., processing_s: _Optional[float] = ..., emulated_return_s: _Optional[float] = ...) -> None: ...
 
 class Conditions(_message.Message):
     __slots__ = ("compute_slowdown", "link_delay_s", "link_bandwidth_bps", "link_down", "background_utilization")

@@ -70,6 +70,11 @@ class NodeAgentStub:
                 request_serializer=edgesplit_dot_v1_dot_node__agent__pb2.InfoRequest.SerializeToString,
                 response_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.NodeInfo.FromString,
                 _registered_method=True)
+        self.Probe = channel.unary_unary(
+                '/edgesplit.v1.NodeAgent/Probe',
+                request_serializer=edgesplit_dot_v1_dot_node__agent__pb2.ProbeRequest.SerializeToString,
+                response_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.ProbeResponse.FromString,
+                _registered_method=True)
 
 
 class NodeAgentServicer:
@@ -125,6 +130,13 @@ class NodeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Probe(self, request, context):
+        """Time a round trip (and, with a payload, the bandwidth) to this node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +174,11 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     servicer.GetInfo,
                     request_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.InfoRequest.FromString,
                     response_serializer=edgesplit_dot_v1_dot_node__agent__pb2.NodeInfo.SerializeToString,
+            ),
+            'Probe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Probe,
+                    request_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.ProbeRequest.FromString,
+                    response_serializer=edgesplit_dot_v1_dot_node__agent__pb2.ProbeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +371,33 @@ class NodeAgent:
             '/edgesplit.v1.NodeAgent/GetInfo',
             edgesplit_dot_v1_dot_node__agent__pb2.InfoRequest.SerializeToString,
             edgesplit_dot_v1_dot_node__agent__pb2.NodeInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Probe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgesplit.v1.NodeAgent/Probe',
+            edgesplit_dot_v1_dot_node__agent__pb2.ProbeRequest.SerializeToString,
+            edgesplit_dot_v1_dot_node__agent__pb2.ProbeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgesplit.core.types import Segment
+from edgesplit.rpc.client import channel_credentials
 from edgesplit.rpc.config import load_config
 from edgesplit.rpc.server import Registration, RunningServer, run_service
 from edgesplit.security.keys import ensure_dev_keys, load_signing_public_key
@@ -20,23 +21,29 @@ from services.node_agent.dataplane import DataPlane
 from services.node_agent.emulation import Emulator
 from services.node_agent.epochs import EpochBook
 from services.node_agent.inference import InferenceServicer
+from services.node_agent.reporter import make_reporter
 from services.node_agent.servicer import (
     NodeAgentServicer,
     TestbedAdminServicer,
     housekeeping,
 )
+from services.node_agent.shards import ShardStore, cache_dir
 
 
-def torch_runner_factory(config: NodeAgentConfig) -> Any:
+def torch_runner_factory(config: NodeAgentConfig, store: ShardStore | None = None) -> Any:
     """Runners load only their own shards, checking the assignment's digests."""
 
     def make(seg: Segment, digests: Mapping[str, str]) -> Any:
         from edgesplit.model.runner import TorchSegmentRunner
         from edgesplit.model.shard import ShardDir
 
-        if not config.shard_dir:
+        source: Any
+        if store is not None:  # hook: local or fetched shards (services/node_agent/shards.py)
+            source = store.source(digests)
+        elif not config.shard_dir:
             raise FileNotFoundError("no --shard-dir configured")
-        source = ShardDir(config.shard_dir, digests)
+        else:
+            source = ShardDir(config.shard_dir, digests)
         return TorchSegmentRunner(source, seg.start, seg.end, seg.has_embed, seg.has_head,
                                   device=config.device, dtype=config.dtype or None)
 
@@ -49,14 +56,20 @@ def build(config: NodeAgentConfig, make_runner: Any = None) -> tuple[list[Regist
     keys = ensure_dev_keys(state, config.node_id)  # this node's X25519 key, kept across restarts
     signers = trusted_keys(*(load_signing_public_key(p)
                              for p in config.control_public_key.split(",") if p))
+    # hook: with a broadcaster, Prepare fetches shards not held locally (shards.py)
+    store = ShardStore(config.node_id, keys.agreement, cache_dir(config), config.shard_dir,
+                       config.broadcaster, config.rpc_timeout_s, config.max_message_bytes,
+                       channel_credentials(config.tls_ca, config.tls_cert, config.tls_key)
+                       ) if config.broadcaster else None
     book = EpochBook(config.node_id, signers, keys.agreement,
-                     make_runner or torch_runner_factory(config), config.retained_epochs)
+                     make_runner or torch_runner_factory(config, store), config.retained_epochs)
     emulator = Emulator()
     dp = DataPlane(config.node_id, book, emulator, config.rpc_timeout_s,
                    config.frame_chunk_bytes, config.max_message_bytes, config.torch_threads)
     regs = [
         Registration(node_agent_pb2_grpc.add_NodeAgentServicer_to_server,
-                     NodeAgentServicer(config, dp, keys.agreement), "edgesplit.v1.NodeAgent"),
+                     NodeAgentServicer(config, dp, keys.agreement, store),
+                     "edgesplit.v1.NodeAgent"),
         Registration(inference_pb2_grpc.add_InferenceServicer_to_server,
                      InferenceServicer(config, dp), "edgesplit.v1.Inference"),
     ]
@@ -73,9 +86,13 @@ def _preload() -> None:
 async def serve(config: NodeAgentConfig) -> None:
     regs, dp = build(config)
     tasks: list[asyncio.Task[None]] = []
+    # hook: with --monitor, measure on the serving path and push reports (reporter.py)
+    reporter = make_reporter(config, dp) if config.monitor else None
 
     async def on_ready(_: RunningServer) -> None:
         tasks.append(asyncio.create_task(housekeeping(dp, config.session_idle_timeout_s)))
+        if reporter is not None:
+            tasks.append(asyncio.create_task(reporter.run()))
         # Import torch/transformers now, in the background, so the first
         # Prepare (and so the first rollout) does not pay for it.
         asyncio.get_running_loop().run_in_executor(None, _preload)

@@ -31,3 +31,9 @@ class NodeAgentConfig(ServiceConfig):
                                 "privacy=high request finds none")
     broadcaster: str = opt("", "broadcaster address host:port to fetch shards from")
     report_interval_s: float = opt(1.0, "seconds between reports to the monitor")
+    # Link probes (services/node_agent/reporter.py): bounded, and only for idle links.
+    probe_bytes: int = opt(64 * 1024, "bulk link probe payload for bandwidth (0: no bulk "
+                                      "probes); sent when a link's frames gave no figure lately")
+    bandwidth_probe_cycles: int = opt(10, "report cycles without a bandwidth sample before a "
+                                          "link gets a bulk probe")
+    probe_max_bytes: int = opt(1024 * 1024, "largest probe payload this node answers")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -72,17 +72,39 @@ class DataPlane:
         self._pending: dict[tuple[str, int], asyncio.Future[Any]] = {}
         self._chunks: dict[tuple[int, str, int, int], _Chunks] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.compute_observer: Callable[[Any, int, float, int], None] | None = None
+        # hook (services/node_agent/telemetry.py, set when reporting to a monitor):
+        # compute_observer(runner, phase, seconds, tokens) after each timed run,
+        # frame_observer(dst, nbytes, seconds, ack) after each acked frame chunk,
+        # request_observer(ttft_s, step_latencies_s, ok) when a Generate ends.
+        self.compute_observer: Callable[[Any, str, float, int], None] | None = None
+        self.frame_observer: Callable[[str, int, float, Any], None] | None = None
+        self.request_observer: Callable[[float, Sequence[float], bool], None] | None = None
+        self.computing = 0  # hook: compute() calls in flight (the report's queue depth)
 
     # ---- plumbing ------------------------------------------------------------
-    async def compute(self, fn: Callable[[], T], phase: str = "decode") -> T:
+    async def compute(self, fn: Callable[[], T], phase: str = "decode", *,
+                      runner: Any = None, tokens: int = 0) -> T:
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
-        result = await loop.run_in_executor(self._executor, fn)
+        self.computing += 1
+        try:
+            result, busy = await loop.run_in_executor(self._executor, _timed, fn)
+        finally:
+            self.computing -= 1
         elapsed = time.perf_counter() - start
-        m.COMPUTE.labels(phase).observe(elapsed * self.emulator.conditions.compute_slowdown)
+        slowdown = self.emulator.conditions.compute_slowdown
+        m.COMPUTE.labels(phase).observe(elapsed * slowdown)
+        if self.compute_observer is not None and runner is not None:
+            # hook: per-layer costs from the time inside the runner only, without
+            # the hand-off to and from the compute thread (that is queueing).
+            self.compute_observer(runner, phase, busy * slowdown, tokens)
         await self.emulator.after_compute(elapsed)
         return result
+
+    @property
+    def queue_depth(self) -> int:
+        """Runs waiting behind the one the single compute thread is doing."""
+        return max(0, self.computing - 1)
 
     def stub(self, address: str) -> na_grpc.NodeAgentStub:
         entry = self._stubs.get(address)
@@ -143,7 +165,7 @@ class DataPlane:
         try:
             hidden = await self.compute(
                 lambda: runner.forward(h.session_id, runner.decode_hidden(wire), h.start_pos),
-                "prefill" if h.step == 0 else "decode")
+                "prefill" if h.step == 0 else "decode", runner=runner, tokens=wire.shape[1])
         except Exception as exc:
             if status_of(exc) == grpc.StatusCode.INVALID_ARGUMENT:
                 m.FRAMES_REJECTED.labels("bad_shape").inc()
@@ -195,7 +217,9 @@ class DataPlane:
             while hop < n and route.segments[hop].node == self.node_id:
                 runner = es.runners[(route.entry, hop)]
                 hidden = await self.compute(
-                    lambda r=runner, x=hidden: r.forward(session, x, start_pos))
+                    lambda r=runner, x=hidden: r.forward(session, x, start_pos),
+                    "prefill" if step == 0 else "decode", runner=runner,
+                    tokens=int(hidden.shape[1]))
                 hop += 1
             dst = route.segments[hop].node if hop < n else route.entry
             if dst == self.node_id:  # single-node ring: deliver without the network
@@ -232,8 +256,11 @@ class DataPlane:
                                       start_pos=start_pos),
                 nonce=nonce, ciphertext=ciphertext)
             size = frame.ByteSize()
+            sent_at = time.perf_counter()
             await self.emulator.transmit(dst, size)
-            await stub.Forward(frame, timeout=self.rpc_timeout_s)
+            ack = await stub.Forward(frame, timeout=self.rpc_timeout_s)
+            if self.frame_observer is not None:  # hook: passive link timing
+                self.frame_observer(dst, size, time.perf_counter() - sent_at, ack)
             m.FRAMES_SENT.labels(dst).inc()
             m.BYTES_SENT.labels(dst).inc(size)
 
@@ -277,7 +304,7 @@ class DataPlane:
             runner = es.runners[(route.entry, 0)]
             hidden = await self.compute(
                 lambda: runner.forward(session, runner.embed(token_ids), start_pos),
-                "prefill" if step == 0 else "decode")
+                "prefill" if step == 0 else "decode", runner=runner, tokens=len(token_ids))
             self.spawn(self.advance(es, route, 1, hidden, session, step, start_pos))
             try:
                 out = await asyncio.wait_for(fut, timeout_s)
@@ -297,6 +324,13 @@ class DataPlane:
 
 def _chunk_key(h: na.FrameHeader) -> tuple[int, str, int, int]:
     return (h.epoch, h.session_id, h.step, h.hop)
+
+
+def _timed(fn: Callable[[], T]) -> tuple[T, float]:
+    """Run ``fn`` on the compute thread; its result and the seconds it took there."""
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
 
 
 def _set_threads(n: int) -> None:

@@ -24,6 +24,7 @@ from services.node_agent import metrics as m
 from services.node_agent.config import NodeAgentConfig
 from services.node_agent.dataplane import DataPlane, StepFailed
 from services.node_agent.epochs import EpochState
+from services.node_agent.shards import model_files_dir
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 4  # replays of one request before it fails UNAVAILABLE
@@ -52,8 +53,10 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
             from transformers import AutoTokenizer
 
             loop = asyncio.get_running_loop()
+            # hook: the local shard dir, else the fetched meta shard (shards.py)
+            files = model_files_dir(self.config, self.dp.book.committed)
             self._tokenizer = await loop.run_in_executor(
-                None, lambda: AutoTokenizer.from_pretrained(self.config.shard_dir))
+                None, lambda: AutoTokenizer.from_pretrained(files))
         return self._tokenizer
 
     def _route(self, privacy: int, epoch: int | None = None) -> tuple[EpochState, Route]:
@@ -146,6 +149,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         attempt, cached, ring_step = 0, 0, 0
         session = f"{rid}.{attempt}"
         started = time.perf_counter()
+        latencies: list[float] = []  # hook: TTFT then each step, for the monitor's report
+        ok: bool | None = None  # hook: True when the loop ends normally, False on an error
         try:
             while len(history) - prompt_len < max_new:
                 if self.dp.book.get(es.epoch) is None:
@@ -175,11 +180,13 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                     continue
                 cached, ring_step = len(history), ring_step + 1
                 token = await self.dp.compute(lambda h=head, o=out: sampler.choose(
-                    h.head(h.decode_hidden(o) if isinstance(o, WireTensor) else o)))
+                    h.head(h.decode_hidden(o) if isinstance(o, WireTensor) else o)),
+                    "head", runner=head, tokens=1)  # hook: head cost for the report
                 history.append(token)
                 elapsed = time.perf_counter() - (started if len(history) - prompt_len == 1
                                                  else step_start)
                 (m.TTFT if len(history) - prompt_len == 1 else m.STEP).observe(elapsed)
+                latencies.append(elapsed)
                 m.TOKENS.inc()
                 new_text = tok.decode(history[prompt_len:], skip_special_tokens=True)
                 delta = "" if new_text.endswith("\ufffd") else new_text[len(text):]
@@ -192,8 +199,16 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                     request_id=rid)
                 if finish:
                     break
+            ok = True
+        except Exception:
+            ok = False
+            raise
         finally:
             self._end_everywhere(es, route, session)
+            # hook: a cancelled call (ok None) is no sample; a failed one is an SLA miss
+            if self.dp.request_observer is not None and ok is not None:
+                ttft = latencies[0] if latencies else time.perf_counter() - started
+                self.dp.request_observer(ttft, latencies[1:], ok)
 
     async def _wait_for_new_epoch(self, failed_epoch: int) -> None:
         """After a failure give the control plane a moment to fail over."""

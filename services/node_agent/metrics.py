@@ -31,3 +31,11 @@ REPLAYS = Counter("edgesplit_session_replays_total",
 COMPUTE = Histogram("edgesplit_segment_compute_seconds",
                     "Time to run this node's layers for one frame",
                     ["phase"], buckets=LATENCY_BUCKETS)
+
+# Reporting to the monitor (services/node_agent/reporter.py).
+REPORTS = Counter("edgesplit_agent_reports_total",
+                  "Reports pushed to the monitor, by the monitor's answer", ["outcome"])
+MONITOR_CONNECTED = Gauge("edgesplit_agent_monitor_connected",
+                          "1 while a report stream to the monitor is up")
+PROBES = Counter("edgesplit_agent_link_probes_total", "Active link probes, by kind and outcome",
+                 ["kind", "outcome"])

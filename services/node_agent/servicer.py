@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any
 
-from edgesplit.rpc.errors import InvalidRequest, NotFound, maps_errors
+from edgesplit.rpc.errors import InvalidRequest, NotFound, TooLarge, maps_errors
 from edgesplit.security.keys import public_bytes
 from edgesplit.security.signing import AssignmentVerdict
 from edgesplit.v1 import node_agent_pb2 as na
@@ -16,14 +16,16 @@ from services.node_agent import metrics as m
 from services.node_agent.config import NodeAgentConfig
 from services.node_agent.dataplane import DataPlane, StepFailed
 from services.node_agent.emulation import Emulator
+from services.node_agent.shards import ShardStore
 
 log = logging.getLogger(__name__)
 
 
 class NodeAgentServicer(na_grpc.NodeAgentServicer):
     def __init__(self, config: NodeAgentConfig, dataplane: DataPlane,
-                 agreement_key: Any) -> None:
+                 agreement_key: Any, shards: ShardStore | None = None) -> None:
         self.config = config
+        self.shards = shards  # hook: fetches shards missing locally (shards.py)
         self.dp = dataplane
         self.book = dataplane.book
         self._public = public_bytes(agreement_key)
@@ -36,6 +38,9 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
                                                            int(time.time() * 1000))
             if verdict is AssignmentVerdict.DUPLICATE:
                 return na.PrepareResponse(epoch=assignment.epoch, duplicate=True)
+            # hook: fetch (and verify) shards not held yet, within this call's deadline
+            fetched = await self.shards.ensure(assignment, context.time_remaining()) \
+                if self.shards is not None else None
             # Loading weights is torch work: keep it off the event loop.
             loop = asyncio.get_running_loop()
             state, built, reused = await loop.run_in_executor(
@@ -43,8 +48,9 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
             self.book.set_prepared(state)
             log.info("prepared epoch %d (%d runners built, %d reused)",
                      assignment.epoch, built, reused)
-            return na.PrepareResponse(epoch=assignment.epoch, shards_fetched=built,
-                                      shards_cached=reused)
+            got, held = fetched if fetched is not None else (built, reused)
+            return na.PrepareResponse(epoch=assignment.epoch, shards_fetched=got,
+                                      shards_cached=held)
 
     @maps_errors
     async def Commit(self, request: na.CommitRequest, context: Any) -> na.CommitResponse:
@@ -64,7 +70,24 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
 
     @maps_errors
     async def Forward(self, request: na.Frame, context: Any) -> na.FrameAck:
-        return await self.dp.receive(request)
+        start = time.perf_counter()
+        ack = await self.dp.receive(request)
+        # hook: lets the sender time the link without this node's compute (telemetry.py)
+        ack.processing_s = time.perf_counter() - start
+        ack.emulated_return_s = self.dp.emulator.conditions.link_delay_s.get(
+            request.header.src, 0.0)
+        return ack
+
+    @maps_errors
+    async def Probe(self, request: na.ProbeRequest, context: Any) -> na.ProbeResponse:
+        """Link probe (services/node_agent/reporter.py): answer at once, bounded payload."""
+        start = time.perf_counter()
+        if len(request.payload) > self.config.probe_max_bytes:
+            raise TooLarge(f"probe payload {len(request.payload)} > "
+                           f"{self.config.probe_max_bytes} bytes")
+        return na.ProbeResponse(
+            received_bytes=len(request.payload), processing_s=time.perf_counter() - start,
+            emulated_return_s=self.dp.emulator.conditions.link_delay_s.get(request.src, 0.0))
 
     @maps_errors
     async def Fail(self, request: na.StepFailure, context: Any) -> na.FrameAck:

@@ -1,0 +1,231 @@
+"""``edgesplit status --monitor ADDR [--json] [--watch]`` — the cluster as the control plane sees it.
+
+Each source of status is a :class:`Section`: a flag naming its address, a
+``fetch`` that returns plain JSON-able data, and a ``render`` that turns that
+data into table lines. ``--json`` prints ``{section: data}``; ``--watch``
+repeats every ``--interval`` seconds (one JSON document per line with
+``--json``). To add a source (say ``--orchestrator``), append a ``Section`` to
+``SECTIONS``: flags, JSON and refresh come with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Data = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach a service: deadline and optional TLS, shared by all sections."""
+
+    timeout_s: float = 5.0
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    def channel(self, address: str) -> Any:
+        from edgesplit.rpc.client import channel_credentials, sync_channel
+
+        creds = channel_credentials(self.tls_ca, self.tls_cert, self.tls_key)
+        return sync_channel(address, credentials=creds)
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str  # key in the JSON output and argparse dest
+    flag: str
+    help: str
+    fetch: Callable[[str, Connection], Data]
+    render: Callable[[str, Data], list[str]]
+
+
+# ---- monitor ------------------------------------------------------------------------
+def _opt(x: float) -> float | None:
+    """Proto3 0 for "not measured" -> None."""
+    return x if x else None
+
+
+def monitor_data(msg: Any) -> Data:
+    """An ``EnvironmentState`` message as plain data (None where nothing was measured)."""
+    from edgesplit.rpc.convert_monitor import PSEUDO_INDEX
+
+    nodes = []
+    for v in msg.nodes:
+        s = v.state
+        layers = [{"layer": t.pseudo or t.layer,
+                   "prefill_s_per_token": _opt(t.prefill_s_per_token),
+                   "decode_s_per_token": _opt(t.decode_s_per_token)}
+                  for t in sorted(v.layers, key=lambda t: PSEUDO_INDEX.get(t.pseudo, t.layer))]
+        heard = v.reports > 0
+        nodes.append({
+            "node": s.node_id, "alive": s.alive, "trust": "trusted" if s.trust else "untrusted",
+            "address": s.address, "reports": v.reports,
+            "last_seen_age_s": v.last_seen_age_s if heard else None,
+            "cpu_utilization": v.cpu_utilization if heard else None,
+            "gpu_utilization": v.gpu_utilization if v.has_gpu else None,
+            "memory_used_bytes": v.memory_used_bytes if heard else None,
+            "memory_total_bytes": v.memory_total_bytes or s.memory_bytes,
+            "queue_depth": v.queue_depth, "active_sessions": v.active_sessions_avg,
+            "own_load": v.own_load, "committed_epoch": v.committed_epoch,
+            "prefill_s_per_token": _opt(sum(t.prefill_s_per_token for t in v.layers)),
+            "decode_s_per_token": _opt(sum(t.decode_s_per_token for t in v.layers)),
+            "layers": layers,
+        })
+    links = [{"src": lk.src, "dst": lk.dst, "rtt_s": _opt(lk.rtt_s),
+              "bandwidth_bps": _opt(lk.bandwidth_bps), "source": lk.source, "age_s": lk.age_s,
+              "samples": lk.samples} for lk in msg.link_views]
+    return {
+        "at": msg.at, "version": msg.version, "report_interval_s": msg.report_interval_s,
+        "dead_after_s": msg.dead_after_s, "latency_ewma_s": _opt(msg.latency_ewma_s),
+        "ttft_ewma_s": _opt(msg.ttft_ewma_s),
+        "sla_hit_rate": msg.sla_hit_rate if msg.window_requests else None,
+        "window_requests": msg.window_requests, "requests_total": msg.requests_total,
+        "reports": {"accepted": msg.reports_accepted, "stale": msg.reports_stale,
+                    "refused": dict(sorted(msg.reports_refused.items()))},
+        "nodes": nodes, "links": links,
+    }
+
+
+def fetch_monitor(address: str, conn: Connection) -> Data:
+    from edgesplit.v1 import monitor_pb2, monitor_pb2_grpc
+
+    with conn.channel(address) as ch:
+        msg = monitor_pb2_grpc.MonitorStub(ch).GetState(monitor_pb2.GetStateRequest(),
+                                                        timeout=conn.timeout_s)
+    return monitor_data(msg)
+
+
+def _ms(s: float | None) -> str:
+    return "-" if s is None else f"{s * 1e3:.2f} ms" if s < 0.1 else f"{s * 1e3:.0f} ms"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x * 100:.0f}%"
+
+
+def _bytes(n: float | None) -> str:
+    return "-" if n is None else f"{n / 2**30:.1f}G"
+
+
+def _bps(x: float | None) -> str:
+    if x is None:
+        return "-"
+    for unit, scale in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.1f} {unit}"
+    return f"{x:.0f} bit/s"
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def render_monitor(address: str, d: Data) -> list[str]:
+    refused = sum(d["reports"]["refused"].values())
+    sla = "-" if d["sla_hit_rate"] is None else f"{d['sla_hit_rate'] * 100:.0f}%"
+    head = (f"monitor {address}  E(t) v{d['version']}  latency {_ms(d['latency_ewma_s'])}  "
+            f"TTFT {_ms(d['ttft_ewma_s'])}  SLA {sla} of {d['window_requests']}  "
+            f"reports {d['reports']['accepted']} ok / {d['reports']['stale']} stale / "
+            f"{refused} refused")
+    lines = [head]
+    rows = [["NODE", "ALIVE", "AGE", "CPU", "GPU", "MEM", "QUEUE", "SESS", "EPOCH",
+             "DECODE/TOK", "PREFILL/TOK", "LOAD"]]
+    for n in d["nodes"]:
+        age = "never" if n["last_seen_age_s"] is None else f"{n['last_seen_age_s']:.1f}s"
+        mem = f"{_bytes(n['memory_used_bytes'])}/{_bytes(n['memory_total_bytes'])}"
+        rows.append([n["node"], "yes" if n["alive"] else "DEAD", age, _pct(n["cpu_utilization"]),
+                     _pct(n["gpu_utilization"]), mem, f"{n['queue_depth']:.1f}",
+                     f"{n['active_sessions']:.0f}", str(n["committed_epoch"]),
+                     _ms(n["decode_s_per_token"]), _ms(n["prefill_s_per_token"]),
+                     _pct(n["own_load"])])
+    lines += _table(rows)
+    if d["links"]:
+        rows = [["LINK", "RTT", "BANDWIDTH", "SOURCE", "AGE"]]
+        rows += [[f"{lk['src']}->{lk['dst']}", _ms(lk["rtt_s"]), _bps(lk["bandwidth_bps"]),
+                  lk["source"], f"{lk['age_s']:.1f}s"] for lk in d["links"]]
+        lines += ["", *_table(rows)]
+    return lines
+
+
+SECTIONS: list[Section] = [
+    Section("monitor", "--monitor", "monitor address host:port: nodes, links, latencies",
+            fetch_monitor, render_monitor),
+]
+
+
+# ---- command ----------------------------------------------------------------------------
+def register(sub: Any) -> None:
+    p = sub.add_parser("status", help="show the monitor's view of the cluster")
+    for s in SECTIONS:
+        p.add_argument(s.flag, dest=s.name, default="", help=s.help)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--watch", action="store_true", help="refresh every --interval seconds")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    p.add_argument("--timeout", type=float, default=5.0, help="deadline of each call, seconds")
+    p.add_argument("--tls-ca", default="", help="PEM CA (enables TLS)")
+    p.add_argument("--tls-cert", default="", help="PEM client certificate (mTLS)")
+    p.add_argument("--tls-key", default="", help="PEM client key (mTLS)")
+    p.set_defaults(handler=_status)
+
+
+def collect(args: argparse.Namespace, conn: Connection) -> tuple[Data, bool]:
+    """``{section: data or {"error": ...}}`` for every section given, and whether all answered."""
+    import grpc
+
+    out: Data = {}
+    ok = True
+    for s in SECTIONS:
+        address = getattr(args, s.name, "")
+        if not address:
+            continue
+        try:
+            out[s.name] = s.fetch(address, conn)
+        except grpc.RpcError as exc:
+            ok = False
+            out[s.name] = {"error": f"{exc.code().name}: {exc.details()}"}
+    return out, ok
+
+
+def _print(args: argparse.Namespace, data: Data, clear: bool) -> None:
+    if args.json:
+        print(json.dumps(data, indent=None if args.watch else 2), flush=True)
+        return
+    lines: list[str] = []
+    for s in SECTIONS:
+        d = data.get(s.name)
+        if d is None:
+            continue
+        address = getattr(args, s.name)
+        lines += [f"{s.name} {address}: {d['error']}"] if "error" in d else s.render(address, d)
+        lines.append("")
+    if clear:
+        sys.stdout.write("\x1b[H\x1b[2J")  # home + clear: the table refreshes in place
+    print("\n".join(lines).rstrip(), flush=True)
+
+
+def _status(args: argparse.Namespace) -> int:
+    if not any(getattr(args, s.name, "") for s in SECTIONS):
+        print("give at least one of " + ", ".join(s.flag for s in SECTIONS), file=sys.stderr)
+        return 2
+    if args.interval <= 0:
+        print("--interval must be > 0", file=sys.stderr)
+        return 2
+    conn = Connection(args.timeout, args.tls_ca, args.tls_cert, args.tls_key)
+    clear = args.watch and not args.json and sys.stdout.isatty()
+    try:
+        while True:
+            data, ok = collect(args, conn)
+            _print(args, data, clear)
+            if not args.watch:
+                return 0 if ok else 1
+            time.sleep(args.interval)  # a plain sleep: one call per refresh, no busy loop
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,108 @@
+"""The monitor's static inputs: the node inventory and the model profile, from files.
+
+Both are plain data a person writes or a tool prints, so errors name the file
+and the entry instead of surfacing later as a planner failure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgesplit.core.inventory import NodeInventory
+from edgesplit.core.types import LayerCost, ModelProfile, NodeId, NodeState, Trust
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
+          "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+          "tib": 2**40}
+_SIZE = re.compile(r"^\s*([0-9.eE+-]+)\s*([a-zA-Z]*)\s*$")
+
+
+class ConfigFileError(ValueError):
+    """An inventory or profile file that cannot be used; the message names file and entry."""
+
+
+def parse_bytes(raw: Any) -> int:
+    """``17179869184``, ``"16GiB"`` or ``"16 GB"`` -> bytes."""
+    if isinstance(raw, (int, float)):
+        return int(raw)
+    m = _SIZE.match(str(raw))
+    if m is None or m.group(2).lower() not in _UNITS:
+        raise ValueError(f"not a size: {raw!r}")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def _trust(raw: Any) -> Trust:
+    if isinstance(raw, bool):
+        return Trust.TRUSTED if raw else Trust.UNTRUSTED
+    try:
+        return Trust[str(raw).upper()]
+    except KeyError:
+        raise ValueError(f"trust must be trusted or untrusted, not {raw!r}") from None
+
+
+def _first(entry: dict[str, Any], *keys: str, default: Any = None) -> Any:
+    for k in keys:
+        if k in entry:
+            return entry[k]
+    return default
+
+
+def node_from_entry(entry: dict[str, Any]) -> NodeState:
+    node_id = _first(entry, "id", "node_id", "name")
+    if not node_id:
+        raise ValueError("missing id")
+    flops = float(_first(entry, "flops_per_s", "flops", "speed", default=0.0))
+    layer_seconds = tuple(sorted((int(k), float(v))
+                                 for k, v in (entry.get("layer_seconds") or {}).items()))
+    if flops <= 0 and not layer_seconds:
+        raise ValueError("flops_per_s must be positive (or give layer_seconds)")
+    return NodeState(
+        node_id=NodeId(str(node_id)),
+        trust=_trust(entry.get("trust", "untrusted")),
+        memory_bytes=parse_bytes(_first(entry, "memory_bytes", "memory", default=0)),
+        flops_per_s=flops, layer_seconds=layer_seconds,
+        trusted_by=tuple(NodeId(str(t)) for t in entry.get("trusted_by") or ()),
+        address=str(entry.get("address", "")))
+
+
+def load_inventory(path: str | Path) -> NodeInventory:
+    """``{nodes: [...]}`` or a bare list, in YAML or JSON (JSON is YAML)."""
+    raw = yaml.safe_load(Path(path).read_text())
+    entries = raw.get("nodes") if isinstance(raw, dict) else raw
+    if not isinstance(entries, list):
+        raise ConfigFileError(f"{path}: expected a list of nodes (or {{nodes: [...]}})")
+    nodes = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ConfigFileError(f"{path}: nodes[{i}] is not a mapping")
+        try:
+            nodes.append(node_from_entry(entry))
+        except (ValueError, TypeError) as exc:
+            raise ConfigFileError(f"{path}: nodes[{i}]: {exc}") from exc
+    try:
+        return NodeInventory(tuple(nodes))
+    except ValueError as exc:
+        raise ConfigFileError(f"{path}: {exc}") from exc
+
+
+def _cost(raw: dict[str, Any]) -> LayerCost:
+    return LayerCost(int(raw["weight_bytes"]), float(raw["flops_per_token"]),
+                     int(raw.get("kv_bytes_per_token", 0)))
+
+
+def load_profile(path: str | Path) -> ModelProfile:
+    """The schema ``edgesplit model profile DIR --json`` prints (extra keys ignored)."""
+    try:
+        raw = json.loads(Path(path).read_text())
+        return ModelProfile(
+            name=str(raw.get("name", "")), layers=tuple(_cost(c) for c in raw["layers"]),
+            embed=_cost(raw["embed"]), head=_cost(raw["head"]),
+            activation_bytes_per_token=int(raw["activation_bytes_per_token"]),
+            digest=str(raw.get("digest", "")))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigFileError(f"{path}: not a model profile ({type(exc).__name__}: {exc})") from exc

@@ -1,0 +1,291 @@
+"""The monitor service in-process on 127.0.0.1 port 0: reports in, E(t) out,
+enrolment and mTLS identity, WatchState, the agent's reporter across a monitor
+restart, link probes through emulated links, and ``edgesplit status --json``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import grpc
+import pytest
+from prometheus_client import REGISTRY
+
+from edgesplit.cli import main as cli_main
+from edgesplit.core.inventory import NodeInventory
+from edgesplit.core.monitor import MonitorConfig as ReducerConfig
+from edgesplit.rpc.client import channel_credentials
+from edgesplit.rpc.server import create_server
+from edgesplit.security.tls import make_dev_ca
+from edgesplit.v1 import monitor_pb2 as mpb
+from edgesplit.v1 import monitor_pb2_grpc as mpb_grpc
+from services.monitor.__main__ import build_hub, registrations
+from services.monitor.config import MonitorConfig
+from services.monitor.hub import MonitorHub
+from services.node_agent.emulation import Emulator
+from services.node_agent.links import LinkStats
+from services.node_agent.reporter import Prober, Reporter, ReporterSettings
+from services.node_agent.resources import ResourceSampler
+from services.node_agent.telemetry import Telemetry
+
+INVENTORY = """
+nodes:
+  - {id: node-0, trust: trusted, memory: 16GiB, flops_per_s: 2.0e12, address: "127.0.0.1:1"}
+  - {id: node-1, trust: untrusted, memory_bytes: 8000000000, speed: 1.0e12, trusted_by: [node-0]}
+"""
+
+
+def refused_metric(reason: str) -> float:
+    return REGISTRY.get_sample_value("edgesplit_monitor_reports_refused_total",
+                                     {"reason": reason}) or 0.0
+
+
+def report(node: str, seq: int, **kw: Any) -> mpb.NodeReport:
+    base: dict[str, Any] = {"node_id": node, "seq": seq, "sent_at": time.time(),
+                            "cpu_utilization": 0.25, "memory_used_bytes": 2 << 30,
+                            "memory_total_bytes": 16 << 30}
+    return mpb.NodeReport(**{**base, **kw})
+
+
+@asynccontextmanager
+async def monitor(tmp: Path, **overrides: Any) -> AsyncIterator[tuple[str, MonitorHub]]:
+    inv = tmp / "inventory.yaml"
+    inv.write_text(INVENTORY)
+    config = MonitorConfig(**{"inventory": str(inv), "report_interval_s": 0.1, **overrides})
+    hub = build_hub(config)
+    server = await create_server(config, registrations(config, hub))
+    await server.set_serving(True)
+    task = asyncio.create_task(hub.run())
+    try:
+        yield f"127.0.0.1:{server.port}", hub
+    finally:
+        task.cancel()
+        await server.server.stop(0)
+
+
+async def send(address: str, *reports: mpb.NodeReport,
+               creds: grpc.ChannelCredentials | None = None) -> list[mpb.ReportAck]:
+    """One stream, one ack per report."""
+    ch = (grpc.aio.secure_channel(address, creds) if creds else grpc.aio.insecure_channel(address))
+    async with ch:
+        call = mpb_grpc.MonitorStub(ch).Report(timeout=10)
+        acks = []
+        for r in reports:
+            await call.write(r)
+            acks.append(await call.read())
+        await call.done_writing()
+        return acks
+
+
+async def get_state(address: str) -> mpb.EnvironmentState:
+    async with grpc.aio.insecure_channel(address) as ch:
+        return await mpb_grpc.MonitorStub(ch).GetState(mpb.GetStateRequest(), timeout=5)
+
+
+async def test_reports_fold_into_state_and_watch_streams(tmp_path: Path) -> None:
+    profile = {"name": "m", "digest": "d", "activation_bytes_per_token": 256,
+               "embed": {"weight_bytes": 10, "flops_per_token": 1.0},
+               "head": {"weight_bytes": 10, "flops_per_token": 1.0},
+               "layers": [{"weight_bytes": 10, "flops_per_token": 5.0, "kv_bytes_per_token": 4}]}
+    (tmp_path / "profile.json").write_text(json.dumps(profile))
+    async with monitor(tmp_path, profile=str(tmp_path / "profile.json")) as (address, _):
+        layers = [mpb.LayerTiming(layer=0, prefill_s_per_token=0.001, decode_s_per_token=0.004),
+                  mpb.LayerTiming(pseudo="head", decode_s_per_token=0.002)]
+        link = mpb.LinkObservation(peer="node-1", rtt_s=0.05, bandwidth_bps=8e6, source="probe")
+        acks = await send(address, report("node-0", 0, layers=layers, links=[link],
+                                          committed_epoch=3, incarnation=1),
+                          report("node-0", 0, incarnation=1))  # a retry: stale, not refused
+        assert [a.accepted for a in acks] == [True, True] and acks[1].reason == "stale"
+        state = await get_state(address)
+        views = {v.state.node_id: v for v in state.nodes}
+        assert list(views) == ["node-0", "node-1"]  # inventory order
+        n0 = views["node-0"]
+        assert n0.state.alive and n0.reports == 1 and n0.committed_epoch == 3
+        assert n0.cpu_utilization == pytest.approx(0.25) and not n0.has_gpu
+        assert {(t.layer, t.pseudo): t.decode_s_per_token for t in n0.layers} == {
+            (0, ""): pytest.approx(0.004), (0, "head"): pytest.approx(0.002)}
+        assert dict(n0.state.layer_seconds) == {0: pytest.approx(0.004)}  # planner view
+        assert views["node-1"].reports == 0 and views["node-1"].state.alive  # grace period
+        assert [(lk.src, lk.dst, lk.rtt_s, lk.bandwidth_bps) for lk in state.links] == [
+            ("node-0", "node-1", pytest.approx(0.05), pytest.approx(8e6))]
+        assert state.link_views[0].source == "probe"
+        # 4 ms measured on a 2 TFLOP/s node with 25% background load replaces the
+        # 5 FLOP/token estimate (the cost model's own speed rule, inverted).
+        assert state.profile.layers[0].flops_per_token == pytest.approx(0.004 * 2e12 * 0.75)
+        async with grpc.aio.insecure_channel(address) as ch:
+            watch = mpb_grpc.MonitorStub(ch).WatchState(mpb.WatchStateRequest(), timeout=5)
+            versions = []
+            async for st in watch:
+                versions.append(st.version)
+                if len(versions) == 3:
+                    break
+            watch.cancel()
+        assert versions == sorted(set(versions))
+
+
+async def test_unenrolled_report_is_refused_and_counted(tmp_path: Path) -> None:
+    before = refused_metric("not_enrolled")
+    async with monitor(tmp_path) as (address, _):
+        (ack,) = await send(address, report("intruder", 0))
+        assert not ack.accepted and ack.reason == "not_enrolled"
+        state = await get_state(address)
+        assert state.reports_refused["not_enrolled"] == 1
+        assert "intruder" not in {v.state.node_id for v in state.nodes}
+    assert refused_metric("not_enrolled") == before + 1
+
+
+async def test_open_enrolment_admits_unknown_nodes(tmp_path: Path) -> None:
+    async with monitor(tmp_path, enroll_open=True) as (address, _):
+        (ack,) = await send(address, report("dev-9", 0))
+        assert ack.accepted
+        views = {v.state.node_id: v for v in (await get_state(address)).nodes}
+        assert views["dev-9"].state.trust == 0 and views["dev-9"].state.memory_bytes == 16 << 30
+
+
+async def test_mtls_certificate_naming_another_node_is_refused(tmp_path: Path) -> None:
+    ca = make_dev_ca(tmp_path / "ca", ["monitor", "node-0", "node-1"])
+    cert, key = ca.certs["monitor"]
+    before = refused_metric("identity_mismatch")
+    async with monitor(tmp_path, tls_cert=str(cert), tls_key=str(key),
+                       tls_ca=str(ca.ca_cert)) as (address, _):
+        n1_cert, n1_key = ca.certs["node-1"]
+        creds = channel_credentials(str(ca.ca_cert), str(n1_cert), str(n1_key))
+        (spoof,) = await send(address, report("node-0", 0), creds=creds)
+        assert not spoof.accepted and spoof.reason == "identity_mismatch"
+        (own,) = await send(address, report("node-1", 0), creds=creds)
+        assert own.accepted
+    assert refused_metric("identity_mismatch") == before + 1
+
+
+async def test_one_stream_speaks_for_one_node(tmp_path: Path) -> None:
+    async with monitor(tmp_path) as (address, _):
+        acks = await send(address, report("node-0", 0), report("node-1", 0))
+        assert [a.accepted for a in acks] == [True, False]
+        assert acks[1].reason == "identity_mismatch"
+
+
+def test_dead_after_missed_cycles_and_alive_again() -> None:
+    clock = SimpleNamespace(t=100.0)
+    hub = MonitorHub(ReducerConfig(report_interval_s=1.0, missed_cycles=3), NodeInventory(()),
+                     enroll_open=True, clock=lambda: clock.t)
+    assert hub.ingest(report("a", 0)).accepted
+    clock.t += 3.0
+    assert hub.state().nodes[0].state.alive  # exactly three cycles: still within grace
+    clock.t += 0.01
+    assert not hub.state().nodes[0].state.alive
+    assert hub.ingest(report("a", 1)).accepted
+    assert hub.state().nodes[0].state.alive
+
+
+def fake_dataplane() -> SimpleNamespace:
+    book = SimpleNamespace(committed=None, all_runners=list)
+    return SimpleNamespace(book=book, queue_depth=0, emulator=Emulator())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for(cond: Any, timeout: float, step: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(step)
+
+
+async def test_reporter_survives_monitor_restart(tmp_path: Path) -> None:
+    port = free_port()
+    settings = ReporterSettings(node_id="node-0", monitor=f"127.0.0.1:{port}", interval_s=0.1,
+                                rpc_timeout_s=2.0, probe_bytes=0, backoff_cap_s=0.5)
+    reporter = Reporter(settings, fake_dataplane(), Telemetry(), ResourceSampler("cpu"),
+                        incarnation=7)
+    task = asyncio.create_task(reporter.run())
+    try:
+        for _ in range(2):  # the same agent, two monitor lifetimes on one address
+            async with monitor(tmp_path, listen=f"127.0.0.1:{port}") as (_, hub):
+                await wait_for(lambda h=hub: h.state().reports_accepted >= 2, 10)
+                node = hub.state().nodes[0]
+                assert node.state.alive and node.memory_total_bytes > 0
+    finally:
+        task.cancel()
+    assert reporter._seq >= 4
+
+
+async def test_probes_see_emulated_delay_and_bandwidth(tmp_path: Path) -> None:
+    """Node-0 probes node-1 through its emulated link, as its frames would go."""
+    from services.node_agent.__main__ import build
+    from services.node_agent.config import NodeAgentConfig
+
+    servers, dps = [], []
+    for node in ("node-0", "node-1"):
+        config = NodeAgentConfig(node_id=node, state_dir=str(tmp_path / node))
+        regs, dp = build(config, make_runner=lambda seg, digests: None)
+        server = await create_server(config, regs)
+        servers.append(server)
+        dps.append(dp)
+    try:
+        dps[0].emulator.conditions.link_delay_s["node-1"] = 0.05
+        dps[0].emulator.conditions.link_bandwidth_bps["node-1"] = 8e6
+        links = LinkStats()
+        settings = ReporterSettings(node_id="node-0", monitor="", interval_s=0.1)
+        clock = SimpleNamespace(t=0.0)  # staleness by a fake clock, timing by the real one
+        prober = Prober(settings, dps[0], links, clock=lambda: clock.t)
+        prober.peers = lambda: {"node-1": f"127.0.0.1:{servers[1].port}"}  # type: ignore
+        await prober.probe_once()  # first: a bandwidth probe pair (no figure yet)
+        (obs,) = links.take()
+        assert obs.source.value == "probe"
+        assert obs.rtt_s == pytest.approx(0.05, rel=0.15)
+        assert obs.bandwidth_bps == pytest.approx(8e6, rel=0.15)
+        await prober.probe_once()  # nothing is stale yet: no probe at all
+        assert links.take() == ()
+        clock.t += settings.interval_s
+        await prober.probe_once()  # the RTT went stale, the bandwidth did not: RTT probe only
+        (obs,) = links.take()
+        assert obs.bandwidth_bps is None and obs.rtt_s == pytest.approx(0.05, rel=0.15)
+    finally:
+        for dp in dps:
+            await dp.close()
+        for s in servers:
+            await s.server.stop(0)
+
+
+async def test_status_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async with monitor(tmp_path) as (address, _):
+        await send(address, report("node-0", 0, queue_depth=2))
+        code = await asyncio.to_thread(cli_main, ["status", "--monitor", address, "--json"])
+        assert code == 0
+        data = json.loads(capsys.readouterr().out)["monitor"]
+        nodes = {n["node"]: n for n in data["nodes"]}
+        assert nodes["node-0"]["alive"] and nodes["node-0"]["cpu_utilization"] == 0.25
+        assert nodes["node-1"]["last_seen_age_s"] is None  # never reported
+        assert data["reports"]["accepted"] == 1
+        code = await asyncio.to_thread(cli_main, ["status", "--monitor", address])
+        table = capsys.readouterr().out
+        assert code == 0 and "node-0" in table and "ALIVE" in table
+
+
+async def test_close_ends_open_streams_at_once(tmp_path: Path) -> None:
+    """A stopping monitor ends agents' and watchers' streams instead of waiting out
+    its grace period for them; the agents then reconnect to its successor."""
+    async with monitor(tmp_path) as (address, hub):
+        async with grpc.aio.insecure_channel(address) as ch:
+            stub = mpb_grpc.MonitorStub(ch)
+            call = stub.Report(timeout=10)
+            await call.write(report("node-0", 0))
+            assert (await call.read()).accepted
+            watch = stub.WatchState(mpb.WatchStateRequest(), timeout=10)
+            assert (await watch.read()).version
+            hub.close()
+            assert await asyncio.wait_for(call.read(), 2) is grpc.aio.EOF
+            while (await asyncio.wait_for(watch.read(), 2)) is not grpc.aio.EOF:
+                pass
+            assert await call.code() == grpc.StatusCode.OK

@@ -20,6 +20,7 @@ class ServiceProcess:
     proc: subprocess.Popen[bytes]
     address: str
     log: Path
+    args: tuple[str, ...] = ()  # the extra arguments it was started with
 
     def stop(self, timeout: float = 10.0) -> int:
         if self.proc.poll() is None:
@@ -48,7 +49,7 @@ def start_service(name: str, tmp: Path, args: Sequence[str] = (),
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if ready.exists():
-            return ServiceProcess(name, proc, ready.read_text(), log)
+            return ServiceProcess(name, proc, ready.read_text(), log, tuple(args))
         if proc.poll() is not None:
             break
         time.sleep(0.05)

@@ -74,7 +74,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     modes = list(results)
     lines = [f"{'':24}" + "".join(f"{m:>14}" for m in modes)]
     for k in KEYS:
-        lines.append(f"{k:24}" + "".join(f"{str(results[m].get(k)):>14}" for m in modes))
+        lines.append(f"{k:24}" + "".join(f"{results[m].get(k)!s:>14}" for m in modes))
     return "\n".join(lines)
 
 

@@ -20,12 +20,19 @@ from typing import Any
 
 import grpc
 
+from edgesplit.procs import start_service
 from edgesplit.rpc.client import aio_channel
 from edgesplit.scenario.spec import BASE_FLOPS, Event, Scenario
 from edgesplit.testbed import Testbed, ensure_model
-from edgesplit.v1 import common_pb2, inference_pb2, inference_pb2_grpc, monitor_pb2
-from edgesplit.v1 import monitor_pb2_grpc, orchestrator_pb2, orchestrator_pb2_grpc
-from edgesplit.procs import start_service
+from edgesplit.v1 import (
+    common_pb2,
+    inference_pb2,
+    inference_pb2_grpc,
+    monitor_pb2,
+    monitor_pb2_grpc,
+    orchestrator_pb2,
+    orchestrator_pb2_grpc,
+)
 
 
 @dataclass
@@ -57,11 +64,29 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def inventory(sc: Scenario, addresses: dict[str, str]) -> dict[str, Any]:
+def calibrate(shards: Path, profile: dict[str, Any], steps: int = 16) -> float:
+    """FLOP/s this machine achieves decoding the scenario's model, so that the
+    declared speed of a node with slowdown k is this / k (what it will measure)."""
+    from edgesplit.model.runner import TorchSegmentRunner
+    from edgesplit.model.shard import ShardDir
+
+    layers = min(4, len(profile["layers"]))
+    runner = TorchSegmentRunner(ShardDir(shards), 0, layers, has_embed=True)
+    runner.forward("calibrate", runner.embed(list(range(3, 19))), 0)
+    start = time.perf_counter()
+    for i in range(steps):
+        runner.forward("calibrate", runner.embed([7]), 16 + i)
+    per_layer = (time.perf_counter() - start) / steps / layers
+    flops = sum(c["flops_per_token"] for c in profile["layers"][:layers]) / layers
+    return float(flops / per_layer) if per_layer > 0 else BASE_FLOPS
+
+
+def inventory(sc: Scenario, addresses: dict[str, str], base_flops: float = BASE_FLOPS
+              ) -> dict[str, Any]:
     """The cluster as the monitor and planner know it: trust, memory, speed."""
     trusted = [n.id for n in sc.nodes if n.trusted]
     return {"nodes": [{"id": n.id, "trust": n.trust, "memory": f"{n.memory_gb}GiB",
-                       "flops_per_s": BASE_FLOPS / n.slowdown, "address": addresses[n.id],
+                       "flops_per_s": base_flops / n.slowdown, "address": addresses[n.id],
                        "trusted_by": [sc.entry.id] if n.trusted else []}
                       for n in sc.nodes],
             "trusted_nodes": trusted}
@@ -69,8 +94,9 @@ def inventory(sc: Scenario, addresses: dict[str, str]) -> dict[str, Any]:
 
 class Run:
     def __init__(self, sc: Scenario, mode: str, duration_s: float, base: Path,
-                 show: Callable[[str], None]) -> None:
+                 show: Callable[..., None], orchestrator_args: list[str] | None = None) -> None:
         self.sc, self.mode, self.duration_s, self.base, self.show = sc, mode, duration_s, base, show
+        self.orchestrator_args = orchestrator_args or []
         self.records: list[RequestRecord] = []
         self.live = Live()
         self.services: list[Any] = []
@@ -90,14 +116,18 @@ class Run:
                               kv_heads=m.get("kv_heads", 2), seed=m.get("seed", 0))
         from edgesplit.cli.model_cmd import profile_json
 
-        (base / "profile.json").write_text(json.dumps(profile_json(str(shards))))
+        profile = profile_json(str(shards))
+        (base / "profile.json").write_text(json.dumps(profile))
         ids = [n.id for n in sc.nodes]
         listen = {i: f"127.0.0.1:{_free_port()}" for i in ids}
-        inv = inventory(sc, listen)
+        self.base_flops = calibrate(shards, profile)
+        self.show(f"[{self.mode}] this machine decodes the model at "
+                  f"{self.base_flops / 1e9:.2f} GFLOP/s (a slowdown-1 node)")
+        inv = inventory(sc, listen, self.base_flops)
         (base / "inventory.json").write_text(json.dumps(inv))
         from edgesplit.security.keys import ensure_dev_keys
 
-        ensure_dev_keys(base / "keys", "control")
+        ensure_dev_keys(base / "bed" / "keys", "control")  # the agents trust this signer
         self.show(f"[{self.mode}] starting monitor, split reviser, broadcaster ...")
         monitor = start_service("monitor", base, ["--inventory", str(base / "inventory.json"),
                                                   "--profile", str(base / "profile.json"),
@@ -106,7 +136,7 @@ class Run:
         reviser = start_service("split_reviser", base)
         broadcaster = start_service("broadcaster", base, [
             "--state-dir", str(base / "broadcaster"), "--shard-dir", str(shards),
-            "--signing-key", str(base / "keys" / "control.ed25519.pem"),
+            "--signing-key", str(base / "bed" / "keys" / "control.ed25519.pem"),
             "--trusted-nodes", ",".join(inv["trusted_nodes"])])
         orchestrator = start_service("orchestrator", base, [
             "--monitor", monitor.address, "--split-reviser", reviser.address,
@@ -114,7 +144,8 @@ class Run:
             "--entries", sc.entry.id, "--interval-s", "0.5", "--cooldown-s", "10",
             "--prompt-tokens", str(sc.load.prompt_tokens),
             "--new-tokens", str(sc.load.new_tokens),
-            "--static", "true" if self.mode == "static" else "false"])
+            "--static", "true" if self.mode == "static" else "false",
+            *self.orchestrator_args])
         self.services = [monitor, reviser, broadcaster, orchestrator]
         self.addr = {s.name: s.address for s in self.services}
         self.show(f"[{self.mode}] starting {len(ids)} node agents ...")
@@ -152,7 +183,8 @@ class Run:
             s.stop()
 
     # ---- the run -------------------------------------------------------------------
-    async def run(self) -> None:
+    async def wait_for_plan(self) -> None:
+        """Until the orchestrator's initial plan is committed and the entry has it."""
         orch = orchestrator_pb2_grpc.OrchestratorStub(aio_channel(self.addr["orchestrator"]))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # the initial plan is the orchestrator's
@@ -163,6 +195,10 @@ class Run:
         else:
             raise RuntimeError("orchestrator rolled out no initial plan in 120 s")
         await asyncio.sleep(1.0)  # let the entry see the commit
+
+    async def run(self) -> None:
+        await self.wait_for_plan()
+        orch = orchestrator_pb2_grpc.OrchestratorStub(aio_channel(self.addr["orchestrator"]))
         self.t0 = time.monotonic()
         stop = asyncio.Event()
         tasks = [asyncio.create_task(self._client(i, stop))

@@ -91,14 +91,23 @@ class NodeReport(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., seq: _Optional[int] = ..., sent_at: _Optional[float] = ..., cpu_utilization: _Optional[float] = ..., memory_used_bytes: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., has_gpu: _Optional[bool] = ..., gpu_utilization: _Optional[float] = ..., gpu_memory_used_bytes: _Optional[int] = ..., gpu_memory_total_bytes: _Optional[int] = ..., queue_depth: _Optional[int] = ..., active_sessions: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerTiming, _Mapping]]] = ..., bytes_sent: _Optional[_Mapping[str, int]] = ..., requests: _Optional[_Iterable[_Union[RequestSample, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[LinkObservation, _Mapping]]] = ..., committed_epoch: _Optional[int] = ..., incarnation: _Optional[int] = ..., compute_busy_s: _Optional[float] = ...) -> None: ...
 
 class ReportAck(_message.Message):
-    __slots__ = ("seq", "accepted", "reason")
+    __slots__ = ("seq", "accepted", "reason", "probe_targets")
+    class ProbeTargetsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     SEQ_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    PROBE_TARGETS_FIELD_NUMBER: _ClassVar[int]
     seq: int
     accepted: bool
     reason: str
-    def __init__(self, seq: _Optional[int] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+    probe_targets: _containers.ScalarMap[str, str]
+    def __init__(self, seq: _Optional[int] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., probe_targets: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class NodeView(_message.Message):
     __slots__ = ("state", "last_seen_age_s", "cpu_utilization", "gpu_utilization", "memory_used_bytes", "queue_depth", "active_sessions", "layers", "committed_epoch", "reports", "memory_total_bytes", "has_gpu", "gpu_memory_used_bytes", "gpu_memory_total_bytes", "own_load", "hop_bytes_per_s", "active_sessions_avg")

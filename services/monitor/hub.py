@@ -86,6 +86,9 @@ class MonitorHub:
             ack.reason = "stale"
             return ack
         m.REPORTS.labels("accepted").inc()
+        for node in self.inventory:
+            if node.address and node.node_id != report.node_id:
+                ack.probe_targets[node.node_id] = node.address
         self._epochs[report.node_id] = msg.committed_epoch
         heard = self._heard.get(report.node_id)
         self._heard[report.node_id] = now

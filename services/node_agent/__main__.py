@@ -79,8 +79,24 @@ def build(config: NodeAgentConfig, make_runner: Any = None) -> tuple[list[Regist
     return regs, dp
 
 
-def _preload() -> None:
-    import edgesplit.model.runner  # noqa: F401
+def _preload(shard_dir: str) -> None:
+    """Pay torch's and the model family's import cost at start, not in the
+    first Prepare: a rollout's time to commit is what the SLA waits on."""
+    import torch
+
+    from edgesplit.model import runner
+
+    if shard_dir and (Path(shard_dir) / "config.json").exists():
+        from edgesplit.model.loader import read_config
+
+        cfg = read_config(shard_dir)
+        family = str(cfg.get("model_type", ""))
+        if family in runner._CLASS_PREFIX:
+            layer_cls, _, rotary_cls = runner._family_classes(family)
+            hf = runner.hf_config(cfg)
+            with torch.device("meta"):
+                layer_cls(hf, layer_idx=0)  # first construction initialises lazily-built state
+            rotary_cls(config=hf)
 
 
 async def serve(config: NodeAgentConfig) -> None:
@@ -95,7 +111,7 @@ async def serve(config: NodeAgentConfig) -> None:
             tasks.append(asyncio.create_task(reporter.run()))
         # Import torch/transformers now, in the background, so the first
         # Prepare (and so the first rollout) does not pay for it.
-        asyncio.get_running_loop().run_in_executor(None, _preload)
+        asyncio.get_running_loop().run_in_executor(None, _preload, config.shard_dir)
 
     async def on_stop() -> None:
         for t in tasks:

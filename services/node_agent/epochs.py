@@ -97,7 +97,7 @@ class EpochBook:
         assignment = na.Assignment()
         try:
             assignment.ParseFromString(envelope.payload)
-        except Exception as exc:  # noqa: BLE001 - any parse failure is bad input
+        except Exception as exc:
             raise InvalidRequest(f"assignment payload does not parse: {exc}") from exc
         digest = payload_digest(envelope.payload)
         held = [es for es in (self.committed, self.prepared) if es is not None]

@@ -114,13 +114,17 @@ class Prober:
         self.dp = dataplane
         self.links = links
         self._clock = clock
+        self.targets: dict[str, str] = {}  # other enrolled nodes, as the monitor names them
 
     def peers(self) -> dict[str, str]:
-        """Peer id -> address in the committed epoch (the nodes this one talks to)."""
+        """Node id -> address of every link to measure: the committed epoch's
+        peers (frames flow there) and the monitor's other enrolled nodes (so
+        the planner knows links it might move segments onto)."""
+        out = {p: a for p, a in self.targets.items() if p != self.s.node_id}
         es = self.dp.book.committed
-        if es is None:
-            return {}
-        return {p: link.address for p, link in es.peers.items() if p != self.s.node_id}
+        if es is not None:
+            out.update({p: link.address for p, link in es.peers.items() if p != self.s.node_id})
+        return out
 
     async def run(self) -> None:
         next_at = time.monotonic()
@@ -217,6 +221,8 @@ class Reporter:
         # the next report starts from here (a refusal would not want them later either).
         self._previous = counters
         self.telemetry.delivered(requests)
+        if ack.probe_targets:
+            self.prober.targets = dict(ack.probe_targets)
         if ack.accepted:
             m.REPORTS.labels("stale" if ack.reason == "stale" else "accepted").inc()
             self._refusal_logged = ""

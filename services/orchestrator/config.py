@@ -31,6 +31,12 @@ class OrchestratorConfig(ServiceConfig):
     alpha: float = opt(1.0, "objective weight of latency")
     beta: float = opt(0.1, "objective weight of utilisation imbalance")
     gamma: float = opt(10.0, "objective weight of the privacy penalty")
+    initial_wait_s: float = opt(10.0, "before the first plan, wait this long for links "
+                                      "between alive nodes to be measured")
+    default_link_rtt_s: float = opt(0.01, "assumed RTT of a link not measured yet")
+    default_link_bandwidth_bps: float = opt(100e6, "assumed bandwidth of a link not measured yet")
+    retry_backoff_s: float = opt(2.0, "after an aborted or failed rollout, wait this long "
+                                       "before trying another")
     static: bool = opt(False, "roll out the initial plan and never change it (baseline)")
     wire_dtype: str = opt("float32", "activation dtype on the wire")
     apply_timeout_s: float = opt(120.0, "deadline of one rollout")

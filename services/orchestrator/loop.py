@@ -12,22 +12,20 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
-from edgesplit.core.environment import EnvironmentState, LinkEnv, NodeEnv
-from edgesplit.core.reports import LinkSource
 from edgesplit.core.triggers import (
     TriggerConfig,
     decide_revision,
     evaluate_triggers,
     untrusted_sensitive_nodes,
 )
-from edgesplit.core.types import ClusterState, Mode, NodeId
+from edgesplit.core.types import ClusterState, Mode
 from edgesplit.rpc import convert as cv
 from edgesplit.rpc.client import aio_channel
+from edgesplit.rpc.convert_monitor import environment_from_proto
 from edgesplit.rpc.errors import Precondition, Unavailable
 from edgesplit.v1 import broadcaster_pb2 as bc
 from edgesplit.v1 import broadcaster_pb2_grpc as bc_grpc
@@ -47,30 +45,6 @@ DECISIONS = Counter("edgesplit_decisions_total", "Control-loop decisions, by out
                     ["outcome"])
 TO_COMMIT = Histogram("edgesplit_trigger_to_commit_seconds", "Trigger to committed rollout",
                       buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
-
-
-def environment_from_proto(state: monitor_pb2.EnvironmentState) -> EnvironmentState:
-    """The trigger inputs out of the monitor's E(t)."""
-    nodes: dict[NodeId, NodeEnv] = {}
-    links_by_src: dict[str, list[LinkEnv]] = {}
-    for link in state.links:
-        links_by_src.setdefault(link.src, []).append(LinkEnv(
-            NodeId(link.src), NodeId(link.dst), link.rtt_s, link.bandwidth_bps,
-            LinkSource.PASSIVE, state.at, 1))
-    for view in state.nodes:
-        nid = NodeId(view.state.node_id)
-        nodes[nid] = NodeEnv(
-            node_id=nid, alive=view.state.alive, last_seen=state.at - view.last_seen_age_s,
-            reports=1, cpu_utilization=view.cpu_utilization,
-            gpu_utilization=view.gpu_utilization or None,
-            links=tuple(links_by_src.get(nid, ())))
-    return EnvironmentState(
-        now=state.at, nodes=nodes,
-        latency_ewma_s=state.latency_ewma_s if state.window_requests else None,
-        ttft_ewma_s=state.ttft_ewma_s if state.window_requests else None,
-        sla_hit_rate=state.sla_hit_rate if state.window_requests else None,
-        sla_window_requests=state.window_requests, requests_total=0, sla_hits_total=0,
-        reports_accepted=0, reports_stale=0, reports_refused=())
 
 
 @dataclass
@@ -94,6 +68,8 @@ class ControlLoop:
         # Epochs are single-use at the broadcaster and the agents: after an
         # aborted rollout the next plan needs a newer epoch than the one tried.
         self.last_epoch = self.plan.epoch if self.plan else 0
+        self.started = time.monotonic()
+        self.retry_at = 0.0  # monotonic: no rollout before this after a failed one
         self.triggers = TriggerConfig(
             latency_ewma_s=config.latency_trigger_s, max_utilization=config.utilization_trigger,
             min_link_bandwidth_bps=config.bandwidth_trigger_bps, cooldown_s=config.cooldown_s,
@@ -128,11 +104,25 @@ class ControlLoop:
             return list(self.config.entries)
         return [r.entry for r in self.plan.routes] if self.plan else []
 
+    def missing_links(self, state: monitor_pb2.EnvironmentState) -> list[tuple[str, str]]:
+        alive = [v.state.node_id for v in state.nodes if v.state.alive]
+        have = {(link.src, link.dst) for link in state.links}
+        return [(a, b) for a in alive for b in alive if a != b and (a, b) not in have]
+
+    def cluster(self, state: monitor_pb2.EnvironmentState) -> common_pb2.ClusterState:
+        """Nodes and links for the planner; a link nobody has measured yet gets
+        the configured assumption rather than ruling out every route over it."""
+        links = list(state.links)
+        for a, b in self.missing_links(state):
+            links.append(common_pb2.LinkState(
+                src=a, dst=b, rtt_s=self.config.default_link_rtt_s,
+                bandwidth_bps=self.config.default_link_bandwidth_bps))
+        return common_pb2.ClusterState(nodes=[v.state for v in state.nodes], links=links)
+
     async def revise(self, state: monitor_pb2.EnvironmentState, mode: int,
                      privacy_high: bool) -> sr.ReviseResponse:
         c = self.config
-        cluster = common_pb2.ClusterState(nodes=[v.state for v in state.nodes],
-                                          links=state.links)
+        cluster = self.cluster(state)
         req = sr.ReviseRequest(
             state=cluster, profile=state.profile, workload=self.workload(privacy_high),
             mode=mode, weights=common_pb2.ObjectiveWeights(alpha=c.alpha, beta=c.beta,
@@ -158,6 +148,8 @@ class ControlLoop:
 
     async def _tick(self, now: float) -> pb.Decision | None:
         started = time.perf_counter()
+        if time.monotonic() < self.retry_at:
+            return None
         state = await self.state()
         if not state.nodes or not state.profile.layers:
             return None
@@ -170,12 +162,14 @@ class ControlLoop:
                 self.store.save_plan(current.plan, None)
                 EPOCH.set(current.plan.epoch)
                 return None
+            if self.missing_links(state) and time.monotonic() < self.started + \
+                    self.config.initial_wait_s:
+                return None  # agents are still probing their links
             return await self._initial(state, now, started)
         if self.config.static:
             return None
         env = environment_from_proto(state)
-        cluster = cv.cluster_from_proto(common_pb2.ClusterState(
-            nodes=[v.state for v in state.nodes], links=state.links))
+        cluster = cv.cluster_from_proto(self.cluster(state))
         privacy_high = now < self.private_until
         decision = evaluate_triggers(
             env, cv.plan_from_proto(self.plan), cluster, self.last_reconfigured_at, now,
@@ -236,9 +230,11 @@ class ControlLoop:
         try:
             result = await self.apply(p.plan, state)
         except grpc.aio.AioRpcError as exc:
+            self.retry_at = time.monotonic() + self.config.retry_backoff_s
             return self._record(now, fired, p.action, old_cost, p.cost, "failed", old_epoch,
                                 old_epoch, f"{exc.code().name}: {exc.details()}")
         if not result.committed:
+            self.retry_at = time.monotonic() + self.config.retry_backoff_s
             detail = "; ".join(f"{n.node_id}: {n.state} {n.detail}" for n in result.nodes
                                if n.state != "aborted")
             return self._record(now, fired, p.action, old_cost, p.cost, "aborted", old_epoch,
@@ -258,6 +254,11 @@ class ControlLoop:
                 old: common_pb2.CostBreakdown | None, new: common_pb2.CostBreakdown | None,
                 outcome: str, old_epoch: int, new_epoch: int, detail: str,
                 elapsed: float = 0.0) -> pb.Decision:
+        last = self.last_decision
+        if outcome != "committed" and last is not None and last.outcome == outcome \
+                and list(last.triggers) == fired and last.action == action:
+            DECISIONS.labels(outcome).inc()  # the same verdict again: count, don't store
+            return last
         d = pb.Decision(at=now, triggers=fired, action=action, outcome=outcome,
                         trigger_to_commit_s=elapsed, old_epoch=old_epoch, new_epoch=new_epoch,
                         detail=detail[:1000])
@@ -278,8 +279,7 @@ class ControlLoop:
         self.private_until = time.time() + self.config.privacy_hold_s
         async with self._lock:
             state = await self.state()
-            cluster = cv.cluster_from_proto(common_pb2.ClusterState(
-                nodes=[v.state for v in state.nodes], links=state.links))
+            cluster = cv.cluster_from_proto(self.cluster(state))
             if self.plan is not None and self._route_private(cluster):
                 return self.plan.epoch, False
             if self.config.static:
@@ -301,7 +301,7 @@ class ControlLoop:
                 await self.tick()
             except grpc.aio.AioRpcError as exc:
                 log.warning("control loop: %s %s", exc.code().name, exc.details())
-            except Exception:  # noqa: BLE001 - the loop must survive one bad interval
+            except Exception:
                 log.exception("control loop interval failed")
             await asyncio.sleep(max(0.0, self.config.interval_s - (time.monotonic() - start)))
 

@@ -105,7 +105,9 @@ class Testbed:
                    "--ready-file", str(ready),
                    "--state-dir", str(base / node_id), "--shard-dir", str(shard_dir),
                    "--control-public-key", str(control_pub),
-                   *(["--testbed-admin", "true"] if admin else []), *extra_args]
+                   *(["--testbed-admin", "true"] if admin else []),
+                   # Agents share this machine: each reports its own load.
+                   "--utilization-scope", "process", *extra_args]
             full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **_quiet_threads(n),
                         **(env or {})}
             with log.open("ab") as fh:

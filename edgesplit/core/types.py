@@ -226,3 +226,6 @@ class CostBreakdown:
     feasible: bool = True
     reason: str = ""
     per_node_utilization: tuple[tuple[NodeId, float], ...] = field(default=())
+    # Decode step averaged over routes (each serves an equal share of requests);
+    # ``total`` uses this one. Equal to ``latency_s`` for a single route.
+    mean_latency_s: float = 0.0

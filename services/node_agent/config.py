@@ -30,6 +30,8 @@ class NodeAgentConfig(ServiceConfig):
     orchestrator: str = opt("", "orchestrator address: asked for a private route when a "
                                 "privacy=high request finds none")
     broadcaster: str = opt("", "broadcaster address host:port to fetch shards from")
+    utilization_scope: str = opt("machine", "utilisation reported: 'machine' (one agent per "
+                                            "host) or 'process' (test bed: agents share a host)")
     report_interval_s: float = opt(1.0, "seconds between reports to the monitor")
     # Link probes (services/node_agent/reporter.py): bounded, and only for idle links.
     probe_bytes: int = opt(64 * 1024, "bulk link probe payload for bandwidth (0: no bulk "

@@ -34,6 +34,7 @@ class Emulator:
     def __init__(self) -> None:
         self.conditions = Conditions()
         self._link_free_at: dict[str, float] = {}  # when the emulated wire is idle again
+        self.emulated_busy_s = 0.0  # compute time added by the slow-down, in total
 
     def update(self, new: na.Conditions, replace: bool) -> Conditions:
         c = Conditions() if replace else self.conditions
@@ -57,6 +58,7 @@ class Emulator:
         spinning) models that without stealing CPU from the other nodes."""
         extra = elapsed_s * (self.conditions.compute_slowdown - 1.0)
         if extra > 0:
+            self.emulated_busy_s += extra
             await asyncio.sleep(extra)
 
     async def transmit(self, dst: str, nbytes: int) -> float:

@@ -286,4 +286,5 @@ def make_reporter(config: NodeAgentConfig, dataplane: Any) -> Reporter:
     telemetry = Telemetry()
     telemetry.attach(dataplane)
     return Reporter(ReporterSettings.from_config(config), dataplane, telemetry,
-                    ResourceSampler(config.device), next_incarnation(Path(config.state_dir)))
+                    ResourceSampler(config.device, scope=config.utilization_scope,
+                                    emulated_busy=lambda: dataplane.emulator.emulated_busy_s), next_incarnation(Path(config.state_dir)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import psutil
@@ -68,9 +69,28 @@ def open_gpu(device: str) -> GpuReader | None:
 class ResourceSampler:
     """Call ``sample`` once per report: CPU utilisation is over the time since the last call."""
 
-    def __init__(self, device: str = "cpu", gpu: Any = None) -> None:
+    def __init__(self, device: str = "cpu", gpu: Any = None, scope: str = "machine",
+                 emulated_busy: Any = None) -> None:
+        """``scope="process"`` (the local test bed, where several agents share one
+        machine): utilisation is this process's CPU time plus the emulated
+        slow-down's busy time, as a fraction of one machine's cores."""
         psutil.cpu_percent(interval=None)  # primes the counter; the first reading is since now
         self._gpu = gpu if gpu is not None else open_gpu(device)
+        self._scope = scope
+        self._proc = psutil.Process()
+        self._emulated = emulated_busy or (lambda: 0.0)
+        self._last = (time.monotonic(), self._busy())
+
+    def _busy(self) -> float:
+        t = self._proc.cpu_times()
+        return float(t.user + t.system) / (psutil.cpu_count() or 1) + float(self._emulated())
+
+    def _cpu(self) -> float:
+        if self._scope != "process":
+            return psutil.cpu_percent(interval=None) / 100.0
+        now, busy = time.monotonic(), self._busy()
+        (then, before), self._last = self._last, (now, busy)
+        return (busy - before) / (now - then) if now > then else 0.0
 
     @property
     def has_gpu(self) -> bool:
@@ -79,7 +99,7 @@ class ResourceSampler:
     def sample(self, queue_depth: int = 0, active_sessions: int = 0,
                background_utilization: float = 0.0) -> ResourceSample:
         """``background_utilization`` is the test bed's emulated co-located load."""
-        cpu = psutil.cpu_percent(interval=None) / 100.0
+        cpu = self._cpu()
         vm = psutil.virtual_memory()
         return ResourceSample(
             cpu_utilization=min(1.0, max(0.0, cpu + background_utilization)),

@@ -194,7 +194,8 @@ def cost_to_proto(c: CostBreakdown) -> pb.CostBreakdown:
     return pb.CostBreakdown(
         total=c.total, latency_s=c.latency_s, ttft_s=c.ttft_s, bottleneck_s=c.bottleneck_s,
         imbalance=c.imbalance, privacy_penalty=c.privacy_penalty, feasible=c.feasible,
-        reason=c.reason, node_utilization=dict(c.per_node_utilization))
+        reason=c.reason, node_utilization=dict(c.per_node_utilization),
+        mean_latency_s=c.mean_latency_s)
 
 
 def cost_from_proto(m: pb.CostBreakdown) -> CostBreakdown:
@@ -202,4 +203,5 @@ def cost_from_proto(m: pb.CostBreakdown) -> CostBreakdown:
         total=m.total, latency_s=m.latency_s, ttft_s=m.ttft_s, bottleneck_s=m.bottleneck_s,
         imbalance=m.imbalance, privacy_penalty=m.privacy_penalty, feasible=m.feasible,
         reason=m.reason,
-        per_node_utilization=tuple(sorted((NodeId(k), v) for k, v in m.node_utilization.items())))
+        per_node_utilization=tuple(sorted((NodeId(k), v) for k, v in m.node_utilization.items())),
+        mean_latency_s=m.mean_latency_s)

@@ -164,7 +164,7 @@ class Plan(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., model_digest: _Optional[str] = ..., routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ...) -> None: ...
 
 class CostBreakdown(_message.Message):
-    __slots__ = ("total", "latency_s", "ttft_s", "bottleneck_s", "imbalance", "privacy_penalty", "feasible", "reason", "node_utilization")
+    __slots__ = ("total", "latency_s", "ttft_s", "bottleneck_s", "imbalance", "privacy_penalty", "feasible", "reason", "node_utilization", "mean_latency_s")
     class NodeUtilizationEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +181,7 @@ class CostBreakdown(_message.Message):
     FEASIBLE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     NODE_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    MEAN_LATENCY_S_FIELD_NUMBER: _ClassVar[int]
     total: float
     latency_s: float
     ttft_s: float
@@ -190,4 +191,5 @@ class CostBreakdown(_message.Message):
     feasible: bool
     reason: str
     node_utilization: _containers.ScalarMap[str, float]
-    def __init__(self, total: _Optional[float] = ..., latency_s: _Optional[float] = ..., ttft_s: _Optional[float] = ..., bottleneck_s: _Optional[float] = ..., imbalance: _Optional[float] = ..., privacy_penalty: _Optional[float] = ..., feasible: _Optional[bool] = ..., reason: _Optional[str] = ..., node_utilization: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    mean_latency_s: float
+    def __init__(self, total: _Optional[float] = ..., latency_s: _Optional[float] = ..., ttft_s: _Optional[float] = ..., bottleneck_s: _Optional[float] = ..., imbalance: _Optional[float] = ..., privacy_penalty: _Optional[float] = ..., feasible: _Optional[bool] = ..., reason: _Optional[str] = ..., node_utilization: _Optional[_Mapping[str, float]] = ..., mean_latency_s: _Optional[float] = ...) -> None: ...

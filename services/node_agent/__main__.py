@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,9 @@ def torch_runner_factory(config: NodeAgentConfig, store: ShardStore | None = Non
     """Runners load only their own shards, checking the assignment's digests."""
 
     def make(seg: Segment, digests: Mapping[str, str]) -> Any:
-        from edgesplit.model.runner import TorchSegmentRunner
-        from edgesplit.model.shard import ShardDir
+        with IMPORT_LOCK:
+            from edgesplit.model.runner import TorchSegmentRunner
+            from edgesplit.model.shard import ShardDir
 
         source: Any
         if store is not None:  # hook: local or fetched shards (services/node_agent/shards.py)
@@ -44,8 +46,9 @@ def torch_runner_factory(config: NodeAgentConfig, store: ShardStore | None = Non
             raise FileNotFoundError("no --shard-dir configured")
         else:
             source = ShardDir(config.shard_dir, digests)
-        return TorchSegmentRunner(source, seg.start, seg.end, seg.has_embed, seg.has_head,
-                                  device=config.device, dtype=config.dtype or None)
+        with IMPORT_LOCK:  # the first build imports the family's modeling module
+            return TorchSegmentRunner(source, seg.start, seg.end, seg.has_embed, seg.has_head,
+                                      device=config.device, dtype=config.dtype or None)
 
     return make
 
@@ -79,9 +82,19 @@ def build(config: NodeAgentConfig, make_runner: Any = None) -> tuple[list[Regist
     return regs, dp
 
 
+# transformers' lazy modules are not safe to import from two threads at once:
+# the background preload and a first Prepare take turns.
+IMPORT_LOCK = threading.Lock()
+
+
 def _preload(shard_dir: str) -> None:
     """Pay torch's and the model family's import cost at start, not in the
     first Prepare: a rollout's time to commit is what the SLA waits on."""
+    with IMPORT_LOCK:
+        _warm(shard_dir)
+
+
+def _warm(shard_dir: str) -> None:
     import torch
 
     from edgesplit.model import runner

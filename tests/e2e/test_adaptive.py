@@ -34,7 +34,7 @@ SCENARIO = {
     "model": {"family": "qwen3", "layers": 6, "hidden": 128, "heads": 4, "kv_heads": 2,
               "seed": 3},
     "nodes": [
-        {"id": "entry", "trust": "trusted", "memory_gb": 8, "slowdown": 6, "entry": True},
+        {"id": "entry", "trust": "trusted", "memory_gb": 8, "slowdown": 25, "entry": True},
         {"id": "edge-a", "trust": "trusted", "memory_gb": 16, "slowdown": 1},
         {"id": "edge-b", "trust": "trusted", "memory_gb": 16, "slowdown": 1},
     ],

@@ -155,7 +155,44 @@ def render_monitor(address: str, d: Data) -> list[str]:
     return lines
 
 
+# ---- orchestrator ---------------------------------------------------------------------
+def fetch_orchestrator(address: str, conn: Connection) -> Data:
+    from google.protobuf.json_format import MessageToDict
+
+    from edgesplit.v1 import orchestrator_pb2 as pb
+    from edgesplit.v1 import orchestrator_pb2_grpc as pb_grpc
+
+    with conn.channel(address) as ch:
+        stub = pb_grpc.OrchestratorStub(ch)
+        status = stub.Status(pb.StatusRequest(), timeout=conn.timeout_s)
+        history = stub.History(pb.HistoryRequest(limit=10), timeout=conn.timeout_s)
+    return {"status": MessageToDict(status, preserving_proto_field_name=True),
+            "history": [MessageToDict(d, preserving_proto_field_name=True)
+                        for d in history.decisions]}
+
+
+def render_orchestrator(address: str, d: Data) -> list[str]:
+    st = d["status"]
+    plan = st.get("plan", {})
+    lines = [f"orchestrator {address}: epoch {plan.get('epoch', 0)}, cool-down left "
+             f"{st.get('cooldown_left_s', 0):.1f} s, reconfigurations "
+             f"{st.get('reconfigurations', {}) or '{}'}"]
+    for route in plan.get("routes", []):
+        segs = " -> ".join(f"{s.get('node_id')}[{s.get('start', 0)},{s.get('end', 0)})"
+                           for s in route.get("segments", []))
+        lines.append(f"  route of {route.get('entry')}: {segs} -> {route.get('entry')}")
+    rows = [["id", "triggers", "action", "outcome", "epoch", "to commit", "detail"]]
+    for dec in d["history"]:
+        rows.append([str(dec.get("id", "")), ",".join(dec.get("triggers", [])) or "-",
+                     dec.get("action", ""), dec.get("outcome", ""),
+                     f"{dec.get('old_epoch', 0)}->{dec.get('new_epoch', 0)}",
+                     _ms(dec.get("trigger_to_commit_s")), dec.get("detail", "")[:40]])
+    return lines + _table(rows)
+
+
 SECTIONS: list[Section] = [
+    Section("orchestrator", "--orchestrator", "orchestrator address host:port: plan in "
+            "force, cool-down, recent decisions", fetch_orchestrator, render_orchestrator),
     Section("monitor", "--monitor", "monitor address host:port: nodes, links, latencies",
             fetch_monitor, render_monitor),
 ]

@@ -132,6 +132,9 @@ class Run:
         monitor = start_service("monitor", base, ["--inventory", str(base / "inventory.json"),
                                                   "--profile", str(base / "profile.json"),
                                                   "--report-interval-s", "0.5",
+                                                  # links change within seconds here: weigh
+                                                  # new samples more than the default 0.3
+                                                  "--link-alpha", "0.6",
                                                   "--sla-step-budget-s", str(sc.sla_step_s)])
         reviser = start_service("split_reviser", base)
         broadcaster = start_service("broadcaster", base, [
@@ -153,6 +156,7 @@ class Run:
                               extra_args=["--monitor", monitor.address,
                                           "--orchestrator", orchestrator.address,
                                           "--report-interval-s", "0.5",
+                                          "--bandwidth-probe-cycles", "2",
                                           "--step-timeout-s", "8", "--rpc-timeout-s", "5"])
         for n in sc.nodes:
             self._conditions(n.id, compute_slowdown=n.slowdown,
@@ -201,8 +205,11 @@ class Run:
         orch = orchestrator_pb2_grpc.OrchestratorStub(aio_channel(self.addr["orchestrator"]))
         self.t0 = time.monotonic()
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(self._client(i, stop))
-                 for i in range(self.sc.load.concurrency)]
+        if self.sc.load.requests_per_s > 0:
+            tasks = [asyncio.create_task(self._arrivals(stop))]
+        else:
+            tasks = [asyncio.create_task(self._client(i, stop))
+                     for i in range(self.sc.load.concurrency)]
         tasks.append(asyncio.create_task(self._events(stop)))
         tasks.append(asyncio.create_task(self._watch(orch, stop)))
         await asyncio.sleep(self.duration_s)
@@ -212,31 +219,63 @@ class Run:
     def _now(self) -> float:
         return time.monotonic() - self.t0
 
-    async def _client(self, i: int, stop: asyncio.Event) -> None:
+    def _stub(self) -> inference_pb2_grpc.InferenceStub:
         assert self.bed is not None
-        rng = random.Random(i)
+        if not hasattr(self, "_inference"):
+            self._inference = inference_pb2_grpc.InferenceStub(
+                aio_channel(self.bed.node(self.sc.entry.id).address))
+        return self._inference
+
+    async def _one(self, rng: random.Random) -> None:
+        """One request; its record counts whether it succeeds or not."""
         ld = self.sc.load
-        stub = inference_pb2_grpc.InferenceStub(aio_channel(self.bed.node(self.sc.entry.id).address))
+        high = rng.random() < ld.privacy_high_fraction
+        if self.privacy_burst > 0:
+            self.privacy_burst -= 1
+            high = True
+        ids = [rng.randrange(3, 500) for _ in range(ld.prompt_tokens)]
+        req = inference_pb2.GenerateRequest(
+            token_ids=ids, max_new_tokens=ld.new_tokens,
+            privacy=common_pb2.PRIVACY_HIGH if high else common_pb2.PRIVACY_LOW)
+        rec = RequestRecord(self._now(), False, high)
+        try:
+            async for r in self._stub().Generate(req, timeout=120):
+                (rec.steps_s.append(r.step_latency_s) if r.index else
+                 setattr(rec, "ttft_s", r.step_latency_s))
+                rec.epochs.add(r.epoch)
+            rec.ok = True
+        except grpc.aio.AioRpcError as exc:
+            rec.error = f"{exc.code().name}: {exc.details()}"[:200]
+        self.records.append(rec)
+
+    async def _client(self, i: int, stop: asyncio.Event) -> None:
+        rng = random.Random(i)
         while not stop.is_set():
-            high = rng.random() < ld.privacy_high_fraction
-            if self.privacy_burst > 0:
-                self.privacy_burst -= 1
-                high = True
-            ids = [rng.randrange(3, 500) for _ in range(ld.prompt_tokens)]
-            req = inference_pb2.GenerateRequest(
-                token_ids=ids, max_new_tokens=ld.new_tokens,
-                privacy=common_pb2.PRIVACY_HIGH if high else common_pb2.PRIVACY_LOW)
-            rec = RequestRecord(self._now(), False, high)
+            await self._one(rng)
+            await asyncio.sleep(self.sc.load.think_s)
+
+    async def _arrivals(self, stop: asyncio.Event) -> None:
+        """Open loop: the same seeded arrival times in every mode."""
+        ld = self.sc.load
+        rng, arrivals = random.Random(0), random.Random(1)
+        in_flight: set[asyncio.Task[None]] = set()
+        next_at = 0.0
+        while not stop.is_set():
+            next_at += arrivals.expovariate(ld.requests_per_s)
             try:
-                async for r in stub.Generate(req, timeout=120):
-                    (rec.steps_s.append(r.step_latency_s) if r.index else
-                     setattr(rec, "ttft_s", r.step_latency_s))
-                    rec.epochs.add(r.epoch)
-                rec.ok = True
-            except grpc.aio.AioRpcError as exc:
-                rec.error = f"{exc.code().name}: {exc.details()}"[:200]
-            self.records.append(rec)
-            await asyncio.sleep(ld.think_s)
+                await asyncio.wait_for(stop.wait(), max(0.0, next_at - self._now()))
+                break
+            except TimeoutError:
+                pass
+            if len(in_flight) >= ld.max_in_flight:
+                self.records.append(RequestRecord(self._now(), False, False,
+                                                  error="OVERLOADED: too many in flight"))
+                continue
+            task = asyncio.create_task(self._one(rng))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        if in_flight:  # requests that arrived in time finish (or fail) and count
+            await asyncio.wait(in_flight, timeout=120)
 
     async def _events(self, stop: asyncio.Event) -> None:
         for ev in self.sc.events:
@@ -268,6 +307,7 @@ class Run:
     async def _watch(self, orch: Any, stop: asyncio.Event) -> None:
         mon = monitor_pb2_grpc.MonitorStub(aio_channel(self.addr["monitor"]))
         seen_decision = 0
+        polls = 0
         while not stop.is_set():
             try:
                 st = await orch.Status(orchestrator_pb2.StatusRequest(), timeout=5)
@@ -294,9 +334,11 @@ class Run:
                                               if d.outcome == "committed" else ""))
             done = [r for r in self.records if r.ok]
             hit = sum(1 for r in done if _met(r, self.sc.sla_step_s))
-            self.show(f"  t={self._now():5.1f}s  epoch {self.live.epoch}  {self.live.route}  "
-                      f"latency EWMA {env.latency_ewma_s * 1000:6.1f} ms  "
-                      f"SLA {hit}/{len(self.records)}", transient=True)
+            polls += 1
+            if sys.stderr.isatty() or polls % 5 == 1:  # a log gets a line every 5 s
+                self.show(f"  t={self._now():5.1f}s  epoch {self.live.epoch}  "
+                          f"{self.live.route}  latency EWMA {env.latency_ewma_s * 1000:6.1f} ms"
+                          f"  SLA {hit}/{len(self.records)}", transient=True)
             await asyncio.sleep(1.0)
 
     # ---- results ---------------------------------------------------------------------

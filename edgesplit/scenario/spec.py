@@ -43,6 +43,13 @@ class LinkSpec:
 
 @dataclass(frozen=True)
 class LoadSpec:
+    """``requests_per_s > 0``: open loop, Poisson arrivals whatever the latency
+    (so both modes face the same requests; at most ``max_in_flight`` at once,
+    an arrival beyond that counts as failed). Otherwise ``concurrency``
+    clients each send the next request ``think_s`` after the last."""
+
+    requests_per_s: float = 0.0
+    max_in_flight: int = 8
     concurrency: int = 2
     prompt_tokens: int = 24
     new_tokens: int = 24

@@ -71,13 +71,13 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                                "this entry does not trust")
         return es, route
 
-    async def _private_route(self, privacy: int) -> None:
-        """A privacy=high request with no private route asks the orchestrator to
-        make one, then waits for its epoch; FAILED_PRECONDITION only when no
-        plan can satisfy it (or nobody can be asked)."""
+    async def _private_route(self, privacy: int) -> tuple[EpochState, Route]:
+        """The newest route the request may use. A privacy=high request with no
+        private route asks the orchestrator to make one, then waits for its
+        epoch; FAILED_PRECONDITION only when no plan can satisfy it (or nobody
+        can be asked). Also used on replay: the failover plan may differ."""
         try:
-            self._route(privacy)
-            return
+            return self._route(privacy)
         except Precondition:
             if privacy != common_pb2.PRIVACY_HIGH or not self.config.orchestrator:
                 raise
@@ -93,7 +93,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
             if committed is not None and committed.epoch >= reply.epoch:
                 break
             await asyncio.sleep(0.02)
-        self._route(privacy)
+        return self._route(privacy)
 
     async def _prompt_ids(self, request: inference_pb2.GenerateRequest) -> list[int]:
         if bool(request.prompt) == bool(request.token_ids):
@@ -134,7 +134,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         rid = request.request_id or uuid.uuid4().hex[:16]
         history = await self._prompt_ids(request)
         tok = await self.tokenizer()
-        es, route = self._route(request.privacy)
+        es, route = await self._private_route(request.privacy)
         head = self.dp.head_runner(es, route)
         if any(t < 0 or t >= head.vocab_size for t in history):
             raise InvalidRequest(f"token ids must be in [0, {head.vocab_size})")
@@ -156,7 +156,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                 if self.dp.book.get(es.epoch) is None:
                     # The session's epoch was retired: replay on the newest route.
                     self._end_everywhere(es, route, session)
-                    es, route = self._route(request.privacy)
+                    es, route = await self._private_route(request.privacy)
                     head = self.dp.head_runner(es, route)
                     attempt += 1
                     session, cached, ring_step = f"{rid}.{attempt}", 0, 0
@@ -173,7 +173,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                     log.warning("request %s: %s; replaying", rid, exc)
                     await self._wait_for_new_epoch(es.epoch)
                     self._end_everywhere(es, route, session)
-                    es, route = self._route(request.privacy)
+                    es, route = await self._private_route(request.privacy)
                     head = self.dp.head_runner(es, route)
                     session, cached, ring_step = f"{rid}.{attempt}", 0, 0
                     m.REPLAYS.inc()

@@ -70,6 +70,10 @@ class ControlLoop:
         self.last_epoch = self.plan.epoch if self.plan else 0
         self.started = time.monotonic()
         self.retry_at = 0.0  # monotonic: no rollout before this after a failed one
+        # After "keep" (no plan better by the margin), the same non-urgent
+        # triggers are not re-planned every interval: the answer would not change
+        # until the state does. Failover and privacy are never held back.
+        self.quiet_until = 0.0
         self.triggers = TriggerConfig(
             latency_ewma_s=config.latency_trigger_s, max_utilization=config.utilization_trigger,
             min_link_bandwidth_bps=config.bandwidth_trigger_bps, cooldown_s=config.cooldown_s,
@@ -179,7 +183,13 @@ class ControlLoop:
             if fired and decision.suppressed_by_cooldown:
                 DECISIONS.labels("cooldown").inc()
             return None
-        return await self._revise_and_apply(state, now, started, fired, privacy_high)
+        urgent = any(t.urgent for t in decision.fired)
+        if not urgent and time.monotonic() < self.quiet_until:
+            return None
+        d = await self._revise_and_apply(state, now, started, fired, privacy_high)
+        if d.outcome in ("rejected_margin", "infeasible") and not urgent:
+            self.quiet_until = time.monotonic() + self.config.cooldown_s / 2
+        return d
 
     def _route_private(self, cluster: ClusterState) -> bool:
         assert self.plan is not None

@@ -162,3 +162,22 @@ def test_3_killed_node_mid_generation_completes_identically(stack: Run) -> None:
     assert victim not in _route_nodes(stack)
     failover = [d for d in _history(stack) if "failover" in d.triggers]
     assert failover and failover[0].outcome == "committed"
+
+
+def test_4_status_cli_shows_orchestrator_and_monitor(stack: Run) -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "edgesplit.cli", "status", "--orchestrator",
+         stack.addr["orchestrator"], "--monitor", stack.addr["monitor"], "--json"],
+        capture_output=True, text=True, check=True, timeout=60)
+    data = json.loads(out.stdout)
+    assert data["orchestrator"]["status"]["plan"]["epoch"] == _status(stack).plan.epoch
+    assert any("failover" in d.get("triggers", []) for d in data["orchestrator"]["history"])
+    assert {n["node"] for n in data["monitor"]["nodes"]} >= {"entry", "edge-a", "edge-b"}
+    table = subprocess.run(
+        [sys.executable, "-m", "edgesplit.cli", "status", "--orchestrator",
+         stack.addr["orchestrator"]], capture_output=True, text=True, check=True, timeout=60)
+    assert "route of entry" in table.stdout

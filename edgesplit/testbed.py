@@ -18,8 +18,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from edgesplit.core.types import Epoch, NodeId, Plan, Route, Segment
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
 from edgesplit.rpc.client import sync_channel
@@ -267,8 +265,5 @@ def generate(address: str, prompt: str = "", token_ids: Sequence[int] = (),
 
     req = inference_pb2.GenerateRequest(prompt=prompt, token_ids=list(token_ids),
                                         max_new_tokens=max_new_tokens, **kw)
-    with sync_channel(address) as ch:
-        try:
-            return list(inference_pb2_grpc.InferenceStub(ch).Generate(req, timeout=timeout_s))
-        except grpc.RpcError:
-            raise
+    with sync_channel(address) as ch:  # a grpc.RpcError reaches the caller as is
+        return list(inference_pb2_grpc.InferenceStub(ch).Generate(req, timeout=timeout_s))

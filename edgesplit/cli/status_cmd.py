@@ -174,9 +174,10 @@ def fetch_orchestrator(address: str, conn: Connection) -> Data:
 def render_orchestrator(address: str, d: Data) -> list[str]:
     st = d["status"]
     plan = st.get("plan", {})
-    lines = [f"orchestrator {address}: epoch {plan.get('epoch', 0)}, cool-down left "
-             f"{st.get('cooldown_left_s', 0):.1f} s, reconfigurations "
-             f"{st.get('reconfigurations', {}) or '{}'}"]
+    head = (f"orchestrator {address}: epoch {plan.get('epoch', 0)}, cool-down left "
+            f"{st.get('cooldown_left_s', 0):.1f} s, reconfigurations "
+            f"{st.get('reconfigurations', {}) or '{}'}")
+    lines = [head]
     for route in plan.get("routes", []):
         segs = " -> ".join(f"{s.get('node_id')}[{s.get('start', 0)},{s.get('end', 0)})"
                            for s in route.get("segments", []))

@@ -23,7 +23,7 @@ import yaml
 C = TypeVar("C", bound="ServiceConfig")
 
 
-def opt(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse
+def opt(default: Any, help: str) -> Any:
     """A config field with its help text."""
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default),

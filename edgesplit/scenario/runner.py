@@ -148,6 +148,8 @@ class Run:
             "--prompt-tokens", str(sc.load.prompt_tokens),
             "--new-tokens", str(sc.load.new_tokens),
             "--static", "true" if self.mode == "static" else "false",
+            *(arg for k, v in sc.orchestrator.items()
+              for arg in ("--" + k.replace("_", "-"), str(v))),
             *self.orchestrator_args])
         self.services = [monitor, reviser, broadcaster, orchestrator]
         self.addr = {s.name: s.address for s in self.services}

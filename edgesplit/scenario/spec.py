@@ -88,6 +88,9 @@ class Scenario:
     default_link: LinkSpec
     load: LoadSpec
     events: tuple[Event, ...]
+    # Orchestrator settings for this scenario (flag name -> value), e.g.
+    # {"latency_trigger_s": 0.25}; the seed's defaults otherwise.
+    orchestrator: dict[str, Any] = field(default_factory=dict)
 
     @property
     def entry(self) -> NodeSpec:
@@ -143,7 +146,8 @@ def parse_scenario(data: dict[str, Any]) -> Scenario:
             sla_step_s=float(data.get("sla_step_s", 0.4)),
             model=dict(data.get("model", {})), nodes=nodes, links=links,
             default_link=LinkSpec("*", "*", float(d["delay_ms"]), float(d["bandwidth_mbps"])),
-            load=LoadSpec(**data.get("load", {})), events=events)
+            load=LoadSpec(**data.get("load", {})), events=events,
+            orchestrator=dict(data.get("orchestrator", {})))
     except (KeyError, TypeError) as exc:
         raise ScenarioError(f"bad scenario: {exc}") from exc
 

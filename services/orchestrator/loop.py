@@ -216,10 +216,17 @@ class ControlLoop:
         p_cost = cv.cost_from_proto(placement.cost) if placement.feasible else None
         verdict = decide_revision(current, p_cost, None, self.config.margin)
         resplit = None
-        if verdict.try_resplit:
+        broken = current is None or not current.feasible
+        if verdict.try_resplit or broken:
+            # A broken plan (dead node) adopts any feasible one: then weigh the
+            # re-split too, rather than the first placement that merely works.
             resplit = await self.revise(state, common_pb2.PLAN_MODE_RESPLIT, privacy_high)
             r_cost = cv.cost_from_proto(resplit.cost) if resplit.feasible else None
-            verdict = decide_revision(current, p_cost, r_cost, self.config.margin)
+            if broken and p_cost is not None and r_cost is not None \
+                    and r_cost.total < p_cost.total:
+                verdict = decide_revision(current, None, r_cost, self.config.margin)
+            elif not broken or p_cost is None:
+                verdict = decide_revision(current, p_cost, r_cost, self.config.margin)
         old_cost = placement.current_cost if placement.HasField("current_cost") else None
         if verdict.adopt is None:
             best = resplit if resplit is not None and resplit.feasible else placement
@@ -229,7 +236,6 @@ class ControlLoop:
         chosen = placement if verdict.adopt is Mode.PLACEMENT else resplit
         assert chosen is not None
         action = "migrate" if verdict.adopt is Mode.PLACEMENT else "resplit"
-        self.cost = old_cost
         return await self._rollout(Proposal(chosen.plan, chosen.cost, action), state, now,
                                    started, fired, old_cost)
 

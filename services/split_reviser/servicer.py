@@ -40,10 +40,11 @@ def decode(request: sr.ReviseRequest) -> dict[str, Any]:
                 raise InvalidRequest(f"current.routes[{r.entry}]: layer count does not match "
                                      f"profile ({profile.num_layers} layers)")
     epoch = request.epoch or ((current.epoch if current else 0) + 1)
-    return dict(state=state, profile=profile, workload=cv.workload_from_proto(request.workload),
-                entries=entries, mode=cv.mode_from_proto(request.mode),
-                weights=cv.weights_from_proto(request.weights), current=current,
-                epoch=Epoch(epoch))
+    return {"state": state, "profile": profile,
+            "workload": cv.workload_from_proto(request.workload), "entries": entries,
+            "mode": cv.mode_from_proto(request.mode),
+            "weights": cv.weights_from_proto(request.weights), "current": current,
+            "epoch": Epoch(epoch)}
 
 
 def encode(result: SolveResult, nodes: int, layers: int) -> sr.ReviseResponse:

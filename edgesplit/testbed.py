@@ -86,7 +86,8 @@ class Testbed:
     def up(cls, n: int, shard_dir: Path, base: Path = DEFAULT_DIR, *,
            extra_args: Sequence[str] = (), env: dict[str, str] | None = None,
            timeout_s: float = 120.0, admin: bool = True,
-           node_ids: Sequence[str] = (), listen: dict[str, str] | None = None) -> Testbed:
+           node_ids: Sequence[str] = (), listen: dict[str, str] | None = None,
+           torch_threads: int = 0) -> Testbed:
         base.mkdir(parents=True, exist_ok=True)
         keys = ensure_dev_keys(base / "keys", "control")
         control_pub = base / "keys" / "control.ed25519.pub.pem"
@@ -105,7 +106,9 @@ class Testbed:
                    "--control-public-key", str(control_pub),
                    *(["--testbed-admin", "true"] if admin else []),
                    # Agents share this machine: each reports its own load.
-                   "--utilization-scope", "process", *extra_args]
+                   "--utilization-scope", "process",
+                   *(["--torch-threads", str(torch_threads)] if torch_threads else []),
+                   *extra_args]
             full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **_quiet_threads(n),
                         **(env or {})}
             with log.open("ab") as fh:

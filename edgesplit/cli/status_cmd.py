@@ -166,9 +166,23 @@ def fetch_orchestrator(address: str, conn: Connection) -> Data:
         stub = pb_grpc.OrchestratorStub(ch)
         status = stub.Status(pb.StatusRequest(), timeout=conn.timeout_s)
         history = stub.History(pb.HistoryRequest(limit=10), timeout=conn.timeout_s)
-    return {"status": MessageToDict(status, preserving_proto_field_name=True),
-            "history": [MessageToDict(d, preserving_proto_field_name=True)
+    return {"status": _ints(MessageToDict(status, preserving_proto_field_name=True)),
+            "history": [_ints(MessageToDict(d, preserving_proto_field_name=True))
                         for d in history.decisions]}
+
+
+_UINT64 = {"epoch", "old_epoch", "new_epoch", "id"}
+
+
+def _ints(d: Any) -> Any:
+    """Protobuf's JSON writes 64-bit integers as strings; epochs and ids read
+    better (and compare) as numbers."""
+    if isinstance(d, dict):
+        return {k: int(v) if k in _UINT64 and isinstance(v, str) else _ints(v)
+                for k, v in d.items()}
+    if isinstance(d, list):
+        return [_ints(x) for x in d]
+    return d
 
 
 def render_orchestrator(address: str, d: Data) -> list[str]:

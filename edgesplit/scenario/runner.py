@@ -70,13 +70,20 @@ def calibrate(shards: Path, profile: dict[str, Any], steps: int = 16) -> float:
     from edgesplit.model.runner import TorchSegmentRunner
     from edgesplit.model.shard import ShardDir
 
+    import torch
+
     layers = min(4, len(profile["layers"]))
     runner = TorchSegmentRunner(ShardDir(shards), 0, layers, has_embed=True)
-    runner.forward("calibrate", runner.embed(list(range(3, 19))), 0)
-    start = time.perf_counter()
-    for i in range(steps):
-        runner.forward("calibrate", runner.embed([7]), 16 + i)
-    per_layer = (time.perf_counter() - start) / steps / layers
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the test bed's agents run it
+    try:
+        runner.forward("calibrate", runner.embed(list(range(3, 19))), 0)
+        start = time.thread_time()
+        for i in range(steps):
+            runner.forward("calibrate", runner.embed([7]), 16 + i)
+        per_layer = (time.thread_time() - start) / steps / layers
+    finally:
+        torch.set_num_threads(threads)
     flops = sum(c["flops_per_token"] for c in profile["layers"][:layers]) / layers
     return float(flops / per_layer) if per_layer > 0 else BASE_FLOPS
 
@@ -154,7 +161,10 @@ class Run:
         self.services = [monitor, reviser, broadcaster, orchestrator]
         self.addr = {s.name: s.address for s in self.services}
         self.show(f"[{self.mode}] starting {len(ids)} node agents ...")
+        # One torch thread per agent: several agents share this machine's cores,
+        # and the emulated slow-down scales each step's CPU time.
         self.bed = Testbed.up(len(ids), shards, base / "bed", node_ids=ids, listen=listen,
+                              torch_threads=1,
                               extra_args=["--monitor", monitor.address,
                                           "--orchestrator", orchestrator.address,
                                           "--report-interval-s", "0.5",

@@ -92,13 +92,14 @@ class DataPlane:
         finally:
             self.computing -= 1
         elapsed = time.perf_counter() - start
-        slowdown = self.emulator.conditions.compute_slowdown
-        m.COMPUTE.labels(phase).observe(elapsed * slowdown)
+        wall, cpu = busy
+        emulated = self.emulator.compute_seconds(wall, cpu)
+        m.COMPUTE.labels(phase).observe(emulated)
         if self.compute_observer is not None and runner is not None:
             # hook: per-layer costs from the time inside the runner only, without
             # the hand-off to and from the compute thread (that is queueing).
-            self.compute_observer(runner, phase, busy * slowdown, tokens)
-        await self.emulator.after_compute(elapsed)
+            self.compute_observer(runner, phase, emulated, tokens)
+        await self.emulator.after_compute(emulated - elapsed)
         return result
 
     @property
@@ -326,11 +327,13 @@ def _chunk_key(h: na.FrameHeader) -> tuple[int, str, int, int]:
     return (h.epoch, h.session_id, h.step, h.hop)
 
 
-def _timed(fn: Callable[[], T]) -> tuple[T, float]:
-    """Run ``fn`` on the compute thread; its result and the seconds it took there."""
-    start = time.perf_counter()
+def _timed(fn: Callable[[], T]) -> tuple[T, tuple[float, float]]:
+    """Run ``fn`` on the compute thread: its result, and the wall and CPU
+    seconds it took there (CPU time is what an emulated slower device scales:
+    it does not grow when other processes share the cores)."""
+    start, cpu = time.perf_counter(), time.thread_time()
     result = fn()
-    return result, time.perf_counter() - start
+    return result, (time.perf_counter() - start, time.thread_time() - cpu)
 
 
 def _set_threads(n: int) -> None:

@@ -53,13 +53,26 @@ class Emulator:
         self.conditions = c
         return c
 
-    async def after_compute(self, elapsed_s: float) -> None:
-        """A node k times slower takes (k-1) x elapsed longer; sleeping (not
-        spinning) models that without stealing CPU from the other nodes."""
-        extra = elapsed_s * (self.conditions.compute_slowdown - 1.0)
-        if extra > 0:
-            self.emulated_busy_s += extra
-            await asyncio.sleep(extra)
+    def compute_seconds(self, wall_s: float, cpu_s: float) -> float:
+        """How long a compute step takes on the emulated device.
+
+        Without a slow-down: the real wall time. With slow-down k: k times the
+        step's CPU time on the compute thread (agents run torch single-threaded
+        on the test bed), not k times its wall time, which would multiply the
+        waiting for cores that several agents on one small machine cause.
+        """
+        k = self.conditions.compute_slowdown
+        if k == 1.0:
+            return wall_s
+        return k * min(cpu_s, wall_s) if cpu_s > 0 else k * wall_s
+
+    async def after_compute(self, extra_s: float) -> None:
+        """Hold the step for the rest of the emulated compute time; sleeping
+        (not spinning) models a slower device without stealing CPU from the
+        other nodes."""
+        if extra_s > 0:
+            self.emulated_busy_s += extra_s
+            await asyncio.sleep(extra_s)
 
     async def transmit(self, dst: str, nbytes: int) -> float:
         """Delay a send to ``dst`` as the emulated link would: frames queue

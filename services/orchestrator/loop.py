@@ -68,7 +68,7 @@ class ControlLoop:
         # Epochs are single-use at the broadcaster and the agents: after an
         # aborted rollout the next plan needs a newer epoch than the one tried.
         self.last_epoch = self.plan.epoch if self.plan else 0
-        self.started = time.monotonic()
+        self.first_heard: float | None = None
         self.retry_at = 0.0  # monotonic: no rollout before this after a failed one
         # After "keep" (no plan better by the margin), the same non-urgent
         # triggers are not re-planned every interval: the answer would not change
@@ -107,6 +107,18 @@ class ControlLoop:
         if self.config.entries:
             return list(self.config.entries)
         return [r.entry for r in self.plan.routes] if self.plan else []
+
+    def _ready_for_first_plan(self, state: monitor_pb2.EnvironmentState) -> bool:
+        """Every enrolled node reporting and every link between them measured,
+        or ``initial_wait_s`` since the first node was heard: a first plan made
+        while agents still start would leave them out until the next trigger."""
+        alive = [v for v in state.nodes if v.state.alive and v.reports]
+        if not alive:
+            return False
+        if self.first_heard is None:
+            self.first_heard = time.monotonic()
+        complete = len(alive) == len(state.nodes) and not self.missing_links(state)
+        return complete or time.monotonic() >= self.first_heard + self.config.initial_wait_s
 
     def missing_links(self, state: monitor_pb2.EnvironmentState) -> list[tuple[str, str]]:
         alive = [v.state.node_id for v in state.nodes if v.state.alive]
@@ -166,9 +178,8 @@ class ControlLoop:
                 self.store.save_plan(current.plan, None)
                 EPOCH.set(current.plan.epoch)
                 return None
-            if self.missing_links(state) and time.monotonic() < self.started + \
-                    self.config.initial_wait_s:
-                return None  # agents are still probing their links
+            if not self._ready_for_first_plan(state):
+                return None  # agents are still starting or probing their links
             return await self._initial(state, now, started)
         if self.config.static:
             return None

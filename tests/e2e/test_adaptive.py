@@ -22,9 +22,8 @@ from edgesplit.procs import start_service
 from edgesplit.scenario.runner import Run, default_show
 from edgesplit.scenario.spec import parse_scenario
 from edgesplit.testbed import generate
-from edgesplit.v1 import broadcaster_pb2, broadcaster_pb2_grpc
+from edgesplit.v1 import broadcaster_pb2, broadcaster_pb2_grpc, orchestrator_pb2_grpc
 from edgesplit.v1 import orchestrator_pb2 as opb
-from edgesplit.v1 import orchestrator_pb2_grpc
 
 COOLDOWN_S = 4.0
 INTERVAL_S = 0.5

@@ -276,16 +276,15 @@ async def test_status_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str
 async def test_close_ends_open_streams_at_once(tmp_path: Path) -> None:
     """A stopping monitor ends agents' and watchers' streams instead of waiting out
     its grace period for them; the agents then reconnect to its successor."""
-    async with monitor(tmp_path) as (address, hub):
-        async with grpc.aio.insecure_channel(address) as ch:
-            stub = mpb_grpc.MonitorStub(ch)
-            call = stub.Report(timeout=10)
-            await call.write(report("node-0", 0))
-            assert (await call.read()).accepted
-            watch = stub.WatchState(mpb.WatchStateRequest(), timeout=10)
-            assert (await watch.read()).version
-            hub.close()
-            assert await asyncio.wait_for(call.read(), 2) is grpc.aio.EOF
-            while (await asyncio.wait_for(watch.read(), 2)) is not grpc.aio.EOF:
-                pass
-            assert await call.code() == grpc.StatusCode.OK
+    async with monitor(tmp_path) as (address, hub), grpc.aio.insecure_channel(address) as ch:
+        stub = mpb_grpc.MonitorStub(ch)
+        call = stub.Report(timeout=10)
+        await call.write(report("node-0", 0))
+        assert (await call.read()).accepted
+        watch = stub.WatchState(mpb.WatchStateRequest(), timeout=10)
+        assert (await watch.read()).version
+        hub.close()
+        assert await asyncio.wait_for(call.read(), 2) is grpc.aio.EOF
+        while (await asyncio.wait_for(watch.read(), 2)) is not grpc.aio.EOF:
+            pass
+        assert await call.code() == grpc.StatusCode.OK

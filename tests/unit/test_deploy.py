@@ -61,3 +61,26 @@ def test_compose_commands_name_real_modules_and_flags() -> None:
         assert classes, f"{name}: no config class"
         env = {k: str(v) for k, v in (svc.get("environment") or {}).items()}
         load_config(classes[0], cmd[3:], env=env)  # raises SystemExit on a bad flag
+
+
+def test_kubernetes_manifests_name_real_modules_flags_and_probes() -> None:
+    docs = [d for f in sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
+            for d in yaml.safe_load_all(f.read_text()) if d]
+    kinds = {d["kind"] for d in docs}
+    assert {"Deployment", "StatefulSet", "DaemonSet", "Service"} <= kinds
+    modules = set()
+    for d in docs:
+        if d["kind"] not in ("Deployment", "StatefulSet", "DaemonSet"):
+            continue
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            cmd = c["command"]
+            module = cmd[2]
+            modules.add(module)
+            config_mod = importlib.import_module(f"services.{module.rsplit('.', 1)[-1]}.config")
+            cls = next(v for v in vars(config_mod).values() if isinstance(v, type)
+                       and issubclass(v, ServiceConfig) and v is not ServiceConfig)
+            env = {e["name"]: e.get("value", "x") for e in c.get("env", [])}
+            load_config(cls, cmd[3:], env=env)  # SystemExit on an unknown flag
+            assert c["readinessProbe"]["grpc"]["port"] == 50051
+    assert modules == {f"services.{s}" for s in
+                       ("monitor", "split_reviser", "broadcaster", "orchestrator", "node_agent")}

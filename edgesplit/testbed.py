@@ -74,6 +74,8 @@ class NodeProc:
 class Testbed:
     """Handle on a running test bed (also (de)serialised as ``testbed.json``)."""
 
+    __test__ = False  # a name pytest would otherwise try to collect
+
     base: str
     shard_dir: str
     nodes: list[NodeProc] = field(default_factory=list)

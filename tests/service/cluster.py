@@ -70,12 +70,13 @@ class Cluster:
         return even_plan(nodes, self.manifest.num_layers, self.manifest.model_digest,
                          self.epoch + 1)
 
-    async def apply(self, plan: Plan, wire_dtype: str = "float32") -> None:
+    async def apply(self, plan: Plan, wire_dtype: str = "float32",
+                    trusted: list[str] | None = None) -> None:
         shards = {s.name: ShardEntry(s.name, s.sha256, s.bytes) for s in self.manifest.shards}
         peers = {n: PeerInfo(n, self.addresses[n], self.publics[n]) for n in self.addresses}
         assignments = build_assignments(plan, shards, peers, self.manifest.num_layers,
                                         int((time.time() + 600) * 1000), wire_dtype,
-                                        list(self.addresses))
+                                        list(self.addresses) if trusted is None else trusted)
         for node, a in assignments.items():
             env = sign_assignment(a, self.control)
             await self.stub(node).Prepare(na.PrepareRequest(assignment=env), timeout=60)

@@ -1,0 +1,139 @@
+"""Inference.Generate features through real agents: chunked frames, reduced
+wire dtypes, seeded sampling, stop tokens, privacy=high, bad requests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+import torch
+from prometheus_client import REGISTRY
+from transformers import AutoModelForCausalLM
+
+from edgesplit.core.types import Epoch, NodeId, Plan, Route, Segment
+from edgesplit.testbed import ensure_model
+from edgesplit.v1 import common_pb2, inference_pb2
+from tests.service.cluster import Cluster
+
+PROMPT = [5, 17, 99, 42, 7, 300, 12, 8, 66, 150, 23, 4, 77, 31, 9, 250, 101]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("m")
+    ensure_model(base / "model", base / "shards", family="llama", layers=4, hidden=64, seed=11)
+    return base
+
+
+@pytest.fixture
+async def cluster(model: Path, tmp_path: Path) -> AsyncIterator[Cluster]:
+    # 1 KiB chunks: a 17-token prefill frame (17 x 64 x 4 bytes) crosses in 5 chunks.
+    c = await Cluster.start(3, model / "shards", tmp_path, frame_chunk_bytes=1024)
+    yield c
+    await c.stop()
+
+
+def _reference(model: Path, n: int) -> list[int]:
+    m = AutoModelForCausalLM.from_pretrained(model / "model", dtype=torch.float32).eval()
+    x = torch.tensor([PROMPT])
+    out = m.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n, do_sample=False,
+                     pad_token_id=0, eos_token_id=None)
+    return [int(t) for t in out[0, len(PROMPT):]]
+
+
+def _sent_bytes() -> float:
+    return sum(s.value for metric in REGISTRY.collect() if metric.name ==
+               "edgesplit_frame_bytes_sent" for s in metric.samples
+               if s.name.endswith("_total"))
+
+
+async def test_chunked_frames_give_identical_tokens(cluster: Cluster, model: Path) -> None:
+    await cluster.apply(cluster.plan(["node-0", "node-1", "node-2"]))
+    before = sum(dp.chunk_bytes for dp in cluster.dataplanes)
+    assert before == 3 * 1024
+    want = _reference(model, 8)
+    got = await cluster.generate(PROMPT, 8)
+    assert got == want[:len(got)]
+
+
+async def test_bfloat16_wire_halves_the_bytes(cluster: Cluster) -> None:
+    await cluster.apply(cluster.plan(["node-0", "node-1", "node-2"]))
+    start = _sent_bytes()
+    a = await cluster.generate(PROMPT, 6)
+    f32 = _sent_bytes() - start
+    await cluster.apply(cluster.plan(["node-0", "node-1", "node-2"]), wire_dtype="bfloat16")
+    start = _sent_bytes()
+    b = await cluster.generate(PROMPT, 6)
+    bf16 = _sent_bytes() - start
+    assert len(a) >= 1 and len(b) >= 1  # bf16 rounding may change tokens, never the flow
+    assert bf16 < 0.6 * f32
+
+
+async def test_seeded_sampling_is_reproducible_and_stop_tokens_stop(cluster: Cluster) -> None:
+    await cluster.apply(cluster.plan(["node-0", "node-1"]))
+    sampling = inference_pb2.SamplingParams(temperature=1.5, top_p=0.9, seed=1234)
+    one = await cluster.generate(PROMPT, 12, sampling=sampling)
+    two = await cluster.generate(PROMPT, 12, sampling=sampling)
+    other = await cluster.generate(PROMPT, 12, sampling=inference_pb2.SamplingParams(
+        temperature=1.5, top_p=0.9, seed=99))
+    assert one == two and one != other
+    greedy = await cluster.generate(PROMPT, 8)
+    stop_at = greedy[2]
+    req = inference_pb2.GenerateRequest(token_ids=PROMPT, max_new_tokens=8,
+                                        stop_token_ids=[stop_at])
+    replies = [r async for r in cluster.inference().Generate(req, timeout=60)]
+    assert [r.token_id for r in replies] == greedy[:greedy.index(stop_at) + 1]
+    assert replies[-1].finish_reason == "stop"
+
+
+def _leaky_plan(cluster: Cluster) -> Plan:
+    """Layer 0 (sensitive at privacy_depth 1) on node-1; embed and head on the entry."""
+    segs = (Segment(NodeId("node-0"), 0, 0, has_embed=True, has_head=True),
+            Segment(NodeId("node-1"), 0, 4))
+    return Plan(Epoch(cluster.epoch + 1), cluster.manifest.model_digest,
+                (Route(NodeId("node-0"), segs),))
+
+
+async def test_privacy_high_refused_on_an_untrusted_route(cluster: Cluster) -> None:
+    await cluster.apply(_leaky_plan(cluster), trusted=["node-0"])
+    low = await cluster.generate(PROMPT, 3)
+    assert len(low) == 3
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await cluster.generate(PROMPT, 3, privacy=common_pb2.PRIVACY_HIGH)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    await cluster.apply(_leaky_plan(cluster), trusted=["node-0", "node-1"])
+    assert len(await cluster.generate(PROMPT, 3, privacy=common_pb2.PRIVACY_HIGH)) == 3
+
+
+@pytest.mark.parametrize("request_kw,code", [
+    ({"token_ids": PROMPT, "prompt": "both"}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"token_ids": [10**6]}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"token_ids": PROMPT, "max_new_tokens": 100_000}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"token_ids": PROMPT, "sampling": inference_pb2.SamplingParams(temperature=-1)},
+     grpc.StatusCode.INVALID_ARGUMENT),
+    ({"token_ids": PROMPT * 200}, grpc.StatusCode.INVALID_ARGUMENT),  # beyond the context
+])
+async def test_bad_requests(cluster: Cluster, request_kw: dict[str, object],
+                            code: grpc.StatusCode) -> None:
+    await cluster.apply(cluster.plan(["node-0", "node-1"]))
+    req = inference_pb2.GenerateRequest(**request_kw)  # type: ignore[arg-type]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        _ = [r async for r in cluster.inference().Generate(req, timeout=60)]
+    assert err.value.code() == code
+
+
+async def test_not_an_entry_and_no_epoch(model: Path, tmp_path: Path) -> None:
+    c = await Cluster.start(2, model / "shards", tmp_path)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await c.generate(PROMPT, 2)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE  # nothing committed yet
+        await c.apply(c.plan(["node-0", "node-1"]))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await c.generate(PROMPT, 2, entry="node-1")
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        await c.stop()

@@ -67,10 +67,10 @@ def _free_port() -> int:
 def calibrate(shards: Path, profile: dict[str, Any], steps: int = 16) -> float:
     """FLOP/s this machine achieves decoding the scenario's model, so that the
     declared speed of a node with slowdown k is this / k (what it will measure)."""
+    import torch
+
     from edgesplit.model.runner import TorchSegmentRunner
     from edgesplit.model.shard import ShardDir
-
-    import torch
 
     layers = min(4, len(profile["layers"]))
     runner = TorchSegmentRunner(ShardDir(shards), 0, layers, has_embed=True)

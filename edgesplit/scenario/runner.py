@@ -154,6 +154,7 @@ class Run:
             "--entries", sc.entry.id, "--interval-s", "0.5", "--cooldown-s", "10",
             "--prompt-tokens", str(sc.load.prompt_tokens),
             "--new-tokens", str(sc.load.new_tokens),
+            "--requests-per-s", str(sc.load.requests_per_s or sc.load.concurrency / 5.0),
             "--static", "true" if self.mode == "static" else "false",
             *(arg for k, v in sc.orchestrator.items()
               for arg in ("--" + k.replace("_", "-"), str(v))),

@@ -69,6 +69,8 @@ class ControlLoop:
         # aborted rollout the next plan needs a newer epoch than the one tried.
         self.last_epoch = self.plan.epoch if self.plan else 0
         self.first_heard: float | None = None
+        self.rate: float | None = None  # measured requests per second (EWMA)
+        self._last_count: tuple[int, float] | None = None
         self.retry_at = 0.0  # monotonic: no rollout before this after a failed one
         # After "keep" (no plan better by the margin), the same non-urgent
         # triggers are not re-planned every interval: the answer would not change
@@ -92,11 +94,23 @@ class ControlLoop:
             await ch.close()
 
     # ---- inputs ----------------------------------------------------------------
+    def observe_rate(self, state: monitor_pb2.EnvironmentState) -> None:
+        """Request rate from the monitor's finished-request count (EWMA), so the
+        planner judges node load by the traffic actually served."""
+        if self._last_count is not None and state.at > self._last_count[1]:
+            done, at = self._last_count
+            sample = max(0, state.requests_total - done) / (state.at - at)
+            self.rate = sample if self.rate is None else 0.8 * self.rate + 0.2 * sample
+        self._last_count = (state.requests_total, state.at)
+
     def workload(self, privacy_high: bool) -> common_pb2.Workload:
         c = self.config
+        # The configured rate until traffic has been seen (a floor keeps an idle
+        # moment from planning as if no load would ever come).
+        rate = max(self.rate, 0.05) if self.rate else c.requests_per_s
         return common_pb2.Workload(
             prompt_tokens=c.prompt_tokens, new_tokens=c.new_tokens,
-            requests_per_s=c.requests_per_s, privacy_depth=c.privacy_depth,
+            requests_per_s=rate, privacy_depth=c.privacy_depth,
             privacy=common_pb2.PRIVACY_HIGH if privacy_high else common_pb2.PRIVACY_LOW)
 
     async def state(self) -> monitor_pb2.EnvironmentState:
@@ -167,6 +181,7 @@ class ControlLoop:
         if time.monotonic() < self.retry_at:
             return None
         state = await self.state()
+        self.observe_rate(state)
         if not state.nodes or not state.profile.layers:
             return None
         if self.plan is None:

@@ -38,7 +38,8 @@ Formulas (seconds, bytes, bits per second):
 The total is ``alpha * mean_latency_s + beta * imbalance + gamma *
 privacy_penalty``, where ``mean_latency_s`` averages the routes' decode steps
 (each route serves an equal share of requests; one route: its own latency) and
-``imbalance`` is the spread (max - min) of utilisation over alive nodes.
+``imbalance`` is the spread (max - min) of utilisation over alive nodes, each
+clipped to 1 (saturated), so the term stays within ``beta``.
 """
 
 from __future__ import annotations
@@ -260,7 +261,10 @@ def evaluate(
     util = tuple(
         (n.node_id, n.utilization + added.get(n.node_id, 0.0)) for n in state.nodes if n.alive
     )
-    values = [u for _, u in util]
+    # Spread of utilisation clipped to [0, 1]: a node past 1 is saturated, and
+    # unclipped estimates (prefill counted per token) would let beta * spread
+    # outweigh the latency term the objective is about.
+    values = [min(u, 1.0) for _, u in util]
     imbalance = max(values) - min(values)
     mean_latency = sum(latencies) / len(latencies)
     bottleneck = max([*busy.values(), *link_busy.values()])

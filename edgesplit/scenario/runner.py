@@ -228,6 +228,18 @@ class Run:
         await asyncio.sleep(self.duration_s)
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._dump_state()
+
+    async def _dump_state(self) -> None:
+        """E(t) at the end, beside the logs: what the planner last saw."""
+        from google.protobuf.json_format import MessageToJson
+
+        mon = monitor_pb2_grpc.MonitorStub(aio_channel(self.addr["monitor"]))
+        try:
+            env = await mon.GetState(monitor_pb2.GetStateRequest(), timeout=5)
+        except grpc.aio.AioRpcError:
+            return
+        (self.base / "final_state.json").write_text(MessageToJson(env))
 
     def _now(self) -> float:
         return time.monotonic() - self.t0

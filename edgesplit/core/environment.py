@@ -9,7 +9,6 @@ references, it does not rebuild per-node tables.
 from __future__ import annotations
 
 import bisect
-import statistics
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
@@ -191,9 +190,12 @@ class EnvironmentState:
 
         Each measured time converts back to effective FLOPs per token through
         the cost model's own speed rule (declared speed times the free share
-        of the node), and the median across live nodes replaces the estimate:
-        nodes that never ran a layer then get an estimate calibrated by the
-        ones that did. Unmeasured layers (and embed / head) keep theirs.
+        of the node). A layer is recalibrated only when at least two live
+        nodes measured it, to the smallest of their figures: a single node
+        that runs slower than it declares (overloaded beyond what its
+        utilisation shows) would otherwise make the layer look expensive on
+        every node. That node's own measured times still count for it
+        (``to_cluster_state``). Other layers (and embed / head) keep theirs.
         """
         samples: dict[int, list[float]] = {}
         for env in self.nodes.values():
@@ -208,9 +210,9 @@ class EnvironmentState:
             return profile
 
         def calibrated(cost: LayerCost, index: int) -> LayerCost:
-            if index not in samples:
+            if len(samples.get(index, ())) < 2:
                 return cost
-            return replace(cost, flops_per_token=statistics.median(samples[index]))
+            return replace(cost, flops_per_token=min(samples[index]))
 
         return replace(
             profile,

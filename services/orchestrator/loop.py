@@ -166,8 +166,15 @@ class ControlLoop:
                     ) -> bc.ApplyResponse:
         addresses = {v.state.node_id: v.state.address for v in state.nodes if v.state.address}
         self.last_epoch = max(self.last_epoch, plan.epoch)
+        # Trust comes from the monitor's inventory, the one place it is configured:
+        # nodes trusted by every entry of the plan may hold sensitive layers.
+        entries = {r.entry for r in plan.routes}
+        trusted = [v.state.node_id for v in state.nodes if v.state.trust == common_pb2.TRUST_TRUSTED
+                   and (not v.state.trusted_by or entries <= set(v.state.trusted_by))]
         return await self.broadcaster.Apply(
-            bc.ApplyRequest(plan=plan, addresses=addresses,
+            bc.ApplyRequest(plan=plan, addresses=addresses, trusted_nodes=trusted,
+                            wire_dtype=self.config.wire_dtype,
+                            privacy_depth=self.config.privacy_depth,
                             prepare_timeout_s=self.config.apply_timeout_s / 2),
             timeout=self.config.apply_timeout_s)
 

@@ -321,8 +321,18 @@ def test_measured_profile_calibrates_flops_from_node_speed() -> None:
         "m", (LayerCost(1, 5e9), LayerCost(1, 7e9)), LayerCost(1, 0), LayerCost(1, 0), 16
     )
     out = m.snapshot(0.0).measured_profile(profile, _inventory())
-    assert out.layers[0].flops_per_token == pytest.approx(3e9)  # median of 2e9 and 4e9
+    assert out.layers[0].flops_per_token == pytest.approx(2e9)  # the smaller of 2e9 and 4e9
     assert out.layers[1] == profile.layers[1]  # unmeasured: estimate kept
+
+
+def test_one_slow_node_does_not_recalibrate_a_layer_for_all() -> None:
+    m = Monitor(MonitorConfig(), [A, B], now=0.0)
+    m.ingest(report("b", 0, cpu=0.0, decode=((0, 0.5),)), now=0.0)  # far slower than declared
+    profile = ModelProfile(
+        "m", (LayerCost(1, 5e9), LayerCost(1, 7e9)), LayerCost(1, 0), LayerCost(1, 0), 16
+    )
+    out = m.snapshot(0.0).measured_profile(profile, _inventory())
+    assert out.layers == profile.layers
 
 
 def test_config_rejects_nonsense() -> None:

@@ -91,7 +91,10 @@ async def create_server(config: ServiceConfig, services: Sequence[Registration],
                         interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
                         ) -> RunningServer:
     """Build, bind and start a server; returns it with the port it bound."""
-    options = [*message_options(config.max_message_bytes), *SERVER_KEEPALIVE_OPTIONS]
+    # No SO_REUSEPORT: a second server on a taken port must fail, not share it
+    # (the kernel would split connections between two different services).
+    options = [*message_options(config.max_message_bytes), *SERVER_KEEPALIVE_OPTIONS,
+               ("grpc.so_reuseport", 0)]
     server = grpc.aio.server(interceptors=[MetricsInterceptor(), *interceptors],
                              options=options)
     health_servicer = health.aio.HealthServicer()

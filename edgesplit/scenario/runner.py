@@ -58,10 +58,17 @@ class Live:
     utilization: list[float] = field(default_factory=list)  # mean over plan nodes, per poll
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: all held open until all are chosen (closing
+    each before asking for the next can hand the same port out twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def calibrate(shards: Path, profile: dict[str, Any], steps: int = 16) -> float:
@@ -126,7 +133,7 @@ class Run:
         profile = profile_json(str(shards))
         (base / "profile.json").write_text(json.dumps(profile))
         ids = [n.id for n in sc.nodes]
-        listen = {i: f"127.0.0.1:{_free_port()}" for i in ids}
+        listen = {i: f"127.0.0.1:{p}" for i, p in zip(ids, free_ports(len(ids)), strict=True)}
         self.base_flops = calibrate(shards, profile)
         self.show(f"[{self.mode}] this machine decodes the model at "
                   f"{self.base_flops / 1e9:.2f} GFLOP/s (a slowdown-1 node)")

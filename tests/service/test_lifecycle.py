@@ -62,3 +62,16 @@ def test_service_lifecycle(name: str, tmp_path: Path) -> None:
         elapsed = time.monotonic() - start
     assert code == 0, sp.log.read_text()[-2000:]
     assert elapsed < 5.0
+
+
+async def test_a_taken_port_is_refused_not_shared() -> None:
+    """Without SO_REUSEPORT a second server cannot silently split a port's traffic."""
+    from edgesplit.rpc.config import ServiceConfig
+    from edgesplit.rpc.server import create_server
+
+    first = await create_server(ServiceConfig(listen="127.0.0.1:0"), [])
+    try:
+        with pytest.raises(RuntimeError, match="[Bb]ind"):
+            await create_server(ServiceConfig(listen=f"127.0.0.1:{first.port}"), [])
+    finally:
+        await first.server.stop(0)

@@ -28,7 +28,9 @@ def test_round_trip_sizes(size: int) -> None:
     key, blob = encrypt_shard(data, SID, chunk_size=SMALL)
     assert len(key) == 32
     assert decrypt_shard(key, blob, SID) == data
-    assert data == b"" or data not in blob
+    # A plaintext of a few bytes can occur in random ciphertext by chance;
+    # from 16 bytes on, finding it would mean it was stored in the clear.
+    assert len(data) < 16 or data not in blob
 
 
 def test_round_trip_default_chunk_size_multi_mib() -> None:

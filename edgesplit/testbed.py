@@ -111,7 +111,7 @@ class Testbed:
                    "--utilization-scope", "process",
                    *(["--torch-threads", str(torch_threads)] if torch_threads else []),
                    *extra_args]
-            full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **_quiet_threads(n),
+            full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **QUIET_THREADS,
                         **(env or {})}
             with log.open("ab") as fh:
                 proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
@@ -234,10 +234,9 @@ class Testbed:
                          epoch if epoch is not None else self.epoch + 1)
 
 
-def _quiet_threads(n_nodes: int) -> dict[str, str]:
-    """Idle torch workers must not spin while another node computes: on a
-    small machine that would steal the active node's cores."""
-    return {"OMP_WAIT_POLICY": "PASSIVE"}
+# Idle torch workers must not spin while another node computes: on a small
+# machine that would steal the active node's cores.
+QUIET_THREADS = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def _terminate(pid: int, timeout_s: float) -> None:

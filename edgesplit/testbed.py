@@ -13,7 +13,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,12 +187,15 @@ class Testbed:
                 return n
         raise KeyError(node_id)
 
-    def stub(self, node_id: str) -> na_grpc.NodeAgentStub:
-        return na_grpc.NodeAgentStub(sync_channel(self.node(node_id).address))
+    @contextmanager
+    def agent(self, node_id: str) -> Iterator[na_grpc.NodeAgentStub]:
+        """A NodeAgent stub on a channel that is closed afterwards."""
+        with sync_channel(self.node(node_id).address) as ch:
+            yield na_grpc.NodeAgentStub(ch)
 
     def info(self, node_id: str) -> na.NodeInfo:
-        with sync_channel(self.node(node_id).address) as ch:
-            return na_grpc.NodeAgentStub(ch).GetInfo(na.InfoRequest(), timeout=10)
+        with self.agent(node_id) as agent:
+            return agent.GetInfo(na.InfoRequest(), timeout=10)
 
     def set_conditions(self, node_id: str, replace: bool = False, **fields: Any) -> na.Conditions:
         with sync_channel(self.node(node_id).address) as ch:
@@ -220,11 +224,11 @@ class Testbed:
         static rollout; the broadcaster does this with abort handling)."""
         envelopes = self.signed_assignments(plan, wire_dtype=wire_dtype)
         for node, env in envelopes.items():
-            with sync_channel(self.node(node).address) as ch:
-                na_grpc.NodeAgentStub(ch).Prepare(na.PrepareRequest(assignment=env), timeout=120)
+            with self.agent(node) as agent:
+                agent.Prepare(na.PrepareRequest(assignment=env), timeout=120)
         for node in envelopes:
-            with sync_channel(self.node(node).address) as ch:
-                na_grpc.NodeAgentStub(ch).Commit(na.CommitRequest(epoch=plan.epoch), timeout=30)
+            with self.agent(node) as agent:
+                agent.Commit(na.CommitRequest(epoch=plan.epoch), timeout=30)
         self.epoch = plan.epoch
         self.save()
 

@@ -12,29 +12,16 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# module name -> one-line help; each module defines register(subparsers).
-COMMANDS: dict[str, str] = {
-    "model": "generate, shard and profile models",
-    "plan": "compute a plan for a cluster and compare with baselines",
-    "bench": "benchmarks that print JSON",
-    "testbed": "run a local test bed of node agents",
-    "generate": "generate text through an entry node",
-    "status": "show the monitor's view of the cluster",
-    "scenario": "run an adaptive-vs-static scenario on the test bed",
-}
+# Sub-command modules, in help order; each defines register(subparsers)
+# (``demo`` is registered by ``scenario_cmd``).
+COMMANDS = ("model", "plan", "bench", "testbed", "generate", "status", "scenario")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgesplit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"edgesplit.cli.{name}_cmd")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"edgesplit.cli.{name}_cmd":
-                raise
-            continue  # not built yet: the command is simply absent
-        module.register(sub)
+        importlib.import_module(f"edgesplit.cli.{name}_cmd").register(sub)
     return parser
 
 

@@ -21,13 +21,7 @@ def register(sub: Any) -> None:
     for name, help_text in BENCHES.items():
         bp = bsub.add_parser(name, help=help_text)
         bp.add_argument("--json", action="store_true", help="print only the JSON result")
-        try:
-            module = importlib.import_module(f"edgesplit.bench.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"edgesplit.bench.{name}":
-                raise
-            bp.set_defaults(handler=_missing(name))
-            continue
+        module = importlib.import_module(f"edgesplit.bench.{name}")
         module.add_arguments(bp)
         bp.set_defaults(handler=_runner(module))
 
@@ -37,12 +31,5 @@ def _runner(module: Any) -> Any:
         result = module.run(args)
         print(json.dumps(result, indent=None if args.json else 2, sort_keys=True))
         return 0
-
-    return handler
-
-
-def _missing(name: str) -> Any:
-    def handler(args: argparse.Namespace) -> int:
-        raise SystemExit(f"benchmark {name!r} is not built in this version")
 
     return handler

@@ -93,10 +93,7 @@ def untrusted_sensitive_nodes(
     """
     bad: list[NodeId] = []
     for seg in route.segments:
-        sensitive = (
-            seg.has_embed or seg.has_head or (seg.num_layers > 0 and seg.start < privacy_depth)
-        )
-        if not sensitive or seg.node == route.entry or seg.node in bad:
+        if not seg.is_sensitive(privacy_depth) or seg.node == route.entry or seg.node in bad:
             continue
         node = nodes.get(seg.node)
         if node is None or not node.trusts_entry(route.entry):

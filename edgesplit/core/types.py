@@ -171,6 +171,12 @@ class Segment:
     def num_layers(self) -> int:
         return self.end - self.start
 
+    def is_sensitive(self, privacy_depth: int) -> bool:
+        """Holds embed, head or one of the first ``privacy_depth`` layers: the
+        parts that see raw input or output, pinned to trusted nodes."""
+        return (self.has_embed or self.has_head
+                or (self.num_layers > 0 and self.start < privacy_depth))
+
 
 @dataclass(frozen=True, slots=True)
 class Route:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -52,15 +53,20 @@ def backoff_delay(attempt: int, rng: random.Random, base_s: float = 0.05,
     return rng.uniform(0, min(cap_s, base_s * (2 ** attempt)))
 
 
-async def retry_idempotent(call: Callable[[], Awaitable[T]], attempts: int = 4,
-                           rng: random.Random | None = None) -> T:
-    """Run an idempotent call, retrying UNAVAILABLE-like failures a few times."""
-    rng = rng or random.Random()
+async def call_with_retry(call: Callable[[float], Awaitable[T]], timeout_s: float,
+                          attempts: int, rng: random.Random) -> T:
+    """``call(per_try_timeout)`` for an idempotent RPC until it succeeds, fails
+    for good, runs out of attempts, or the overall deadline ``timeout_s`` would
+    pass while backing off. Only RETRYABLE codes are retried."""
+    deadline = time.monotonic() + timeout_s
     for attempt in range(attempts):
+        remaining = deadline - time.monotonic()
         try:
-            return await call()
+            return await call(max(remaining, 0.001))
         except grpc.aio.AioRpcError as exc:
-            if exc.code() not in RETRYABLE or attempt == attempts - 1:
+            delay = backoff_delay(attempt, rng)
+            if exc.code() not in RETRYABLE or attempt == attempts - 1 \
+                    or time.monotonic() + delay >= deadline:
                 raise
-            await asyncio.sleep(backoff_delay(attempt, rng))
+            await asyncio.sleep(delay)
     raise AssertionError("unreachable")

@@ -6,6 +6,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from edgesplit.rpc.convert import plan_from_proto
 from edgesplit.scenario.runner import Live, RequestRecord, _met
 from edgesplit.scenario.spec import Scenario
 
@@ -17,9 +18,12 @@ def _pct(values: list[float], q: float) -> float | None:
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
+PRIVACY_DEPTH = 1  # the orchestrator's default, which scenarios keep
+
+
 def privacy_violations(sc: Scenario, records: list[RequestRecord], live: Live) -> int:
     """privacy=high requests served by a route that put embed, head or the
-    first layer on a node the entry does not trust."""
+    first layer on a node the entry does not trust (counted once per route)."""
     trusted = {n.id for n in sc.nodes if n.trusted}
     bad = 0
     for r in records:
@@ -29,12 +33,10 @@ def privacy_violations(sc: Scenario, records: list[RequestRecord], live: Live) -
             plan = live.plans.get(epoch)
             if plan is None:
                 continue
-            for route in plan.routes:
-                for seg in route.segments:
-                    sensitive = seg.has_embed or seg.has_head or seg.start < 1
-                    if sensitive and seg.node_id != route.entry and seg.node_id not in trusted:
-                        bad += 1
-                        break
+            for route in plan_from_proto(plan).routes:
+                if any(seg.is_sensitive(PRIVACY_DEPTH) and seg.node != route.entry
+                       and seg.node not in trusted for seg in route.segments):
+                    bad += 1
     return bad
 
 

@@ -12,18 +12,15 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import grpc
 
-from edgesplit.rpc.client import RETRYABLE, aio_channel, backoff_delay
+from edgesplit.rpc.client import aio_channel, call_with_retry
 from edgesplit.v1 import node_agent_pb2 as na
 from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclass
@@ -64,24 +61,6 @@ def _code_detail(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, asyncio.TimeoutError):
         return "DEADLINE_EXCEEDED", "timed out"
     return "UNKNOWN", f"{type(exc).__name__}: {exc}"
-
-
-async def call_with_retry(call: Callable[[float], Awaitable[T]], timeout_s: float,
-                          attempts: int, rng: random.Random) -> T:
-    """``call(per_try_timeout)`` until it succeeds, fails for good, runs out of
-    attempts, or the overall deadline ``timeout_s`` would pass while backing off."""
-    deadline = time.monotonic() + timeout_s
-    for attempt in range(attempts):
-        remaining = deadline - time.monotonic()
-        try:
-            return await call(max(remaining, 0.001))
-        except grpc.aio.AioRpcError as exc:
-            delay = backoff_delay(attempt, rng)
-            if exc.code() not in RETRYABLE or attempt == attempts - 1 \
-                    or time.monotonic() + delay >= deadline:
-                raise
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 class NodeClients:

@@ -13,8 +13,9 @@ from typing import Any
 
 import yaml
 
+from edgesplit.core.cluster_config import ConfigError, profile_from_json
 from edgesplit.core.inventory import NodeInventory
-from edgesplit.core.types import LayerCost, ModelProfile, NodeId, NodeState, Trust
+from edgesplit.core.types import ModelProfile, NodeId, NodeState, Trust
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
           "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
@@ -90,19 +91,10 @@ def load_inventory(path: str | Path) -> NodeInventory:
         raise ConfigFileError(f"{path}: {exc}") from exc
 
 
-def _cost(raw: dict[str, Any]) -> LayerCost:
-    return LayerCost(int(raw["weight_bytes"]), float(raw["flops_per_token"]),
-                     int(raw.get("kv_bytes_per_token", 0)))
-
-
 def load_profile(path: str | Path) -> ModelProfile:
-    """The schema ``edgesplit model profile DIR --json`` prints (extra keys ignored)."""
+    """The schema ``edgesplit model profile DIR --json`` prints (extra keys ignored),
+    read by the planner's own parser."""
     try:
-        raw = json.loads(Path(path).read_text())
-        return ModelProfile(
-            name=str(raw.get("name", "")), layers=tuple(_cost(c) for c in raw["layers"]),
-            embed=_cost(raw["embed"]), head=_cost(raw["head"]),
-            activation_bytes_per_token=int(raw["activation_bytes_per_token"]),
-            digest=str(raw.get("digest", "")))
-    except (KeyError, TypeError, ValueError) as exc:
+        return profile_from_json(json.loads(Path(path).read_text()))
+    except (ConfigError, ValueError, OSError) as exc:
         raise ConfigFileError(f"{path}: not a model profile ({type(exc).__name__}: {exc})") from exc

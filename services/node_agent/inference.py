@@ -35,10 +35,28 @@ def privacy_ok(es: EpochState, route: Route) -> bool:
     the entry or nodes this plan marks trusted."""
     depth = es.assignment.privacy_depth
     for seg in route.segments:
-        sensitive = seg.has_embed or seg.has_head or seg.start < depth
-        if sensitive and seg.node != route.entry and seg.node not in es.trusted:
+        if seg.is_sensitive(depth) and seg.node != route.entry and seg.node not in es.trusted:
             return False
     return True
+
+
+class IncrementalText:
+    """Text of each new token without decoding the whole answer every step
+    (that is quadratic on the per-token path): decode a short window that
+    starts a few tokens back, so merges and multi-byte characters still come
+    out right; hold text back while it ends in a partial UTF-8 character."""
+
+    def __init__(self, tokenizer: Any, start: int) -> None:
+        self.tok = tokenizer
+        self.prefix = self.read = start  # window start; first token not yet emitted
+
+    def next(self, ids: list[int]) -> str:
+        before = self.tok.decode(ids[self.prefix:self.read], skip_special_tokens=True)
+        now = self.tok.decode(ids[self.prefix:], skip_special_tokens=True)
+        if len(now) <= len(before) or now.endswith("\ufffd"):
+            return ""
+        self.prefix, self.read = self.read, len(ids)
+        return now[len(before):]
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServicer):
@@ -117,24 +135,24 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
             params = SamplingParams(s.temperature, s.top_p or 1.0, s.seed)
         except ValueError as exc:
             raise InvalidRequest(f"sampling: {exc}") from exc
-        await self._private_route(request.privacy)  # fail fast, before tokenizing
+        es, route = await self._private_route(request.privacy)  # before tokenizing
         if self._slots.locked():
             raise TooLarge(f"entry is serving {self.config.max_sessions} sessions already")
         async with self._slots:
             outcome = "failed"
             try:
-                async for reply in self._generate(request, params, max_new):
+                async for reply in self._generate(request, params, max_new, es, route):
                     yield reply
                 outcome = "ok"
             finally:
                 m.REQUESTS.labels(outcome).inc()
 
     async def _generate(self, request: inference_pb2.GenerateRequest, params: SamplingParams,
-                        max_new: int) -> AsyncIterator[inference_pb2.GenerateResponse]:
+                        max_new: int, es: EpochState, route: Route
+                        ) -> AsyncIterator[inference_pb2.GenerateResponse]:
         rid = request.request_id or uuid.uuid4().hex[:16]
         history = await self._prompt_ids(request)
         tok = await self.tokenizer()
-        es, route = await self._private_route(request.privacy)
         head = self.dp.head_runner(es, route)
         if any(t < 0 or t >= head.vocab_size for t in history):
             raise InvalidRequest(f"token ids must be in [0, {head.vocab_size})")
@@ -145,7 +163,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         eos = {tok.eos_token_id} if tok.eos_token_id is not None else set()
         sampler = head.new_sampler(SamplingParams(params.temperature, params.top_p,
                                                   params.seed, tuple(stops | eos)))
-        prompt_len, text = len(history), ""
+        prompt_len = len(history)
+        detok = IncrementalText(tok, prompt_len)
         attempt, cached, ring_step = 0, 0, 0
         session = f"{rid}.{attempt}"
         started = time.perf_counter()
@@ -188,9 +207,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                 (m.TTFT if len(history) - prompt_len == 1 else m.STEP).observe(elapsed)
                 latencies.append(elapsed)
                 m.TOKENS.inc()
-                new_text = tok.decode(history[prompt_len:], skip_special_tokens=True)
-                delta = "" if new_text.endswith("\ufffd") else new_text[len(text):]
-                text = text if new_text.endswith("\ufffd") else new_text
+                delta = detok.next(history)
                 finish = ("eos" if token in eos else "stop" if token in stops else
                           "length" if len(history) - prompt_len >= max_new else "")
                 yield inference_pb2.GenerateResponse(

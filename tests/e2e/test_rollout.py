@@ -176,8 +176,8 @@ def test_duplicate_apply_is_harmless(rig: Rig) -> None:
 
 
 def _prepare(rig: Rig, node: str, envelope: na.SignedEnvelope) -> grpc.StatusCode:
-    with pytest.raises(grpc.RpcError) as err:
-        rig.bed.stub(node).Prepare(na.PrepareRequest(assignment=envelope), timeout=30)
+    with rig.bed.agent(node) as agent, pytest.raises(grpc.RpcError) as err:
+        agent.Prepare(na.PrepareRequest(assignment=envelope), timeout=30)
     return err.value.code()  # type: ignore[no-any-return]
 
 

@@ -43,19 +43,23 @@ def _reference(model: Path, n: int) -> list[int]:
     return [int(t) for t in out[0, len(PROMPT):]]
 
 
+def _sent(metric_name: str) -> float:
+    return sum(s.value for metric in REGISTRY.collect() if metric.name == metric_name
+               for s in metric.samples if s.name.endswith("_total"))
+
+
 def _sent_bytes() -> float:
-    return sum(s.value for metric in REGISTRY.collect() if metric.name ==
-               "edgesplit_frame_bytes_sent" for s in metric.samples
-               if s.name.endswith("_total"))
+    return _sent("edgesplit_frame_bytes_sent")
 
 
 async def test_chunked_frames_give_identical_tokens(cluster: Cluster, model: Path) -> None:
     await cluster.apply(cluster.plan(["node-0", "node-1", "node-2"]))
-    before = sum(dp.chunk_bytes for dp in cluster.dataplanes)
-    assert before == 3 * 1024
     want = _reference(model, 8)
+    frames = _sent("edgesplit_frames_sent")
     got = await cluster.generate(PROMPT, 8)
     assert got == want[:len(got)]
+    # 3 hops a step; the 17-token prefill frame (4352 bytes) goes as 5 chunks a hop.
+    assert _sent("edgesplit_frames_sent") - frames == 3 * 5 + 3 * (len(got) - 1)
 
 
 async def test_bfloat16_wire_halves_the_bytes(cluster: Cluster) -> None:

@@ -13,11 +13,11 @@ from edgesplit.core.types import Epoch, NodeId, Plan, Route, Segment
 from edgesplit.model import bundle
 from edgesplit.model.errors import ModelFileError
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, shard_key_context
+from edgesplit.rpc.client import call_with_retry
 from edgesplit.rpc.errors import Precondition
 from edgesplit.security.errors import KeyUnwrapError
 from edgesplit.security.keys import generate_agreement_key, public_bytes
 from edgesplit.security.shards import unwrap_key, wrap_key
-from services.broadcaster.nodes import call_with_retry
 from services.broadcaster.registry import ModelEntry
 from services.broadcaster.rollout import Verdict, admit, grants_of
 

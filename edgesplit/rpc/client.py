@@ -6,12 +6,11 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TypeVar
 
 import grpc
 
-from edgesplit.rpc.server import KEEPALIVE_OPTIONS, message_options
+from edgesplit.rpc.transport import DEFAULT_MAX_MESSAGE, Transport, TransportSettings
 
 T = TypeVar("T")
 
@@ -22,29 +21,23 @@ RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXH
 
 def channel_credentials(tls_ca: str = "", tls_cert: str = "",
                         tls_key: str = "") -> grpc.ChannelCredentials | None:
-    if not tls_ca:
-        return None
-    return grpc.ssl_channel_credentials(
-        root_certificates=Path(tls_ca).read_bytes(),
-        private_key=Path(tls_key).read_bytes() if tls_key else None,
-        certificate_chain=Path(tls_cert).read_bytes() if tls_cert else None,
-    )
+    return TransportSettings(tls_ca, tls_cert, tls_key).credentials()
 
 
-def aio_channel(target: str, max_message_bytes: int = 64 * 1024 * 1024,
+def aio_channel(target: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE,
                 credentials: grpc.ChannelCredentials | None = None) -> grpc.aio.Channel:
-    options = [*message_options(max_message_bytes), *KEEPALIVE_OPTIONS]
-    if credentials is not None:
-        return grpc.aio.secure_channel(target, credentials, options=options)
-    return grpc.aio.insecure_channel(target, options=options)
+    """Deprecated shim: build a :class:`Transport` once and use its channels."""
+    t = Transport(TransportSettings(max_message_bytes=max_message_bytes))
+    t._credentials = credentials  # shim until call sites take a Transport
+    return t.aio_channel(target)
 
 
-def sync_channel(target: str, max_message_bytes: int = 64 * 1024 * 1024,
+def sync_channel(target: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE,
                  credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
-    options = [*message_options(max_message_bytes), *KEEPALIVE_OPTIONS]
-    if credentials is not None:
-        return grpc.secure_channel(target, credentials, options=options)
-    return grpc.insecure_channel(target, options=options)
+    """Deprecated shim: build a :class:`Transport` once and use its channels."""
+    t = Transport(TransportSettings(max_message_bytes=max_message_bytes))
+    t._credentials = credentials  # shim until call sites take a Transport
+    return t.sync_channel(target)
 
 
 def backoff_delay(attempt: int, rng: random.Random, base_s: float = 0.05,

@@ -32,9 +32,9 @@ from edgesplit.core.reports import (
     build_report,
 )
 from edgesplit.core.types import NodeId
-from edgesplit.rpc.client import backoff_delay, channel_credentials
+from edgesplit.rpc.client import backoff_delay
 from edgesplit.rpc.convert_monitor import report_to_proto
-from edgesplit.rpc.server import KEEPALIVE_OPTIONS, message_options
+from edgesplit.rpc.transport import Transport, TransportSettings
 from edgesplit.v1 import monitor_pb2 as mpb
 from edgesplit.v1 import monitor_pb2_grpc as mpb_grpc
 from edgesplit.v1 import node_agent_pb2 as na
@@ -93,16 +93,9 @@ def next_incarnation(state_dir: Path) -> int:
 
 
 def monitor_channel(s: ReporterSettings) -> grpc.aio.Channel:
-    # Reconnect quickly after a monitor restart: gRPC's default backoff grows
-    # to two minutes, which would read as a dead node long before that.
-    options = [*message_options(s.max_message_bytes), *KEEPALIVE_OPTIONS,
-               ("grpc.initial_reconnect_backoff_ms", 100),
-               ("grpc.min_reconnect_backoff_ms", 100),
-               ("grpc.max_reconnect_backoff_ms", int(s.backoff_cap_s * 1000))]
-    creds = channel_credentials(s.tls_ca, s.tls_cert, s.tls_key)
-    if creds is not None:
-        return grpc.aio.secure_channel(s.monitor, creds, options=options)
-    return grpc.aio.insecure_channel(s.monitor, options=options)
+    transport = Transport(TransportSettings(s.tls_ca, s.tls_cert, s.tls_key,
+                                            s.max_message_bytes))
+    return transport.aio_channel(s.monitor, reconnect_cap_s=s.backoff_cap_s)
 
 
 class Prober:

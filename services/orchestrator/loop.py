@@ -24,9 +24,9 @@ from edgesplit.core.triggers import (
 )
 from edgesplit.core.types import ClusterState, Mode
 from edgesplit.rpc import convert as cv
-from edgesplit.rpc.client import aio_channel
 from edgesplit.rpc.convert_monitor import environment_from_proto
 from edgesplit.rpc.errors import Precondition, Unavailable
+from edgesplit.rpc.transport import Transport, TransportSettings
 from edgesplit.v1 import broadcaster_pb2 as bc
 from edgesplit.v1 import broadcaster_pb2_grpc as bc_grpc
 from edgesplit.v1 import common_pb2, monitor_pb2, monitor_pb2_grpc
@@ -55,7 +55,8 @@ class Proposal:
 
 
 class ControlLoop:
-    def __init__(self, config: OrchestratorConfig, store: Store) -> None:
+    def __init__(self, config: OrchestratorConfig, store: Store,
+                 transport: Transport | None = None) -> None:
         self.config = config
         self.store = store
         resumed = store.resume()
@@ -81,8 +82,9 @@ class ControlLoop:
             min_link_bandwidth_bps=config.bandwidth_trigger_bps, cooldown_s=config.cooldown_s,
             privacy_depth=config.privacy_depth)
         self._lock = asyncio.Lock()  # one rollout at a time
-        self._channels = [aio_channel(a) for a in (config.monitor, config.split_reviser,
-                                                   config.broadcaster)]
+        transport = transport or Transport(TransportSettings.of(config))
+        self._channels = [transport.aio_channel(a) for a in (config.monitor, config.split_reviser,
+                                                             config.broadcaster)]
         self.monitor = monitor_pb2_grpc.MonitorStub(self._channels[0])
         self.reviser = sr_grpc.SplitReviserStub(self._channels[1])
         self.broadcaster = bc_grpc.BroadcasterStub(self._channels[2])

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from edgesplit.rpc.client import aio_channel
 from edgesplit.rpc.config import ServiceConfig
 from edgesplit.rpc.server import Registration, create_server
+from edgesplit.rpc.transport import Transport
 from edgesplit.v1 import common_pb2 as c
 from edgesplit.v1 import split_reviser_pb2 as sr
 from edgesplit.v1 import split_reviser_pb2_grpc as sr_grpc
@@ -40,7 +40,7 @@ async def stub() -> AsyncIterator[sr_grpc.SplitReviserStub]:
     server = await create_server(ServiceConfig(), [Registration(
         sr_grpc.add_SplitReviserServicer_to_server, SplitReviserServicer(),
         "edgesplit.v1.SplitReviser")])
-    channel = aio_channel(f"127.0.0.1:{server.port}")
+    channel = Transport().aio_channel(f"127.0.0.1:{server.port}")
     yield sr_grpc.SplitReviserStub(channel)
     await channel.close()
     await server.server.stop(0)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field, NonNegativeFloat, PositiveFloat, ValidationError
 from pydantic_settings import (
     BaseSettings,
     CliSettingsSource,
@@ -46,6 +46,12 @@ def _split_commas(raw: Any) -> Any:
 CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas)]
 
 
+def opt(default: Any, help: str, **limits: Any) -> Any:
+    """A setting: its default, its help (``--help`` shows both) and any limits
+    beyond its type's (``ge=``, ``le=``, ``pattern=``...)."""
+    return Field(default, description=help, **limits)
+
+
 def _upper(raw: Any) -> Any:
     return raw.upper() if isinstance(raw, str) else raw
 
@@ -53,6 +59,8 @@ def _upper(raw: Any) -> Any:
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                      BeforeValidator(_upper)]
 WireDtype = Literal["float32", "bfloat16", "float16"]
+# An EWMA weight: 0 would freeze the average at its first sample.
+EwmaWeight = Annotated[float, Field(gt=0, le=1)]
 
 
 class ServiceConfig(BaseSettings):
@@ -63,21 +71,17 @@ class ServiceConfig(BaseSettings):
         cli_kebab_case=True, cli_implicit_flags=True, cli_avoid_json=True,
         cli_hide_none_type=True, cli_enforce_required=False)
 
-    listen: str = Field("127.0.0.1:0",
-                        description="gRPC listen address host:port (port 0 picks a free one)")
-    metrics_listen: str = Field("", description="Prometheus metrics address host:port "
-                                                "(empty: off)")
-    max_message_bytes: int = Field(64 * 1024 * 1024, ge=64 * 1024,
-                                   description="max gRPC message size sent or received")
-    grace_s: float = Field(5.0, ge=0, description="seconds in-flight calls get to finish "
-                                                  "on SIGTERM")
-    tls_cert: str = Field("", description="PEM certificate of this service (enables TLS)")
-    tls_key: str = Field("", description="PEM private key of this service")
-    tls_ca: str = Field("", description="PEM CA that signs peers' certificates (enables mTLS)")
-    rpc_timeout_s: float = Field(10.0, gt=0, description="deadline of outgoing calls")
-    log_level: LogLevel = Field("INFO", description="logging level")
-    ready_file: str = Field("", description="write 'host:port' here once serving "
-                                            "(for supervisors and tests)")
+    listen: str = opt("127.0.0.1:0", "gRPC listen address host:port (port 0 picks a free one)")
+    metrics_listen: str = opt("", "Prometheus metrics address host:port (empty: off)")
+    max_message_bytes: int = opt(64 * 1024 * 1024, "max gRPC message size sent or received",
+                                 ge=64 * 1024)
+    grace_s: NonNegativeFloat = opt(5.0, "seconds in-flight calls get to finish on SIGTERM")
+    tls_cert: str = opt("", "PEM certificate of this service (enables TLS)")
+    tls_key: str = opt("", "PEM private key of this service")
+    tls_ca: str = opt("", "PEM CA that signs peers' certificates (enables mTLS)")
+    rpc_timeout_s: PositiveFloat = opt(10.0, "deadline of outgoing calls")
+    log_level: LogLevel = opt("INFO", "logging level")
+    ready_file: str = opt("", "write 'host:port' here once serving (for supervisors and tests)")
 
     @classmethod
     def settings_customise_sources(

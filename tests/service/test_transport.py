@@ -58,56 +58,47 @@ async def node() -> AsyncIterator[tuple[str, Scripted]]:
     await server.server.stop(0)
 
 
-async def test_idempotent_call_is_retried_on_unavailable(node: tuple[str, Scripted]) -> None:
+async def call(address: str, method: str, transport: Transport | None = None,
+               timeout: float = 5) -> grpc.StatusCode:
+    """The status one call of ``method`` ends with."""
+    requests = {"GetInfo": na.InfoRequest(), "Commit": na.CommitRequest(epoch=1),
+                "Forward": na.Frame()}
+    async with (transport or Transport()).aio_channel(address) as ch:
+        try:
+            await getattr(na_grpc.NodeAgentStub(ch), method)(requests[method], timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+    return grpc.StatusCode.OK
+
+
+U, FP = grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION
+
+
+@pytest.mark.parametrize(("method", "script", "attempts", "code", "calls"), [
+    ("GetInfo", [U, U], 4, grpc.StatusCode.OK, 3),  # idempotent: retried on UNAVAILABLE
+    ("Commit", [FP], 4, FP, 1),  # any other code is the answer
+    ("Commit", [U] * 9, 3, U, 3),  # attempts are capped
+    ("Forward", [U], 4, U, 1),  # would run a frame twice: never retried
+])
+async def test_retry_policy(node: tuple[str, Scripted], method: str,
+                            script: list[grpc.StatusCode], attempts: int,
+                            code: grpc.StatusCode, calls: int) -> None:
     address, servicer = node
-    servicer.script["GetInfo"] = [grpc.StatusCode.UNAVAILABLE] * 2
-    async with Transport().aio_channel(address) as ch:
-        info = await na_grpc.NodeAgentStub(ch).GetInfo(na.InfoRequest(), timeout=5)
-    assert info.node_id == "n" and servicer.calls["GetInfo"] == 3
-
-
-async def test_other_codes_are_not_retried(node: tuple[str, Scripted]) -> None:
-    address, servicer = node
-    servicer.script["Commit"] = [grpc.StatusCode.FAILED_PRECONDITION]
-    async with Transport().aio_channel(address) as ch:
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await na_grpc.NodeAgentStub(ch).Commit(na.CommitRequest(epoch=1), timeout=5)
-    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert servicer.calls["Commit"] == 1
-
-
-async def test_attempts_are_capped(node: tuple[str, Scripted]) -> None:
-    address, servicer = node
-    servicer.script["Commit"] = [grpc.StatusCode.UNAVAILABLE] * 9
-    async with Transport(TransportSettings(retry_attempts=3)).aio_channel(address) as ch:
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await na_grpc.NodeAgentStub(ch).Commit(na.CommitRequest(epoch=1), timeout=5)
-    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert servicer.calls["Commit"] == 3
-
-
-async def test_a_non_idempotent_call_runs_once(node: tuple[str, Scripted]) -> None:
-    """Forward would run a frame through the layers twice: never retried."""
-    address, servicer = node
-    servicer.script["Forward"] = [grpc.StatusCode.UNAVAILABLE]
-    async with Transport().aio_channel(address) as ch:
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await na_grpc.NodeAgentStub(ch).Forward(na.Frame(), timeout=5)
-    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert servicer.calls["Forward"] == 1
+    servicer.script[method] = list(script)
+    transport = Transport(TransportSettings(retry_attempts=attempts))
+    assert await call(address, method, transport) == code
+    assert servicer.calls[method] == calls
 
 
 async def test_retries_stay_inside_the_calls_deadline(node: tuple[str, Scripted]) -> None:
     address, servicer = node
-    servicer.script["GetInfo"] = [grpc.StatusCode.UNAVAILABLE] * 9
-    # Long backoff between tries: the deadline, not the attempts, ends the call.
-    transport = Transport(TransportSettings(retry_attempts=5))
-    async with transport.aio_channel(address) as ch:
-        start = time.monotonic()
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await na_grpc.NodeAgentStub(ch).GetInfo(na.InfoRequest(), timeout=0.08)
+    servicer.script["GetInfo"] = [U] * 9
+    # Backoff between tries outlasts the deadline: the deadline ends the call.
+    start = time.monotonic()
+    code = await call(address, "GetInfo", Transport(TransportSettings(retry_attempts=5)), 0.08)
     assert time.monotonic() - start < 2.0
-    assert err.value.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+    assert code in (grpc.StatusCode.DEADLINE_EXCEEDED, U)
+    assert servicer.calls["GetInfo"] < 5
 
 
 def test_only_idempotent_methods_may_be_asked_for() -> None:

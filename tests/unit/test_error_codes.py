@@ -28,6 +28,7 @@ INTENDED: dict[str, Code] = {
     "edgesplit.errors.Unavailable": Code.UNAVAILABLE,
     "edgesplit.core.cluster_config.ConfigError": Code.INVALID_ARGUMENT,
     "edgesplit.core.monitor.ReportRefused": Code.UNKNOWN,  # per instance, see below
+    "edgesplit.core.route.RouteError": Code.INVALID_ARGUMENT,
     "edgesplit.model.errors.ModelError": Code.UNKNOWN,
     "edgesplit.model.errors.UnsupportedModel": Code.INVALID_ARGUMENT,
     "edgesplit.model.errors.ModelFileError": Code.FAILED_PRECONDITION,

@@ -1,5 +1,5 @@
 """The one place where core domain values and protobuf messages meet
-(STYLE.md 4): ``*_to_proto`` / ``*_from_proto`` for every shared type."""
+(docs/architecture.md §10.4): ``*_to_proto`` / ``*_from_proto`` for every shared type."""
 
 from __future__ import annotations
 

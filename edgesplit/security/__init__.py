@@ -1,4 +1,4 @@
-"""Security for edgesplit (DESIGN.md section 6): signed assignments, encrypted
+"""Security for edgesplit (docs/architecture.md §5.3, §5.4): signed assignments, encrypted
 activation frames, encrypted shards with wrapped keys, TLS material.
 
 A pure bytes-level API: no grpc or torch imports. Callers serialize protobuf

@@ -1,4 +1,4 @@
-"""Frames around the ring: receive, verify, run, forward (DESIGN.md section 3).
+"""Frames around the ring: receive, verify, run, forward (docs/architecture.md §3).
 
 A frame addressed to hop ``h`` of a route is opened (AEAD: tampered, replayed
 or misrouted frames fail here), checked against this node's assignment, run
@@ -59,7 +59,8 @@ class DataPlane:
                  rpc_timeout_s: float, chunk_bytes: int, max_message_bytes: int,
                  torch_threads: int = 0, transport: Transport | None = None) -> None:
         self.node_id = node_id
-        self.transport = transport or Transport(TransportSettings(max_message_bytes=max_message_bytes))
+        self.transport = transport or Transport(
+            TransportSettings(max_message_bytes=max_message_bytes))
         self.book = book
         self.emulator = emulator
         self.rpc_timeout_s = rpc_timeout_s

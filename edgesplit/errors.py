@@ -72,3 +72,11 @@ class Unavailable(DomainError, RuntimeError):
     """A dependency cannot be reached now; the caller may retry."""
 
     code = Code.UNAVAILABLE
+
+
+class InsecureSetup(DomainError, ValueError):
+    """A component would run without mTLS where that is not allowed: no
+    certificates and no explicit ``--insecure``, or plaintext to a host that is
+    not loopback."""
+
+    code = Code.FAILED_PRECONDITION

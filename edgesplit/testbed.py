@@ -22,7 +22,7 @@ from typing import Any
 from edgesplit.core.route import route_from_cuts
 from edgesplit.core.types import Epoch, NodeId, Plan
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
-from edgesplit.rpc.transport import Transport
+from edgesplit.rpc.transport import LOOPBACK_PLAINTEXT, Transport
 from edgesplit.security.keys import ensure_dev_keys
 from edgesplit.v1 import node_agent_pb2 as na
 from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
@@ -30,7 +30,7 @@ from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = Path("var/testbed")
 # The test bed's own client side: plaintext, for its loopback agents only.
-TRANSPORT = Transport()
+TRANSPORT = Transport(LOOPBACK_PLAINTEXT)
 
 
 def ensure_model(model_dir: Path, shard_dir: Path, *, family: str = "qwen3", layers: int = 6,

@@ -14,9 +14,9 @@ from edgesplit.rpc.transport import DEFAULT_MAX_MESSAGE, Transport, TransportSet
 
 def aio_channel(target: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE) -> grpc.aio.Channel:
     """Deprecated: plaintext channel; use ``Transport(settings).aio_channel``."""
-    return Transport(TransportSettings(max_message_bytes=max_message_bytes)).aio_channel(target)
+    return Transport(TransportSettings(max_message_bytes=max_message_bytes, insecure=True)).aio_channel(target)
 
 
 def sync_channel(target: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE) -> grpc.Channel:
     """Deprecated: plaintext channel; use ``Transport(settings).sync_channel``."""
-    return Transport(TransportSettings(max_message_bytes=max_message_bytes)).sync_channel(target)
+    return Transport(TransportSettings(max_message_bytes=max_message_bytes, insecure=True)).sync_channel(target)

@@ -79,6 +79,8 @@ class ServiceConfig(BaseSettings):
     tls_cert: str = opt("", "PEM certificate of this service (enables TLS)")
     tls_key: str = opt("", "PEM private key of this service")
     tls_ca: str = opt("", "PEM CA that signs peers' certificates (enables mTLS)")
+    insecure: bool = opt(False, "plaintext without certificates (development only): refused "
+                                "unless this service listens and calls on loopback")
     rpc_timeout_s: PositiveFloat = opt(10.0, "deadline of outgoing calls")
     log_level: LogLevel = opt("INFO", "logging level")
     ready_file: str = opt("", "write 'host:port' here once serving (for supervisors and tests)")

@@ -10,6 +10,7 @@ balancers drain it).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,6 +22,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from edgesplit.errors import InsecureSetup
+from edgesplit.rpc.authz import AuthorizationInterceptor
 from edgesplit.rpc.config import ServiceConfig
 from edgesplit.rpc.metrics import MetricsInterceptor, start_metrics_server
 
@@ -76,15 +79,40 @@ class RunningServer:
         await self.server.stop(grace_s)
 
 
+def is_loopback(address: str) -> bool:
+    """``host:port`` (or a gRPC target such as ``dns:///host:port``, ``unix:...``)
+    names this machine's loopback: 127.0.0.0/8, ::1 or localhost."""
+    if address.startswith("unix:"):
+        return True
+    target = address.split("///", 1)[-1].removeprefix("ipv4:").removeprefix("ipv6:")
+    host = target.rpartition(":")[0] if target.count(":") == 1 or "]" in target else target
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _server_credentials(config: ServiceConfig) -> grpc.ServerCredentials | None:
-    if not config.tls_cert:
+    """mTLS, always requiring a client certificate; plaintext only when asked
+    for with ``insecure`` and on loopback (docs/architecture.md, "Security model")."""
+    if config.insecure:
+        if not is_loopback(config.listen):
+            raise InsecureSetup(f"--insecure serves plaintext: refused on {config.listen}, "
+                                "which is not a loopback address")
         return None
+    missing = [f"--{name.replace('_', '-')}" for name in ("tls_cert", "tls_key", "tls_ca")
+               if not getattr(config, name)]
+    if missing:
+        raise InsecureSetup(f"mTLS needs {', '.join(missing)} (`edgesplit pki init` makes "
+                            "them); --insecure serves plaintext on loopback instead")
     cert = Path(config.tls_cert).read_bytes()
     key = Path(config.tls_key).read_bytes()
-    ca = Path(config.tls_ca).read_bytes() if config.tls_ca else None
-    return grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
-    )
+    ca = Path(config.tls_ca).read_bytes()
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
+                                       require_client_auth=True)
 
 
 async def create_server(config: ServiceConfig, services: Sequence[Registration],
@@ -95,8 +123,13 @@ async def create_server(config: ServiceConfig, services: Sequence[Registration],
     # (the kernel would split connections between two different services).
     options = [*message_options(config.max_message_bytes), *SERVER_KEEPALIVE_OPTIONS,
                ("grpc.so_reuseport", 0)]
-    server = grpc.aio.server(interceptors=[MetricsInterceptor(), *interceptors],
-                             options=options)
+    creds = _server_credentials(config)  # refuses an insecure set-up before binding
+    # Every server authorises every call by the caller's certificate (rpc/authz.py);
+    # only an explicitly insecure loopback server has no certificates to check.
+    server = grpc.aio.server(
+        interceptors=[MetricsInterceptor(), AuthorizationInterceptor(enforce=creds is not None),
+                      *interceptors],
+        options=options)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = tuple(s.name for s in services)
@@ -105,7 +138,6 @@ async def create_server(config: ServiceConfig, services: Sequence[Registration],
     reflection.enable_server_reflection(
         (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    creds = _server_credentials(config)
     port = (server.add_secure_port(config.listen, creds) if creds
             else server.add_insecure_port(config.listen))
     if port == 0:

@@ -19,7 +19,8 @@ from typing import Protocol
 
 import grpc
 
-from edgesplit.rpc.server import KEEPALIVE_OPTIONS, message_options
+from edgesplit.errors import InsecureSetup
+from edgesplit.rpc.server import KEEPALIVE_OPTIONS, is_loopback, message_options
 
 DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
 # gRPC itself caps maxAttempts at 5 (the first try included).
@@ -59,6 +60,7 @@ class _TlsConfig(Protocol):
     tls_cert: str
     tls_key: str
     max_message_bytes: int
+    insecure: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +69,8 @@ class TransportSettings:
 
     ``tls_ca`` set: TLS, verifying servers against that CA; with ``tls_cert`` and
     ``tls_key`` too, the channel presents this component's certificate (mTLS).
-    Nothing set: plaintext (for loopback test beds only). ``retry_attempts``:
+    ``insecure``: plaintext, and only to loopback targets. Neither: refused
+    (secure by default: docs/architecture.md, "Security model"). ``retry_attempts``:
     tries of an idempotent call on UNAVAILABLE, the first included (at most 5).
     """
 
@@ -76,20 +79,25 @@ class TransportSettings:
     tls_key: str = ""
     max_message_bytes: int = DEFAULT_MAX_MESSAGE
     retry_attempts: int = 4
+    insecure: bool = False
 
     @classmethod
     def of(cls, config: _TlsConfig, retry_attempts: int = 4) -> TransportSettings:
         """The settings of a service from its configuration."""
         return cls(config.tls_ca, config.tls_cert, config.tls_key, config.max_message_bytes,
-                   retry_attempts)
+                   retry_attempts, config.insecure)
 
     def credentials(self) -> grpc.ChannelCredentials | None:
-        if not self.tls_ca:
+        if self.insecure:
             return None
+        missing = [name for name in ("tls_ca", "tls_cert", "tls_key") if not getattr(self, name)]
+        if missing:
+            raise InsecureSetup(f"outgoing mTLS needs {', '.join(missing)} (`edgesplit pki "
+                                "init` makes them); insecure=True for plaintext on loopback")
         return grpc.ssl_channel_credentials(
             root_certificates=Path(self.tls_ca).read_bytes(),
-            private_key=Path(self.tls_key).read_bytes() if self.tls_key else None,
-            certificate_chain=Path(self.tls_cert).read_bytes() if self.tls_cert else None,
+            private_key=Path(self.tls_key).read_bytes(),
+            certificate_chain=Path(self.tls_cert).read_bytes(),
         )
 
 
@@ -118,9 +126,16 @@ def retry_service_config(methods: Iterable[str], max_attempts: int = 4) -> str:
 class Transport:
     """Channel factory bound to one component's credentials."""
 
-    def __init__(self, settings: TransportSettings | None = None) -> None:
-        self.settings = settings or TransportSettings()
-        self._credentials = self.settings.credentials()
+    def __init__(self, settings: TransportSettings) -> None:
+        self.settings = settings
+        self._credentials = settings.credentials()
+
+    def _plaintext_to(self, target: str) -> bool:
+        if self._credentials is not None:
+            return False
+        if not is_loopback(target):
+            raise InsecureSetup(f"plaintext channel to {target} refused: not a loopback address")
+        return True
 
     @property
     def secure(self) -> bool:
@@ -149,12 +164,16 @@ class Transport:
         """A channel to ``target``; ``retry``: the idempotent methods to retry
         on it (default: all of :data:`IDEMPOTENT`; ``()``: none)."""
         options = self._options(retry, reconnect_cap_s)
-        if self._credentials is not None:
-            return grpc.aio.secure_channel(target, self._credentials, options=options)
-        return grpc.aio.insecure_channel(target, options=options)
+        if self._plaintext_to(target):
+            return grpc.aio.insecure_channel(target, options=options)
+        return grpc.aio.secure_channel(target, self._credentials, options=options)
 
     def sync_channel(self, target: str, *, retry: Iterable[str] | None = None) -> grpc.Channel:
         options = self._options(retry, None)
-        if self._credentials is not None:
-            return grpc.secure_channel(target, self._credentials, options=options)
-        return grpc.insecure_channel(target, options=options)
+        if self._plaintext_to(target):
+            return grpc.insecure_channel(target, options=options)
+        return grpc.secure_channel(target, self._credentials, options=options)
+
+
+# Plaintext on loopback, for in-process tests and explicitly insecure test beds.
+LOOPBACK_PLAINTEXT = TransportSettings(insecure=True)

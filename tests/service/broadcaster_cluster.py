@@ -25,7 +25,7 @@ from edgesplit.model.errors import ModelFileError
 from edgesplit.model.fake import FakeSegmentRunner
 from edgesplit.rpc.convert import plan_to_proto
 from edgesplit.rpc.server import RunningServer, create_server
-from edgesplit.rpc.transport import Transport
+from edgesplit.rpc.transport import LOOPBACK_PLAINTEXT, Transport
 from edgesplit.security.keys import ensure_dev_keys
 from edgesplit.testbed import plan_from_cuts
 from edgesplit.v1 import broadcaster_pb2 as bpb
@@ -38,7 +38,7 @@ from services.broadcaster.registry import Registry
 from services.node_agent import __main__ as agent_main
 from services.node_agent.config import NodeAgentConfig
 
-TRANSPORT = Transport()  # the tests' own client side: plaintext, loopback
+TRANSPORT = Transport(LOOPBACK_PLAINTEXT)  # the tests' own client side: plaintext, loopback
 
 LAYERS = 4
 BIG = 3 * (1 << 20) + 12345  # layer.1: several 1 MiB chunks and a partial one

@@ -12,7 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from edgesplit.rpc.transport import Transport
+from edgesplit.rpc.transport import LOOPBACK_PLAINTEXT, Transport
 from tests.conftest import start_service
 
 SERVICES = {
@@ -44,7 +44,7 @@ def test_service_lifecycle(name: str, tmp_path: Path) -> None:
     metrics_port = _free_port()
     sp = start_service(name, tmp_path, ["--metrics-listen", f"127.0.0.1:{metrics_port}"])
     try:
-        with Transport().sync_channel(sp.address) as channel:
+        with Transport(LOOPBACK_PLAINTEXT).sync_channel(sp.address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             for service in ["", *SERVICES[name]]:
                 reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
@@ -70,9 +70,9 @@ async def test_a_taken_port_is_refused_not_shared() -> None:
     from edgesplit.rpc.config import ServiceConfig
     from edgesplit.rpc.server import create_server
 
-    first = await create_server(ServiceConfig(listen="127.0.0.1:0"), [])
+    first = await create_server(ServiceConfig(listen="127.0.0.1:0", insecure=True), [])
     try:
         with pytest.raises(RuntimeError, match="[Bb]ind"):
-            await create_server(ServiceConfig(listen=f"127.0.0.1:{first.port}"), [])
+            await create_server(ServiceConfig(listen=f"127.0.0.1:{first.port}", insecure=True), [])
     finally:
         await first.server.stop(0)

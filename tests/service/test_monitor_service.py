@@ -22,7 +22,7 @@ from edgesplit.cli import main as cli_main
 from edgesplit.core.inventory import NodeInventory
 from edgesplit.core.monitor import MonitorConfig as ReducerConfig
 from edgesplit.rpc.server import create_server
-from edgesplit.rpc.transport import Transport, TransportSettings
+from edgesplit.rpc.transport import LOOPBACK_PLAINTEXT, Transport, TransportSettings
 from edgesplit.security.tls import make_dev_ca
 from edgesplit.v1 import common_pb2
 from edgesplit.v1 import monitor_pb2 as mpb
@@ -71,7 +71,7 @@ async def monitor(tmp: Path, **overrides: Any) -> AsyncIterator[tuple[str, Monit
         await server.server.stop(0)
 
 
-PLAIN = Transport()  # the tests' own client side without TLS
+PLAIN = Transport(LOOPBACK_PLAINTEXT)  # the tests' own client side without TLS
 
 
 async def send(address: str, *reports: mpb.NodeReport,

@@ -10,7 +10,7 @@ import pytest
 
 from edgesplit.rpc.config import ServiceConfig
 from edgesplit.rpc.server import Registration, create_server
-from edgesplit.rpc.transport import Transport
+from edgesplit.rpc.transport import LOOPBACK_PLAINTEXT, Transport
 from edgesplit.v1 import common_pb2 as c
 from edgesplit.v1 import split_reviser_pb2 as sr
 from edgesplit.v1 import split_reviser_pb2_grpc as sr_grpc
@@ -37,10 +37,10 @@ def _request() -> sr.ReviseRequest:
 
 @pytest.fixture
 async def stub() -> AsyncIterator[sr_grpc.SplitReviserStub]:
-    server = await create_server(ServiceConfig(), [Registration(
+    server = await create_server(ServiceConfig(insecure=True), [Registration(
         sr_grpc.add_SplitReviserServicer_to_server, SplitReviserServicer(),
         "edgesplit.v1.SplitReviser")])
-    channel = Transport().aio_channel(f"127.0.0.1:{server.port}")
+    channel = Transport(LOOPBACK_PLAINTEXT).aio_channel(f"127.0.0.1:{server.port}")
     yield sr_grpc.SplitReviserStub(channel)
     await channel.close()
     await server.server.stop(0)
@@ -93,11 +93,11 @@ async def test_bad_requests_name_the_field(stub: sr_grpc.SplitReviserStub, field
 async def test_oversized_instances_are_refused_before_solving(grow, field) -> None:
     from services.split_reviser.servicer import Limits
 
-    server = await create_server(ServiceConfig(), [Registration(
+    server = await create_server(ServiceConfig(insecure=True), [Registration(
         sr_grpc.add_SplitReviserServicer_to_server,
         SplitReviserServicer(Limits(max_nodes=4, max_layers=LAYERS + 4, max_routes=2)),
         "edgesplit.v1.SplitReviser")])
-    channel = Transport().aio_channel(f"127.0.0.1:{server.port}")
+    channel = Transport(LOOPBACK_PLAINTEXT).aio_channel(f"127.0.0.1:{server.port}")
     try:
         stub = sr_grpc.SplitReviserStub(channel)
         assert (await stub.Revise(_request(), timeout=30)).feasible  # within the limits

@@ -15,6 +15,7 @@ import pytest
 from edgesplit.rpc.config import ServiceConfig
 from edgesplit.rpc.server import Registration, create_server
 from edgesplit.rpc.transport import (
+    LOOPBACK_PLAINTEXT,
     IDEMPOTENT,
     MAX_ATTEMPTS_CAP,
     Transport,
@@ -52,7 +53,7 @@ class Scripted(na_grpc.NodeAgentServicer):
 @pytest.fixture
 async def node() -> AsyncIterator[tuple[str, Scripted]]:
     servicer = Scripted()
-    server = await create_server(ServiceConfig(), [Registration(
+    server = await create_server(ServiceConfig(insecure=True), [Registration(
         na_grpc.add_NodeAgentServicer_to_server, servicer, "edgesplit.v1.NodeAgent")])
     yield f"127.0.0.1:{server.port}", servicer
     await server.server.stop(0)
@@ -63,7 +64,7 @@ async def call(address: str, method: str, transport: Transport | None = None,
     """The status one call of ``method`` ends with."""
     requests = {"GetInfo": na.InfoRequest(), "Commit": na.CommitRequest(epoch=1),
                 "Forward": na.Frame()}
-    async with (transport or Transport()).aio_channel(address) as ch:
+    async with (transport or Transport(LOOPBACK_PLAINTEXT)).aio_channel(address) as ch:
         try:
             await getattr(na_grpc.NodeAgentStub(ch), method)(requests[method], timeout=timeout)
         except grpc.aio.AioRpcError as exc:
@@ -85,7 +86,7 @@ async def test_retry_policy(node: tuple[str, Scripted], method: str,
                             code: grpc.StatusCode, calls: int) -> None:
     address, servicer = node
     servicer.script[method] = list(script)
-    transport = Transport(TransportSettings(retry_attempts=attempts))
+    transport = Transport(TransportSettings(retry_attempts=attempts, insecure=True))
     assert await call(address, method, transport) == code
     assert servicer.calls[method] == calls
 
@@ -95,7 +96,7 @@ async def test_retries_stay_inside_the_calls_deadline(node: tuple[str, Scripted]
     servicer.script["GetInfo"] = [U] * 9
     # Backoff between tries outlasts the deadline: the deadline ends the call.
     start = time.monotonic()
-    code = await call(address, "GetInfo", Transport(TransportSettings(retry_attempts=5)), 0.08)
+    code = await call(address, "GetInfo", Transport(TransportSettings(retry_attempts=5, insecure=True)), 0.08)
     assert time.monotonic() - start < 2.0
     assert code in (grpc.StatusCode.DEADLINE_EXCEEDED, U)
     assert servicer.calls["GetInfo"] < 5
@@ -103,7 +104,7 @@ async def test_retries_stay_inside_the_calls_deadline(node: tuple[str, Scripted]
 
 def test_only_idempotent_methods_may_be_asked_for() -> None:
     with pytest.raises(ValueError, match="Forward"):
-        Transport().aio_channel("127.0.0.1:9", retry=["edgesplit.v1.NodeAgent/Forward"])
+        Transport(LOOPBACK_PLAINTEXT).aio_channel("127.0.0.1:9", retry=["edgesplit.v1.NodeAgent/Forward"])
 
 
 def test_service_config_names_each_method_and_caps_attempts() -> None:

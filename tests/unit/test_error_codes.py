@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 INTENDED: dict[str, Code] = {
     "edgesplit.errors.DomainError": Code.UNKNOWN,
     "edgesplit.errors.InvalidRequest": Code.INVALID_ARGUMENT,
+    "edgesplit.errors.InsecureSetup": Code.FAILED_PRECONDITION,
     "edgesplit.errors.NotFound": Code.NOT_FOUND,
     "edgesplit.errors.Precondition": Code.FAILED_PRECONDITION,
     "edgesplit.errors.TooLarge": Code.RESOURCE_EXHAUSTED,

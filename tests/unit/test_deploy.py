@@ -3,12 +3,14 @@ names a module that exists, with flags its config accepts."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -19,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy" / "compose.yaml"
 
 
+@functools.cache
 def _resolved() -> dict[str, object]:
     exe = shutil.which("docker-compose")
     if exe is None:
@@ -33,25 +36,89 @@ def _resolved() -> dict[str, object]:
     return parsed
 
 
+SERVICES = {"monitor", "orchestrator", "split-reviser", "broadcaster"}
+NODES = {"node-a", "node-b", "node-c"}
+
+
+def mounts(svc: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(source, target, read-only) of each volume, long or short syntax."""
+    out = []
+    for v in svc.get("volumes", []):
+        if isinstance(v, dict):
+            out.append((str(v.get("source", "")), v["target"], bool(v.get("read_only"))))
+        else:
+            source, target, *mode = v.split(":")
+            out.append((source, target, mode == ["ro"]))
+    return out
+
+
+def argv(svc: dict[str, Any]) -> list[str]:
+    """What the container runs: entrypoint then command."""
+    return [*(svc.get("entrypoint") or []), *(svc.get("command") or [])]
+
+
 def test_compose_config_is_valid_and_healthchecked() -> None:
     services = _resolved()["services"]
     assert isinstance(services, dict)
-    assert {"monitor", "orchestrator", "split_reviser", "broadcaster"} <= set(services)
-    nodes = [n for n, s in services.items() if "services.node_agent" in s["command"]]
-    assert len(nodes) >= 3
-    for name, svc in services.items():
+    assert SERVICES | NODES | {"init", "client", "prometheus", "grafana"} <= set(services)
+    for name in SERVICES | NODES:
+        svc = services[name]
         assert "grpc_health" in " ".join(svc["healthcheck"]["test"]), name
-        for dep in (svc.get("depends_on") or {}).values():
-            assert dep["condition"] == "service_healthy", name
+        assert (svc.get("depends_on") or {}), f"{name} starts before init has run"
+        for dep, cond in svc["depends_on"].items():
+            want = "service_completed_successfully" if dep == "init" else "service_healthy"
+            assert cond["condition"] == want, name
     gpu = services["node-gpu"]
     assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+
+
+def test_each_service_mounts_only_its_own_secrets() -> None:
+    services = _resolved()["services"]
+    assert isinstance(services, dict)
+    for name in SERVICES | NODES | {"client"}:
+        pki = [m for m in mounts(services[name]) if m[0].startswith("pki-")]
+        assert pki == [(f"pki-{name}", "/etc/edgesplit/pki", True)], name
+    argvs = {n: argv(services[n]) for n in SERVICES | NODES}
+    signers = [n for n, a in argvs.items() if any("control.ed25519.pem" in x for x in a)]
+    assert signers == ["broadcaster"]
+    for n in NODES:
+        assert "--control-public-key=/etc/edgesplit/pki/control.ed25519.pub.pem" in argvs[n]
+    init = {target: source for source, target, _ in mounts(services["init"])}
+    assert {f"/pki/nodes/{n}" for n in NODES} | {f"/pki/services/{s}" for s in SERVICES} \
+        <= set(init)
+
+
+def test_entry_publishes_and_the_client_reaches_it() -> None:
+    services = _resolved()["services"]
+    assert isinstance(services, dict)
+    (port,) = services["node-a"]["ports"]
+    assert port in ("127.0.0.1:50051:50051/tcp", {"mode": "ingress", "host_ip": "127.0.0.1",
+                                                  "target": 50051, "published": "50051",
+                                                  "protocol": "tcp"})
+    assert not any(services[n].get("ports") for n in NODES - {"node-a"} | SERVICES)
+    assert services["client"]["network_mode"] == "service:node-a"
+    orch = argv(services["orchestrator"])
+    assert "--entries=node-a" in orch
+    assert any(a.startswith("--db=/var/lib/edgesplit/") for a in orch)  # a writable volume
+
+
+def test_prometheus_scrapes_every_service_on_the_metrics_port() -> None:
+    services = _resolved()["services"]
+    assert isinstance(services, dict)
+    conf = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {t for job in conf["scrape_configs"] for sc in job["static_configs"]
+               for t in sc["targets"]}
+    assert targets == {f"{n}:9400" for n in SERVICES | NODES}
+    for name in SERVICES | NODES:
+        assert "--metrics-listen=0.0.0.0:9400" in argv(services[name]), name
 
 
 def test_compose_commands_name_real_modules_and_flags() -> None:
     raw = yaml.safe_load(COMPOSE.read_text())
     for name, svc in raw["services"].items():
-        cmd = svc["command"]
-        assert cmd[:2] == ["python", "-m"], name
+        cmd = argv({**raw.get("x-node", {}), **svc} if name.startswith("node-") else svc)
+        if cmd[:2] != ["python", "-m"]:
+            continue  # init, client and the observability images
         module = cmd[2]
         assert importlib.util.find_spec(module) is not None, f"{name}: no module {module}"
         package = module.rsplit(".", 1)[-1]
@@ -61,6 +128,16 @@ def test_compose_commands_name_real_modules_and_flags() -> None:
         assert classes, f"{name}: no config class"
         env = {k: str(v) for k, v in (svc.get("environment") or {}).items()}
         load_config(classes[0], cmd[3:], env=env)  # raises SystemExit on a bad flag
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    ignore = (ROOT / ".dockerignore").read_text().split()
+    assert ignore[0 if ignore[0] == "*" else ignore.index("*")] == "*"
+    copied = {line.split()[1].rstrip("/").lstrip("./") for line in
+              (ROOT / "deploy" / "Dockerfile").read_text().splitlines()
+              if line.startswith("COPY ") and "--from" not in line}
+    allowed = {p.lstrip("!").rstrip("/") for p in ignore if p.startswith("!")}
+    assert copied <= allowed, copied - allowed
 
 
 def test_kubernetes_manifests_name_real_modules_flags_and_probes() -> None:

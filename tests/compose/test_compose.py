@@ -20,6 +20,7 @@ import shutil
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -155,6 +156,21 @@ def route_nodes(status: orchestrator_pb2.OrchestratorStatus) -> list[str]:
     return [s.node_id for s in route.segments]
 
 
+def check_metrics(stack: Stack, services: tuple[str, ...]) -> None:
+    """Every service's /metrics after traffic passes ``promtool check metrics``."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        print("promtool not installed (apt-get install prometheus): skipped")
+        return
+    for service in services:
+        host = stack.address(service).rsplit(":", 1)[0]
+        with urllib.request.urlopen(f"http://{host}:9400/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        assert "edgesplit_build_info{" in text, service
+        out = sh([promtool, "check", "metrics"], input=text.encode(), check=False, quiet=True)
+        assert out.returncode == 0, f"{service}: {out.stdout}{out.stderr}"
+
+
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
     if shutil.which("docker-compose") is None:
@@ -207,6 +223,8 @@ def test_compose_up_serves_survives_a_node_and_keeps_its_epoch(engine: Engine) -
             seen: list[float] = []
             replies = stack.generate(32, on_token=lambda r: seen.append(time.monotonic()))
             assert len(replies) > 1 and seen[-1] > seen[0]  # streamed, not one batch
+        with phases("promtool check metrics"):
+            check_metrics(stack, RUNNING)
         with phases("fault-free reference"):
             reference = [r.token_id for r in stack.generate(LONG)]
             assert len(reference) > 100, "the tiny model stopped early: no time to kill"

@@ -161,3 +161,60 @@ def test_kubernetes_manifests_name_real_modules_flags_and_probes() -> None:
             assert c["readinessProbe"]["grpc"]["port"] == 50051
     assert modules == {f"services.{s}" for s in
                        ("monitor", "split_reviser", "broadcaster", "orchestrator", "node_agent")}
+
+
+def _exercised_registry() -> str:
+    """Import every service's metrics, give each kind a sample, return the exposition."""
+    from prometheus_client import REGISTRY, generate_latest
+
+    import services.broadcaster.metrics
+    import services.node_agent.metrics as na
+    import services.orchestrator.loop
+    import services.split_reviser.servicer  # noqa: F401
+    from edgesplit.v1 import monitor_pb2 as mpb
+    from services.monitor import metrics as mon
+
+    state = mpb.EnvironmentState(requests_total=3, window_requests=3, sla_hit_rate=0.5)
+    for node, alive in (("n1", True), ("n2", True), ("n3", False)):
+        v = state.nodes.add(reports=2, has_gpu=True)
+        v.state.node_id, v.state.alive = node, alive
+    state.link_views.add(src="n1", dst="n2", rtt_s=0.01, bandwidth_bps=8e6)
+    state.link_views.add(src="n1", dst="n3", rtt_s=0.01, bandwidth_bps=8e6)
+    mon.publish(state)
+    na.REQUEST_SECONDS.labels("ok").observe(0.5)
+    na.QUEUE_SECONDS.observe(0.01)
+    return generate_latest(REGISTRY).decode()
+
+
+def test_dashboard_queries_only_metrics_that_exist() -> None:
+    import json
+    import re
+
+    exposition = _exercised_registry()
+    exported = set(re.findall(r"^(edgesplit_[a-z0-9_]+)", exposition, re.MULTILINE))
+    for name, kind in re.findall(r"^# TYPE (edgesplit_[a-z0-9_]+) (\w+)", exposition, re.MULTILINE):
+        exported |= {name} | ({f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+                              if kind == "histogram" else set())
+    board = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "edgesplit.json").read_text())
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    queried = {m for e in exprs for m in re.findall(r"edgesplit_[a-z0-9_]+", e)}
+    assert queried and queried <= exported, sorted(queried - exported)
+    assert not any(re.search(r"\[\d+[smh]\]", e) for e in exprs), "use $__rate_interval"
+    for p in board["panels"]:  # one unit per panel: no bytes beside ratios
+        if p["type"] != "row":
+            assert p["fieldConfig"]["defaults"].get("unit"), p["title"]
+
+
+def test_metrics_pass_promtool_and_drop_dead_nodes() -> None:
+    exposition = _exercised_registry()
+    assert 'edgesplit_node_alive{node="n3"} 0.0' in exposition
+    assert 'node="n3"' not in exposition.replace('edgesplit_node_alive{node="n3"}', "") \
+        .replace('edgesplit_node_last_report_age_seconds{node="n3"}', "")
+    assert 'dst="n3"' not in exposition  # its links are retired with it
+    assert "edgesplit_build_info{" in exposition
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    out = subprocess.run([promtool, "check", "metrics"], input=exposition, text=True,
+                         capture_output=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -140,25 +140,107 @@ def test_dockerignore_keeps_the_context_small() -> None:
     assert copied <= allowed, copied - allowed
 
 
-def test_kubernetes_manifests_name_real_modules_flags_and_probes() -> None:
-    docs = [d for f in sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
-            for d in yaml.safe_load_all(f.read_text()) if d]
-    kinds = {d["kind"] for d in docs}
-    assert {"Deployment", "StatefulSet", "DaemonSet", "Service"} <= kinds
-    modules = set()
+K8S = ROOT / "deploy" / "k8s"
+OVERLAYS = ("base", "overlays/dev", "overlays/gpu")
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+
+
+@functools.cache
+def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed (it renders the kustomizations)")
+    out = subprocess.run([kubectl, "kustomize", str(K8S / overlay)], capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
+
+
+def pod_specs(docs: tuple[dict[str, Any], ...]) -> list[tuple[str, dict[str, Any]]]:
+    return [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in docs
+            if d["kind"] in WORKLOADS]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kubernetes_manifests_pass_strict_schema_validation(overlay: str) -> None:
+    kv = pytest.importorskip("kubernetes_validate")
+    version = kv.latest_version()
+    for doc in rendered(overlay):
+        kv.validate(doc, version, strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_is_locked_down_sized_and_probed(overlay: str) -> None:
+    specs = pod_specs(rendered(overlay))
+    assert specs
+    for name, spec in specs:
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] and pod["runAsUser"] == 10001 and pod["fsGroup"], name
+        for c in [*spec.get("initContainers", []), *spec["containers"]]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"], name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            assert c["resources"]["requests"] and c["resources"]["limits"], name
+        for c in spec["containers"]:
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                assert c[probe]["grpc"]["port"] == 50051, (name, probe)
+            assert "--metrics-listen=0.0.0.0:9400" in c["command"], name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_referenced_secrets_and_config_maps_are_made_or_documented(overlay: str) -> None:
+    docs = rendered(overlay)
+    made = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    readme = (K8S / "README.md").read_text()
+    for name, spec in pod_specs(docs):
+        for v in spec.get("volumes", []):
+            for kind, key, field in (("Secret", "secret", "secretName"),
+                                     ("ConfigMap", "configMap", "name")):
+                if key in v:
+                    ref = v[key][field]
+                    assert (kind, ref) in made or f"{kind} `{ref}`" in readme, (name, ref)
+
+
+def test_kubernetes_labels_services_and_the_node_list_agree() -> None:
+    docs = rendered("base")
     for d in docs:
-        if d["kind"] not in ("Deployment", "StatefulSet", "DaemonSet"):
-            continue
-        for c in d["spec"]["template"]["spec"]["containers"]:
+        labels = d["metadata"].get("labels", {})
+        assert labels.get("app.kubernetes.io/part-of") == "edgesplit", d["metadata"]["name"]
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    for d in docs:
+        if d["kind"] == "StatefulSet":  # a headless governing Service of the same name
+            assert services[d["spec"]["serviceName"]]["spec"]["clusterIP"] == "None"
+    assert {d["kind"] for d in docs} >= {"PodDisruptionBudget", "NetworkPolicy"}
+    nodes = {a.split("=", 1)[1] for _, spec in pod_specs(docs)
+             for a in spec["containers"][0]["command"] if a.startswith("--node-id=")}
+    inventory = yaml.safe_load((K8S / "base" / "inventory.yaml").read_text())
+    assert nodes == {n["id"] for n in inventory["nodes"]}
+    assert all(n["address"] == f"{n['id']}:50051" and n["id"] in services
+               for n in inventory["nodes"])
+    monitor = next(d for d in docs if d["metadata"]["name"] == "monitor"
+                   and d["kind"] == "Deployment")
+    assert monitor["spec"]["replicas"] == 1 and monitor["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_gpu_overlay_asks_for_a_gpu_node() -> None:
+    (gpu,) = [spec for name, spec in pod_specs(rendered("overlays/gpu")) if name == "node-c"]
+    c = gpu["containers"][0]
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "1" and "--device=cuda" in c["command"]
+    assert gpu["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert gpu["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+
+
+def test_kubernetes_commands_name_real_modules_and_flags() -> None:
+    modules = set()
+    for _, spec in pod_specs(rendered("base")):
+        for c in spec["containers"]:
             cmd = c["command"]
             module = cmd[2]
             modules.add(module)
             config_mod = importlib.import_module(f"services.{module.rsplit('.', 1)[-1]}.config")
             cls = next(v for v in vars(config_mod).values() if isinstance(v, type)
                        and issubclass(v, ServiceConfig) and v is not ServiceConfig)
-            env = {e["name"]: e.get("value", "x") for e in c.get("env", [])}
-            load_config(cls, cmd[3:], env=env)  # SystemExit on an unknown flag
-            assert c["readinessProbe"]["grpc"]["port"] == 50051
+            load_config(cls, cmd[3:], env={})  # SystemExit on an unknown flag
     assert modules == {f"services.{s}" for s in
                        ("monitor", "split_reviser", "broadcaster", "orchestrator", "node_agent")}
 

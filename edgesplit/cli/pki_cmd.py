@@ -17,13 +17,15 @@ def register(sub: Any) -> None:
                    help="a node agent (repeatable)")
     i.add_argument("--client", action="append", default=[], metavar="NAME",
                    help="a client identity (repeatable)")
+    i.add_argument("--admin", action="append", default=[], metavar="NAME",
+                   help="an operator identity: status, history, test-bed admin (repeatable)")
     i.add_argument("--service", action="append", default=None, metavar="NAME",
                    help="the services (repeatable; default: all edgesplit services)")
     i.add_argument("--domain", action="append", default=[], metavar="SUFFIX",
                    help="also name each service and node NAME.SUFFIX (repeatable)")
     i.set_defaults(handler=_init)
 
-    for role in ("node", "client"):
+    for role in ("node", "client", "admin"):
         a = psub.add_parser(f"add-{role}", help=f"issue one more {role} under DIR's CA")
         a.add_argument("dir")
         a.add_argument("name", metavar="ID" if role == "node" else "NAME")
@@ -40,7 +42,7 @@ def _init(args: argparse.Namespace) -> int:
     from edgesplit.security.pki import DEFAULT_SERVICES, control_key_id, init_pki
 
     try:
-        written = init_pki(args.dir, nodes=args.node, clients=args.client,
+        written = init_pki(args.dir, nodes=args.node, clients=args.client, admins=args.admin,
                            services=args.service or DEFAULT_SERVICES, domains=args.domain)
     except (KeyMaterialError, ValueError, OSError) as exc:
         raise SystemExit(f"edgesplit pki init: {exc}") from None

@@ -8,10 +8,10 @@ process ever holds another's private key (docs/deployment.md, "Identities")::
     DIR/services/<name>/ca.pem, tls.pem, tls.key
     DIR/services/broadcaster/control.ed25519.pem  the control signing key, only here
     DIR/nodes/<id>/ca.pem, tls.pem, tls.key, control.ed25519.pub.pem
-    DIR/clients/<name>/ca.pem, tls.pem, tls.key
+    DIR/clients/<name>/ca.pem, tls.pem, tls.key   (and DIR/admins/<name> for operators)
 
 Every certificate names its component in a URI SAN ``spiffe://edgesplit/<role>/<name>``
-(what an authorisation check reads) and as a DNS SAN (what a peer dialling it by
+(what ``edgesplit.rpc.authz`` reads; a service's role is its kind) and as a DNS SAN (what a peer dialling it by
 name verifies; the monitor also matches the node id against it). Files are
 0600 and directories 0700: each belongs to the one component that reads it.
 """
@@ -55,9 +55,15 @@ __all__ = [
     "init_pki",
 ]
 
-Role = Literal["service", "node", "client"]
-ROLE_DIRS: Final[dict[Role, str]] = {"service": "services", "node": "nodes", "client": "clients"}
-DEFAULT_SERVICES: Final = ("monitor", "split-reviser", "broadcaster", "orchestrator", "gateway")
+# The roles of the authorisation table (edgesplit.rpc.authz.Role): a service's
+# role is its kind, so its URI reads spiffe://edgesplit/monitor/monitor.
+Role = Literal["monitor", "split-reviser", "broadcaster", "orchestrator", "gateway",
+               "node", "client", "admin"]
+DEFAULT_SERVICES: Final[tuple[Role, ...]] = (
+    "monitor", "split-reviser", "broadcaster", "orchestrator", "gateway")
+ROLE_DIRS: Final[dict[Role, str]] = {
+    **{s: "services" for s in DEFAULT_SERVICES}, "node": "nodes", "client": "clients",
+    "admin": "admins"}
 SIGNER: Final = "broadcaster"  # the one service that signs assignments
 SPIFFE_PREFIX: Final = "spiffe://edgesplit/"
 CA_DIR: Final = "ca"
@@ -124,8 +130,8 @@ def _check_name(name: str) -> str:
 
 def _sans(identity: Identity, hosts: Iterable[str]) -> list[x509.GeneralName]:
     sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(identity.uri)]
-    if identity.role == "client":
-        return sans  # clients only call; no address to verify
+    if identity.role in ("client", "admin"):
+        return sans  # they only call; no address to verify
     for host in dict.fromkeys([identity.name, *hosts, "localhost", "127.0.0.1"]):
         try:
             sans.append(x509.IPAddress(ipaddress.ip_address(host)))
@@ -181,7 +187,7 @@ def _issue(ca: _Ca, root: Path, identity: Identity, hosts: Sequence[str],
 
 
 def _signing_key(root: Path) -> Ed25519PrivateKey:
-    return load_signing_key(root / ROLE_DIRS["service"] / SIGNER / SIGNING_KEY)
+    return load_signing_key(root / ROLE_DIRS[SIGNER] / SIGNER / SIGNING_KEY)
 
 
 def _signing_public_pem(root: Path) -> bytes:
@@ -196,8 +202,9 @@ def _hand_out_public_key(root: Path, comp: Component) -> None:
 
 
 def init_pki(directory: str | os.PathLike[str], *, nodes: Sequence[str] = (),
-             clients: Sequence[str] = (), services: Sequence[str] = DEFAULT_SERVICES,
-             domains: Sequence[str] = (), now: dt.datetime | None = None) -> list[Component]:
+             clients: Sequence[str] = (), admins: Sequence[str] = (),
+             services: Sequence[str] = DEFAULT_SERVICES, domains: Sequence[str] = (),
+             now: dt.datetime | None = None) -> list[Component]:
     """Create (or complete) a deployment's PKI under ``directory``; returns what it wrote.
 
     Idempotent: an existing CA, signing key and component directories are kept,
@@ -206,18 +213,22 @@ def init_pki(directory: str | os.PathLike[str], *, nodes: Sequence[str] = (),
     """
     if SIGNER not in services:
         raise ValueError(f"services must include {SIGNER!r}: it holds the signing key")
+    unknown = [s for s in services if s not in DEFAULT_SERVICES]
+    if unknown:
+        raise ValueError(f"unknown services {unknown}: choose from {list(DEFAULT_SERVICES)}")
     root = Path(directory)
     ca = _Ca(root, now or dt.datetime.now(dt.UTC))
-    wanted = [Identity("service", _check_name(s)) for s in services]
+    wanted = [Identity(s, s) for s in DEFAULT_SERVICES if s in services]
     wanted += [Identity("node", _check_name(n)) for n in nodes]
     wanted += [Identity("client", _check_name(c)) for c in clients]
+    wanted += [Identity("admin", _check_name(a)) for a in admins]
     written = []
     for ident in wanted:
         hosts = [f"{ident.name}.{d}" for d in domains]
         comp = _issue(ca, root, ident, hosts, replace=False)
         if comp is not None:
             written.append(comp)
-    signer_dir = _secret_dir(root / ROLE_DIRS["service"] / SIGNER)
+    signer_dir = _secret_dir(root / ROLE_DIRS[SIGNER] / SIGNER)
     if not (signer_dir / SIGNING_KEY).exists():
         save_private_key(generate_signing_key(), signer_dir / SIGNING_KEY)
     for comp in written:

@@ -32,14 +32,15 @@ CLIENTS = ["alice"]
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("pki")
     assert cli_main(["pki", "init", str(d), *(f"--node={n}" for n in NODES),
-                     "--client", "alice", "--domain", "edgesplit.svc"]) == 0
+                     "--client", "alice", "--admin", "ops", "--domain", "edgesplit.svc"]) == 0
     return d
 
 
 def component_dirs(root: Path) -> dict[Identity, Path]:
-    dirs = {Identity("service", s): root / "services" / s for s in DEFAULT_SERVICES}
+    dirs = {Identity(s, s): root / "services" / s for s in DEFAULT_SERVICES}
     dirs |= {Identity("node", n): root / "nodes" / n for n in NODES}
-    return dirs | {Identity("client", c): root / "clients" / c for c in CLIENTS}
+    dirs |= {Identity("client", c): root / "clients" / c for c in CLIENTS}
+    return dirs | {Identity("admin", "ops"): root / "admins" / "ops"}
 
 
 def ca_cert(root: Path) -> x509.Certificate:
@@ -59,7 +60,7 @@ def test_every_component_verifies_against_the_ca_and_names_itself(pki: Path) -> 
         assert builder.build_client_verifier().verify(cert, []).chain[-1] == ca_cert(pki)
         load_tls_material(d / "tls.pem", d / "tls.key", d / "ca.pem")  # key matches cert
         assert (d / "ca.pem").read_bytes() == (pki / "ca" / "ca.pem").read_bytes()
-        if ident.role == "client":
+        if ident.role in ("client", "admin"):
             continue
         # Peers dial a service or node by its name (compose/k8s DNS) or locally.
         for host in (x509.DNSName(ident.name), x509.DNSName(f"{ident.name}.edgesplit.svc"),
@@ -83,7 +84,7 @@ def test_each_directory_holds_only_its_own_secrets(pki: Path) -> None:
     for ident, d in component_dirs(pki).items():
         names = {p.name for p in d.iterdir()}
         expected = {"ca.pem", "tls.pem", "tls.key"}
-        if ident == Identity("service", "broadcaster"):
+        if ident == Identity("broadcaster", "broadcaster"):
             expected.add("control.ed25519.pem")
         if ident.role == "node":  # agents verify assignments with the public half
             expected.add("control.ed25519.pub.pem")
@@ -149,6 +150,18 @@ def test_add_without_a_ca_and_bad_names_are_refused(tmp_path: Path) -> None:
             init_pki(tmp_path / "bad", nodes=[bad])
     with pytest.raises(ValueError, match="broadcaster"):
         init_pki(tmp_path / "nosigner", services=["monitor"])
+    with pytest.raises(ValueError, match="unknown services"):
+        init_pki(tmp_path / "typo", services=["broadcaster", "moniter"])
+
+
+def test_identities_are_what_the_authorisation_table_reads(pki: Path) -> None:
+    from edgesplit.rpc import authz
+
+    for ident, d in component_dirs(pki).items():
+        uris = leaf(d).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value.get_values_for_type(x509.UniformResourceIdentifier)
+        parsed = authz.Identity.parse(uris[0])
+        assert parsed is not None and (parsed.role.value, parsed.name) == (ident.role, ident.name)
 
 
 def test_identity_of_ignores_foreign_uris(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ Idempotent, so it runs on every ``up``:
 
 Settings (environment): EDGESPLIT_NODES (comma-separated ids; the first is the
 entry), EDGESPLIT_CLIENTS, EDGESPLIT_NODE_MEMORY_FRACTION (each node's memory as
-a fraction of the model's weights; below 1 forces a split), EDGESPLIT_TINY_*.
+a fraction of what the model needs — weights and a full-context KV cache: below
+1 forces a split, and at 0.6 any two nodes still hold it), EDGESPLIT_TINY_*.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from edgesplit.cli.model_cmd import profile_json
 from edgesplit.model.shard import MANIFEST, shard_model
@@ -54,10 +56,15 @@ def ensure_shards() -> Path:
     return shards
 
 
-def inventory(nodes: list[str], profile: dict[str, object], fraction: float) -> dict[str, object]:
-    parts = [profile["embed"], profile["head"], *profile["layers"]]  # type: ignore[list-item]
-    weights = sum(int(p["weight_bytes"]) for p in parts)  # type: ignore[index]
-    memory = int(weights * fraction)
+def model_bytes(profile: dict[str, Any], context: int) -> int:
+    """What the planner reserves for the model: weights and a full-context KV cache."""
+    parts = [profile["embed"], profile["head"], *profile["layers"]]
+    return sum(int(p["weight_bytes"]) + int(p["kv_bytes_per_token"]) * context for p in parts)
+
+
+def inventory(nodes: list[str], profile: dict[str, Any], context: int,
+              fraction: float) -> dict[str, Any]:
+    memory = int(model_bytes(profile, context) * fraction)
     entry = nodes[0]
     return {"nodes": [{"id": n, "trust": "trusted" if n == entry else "untrusted",
                        "memory_bytes": memory, "flops_per_s": 1e9, "address": f"{n}:50051",
@@ -77,10 +84,11 @@ def main() -> int:
     profile = profile_json(str(shards))
     (DATA / "profile.json").write_text(json.dumps(profile, indent=1))
     fraction = float(os.environ.get("EDGESPLIT_NODE_MEMORY_FRACTION", "0.6"))
-    inv = inventory(nodes, profile, fraction)
+    config = json.loads((shards / "config.json").read_text())
+    inv = inventory(nodes, profile, int(config.get("max_position_embeddings", 2048)), fraction)
     (DATA / "inventory.json").write_text(json.dumps(inv, indent=1))
     print(f"init: inventory of {nodes} (entry {nodes[0]} trusted), "
-          f"{inv['nodes'][0]['memory_bytes'] / 2**20:.1f} MiB each")  # type: ignore[index]
+          f"{inv['nodes'][0]['memory_bytes'] / 2**20:.1f} MiB each")
     for comp in init_pki(PKI, nodes=nodes, clients=clients):
         print(f"init: {comp.identity.uri} -> {comp.directory}")
     hand_over(DATA, OWNER)

@@ -107,7 +107,7 @@ class Stack:
         out = self.compose("logs", "--no-color", "--tail=40", check=False, quiet=True)
         return str(out.stdout)[-12000:]
 
-    def wait_healthy(self, services: tuple[str, ...], timeout_s: float = 240) -> None:
+    def wait_healthy(self, services: tuple[str, ...], timeout_s: float = 480) -> None:
         """Every container running and healthy, none restarted; init exited 0."""
         deadline = time.monotonic() + timeout_s
         while True:
@@ -141,7 +141,7 @@ class Stack:
         return replies
 
 
-def wait_first_plan(stack: Stack, timeout_s: float = 180) -> orchestrator_pb2.OrchestratorStatus:
+def wait_first_plan(stack: Stack, timeout_s: float = 420) -> orchestrator_pb2.OrchestratorStatus:
     deadline = time.monotonic() + timeout_s
     while True:
         status = stack.status()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 # Sub-command modules, in help order; each defines register(subparsers)
 # (``demo`` is registered by ``scenario_cmd``).
-COMMANDS = ("model", "plan", "bench", "testbed", "generate", "status", "scenario")
+COMMANDS = ("model", "plan", "bench", "testbed", "generate", "status", "scenario", "sim")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from edgesplit.core.triggers import untrusted_sensitive_nodes
 from edgesplit.sim.simulation import RunLog, Simulation
 
 
@@ -63,15 +62,14 @@ def summarize(sim: Simulation, log: RunLog) -> dict[str, Any]:
     committed = [c for c in log.reconfigurations if c.outcome == "committed"]
     durations = [c.duration_s for c in committed if c.duration_s is not None]
     util = [u for _, u in log.util_samples]
-    trusted = sim.inventory.index
-    depth = sim.decider.config.privacy_depth
     violations = 0
     for r in ok:
         if r.privacy_high:
+            region = sim.region_of[r.entry]
             for epoch in r.epochs:
-                plan = log.plans[epoch][1]
-                violations += any(untrusted_sensitive_nodes(rt, trusted, depth)
-                                  for rt in plan.routes if rt.entry == r.entry)
+                plan = log.plans[(region.index, epoch)][1]
+                violations += any(not region.private(rt) for rt in plan.routes
+                                  if rt.entry == r.entry)
     return {
         "scenario": sc.name, "mode": sim.mode, "model": sim.table.profile.name,
         "seed": sim.seed, "duration_s": sim.duration_s,
@@ -93,7 +91,7 @@ def summarize(sim: Simulation, log: RunLog) -> dict[str, Any]:
         "reconfigurations_aborted": sum(c.outcome == "aborted" for c in log.reconfigurations),
         "time_to_reconfigure_ms": _ms(statistics.median(durations)) if durations else None,
         "reconfigure_triggers": sorted({t for c in committed for t in c.triggers}),
-        "planner_calls": sim.decider.planner_calls,
+        "planner_calls": sim.planner_calls,
         "errors": sorted({r.error.split(":")[0] for r in recs if not r.ok}),
         "events_simulated": sim.clock.events,
     }

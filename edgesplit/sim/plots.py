@@ -86,7 +86,8 @@ def _layers(ax, sim: Simulation, log: RunLog) -> None:  # type: ignore[no-untype
     epochs = sorted(log.plans.items())
     end = sim.duration_s
     cmap = {n: i for i, n in enumerate(nodes)}
-    for k, (_epoch, (start, plan)) in enumerate(epochs):
+    epochs = [(key, v) for key, v in epochs if key[0] == 0]  # the first region's plans
+    for k, (_key, (start, plan)) in enumerate(epochs):
         stop = epochs[k + 1][1][0] if k + 1 < len(epochs) else end
         for r in plan.routes[:1]:
             for s in r.segments:

@@ -15,11 +15,11 @@ the test bed). Requests still in flight at the end finish and count.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgesplit.core.inventory import NodeInventory
-from edgesplit.core.monitor import Monitor, MonitorConfig
+from edgesplit.core.monitor import Monitor
 from edgesplit.core.reports import (
     AgentCounters,
     GpuSample,
@@ -29,19 +29,11 @@ from edgesplit.core.reports import (
     ResourceSample,
     build_report,
 )
-from edgesplit.core.triggers import TriggerConfig, untrusted_sensitive_nodes
-from edgesplit.core.types import (
-    Epoch,
-    NodeId,
-    NodeState,
-    Plan,
-    Route,
-    Segment,
-    Trust,
-    Weights,
-)
+from edgesplit.core.triggers import TriggerConfig
+from edgesplit.core.types import NodeId, Plan, Route, Trust, Weights
 from edgesplit.sim.dataplane import DataPlane, DataPlaneConfig, Finished, Session
-from edgesplit.sim.decide import Decider, DeciderConfig, Proposal
+from edgesplit.sim.decide import Decider, DeciderConfig
+from edgesplit.sim.region import Region
 from edgesplit.sim.setup import SimSetup
 from edgesplit.sim.traces import load_trace
 from edgesplit.sim.world import Clock, LayerTable, SimLink, SimNode
@@ -70,7 +62,8 @@ class RunLog:
     records: list[Finished] = field(default_factory=list)
     stalls: list[float] = field(default_factory=list)
     reconfigurations: list[Reconfiguration] = field(default_factory=list)
-    plans: dict[int, tuple[float, Plan]] = field(default_factory=dict)  # epoch -> (from, plan)
+    # (region, epoch) -> (from when, plan)
+    plans: dict[tuple[int, int], tuple[float, Plan]] = field(default_factory=dict)
     util_samples: list[tuple[float, float]] = field(default_factory=list)  # (t, mean plan util)
     events: list[tuple[float, str]] = field(default_factory=list)
     privacy_high_refused: int = 0
@@ -86,7 +79,9 @@ def decode_flops_per_s(node: SimNode, table: LayerTable, context: int) -> float:
 
 class Simulation:
     def __init__(self, setup: SimSetup, mode: str, seed: int = 0,
-                 duration_s: float | None = None) -> None:
+                 duration_s: float | None = None,
+                 regions: list[tuple[tuple[NodeId, ...], tuple[NodeId, ...]]] | None = None
+                 ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.setup, self.mode, self.seed = setup, mode, seed
@@ -110,18 +105,6 @@ class Simulation:
                     NodeId(a), NodeId(b), lk.bandwidth_bps, 2 * lk.delay_s, trace,
                     lk.trace_offset_s, extra_rtt_s=2 * lk.delay_s if trace else 0.0)
         self.entries = tuple(NodeId(e) for e in setup.entries)
-        context = sc.load.prompt_tokens + sc.load.new_tokens // 2
-        self.inventory = NodeInventory(tuple(
-            NodeState(node_id=n.node_id, trust=n.trust, memory_bytes=n.memory_bytes,
-                      flops_per_s=decode_flops_per_s(n, self.table, context),
-                      trusted_by=self._trusted_by(n))
-            for n in self.nodes.values()))
-        self.monitor = Monitor(MonitorConfig(report_interval_s=st.report_interval_s,
-                                             link_alpha=st.link_alpha,
-                                             sla_step_budget_s=sc.sla_step_s),
-                               enrolled=list(self.nodes), now=0.0)
-        self.decider = Decider(self._decider_config(), self.inventory, setup.profile,
-                               self.entries)
         self.dp = DataPlane(self.clock, self.nodes, self.links, self.table,
                             DataPlaneConfig(max_in_flight=sc.load.max_in_flight,
                                             failure_detect_s=st.failure_detect_s,
@@ -129,9 +112,12 @@ class Simulation:
                                             drain_s=st.drain_s,
                                             stall_step_s=st.incident_step_s),
                             self._finished, gate=self._gate)
-        self.plan: Plan | None = None
-        self.rolling = False
-        self.waiting_private: list[Session] = []
+        context = sc.load.prompt_tokens + sc.load.new_tokens // 2
+        groups = regions or [(self.entries, tuple(self.nodes))]
+        config = self._decider_config()
+        self.regions = [Region(self, k, tuple(e), tuple(n), config, context)
+                        for k, (e, n) in enumerate(groups)]
+        self.region_of = {n: r for r in self.regions for n in r.inventory.ids}
         self.finished_at_entry: dict[NodeId, list[RequestSample]] = {e: [] for e in self.entries}
         self.prev_counters: dict[NodeId, AgentCounters] = {}
         self.last_report: dict[NodeId, float] = {}
@@ -143,12 +129,6 @@ class Simulation:
         self.privacy_burst = 0
         self.t0 = st.warmup_s
         self.reports = 0
-
-    def _trusted_by(self, n: SimNode) -> tuple[NodeId, ...]:
-        """A trusted entry device is trusted by itself; other trusted nodes by every entry."""
-        if n.trust is not Trust.TRUSTED:
-            return ()
-        return (n.node_id,) if n.node_id in self.entries else self.entries
 
     def _decider_config(self) -> DeciderConfig:
         sc, o = self.setup.scenario, self.setup.orchestrator
@@ -182,18 +162,9 @@ class Simulation:
 
     def _initial(self) -> None:
         now = self.clock.now
-        if self.mode == "single-device":
-            routes = tuple(Route(e, (Segment(e, 0, self.table.profile.num_layers, True, True),))
-                           for e in self.entries)
-            plan: Plan | None = Plan(Epoch(1), self.table.profile.digest, routes)
-        else:
-            p = self.decider.initial(self.monitor.snapshot(now), now)
-            plan = None if p is None else p.plan
-        if plan is None:
-            raise RuntimeError("no initial plan: the cluster cannot hold the model")
-        self._install(plan)
-        self.decider.last_epoch = plan.epoch
-        self.log.events.append((0.0, f"initial plan, epoch {plan.epoch}"))
+        for region in self.regions:
+            region.initial()
+        self.log.events.append((0.0, "initial plan"))
         for ev in self.setup.scenario.events:
             self.clock.at(self.t0 + ev.at, self._event, ev)
         load = self.setup.scenario.load
@@ -202,16 +173,28 @@ class Simulation:
         else:
             for i in range(load.concurrency):
                 self.clock.at(now + i * 0.01, self._closed_client, i)
-        if self.mode == "adaptive":
-            self.clock.at(now + self.settings.interval_s, self._tick)
 
-    def _install(self, plan: Plan) -> None:
-        self.plan = plan
-        self.log.plans[plan.epoch] = (self.clock.now - self.t0, plan)
-        for r in plan.routes:
-            for s in r.segments:
-                self.nodes[s.node].shards.update(range(s.start, s.end))
-        self.dp.commit(plan)
+    # ---- what tests and reports read ---------------------------------------------------
+    @property
+    def decider(self) -> Decider:
+        """The first region's orchestrator (the only one, unless regions were given)."""
+        return self.regions[0].decider
+
+    @property
+    def monitor(self) -> Monitor:
+        return self.regions[0].monitor
+
+    @property
+    def planner_calls(self) -> int:
+        return sum(r.decider.planner_calls for r in self.regions)
+
+    def set_planner_clock(self, clock: Callable[[], float]) -> None:
+        for r in self.regions:
+            r.decider.clock = clock
+
+    @property
+    def planner_wall_s(self) -> float:
+        return sum(r.decider.planner_wall_s for r in self.regions)
 
     # ---- load -------------------------------------------------------------------------------
     def _schedule_arrival(self) -> None:
@@ -255,37 +238,8 @@ class Simulation:
             self.clock.at(self.clock.now + self.setup.scenario.load.think_s,
                           self._closed_client, s.client)
 
-    # ---- privacy (the entry's check, then the orchestrator's ensure_private_route) ------------
-    def _private(self, route: Route) -> bool:
-        return not untrusted_sensitive_nodes(route, self.inventory.index,
-                                             self.decider.config.privacy_depth)
-
     def _gate(self, s: Session, route: Route) -> bool:
-        """May ``s`` (re)start on ``route`` now? False: this took it over."""
-        if not s.privacy_high or self._private(route):
-            return True
-        if self.mode != "adaptive":
-            self.log.privacy_high_refused += 1
-            self.dp.fail(s, "FAILED_PRECONDITION: privacy=high: route crosses untrusted nodes")
-            return False
-        self.waiting_private.append(s)
-        if not self.rolling:
-            now = self.clock.now
-            calls = self.decider.planner_calls
-            r = self.decider.private_route(self.monitor.snapshot(now), self.plan, now)
-            if isinstance(r, Proposal):
-                self._rollout(r, now, self.decider.planner_calls - calls)
-            else:
-                self._release_private(ok=r is True)
-        return False
-
-    def _release_private(self, ok: bool) -> None:
-        waiting, self.waiting_private = self.waiting_private, []
-        for s in waiting:
-            if ok:
-                self.dp.start(s)
-            else:
-                self.dp.fail(s, "FAILED_PRECONDITION: no private route")
+        return self.region_of[s.entry].gate(s, route)
 
     # ---- reports -> monitor --------------------------------------------------------------------
     def _report(self, node_id: NodeId) -> None:
@@ -322,9 +276,12 @@ class Simulation:
                               sla_step_budget_s=self.setup.scenario.sla_step_s)
         node.seq += 1
         self.prev_counters[node_id] = counters
-        self.monitor.ingest(report, now)
+        region = self.region_of.get(node_id)
+        if region is None:
+            return
+        region.monitor.ingest(report, now)
         self.reports += 1
-        if self.plan is not None and node_id in self.plan.nodes and now >= self.t0:
+        if region.plan is not None and node_id in region.plan.nodes and now >= self.t0:
             self.log.util_samples.append((now - self.t0, util))
 
     def _observe_links(self, node_id: NodeId, now: float) -> list[LinkObservation]:
@@ -347,64 +304,6 @@ class Simulation:
                 cache.setdefault(key[0], []).append((key, link))
             self._out_cache = cache
         return cache.get(node_id, [])
-
-    # ---- the orchestrator ---------------------------------------------------------------------
-    def _tick(self) -> None:
-        now = self.clock.now
-        self.clock.at(now + self.settings.interval_s, self._tick)
-        if self.rolling or self.plan is None:
-            return
-        calls = self.decider.planner_calls
-        p = self.decider.cycle(self.monitor.snapshot(now), self.plan, now)
-        if p is not None:
-            self._rollout(p, now, self.decider.planner_calls - calls)
-
-    def _rollout(self, p: Proposal, decided_at: float, planner_calls: int) -> None:
-        """Prepare (every node fetches the shards it lacks and loads its new
-        layers beside the old ones), then commit; abort if a node died meanwhile."""
-        st = self.settings
-        self.rolling = True
-        prof = self.table.profile
-        serving: dict[NodeId, set[int]] = {}
-        if self.plan is not None:
-            for r in self.plan.routes:
-                for s in r.segments:
-                    serving.setdefault(s.node, set()).update(range(s.start, s.end))
-        prepare = 0.0
-        for r in p.plan.routes:
-            for s in r.segments:
-                node = self.nodes[s.node]
-                new = set(range(s.start, s.end)) - serving.get(s.node, set())
-                fetch = sum(prof.layers[i].weight_bytes for i in new - node.shards)
-                load = sum(prof.layers[i].weight_bytes for i in new)
-                prepare = max(prepare, fetch * 8 / (st.registry_mbps * 1e6)
-                              + load / (st.load_gbps * 1e9))
-        ready = self.clock.now + planner_calls * st.planner_s + st.control_rtt_s + prepare
-        self.clock.at(ready, self._prepared, p, decided_at)
-
-    def _prepared(self, p: Proposal, decided_at: float) -> None:
-        dead = sorted(n for n in p.plan.nodes if not self.nodes[n].alive)
-        if dead:
-            self.decider.aborted(p, self.clock.now)
-            self._end_rollout(p, decided_at, None, "aborted")
-            return
-        self.clock.at(self.clock.now + self.settings.control_rtt_s, self._commit, p, decided_at)
-
-    def _commit(self, p: Proposal, decided_at: float) -> None:
-        self._install(p.plan)
-        self.decider.committed(p, decided_at)
-        self._end_rollout(p, decided_at, self.clock.now, "committed")
-
-    def _end_rollout(self, p: Proposal, decided_at: float, at: float | None,
-                     outcome: str) -> None:
-        self.rolling = False
-        self.log.reconfigurations.append(Reconfiguration(
-            decided_at - self.t0, None if at is None else at - self.t0, p.triggers, p.action,
-            p.plan.epoch, outcome))
-        if self.waiting_private:
-            private = self.plan is not None and all(self._private(r) for r in self.plan.routes)
-            if private or outcome != "committed":
-                self._release_private(ok=private)
 
     # ---- scenario events ------------------------------------------------------------------------
     def _event(self, ev: Any) -> None:

@@ -9,14 +9,17 @@ per MEC site rather than one planner over a thousand nodes.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from edgesplit.core.control import ControlConfig
 from edgesplit.core.inventory import NodeInventory
 from edgesplit.core.monitor import Monitor, MonitorConfig
+from edgesplit.core.route import route_from_cuts
 from edgesplit.core.triggers import untrusted_sensitive_nodes
-from edgesplit.core.types import Epoch, NodeId, NodeState, Plan, Route, Segment, Trust
+from edgesplit.core.types import Epoch, NodeId, NodeState, Plan, Route, Trust
 from edgesplit.sim.dataplane import Session
-from edgesplit.sim.decide import Decider, DeciderConfig, Proposal
+from edgesplit.sim.decide import Decider, Proposal
 
 if TYPE_CHECKING:
     from edgesplit.sim.simulation import Simulation
@@ -24,7 +27,7 @@ if TYPE_CHECKING:
 
 class Region:
     def __init__(self, sim: Simulation, index: int, entries: tuple[NodeId, ...],
-                 node_ids: tuple[NodeId, ...], config: DeciderConfig, context: int) -> None:
+                 node_ids: tuple[NodeId, ...], config: ControlConfig, context: int) -> None:
         from edgesplit.sim.simulation import decode_flops_per_s
 
         self.sim, self.index, self.entries = sim, index, entries
@@ -46,7 +49,8 @@ class Region:
                                              link_alpha=st.link_alpha,
                                              sla_step_budget_s=sc.sla_step_s),
                                enrolled=list(node_ids), now=0.0)
-        self.decider = Decider(config, self.inventory, sim.setup.profile, entries)
+        self.decider = Decider(replace(config, entries=entries), self.inventory,
+                               sim.setup.profile, entries)
         self.plan: Plan | None = None
         self.rolling = False
         self.waiting_private: list[Session] = []
@@ -56,16 +60,20 @@ class Region:
         sim, now = self.sim, self.sim.clock.now
         if sim.mode == "single-device":
             L = sim.table.profile.num_layers
-            routes = tuple(Route(e, (Segment(e, 0, L, True, True),)) for e in self.entries)
+            routes = tuple(route_from_cuts(e, [e], [], L) for e in self.entries)
             plan: Plan | None = Plan(Epoch(1), sim.table.profile.digest, routes)
         else:
-            p = self.decider.initial(self.monitor.snapshot(now), now)
+            p = self.decider.cycle(self.monitor.snapshot(now), None, now)
             plan = None if p is None else p.plan
+            if p is not None:
+                self.decider.committed(p, now)  # deployed before the load starts
         if plan is None:
-            raise RuntimeError(f"region {self.index}: no initial plan "
-                               "(the cluster cannot hold the model)")
+            if now - sim.t0 > 60.0:
+                raise RuntimeError(f"region {self.index}: no first plan in a minute "
+                                   "(the cluster cannot hold the model?)")
+            sim.clock.at(now + sim.settings.interval_s, self.initial)  # agents still starting
+            return
         self.install(plan)
-        self.decider.last_epoch = plan.epoch
         if sim.mode == "adaptive":
             sim.clock.at(now + sim.settings.interval_s, self.tick)
 
@@ -92,7 +100,7 @@ class Region:
     # ---- privacy (the entry's check, then the orchestrator's ensure_private_route) --------
     def private(self, route: Route) -> bool:
         return not untrusted_sensitive_nodes(route, self.inventory.index,
-                                             self.decider.config.privacy_depth)
+                                             self.decider.privacy_depth)
 
     def gate(self, s: Session, route: Route) -> bool:
         """May ``s`` (re)start on ``route`` now? False: this took it over."""
@@ -164,8 +172,8 @@ class Region:
         sim = self.sim
         self.rolling = False
         sim.log.reconfigurations.append(Reconfiguration(
-            decided_at - sim.t0, None if at is None else at - sim.t0, p.triggers, p.action,
-            p.plan.epoch, outcome))
+            decided_at - sim.t0, None if at is None else at - sim.t0, p.triggers,
+            p.change.value, p.plan.epoch, outcome))
         if self.waiting_private:
             private = self.plan is not None and all(self.private(r) for r in self.plan.routes)
             if private or outcome != "committed":

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgesplit.core.control import ControlConfig
 from edgesplit.core.monitor import Monitor
 from edgesplit.core.reports import (
     AgentCounters,
@@ -30,9 +31,9 @@ from edgesplit.core.reports import (
     build_report,
 )
 from edgesplit.core.triggers import TriggerConfig
-from edgesplit.core.types import NodeId, Plan, Route, Trust, Weights
+from edgesplit.core.types import NodeId, Plan, Route, Trust, Weights, Workload
 from edgesplit.sim.dataplane import DataPlane, DataPlaneConfig, Finished, Session
-from edgesplit.sim.decide import Decider, DeciderConfig
+from edgesplit.sim.decide import Decider
 from edgesplit.sim.region import Region
 from edgesplit.sim.setup import SimSetup
 from edgesplit.sim.traces import load_trace
@@ -130,21 +131,25 @@ class Simulation:
         self.t0 = st.warmup_s
         self.reports = 0
 
-    def _decider_config(self) -> DeciderConfig:
+    def _decider_config(self) -> ControlConfig:
+        """The orchestrator's flags (``OrchestratorConfig`` names) from the scenario."""
         sc, o = self.setup.scenario, self.setup.orchestrator
-        st = self.settings
         trig = TriggerConfig(latency_ewma_s=float(o.get("latency_trigger_s", 0.150)),
                              max_utilization=float(o.get("utilization_trigger", 0.85)),
                              min_link_bandwidth_bps=float(o.get("bandwidth_trigger_bps", 50e6)),
-                             cooldown_s=float(o.get("cooldown_s", st.cooldown_s)),
+                             cooldown_s=float(o.get("cooldown_s", self.settings.cooldown_s)),
                              privacy_depth=int(o.get("privacy_depth", 1)))
-        return DeciderConfig(
+        return ControlConfig(
             triggers=trig, margin=float(o.get("margin", 0.05)),
             weights=Weights(float(o.get("alpha", 1.0)), float(o.get("beta", 0.1)),
                             float(o.get("gamma", 10.0))),
-            prompt_tokens=sc.load.prompt_tokens, new_tokens=sc.load.new_tokens,
-            requests_per_s=sc.load.requests_per_s or sc.load.concurrency / 5.0,
-            privacy_depth=trig.privacy_depth)
+            workload=Workload(prompt_tokens=sc.load.prompt_tokens,
+                              new_tokens=sc.load.new_tokens,
+                              requests_per_s=sc.load.requests_per_s or sc.load.concurrency / 5.0,
+                              privacy_depth=trig.privacy_depth),
+            initial_wait_s=float(o.get("initial_wait_s", 10.0)),
+            retry_backoff_s=float(o.get("retry_backoff_s", 2.0)),
+            privacy_hold_s=float(o.get("privacy_hold_s", 120.0)))
 
     # ---- the run ------------------------------------------------------------------------
     def run(self) -> RunLog:

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgesplit.core.cost import EMBED_INDEX, HEAD_INDEX, MIN_FREE_FRACTION
-from edgesplit.core.types import ModelProfile, NodeId, Segment, Trust
+from edgesplit.core.cost import MIN_FREE_FRACTION
+from edgesplit.core.types import LayerKey, ModelProfile, NodeId, Segment, Trust
 from edgesplit.sim.hardware import HardwareClass
 from edgesplit.sim.traces import Trace
 
@@ -164,16 +164,13 @@ class SimNode:
                 c[1] += tokens
         return total
 
-    def layer_counters(self) -> tuple[dict[int, tuple[float, int]], dict[int, tuple[float, int]]]:
+    def layer_counters(self) -> tuple[dict[LayerKey, tuple[float, int]],
+                                      dict[LayerKey, tuple[float, int]]]:
         """(prefill, decode) cumulative ``layer -> (seconds, tokens)``, as an agent
         reports them: a segment's time shared evenly over its parts."""
-        out: tuple[dict[int, list[float]], dict[int, list[float]]] = ({}, {})
+        out: tuple[dict[LayerKey, list[float]], dict[LayerKey, list[float]]] = ({}, {})
         for (_, prefill), (seconds, tokens, seg) in self.seg_counters.items():
-            parts = list(range(seg.start, seg.end))
-            if seg.has_embed:
-                parts.append(EMBED_INDEX)
-            if seg.has_head:
-                parts.append(HEAD_INDEX)
+            parts = seg.keys
             share = seconds / max(1, len(parts))
             table = out[0] if prefill else out[1]
             for layer in parts:

@@ -112,19 +112,26 @@ def test_incidents_merge_nearby_failures() -> None:
     assert incidents([1.0, 100.0, 101.0, 400.0], 30) == 3
 
 
-def test_simulator_calls_the_real_planner_and_monitor(city: Scenario, monkeypatch) -> None:
-    from edgesplit.sim import decide
+def test_simulator_runs_the_core_control_step_planner_and_monitor(city: Scenario,
+                                                                   monkeypatch) -> None:
+    from edgesplit.core import control
 
-    calls = []
-    real = decide.solve
+    steps, plans = [], []
+    real_step, real_solve = control.step, control.solve_request
 
-    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append(args[4])  # the mode
-        return real(*args, **kwargs)
+    def step(*args, **kwargs):  # type: ignore[no-untyped-def]
+        steps.append(args[3])  # now
+        return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(decide, "solve", spy)
+    def solve(q):  # type: ignore[no-untyped-def]
+        plans.append(q.mode)
+        return real_solve(q)
+
+    monkeypatch.setattr(control, "step", step)
+    monkeypatch.setattr(control, "solve_request", solve)
     sim = Simulation(build_setup(city), "adaptive", 0)
     sim.run()
-    assert len(calls) == sim.decider.planner_calls >= 3
+    assert len(steps) >= city.duration_s - 5  # one step per interval
+    assert len(plans) == sim.decider.planner_calls >= 3
     env = sim.monitor.snapshot(sim.clock.now)
     assert env.requests_total > 0 and env.reports_accepted > 100

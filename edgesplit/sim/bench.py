@@ -78,7 +78,7 @@ def bench_scenario(nodes: int = 1000, entries: int = 100, duration_s: float = 36
                       prompt_tokens=128, new_tokens=64),
         events=tuple(sorted(events, key=lambda e: e.at)),
         sim={"model": "llama-2-7b", "report_interval_s": report_interval_s,
-             "interval_s": 1.0}), regions
+             "interval_s": 1.0, "mesh": False}), regions
 
 
 def bench(nodes: int = 1000, entries: int = 100, duration_s: float = 3600.0, seed: int = 0,

@@ -42,6 +42,9 @@ class SimSettings:
     incident_step_s: float = 2.0  # a decode step longer than this is a stall (downtime)
     incident_merge_s: float = 30.0  # failures/stalls this close are one incident
     link_alpha: float = 0.3  # monitor's link EWMA
+    # Every pair of nodes linked (listed links, else the default link), as the
+    # test bed does; False: only the listed links exist (large deployments).
+    mesh: bool = True
     timeline_bucket_s: float = 10.0
 
     @classmethod
@@ -128,11 +131,15 @@ def build_setup(sc: Scenario, overrides: dict[str, Any] | None = None) -> SimSet
             memory = int(n.memory_gb * 2**30)
             nodes.append(NodeSetup(n.id, testbed_class(settings.base_flops, memory), n.trusted,
                                    n.entry, memory, n.background_utilization, n.slowdown))
+    listed = {frozenset((lk.a, lk.b)): lk for lk in sc.links}
+    if settings.mesh:
+        ids = [n.id for n in sc.nodes]
+        pairs = [(a, b) for i, a in enumerate(ids) for b in ids[i + 1:]]
+    else:
+        pairs = [(lk.a, lk.b) for lk in sc.links]
     links = []
-    ids = [n.id for n in sc.nodes]
-    for i, a in enumerate(ids):
-        for b in ids[i + 1:]:
-            spec = sc.link(a, b)
-            links.append(LinkSetup(a, b, spec.delay_ms / 1000.0, spec.bandwidth_mbps * 1e6,
-                                   spec.trace, spec.trace_offset_s))
+    for a, b in pairs:
+        spec = listed.get(frozenset((a, b))) or sc.link(a, b)
+        links.append(LinkSetup(a, b, spec.delay_ms / 1000.0, spec.bandwidth_mbps * 1e6,
+                               spec.trace, spec.trace_offset_s))
     return SimSetup(sc, settings, profile, tuple(nodes), tuple(links), dict(sc.orchestrator))

@@ -61,7 +61,9 @@ class Trace:
             if self.bandwidth_bps[i] > 0:
                 return t
             nxt = self.times[i + 1] if i + 1 < len(self.times) else period
-            t += nxt - t % period
+            # From the start of this lap; a nanosecond on, so float rounding
+            # cannot leave t just short of the row it moves to.
+            t = t - t % period + nxt + 1e-9
         raise ValueError(f"trace {self.name} is an outage throughout")
 
 

@@ -82,3 +82,13 @@ def test_synthesized_trace_is_a_function_of_its_seed() -> None:
     rows = synthesize("backhaul", 2)
     assert len(rows) == len(trace.times)
     assert rows[10][1] * 1e6 == pytest.approx(trace.bandwidth_bps[10])
+
+
+def test_outage_ends_even_where_float_rounding_lands_on_a_row_boundary() -> None:
+    trace = load_trace("5g-radio-1")
+    outages = [t for t, b in zip(trace.times, trace.bandwidth_bps, strict=True) if b == 0]
+    for start in outages[:10]:
+        for lap in (0, 3, 7):
+            t = start + lap * trace.period_s
+            after = trace.usable_from(t)
+            assert after >= t and trace.at(after)[0] > 0

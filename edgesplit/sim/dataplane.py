@@ -1,5 +1,5 @@
 """The simulated data plane (DESIGN.md 3): sessions, frames per hop, batching,
-replay on failure, drain on epoch change.
+replay on failure, drain on epoch change (agents keep ``retained_epochs`` older epochs).
 
 A request becomes a session on its entry's newest committed route. Its
 prompt runs as one prefill pass per hop (the time to first token); then each
@@ -64,7 +64,9 @@ class DataPlaneConfig:
     failure_detect_s: float = 1.0  # a hop's failure reaches the entry after this
     retry_s: float = 0.5  # the entry retries a broken route this often ...
     stall_timeout_s: float = 30.0  # ... and fails the request after this long
-    drain_s: float = 60.0  # an old epoch's sessions replay on the new one after this
+    # Agents keep this many committed epochs before the newest (node_agent
+    # ``retained_epochs``); a session on an older one replays on the newest.
+    retained_epochs: int = 2
     stall_step_s: float = 2.0  # a step longer than this is logged as a stall
 
 
@@ -251,7 +253,7 @@ class DataPlane:
         s.step_started = now
         assert s.route is not None
         cur = self.routes.get(s.entry)
-        if cur is not None and cur[0] != s.epoch and now - cur[2] >= self.config.drain_s:
+        if cur is not None and cur[0] - s.epoch > self.config.retained_epochs:
             self.start(s)  # the old epoch is retired: replay on the new one
             return
         ctx = s.prompt + s.generated - 1

@@ -33,7 +33,7 @@ class SimSettings:
     prefill_chunk: int = 512  # prefill tokens per forward pass
     failure_detect_s: float = 1.0
     stall_timeout_s: float = 30.0
-    drain_s: float = 60.0
+    retained_epochs: int = 2  # agents keep this many older epochs for draining sessions
     warmup_s: float = 3.0  # reports before the first plan and the first request
     planner_s: float = 0.05  # simulated time one planner call takes
     control_rtt_s: float = 0.002  # orchestrator <-> broadcaster <-> agents

@@ -96,7 +96,7 @@ class Simulation:
         for n in setup.nodes:
             node = SimNode(NodeId(n.id), n.hw, Trust.TRUSTED if n.trusted else Trust.UNTRUSTED,
                            n.memory_bytes, st.max_batch, st.prefill_chunk, background=n.background,
-                           slowdown=n.slowdown)
+                           slowdown=n.slowdown, background_slows=n.hw.name != "testbed-cpu")
             self.nodes[node.node_id] = node
         self.links: dict[tuple[NodeId, NodeId], SimLink] = {}
         for lk in setup.links:
@@ -110,7 +110,7 @@ class Simulation:
                             DataPlaneConfig(max_in_flight=sc.load.max_in_flight,
                                             failure_detect_s=st.failure_detect_s,
                                             stall_timeout_s=st.stall_timeout_s,
-                                            drain_s=st.drain_s,
+                                            retained_epochs=st.retained_epochs,
                                             stall_step_s=st.incident_step_s),
                             self._finished, gate=self._gate)
         context = sc.load.prompt_tokens + sc.load.new_tokens // 2

@@ -115,6 +115,9 @@ class SimNode:
     alive: bool = True
     slowdown: float = 1.0  # emulated: every pass takes this many times longer
     background: float = 0.0  # another tenant's share of the device
+    # Whether that tenant takes device time from us. A test-bed node only
+    # reports its emulated background load (its slow-down is separate).
+    background_slows: bool = True
     queue: list[Work] = field(default_factory=list)
     running: bool = False
     incarnation: int = 0
@@ -141,7 +144,7 @@ class SimNode:
                     groups[id(s)] = (s, [w])
                 else:
                     g[1].append(w)
-        free = max(1.0 - self.background, MIN_FREE_FRACTION)
+        free = max(1.0 - self.background, MIN_FREE_FRACTION) if self.background_slows else 1.0
         total = 0.0
         counters = self.seg_counters
         for key, (seg, items) in groups.items():

@@ -24,10 +24,19 @@ from edgesplit.sim.simulation import Simulation
 KEYS = ("p50_ms", "p95_ms", "sla_hit_rate", "time_to_reconfigure_ms")
 
 
-def measured_base_flops(sc: Any) -> float:
-    """What the test bed's runner measures before a run (needs torch)."""
+def measured_speed(sc: Any, steps: int = 16) -> tuple[float, float]:
+    """(FLOP/s, seconds per layer per pass) of one test-bed agent thread on this
+    machine (needs torch): a 16-token prefill and 16 decode steps, timed as
+    ``scenario.runner.calibrate`` times decode, fitted to ``overhead + tokens *
+    flops / speed`` per layer, because a small model's step on a CPU is mostly
+    fixed cost and prefill is far cheaper than its tokens' decode steps."""
+    import time
+
+    import torch
+
     from edgesplit.cli.model_cmd import profile_json
-    from edgesplit.scenario.runner import calibrate as runner_calibrate
+    from edgesplit.model.runner import TorchSegmentRunner
+    from edgesplit.model.shard import ShardDir
     from edgesplit.testbed import ensure_model
 
     m = sc.model
@@ -37,7 +46,28 @@ def measured_base_flops(sc: Any) -> float:
                           family=m.get("family", "qwen3"), layers=m.get("layers", 12),
                           hidden=m.get("hidden", 384), heads=m.get("heads", 6),
                           kv_heads=m.get("kv_heads", 2), seed=m.get("seed", 0))
-    return float(runner_calibrate(shards, profile_json(str(shards))))
+    profile = profile_json(str(shards))
+    layers = min(4, len(profile["layers"]))
+    runner = TorchSegmentRunner(ShardDir(shards), 0, layers, has_embed=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the test bed's agents run it
+    try:
+        prefill = []
+        for k in range(3):
+            start = time.thread_time()
+            runner.forward(f"cal-{k}", runner.embed(list(range(3, 19))), 0)
+            prefill.append(time.thread_time() - start)
+        start = time.thread_time()
+        for i in range(steps):
+            runner.forward("cal-0", runner.embed([7]), 16 + i)
+        decode = (time.thread_time() - start) / steps / layers
+    finally:
+        torch.set_num_threads(threads)
+    t16 = min(prefill) / layers
+    flops = sum(c["flops_per_token"] for c in profile["layers"][:layers]) / layers
+    per_token = max((t16 - decode) / 15.0, decode * 0.02)
+    overhead = max(0.0, decode - per_token)
+    return flops / per_token, overhead
 
 
 def relative_error(sim: float | None, bed: float | None) -> float | None:
@@ -65,9 +95,10 @@ def testbed_figures(sc: Any, mode: str, duration_s: float, runs: int,
 
 
 def simulated_figures(sc: Any, mode: str, duration_s: float, base_flops: float,
-                      seed: int = 0) -> dict[str, Any]:
+                      overhead_s: float = 0.0, seed: int = 0) -> dict[str, Any]:
     # The test bed's own cadence: reports and decisions every 0.5 s, a 10 s cool-down.
-    setup = build_setup(sc, {"base_flops": base_flops, "report_interval_s": 0.5,
+    setup = build_setup(sc, {"base_flops": base_flops, "testbed_layer_overhead_s": overhead_s,
+                             "report_interval_s": 0.5,
                              "interval_s": 0.5, "cooldown_s": 10.0, "link_alpha": 0.6})
     sim = Simulation(setup, mode, seed, duration_s)
     full = summarize(sim, sim.run())
@@ -78,10 +109,11 @@ def calibrate(name: str, runs: int = 1, duration_s: float | None = None,
               mode: str = "adaptive", show: Callable[..., None] = print) -> dict[str, Any]:
     sc = load_scenario(name)
     duration = sc.duration_s if duration_s is None else duration_s
-    base = measured_base_flops(sc)
-    show(f"test bed decodes at {base / 1e9:.2f} GFLOP/s per slowdown-1 node")
+    base, overhead = measured_speed(sc)
+    show(f"test-bed agent thread: {base / 1e9:.2f} GFLOP/s + {overhead * 1e3:.2f} ms "
+         "per layer per pass")
     bed = testbed_figures(sc, mode, duration, runs, show)
-    sim = simulated_figures(sc, mode, duration, base)
+    sim = simulated_figures(sc, mode, duration, base, overhead)
     return {"scenario": sc.name, "mode": mode, "duration_s": duration,
-            "base_flops": base, "testbed": bed, "sim": sim,
+            "base_flops": base, "layer_overhead_s": overhead, "testbed": bed, "sim": sim,
             "relative_error": {k: relative_error(sim[k], bed[k]) for k in KEYS}}

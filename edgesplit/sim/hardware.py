@@ -74,12 +74,13 @@ def load_hardware(path: Path | None = None) -> dict[str, HardwareClass]:
     return out
 
 
-def testbed_class(flops_per_s: float, memory: float) -> HardwareClass:
-    """A test-bed node: a CPU thread that decodes at ``flops_per_s`` (measured), so
-    compute-bound by construction (its model is tiny and stays in cache)."""
+def testbed_class(flops_per_s: float, memory: float, layer_overhead_s: float = 0.0
+                  ) -> HardwareClass:
+    """A test-bed node: a CPU thread computing at ``flops_per_s`` plus a fixed cost
+    per layer per pass (both measured); never memory-bound (its model is tiny)."""
     return HardwareClass(
         name="testbed-cpu", peak_flops=flops_per_s, memory_bandwidth=1e15, memory=memory,
-        compute_efficiency=1.0, memory_efficiency=1.0, layer_overhead_s=0.0,
+        compute_efficiency=1.0, memory_efficiency=1.0, layer_overhead_s=layer_overhead_s,
         source="measured by edgesplit.scenario.runner.calibrate on this machine")
 
 

@@ -26,6 +26,7 @@ class SimSettings:
     model: str = ""  # built-in model (hardware.MODELS); "" = the scenario's tiny test-bed model
     dtype: str = ""  # profile the model as this dtype ("" = the checkpoint's)
     base_flops: float = BASE_FLOPS  # speed of a slowdown-1 test-bed node
+    testbed_layer_overhead_s: float = 0.0  # fixed cost per layer per pass of such a node
     report_interval_s: float = 1.0  # agents' report cycle
     interval_s: float = 1.0  # orchestrator's decision cycle
     cooldown_s: float = 30.0
@@ -129,7 +130,8 @@ def build_setup(sc: Scenario, overrides: dict[str, Any] | None = None) -> SimSet
                                    n.background_utilization))
         else:
             memory = int(n.memory_gb * 2**30)
-            nodes.append(NodeSetup(n.id, testbed_class(settings.base_flops, memory), n.trusted,
+            nodes.append(NodeSetup(n.id, testbed_class(settings.base_flops, memory,
+                                                  settings.testbed_layer_overhead_s), n.trusted,
                                    n.entry, memory, n.background_utilization, n.slowdown))
     listed = {frozenset((lk.a, lk.b)): lk for lk in sc.links}
     if settings.mesh:

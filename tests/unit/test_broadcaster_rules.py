@@ -20,7 +20,7 @@ from edgesplit.security.keys import generate_agreement_key, public_bytes
 from edgesplit.security.shards import unwrap_key, wrap_key
 from edgesplit.testbed import plan_from_cuts
 from services.broadcaster.registry import ModelEntry
-from services.broadcaster.rollout import Verdict, admit, grants_of
+from services.broadcaster.rollout import Verdict, admit, grants_of, leaky_routes
 
 NAMES = ["meta", "embed", "layer.0", "layer.1", "layer.2", "layer.3", "head"]
 SHARDS = {n: ShardEntry(n, f"{i:064x}", 100 + i) for i, n in enumerate(NAMES)}
@@ -118,3 +118,12 @@ async def test_retries_only_retryable_codes_and_only_a_few_times() -> None:
     with pytest.raises(grpc.aio.AioRpcError):
         await call_with_retry(failing([grpc.StatusCode.UNAVAILABLE] * 9), 5.0, 3, rng)
     assert len(calls) == 3  # capped
+
+
+def test_leaky_routes_are_what_the_entries_will_refuse() -> None:
+    p = plan(1)  # n0 [0,1) +embed, n1 [1,3), n2 [3,4), n0 [4,4) +head
+    assert leaky_routes(p, ["n0"], privacy_depth=1) == {}
+    assert leaky_routes(p, ["n0"], privacy_depth=2) == {"n0": ("n1",)}  # layer 1 on n1
+    assert leaky_routes(p, ["n0", "n1"], privacy_depth=2) == {}
+    # the entry is checked too: an entry not on the list cannot serve privacy=high
+    assert leaky_routes(p, [], privacy_depth=0) == {"n0": ("n0",)}

@@ -20,6 +20,7 @@ from edgesplit.core.planner_bounds import lagrangian
 from edgesplit.core.planner_dp import dssr, path_cost, relaxed_route
 from edgesplit.core.planner_instances import small_instance
 from edgesplit.core.planner_problem import Instance
+from edgesplit.core.trust import trusts
 from edgesplit.core.types import (
     ClusterState,
     Mode,
@@ -77,7 +78,7 @@ def violations(plan: Plan, state: ClusterState, profile: ModelProfile, wl: Workl
             if s.has_head:
                 held.add("head")
             sensitive = s.has_embed or s.has_head or s.start < min(wl.privacy_depth, L)
-            if wl.privacy is Privacy.HIGH and sensitive and not node.trusts_entry(r.entry):
+            if wl.privacy is Privacy.HIGH and sensitive and not trusts(node, r.entry):
                 bad.append(f"{r.entry}: sensitive layers on untrusted {s.node}")
         for a, b in zip(r.nodes, r.nodes[1:], strict=False):
             if a != b and (a, b) not in links:

@@ -59,6 +59,32 @@ NO_LAYER_TIMES = LayerTimes()
 
 
 @dataclass(frozen=True, slots=True)
+class LinkAssumption:
+    """Figures assumed for a link between two live nodes that nobody has measured yet."""
+
+    rtt_s: float = 0.01
+    bandwidth_bps: float = 100e6
+
+
+def complete_links(
+    cluster: ClusterState, assume: LinkAssumption | None
+) -> tuple[ClusterState, tuple[tuple[NodeId, NodeId], ...]]:
+    """The one rule for unmeasured links: between two live nodes, ``assume``
+    stands in for a link without both figures measured (so the planner may
+    still route over it); with ``assume=None`` such a link stays absent.
+
+    Returns the completed cluster and the directed links that were missing.
+    """
+    alive = [n.node_id for n in cluster.nodes if n.alive]
+    have = {(lk.src, lk.dst) for lk in cluster.links}
+    missing = tuple((a, b) for a in alive for b in alive if a != b and (a, b) not in have)
+    if assume is None or not missing:
+        return cluster, missing
+    extra = tuple(LinkState(a, b, assume.rtt_s, assume.bandwidth_bps) for a, b in missing)
+    return replace(cluster, links=(*cluster.links, *extra)), missing
+
+
+@dataclass(frozen=True, slots=True)
 class LinkEnv:
     """Smoothed figures of the directed link ``src -> dst`` as ``src`` observed it.
 
@@ -162,13 +188,16 @@ class EnvironmentState:
         node = self.nodes.get(node_id)
         return node is not None and node.alive
 
-    def to_cluster_state(self, static: NodeInventory) -> ClusterState:
+    def to_cluster_state(
+        self, static: NodeInventory, assume: LinkAssumption | None = None
+    ) -> ClusterState:
         """The planner's input: inventory figures overlaid with what was measured.
 
         Nodes keep inventory order. A node without reports is ``alive`` only if
         it is still within its liveness grace, and carries no layer times (the
         planner falls back to FLOPs / declared speed). Links appear once both
-        ends are in the inventory and both RTT and bandwidth were observed.
+        ends are in the inventory and both RTT and bandwidth were observed;
+        other links between live nodes follow ``complete_links`` with ``assume``.
         """
         nodes: list[NodeState] = []
         links: list[LinkState] = []
@@ -193,7 +222,7 @@ class EnvironmentState:
             for lk in env.links:
                 if lk.dst in static and lk.rtt_s is not None and lk.bandwidth_bps is not None:
                     links.append(LinkState(lk.src, lk.dst, lk.rtt_s, lk.bandwidth_bps))
-        return ClusterState(nodes=tuple(nodes), links=tuple(links))
+        return complete_links(ClusterState(nodes=tuple(nodes), links=tuple(links)), assume)[0]
 
     def measured_profile(self, profile: ModelProfile, static: NodeInventory) -> ModelProfile:
         """``profile`` with FLOPs estimates replaced by what was measured.

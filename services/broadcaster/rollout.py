@@ -181,9 +181,9 @@ class Rollout:
         if result.committed:
             leaks = leaky_routes(plan, opts.trusted_nodes, opts.privacy_depth)
             m.PRIVATE_ROUTES.set(len(plan.routes) - len(leaks))
-            for entry, nodes in sorted(leaks.items()):
+            for entry, holders in sorted(leaks.items()):
                 log.info("epoch %d: privacy=high requests at %s are refused (sensitive parts "
-                         "on %s, not in the trusted nodes)", plan.epoch, entry, ", ".join(nodes))
+                         "on %s, not in the trusted nodes)", plan.epoch, entry, ", ".join(holders))
         log.info("epoch %d %s in %.3fs: %s", plan.epoch, outcome, result.elapsed_s,
                  ", ".join(f"{n.node_id}={n.state}{'/' + n.code if n.code else ''}"
                            for n in result.nodes))

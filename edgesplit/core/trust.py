@@ -1,4 +1,5 @@
-"""Trust: which nodes may hold a route's sensitive parts. One rule, one check.
+"""Trust: which nodes may hold a route's sensitive parts. One rule, one check
+(docs/architecture.md §5.5).
 
 The sensitive parts of a route are ``embed``, ``head`` and the first
 ``privacy_depth`` decoder layers (``Segment.sensitive_items``): they see raw

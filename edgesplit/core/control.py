@@ -26,6 +26,7 @@ from types import MappingProxyType
 
 from edgesplit.core import types as t
 from edgesplit.core.environment import EnvironmentState, LinkAssumption, complete_links
+from edgesplit.core.inventory import NodeInventory
 from edgesplit.core.planner import solve
 from edgesplit.core.triggers import (
     TriggerConfig,
@@ -105,6 +106,16 @@ def observation(
     gives it) completed with ``config.assumed_link``."""
     done, unmeasured = complete_links(cluster, config.assumed_link)
     return Observation(env, done, profile, unmeasured)
+
+
+def observe_environment(
+    env: EnvironmentState, inventory: NodeInventory, profile: t.ModelProfile,
+    config: ControlConfig,
+) -> Observation:
+    """The same ``Observation`` in-process (the simulator's way): what the
+    monitor derives and serves in ``GetState``, derived here by the same rules."""
+    return observation(env, env.to_cluster_state(inventory),
+                       env.measured_profile(profile, inventory), config)
 
 
 @dataclass(frozen=True, slots=True)

@@ -228,13 +228,16 @@ NO_ANSWERS: Answers = MappingProxyType({})
 
 
 # ---- one interval ---------------------------------------------------------------------
-def observe(history: ControlHistory, env: EnvironmentState, config: ControlConfig) -> ControlHistory:
+def observe(
+    history: ControlHistory, env: EnvironmentState, config: ControlConfig
+) -> ControlHistory:
     """Fold one E(t) in: the request rate (from the monitor's finished-request
     count, so plans are judged by the traffic actually served) and first contact."""
     rate, last = history.rate, history.last_count
     if last is not None and env.now > last[1]:
         sample = max(0, env.requests_total - last[0]) / (env.now - last[1])
-        rate = sample if rate is None else (1 - config.rate_alpha) * rate + config.rate_alpha * sample
+        a = config.rate_alpha
+        rate = sample if rate is None else (1 - a) * rate + a * sample
     heard = history.first_heard_at
     if heard is None and any(n.alive and n.reports for n in env.nodes.values()):
         heard = env.now
@@ -265,7 +268,8 @@ def step(
         privacy_violation=privacy_high and not is_private(plan, obs.cluster, config))
     fired = tuple(sorted({trig.kind.value for trig in decision.fired}))
     if not decision.act:
-        return Wait(decision.reason, held_by_cooldown=bool(fired) and decision.suppressed_by_cooldown)
+        held = bool(fired) and decision.suppressed_by_cooldown
+        return Wait(decision.reason, held_by_cooldown=held)
     urgent = any(trig.urgent for trig in decision.fired)
     if not urgent and now < history.quiet_until:
         return Wait("the same state was just answered with keep")

@@ -122,12 +122,12 @@ async def stack(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Stack]:
     oconf = OrchestratorConfig(
         monitor=f"127.0.0.1:{mserver.port}", split_reviser=f"127.0.0.1:{rserver.port}",
         broadcaster=baddr, db=str(tmp_path / "orchestrator.sqlite"), entries=(ENTRY,))
-    loop = ControlLoop(oconf, Store(oconf.db))
-    yield Stack(oconf.monitor, loop)
-    await loop.close()
-    loop.store.close()
-    for s in (mserver, rserver):
-        await s.server.stop(None)
+    st = Stack(oconf.monitor, ControlLoop(oconf, Store(oconf.db)))
+    yield st
+    await st.loop.close()
+    st.loop.store.close()
+    for server in (mserver, rserver):
+        await server.server.stop(None)
 
 
 def remote_hops(plan: Plan) -> frozenset[tuple[str, str]]:
@@ -197,3 +197,26 @@ def count_calls(loop: ControlLoop) -> tuple[list[int], list[int]]:
     wrap(loop.reviser, "Revise", revises)
     wrap(loop.broadcaster, "Apply", applies)
     return revises, applies
+
+
+async def test_an_aborted_epoch_is_never_offered_again_after_a_restart(
+        stack: Stack, cluster: Cluster) -> None:
+    loop = stack.loop
+    await stack.report()
+    first = await loop.tick()
+    assert first is not None and first.outcome == "committed" and first.new_epoch == 1
+    cluster.faults.fail.update(NODES)  # every node fails to load its segment: abort
+    await stack.report(slow=remote_hops(loop.plan))  # type: ignore[arg-type]
+    aborted = await loop.tick(now=time.time() + loop.config.cooldown_s + 1)
+    assert aborted is not None and aborted.outcome == "aborted", aborted
+    assert loop.history.last_epoch == 2  # spent at the broadcaster and the agents
+
+    await loop.close()
+    loop.store.close()
+    again = stack.loop = ControlLoop(loop.config, Store(loop.config.db))
+    assert again.plan is not None and again.plan.epoch == 1
+    assert again.history.last_epoch == 2
+    cluster.faults.fail.clear()
+    await stack.report(slow=remote_hops(again.plan))
+    d = await again.tick(now=time.time() + loop.config.cooldown_s + 1)
+    assert d is not None and d.outcome == "committed" and d.new_epoch == 3, d

@@ -4,7 +4,7 @@ with the split reviser is what the in-process (simulator) path computes."""
 from __future__ import annotations
 
 from edgesplit.core import control as ctl
-from edgesplit.core.environment import EnvironmentState
+from edgesplit.core.environment import EnvironmentState, LinkAssumption
 from edgesplit.core.inventory import NodeInventory
 from edgesplit.core.monitor import Monitor, MonitorConfig
 from edgesplit.core.planner import solve
@@ -47,7 +47,7 @@ def test_getstate_decodes_to_the_in_process_observation() -> None:
     assert (B, A) in remote.unmeasured and (A, B) not in remote.unmeasured
     assert {(A, C), (C, B)} <= set(remote.unmeasured)
     assumed = remote.cluster.link(B, A)
-    assert assumed is not None and assumed.bandwidth_bps == CONFIG.assumed_link.bandwidth_bps  # type: ignore[union-attr]
+    assert assumed is not None and assumed.bandwidth_bps == LinkAssumption().bandwidth_bps
     assert remote.env.nodes[B].cpu_utilization == local.env.nodes[B].cpu_utilization
 
 

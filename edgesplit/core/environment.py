@@ -66,7 +66,11 @@ def complete_links(
     Returns the completed cluster and the directed links that were missing.
     """
     alive = [n.node_id for n in cluster.nodes if n.alive]
-    have = {(lk.src, lk.dst) for lk in cluster.links}
+    live = set(alive)
+    have = {(lk.src, lk.dst) for lk in cluster.links
+            if lk.src != lk.dst and lk.src in live and lk.dst in live}
+    if len(have) == len(alive) * (len(alive) - 1):
+        return cluster, ()  # all measured: the common case, without the quadratic walk
     missing = tuple((a, b) for a in alive for b in alive if a != b and (a, b) not in have)
     if assume is None or not missing:
         return cluster, missing

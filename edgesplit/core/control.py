@@ -229,10 +229,13 @@ NO_ANSWERS: Answers = MappingProxyType({})
 
 # ---- one interval ---------------------------------------------------------------------
 def observe(
-    history: ControlHistory, env: EnvironmentState, config: ControlConfig
+    history: ControlHistory, env: EnvironmentState, config: ControlConfig,
+    now: float | None = None,
 ) -> ControlHistory:
     """Fold one E(t) in: the request rate (from the monitor's finished-request
-    count, so plans are judged by the traffic actually served) and first contact."""
+    count, so plans are judged by the traffic actually served) and first contact,
+    at ``now`` (default ``env.now``: pass the caller's clock when the monitor's
+    is another machine's)."""
     rate, last = history.rate, history.last_count
     if last is not None and env.now > last[1]:
         sample = max(0, env.requests_total - last[0]) / (env.now - last[1])
@@ -240,7 +243,7 @@ def observe(
         rate = sample if rate is None else (1 - a) * rate + a * sample
     heard = history.first_heard_at
     if heard is None and any(n.alive and n.reports for n in env.nodes.values()):
-        heard = env.now
+        heard = env.now if now is None else now
     return replace(history, rate=rate, last_count=(env.requests_total, env.now),
                    first_heard_at=heard)
 
@@ -326,12 +329,18 @@ def decide(
     now: float,
     config: ControlConfig,
     planner: Callable[[PlanRequest], PlanAnswer] = solve_request,
+    *,
+    private: bool = False,
 ) -> Wait | Keep | Reconfigure | Refuse:
-    """``step`` with its ``Revise`` questions answered by a synchronous ``planner``."""
+    """``step`` (``private_route`` when ``private``) with its ``Revise``
+    questions answered by a synchronous ``planner``."""
     answers: dict[Mode, PlanAnswer] = {}
-    while isinstance(action := step(obs, plan, history, now, config, answers), Revise):
+    while True:
+        action = (private_route(obs, plan, history, config, answers) if private
+                  else step(obs, plan, history, now, config, answers))
+        if not isinstance(action, Revise):
+            return action
         answers[action.request.mode] = planner(action.request)
-    return action
 
 
 def is_private(plan: Plan, cluster: ClusterState, config: ControlConfig) -> bool:

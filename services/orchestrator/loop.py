@@ -136,7 +136,7 @@ class ControlLoop:
         if now < self.history.retry_at:
             return None  # not even E(t): nothing would be rolled out anyway
         obs = await self.observe()
-        self.history = ctl.observe(self.history, obs.env, self.control)
+        self.history = ctl.observe(self.history, obs.env, self.control, now)
         if self.plan is None and obs.plannable and await self.adopt_serving():
             return None
         action = await self.decide(obs, now)

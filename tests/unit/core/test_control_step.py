@@ -152,6 +152,7 @@ def test_privacy_route_on_demand() -> None:
     assert ctl.is_private(got.plan, o.cluster, CONFIG) and D not in got.plan.nodes
     refused = ctl.private_route(o, LEAKY, h, CONFIG, {Mode.RESPLIT: answer(None)})
     assert isinstance(refused, ctl.Refuse) and "no room" in refused.reason
+    assert ctl.decide(o, LEAKY, h, NOW, CONFIG, private=True) == got  # the same, driven
     static = ctl.private_route(o, LEAKY, h, replace(CONFIG, static=True))
     assert isinstance(static, ctl.Refuse)
 
@@ -173,6 +174,7 @@ def test_first_plan_waits_for_links_then_plans_a_resplit() -> None:
     assert len(o.unmeasured) == 12 and len(o.cluster.links) == 12  # assumed, flagged
     h = ctl.observe(ctl.ControlHistory(), e, CONFIG)
     assert h.first_heard_at == NOW
+    assert ctl.observe(ctl.ControlHistory(), e, CONFIG, now=5.0).first_heard_at == 5.0
     assert isinstance(ctl.step(o, None, h, NOW + 1, CONFIG), ctl.Wait)
     first = ctl.decide(o, None, h, NOW + CONFIG.initial_wait_s, CONFIG)
     assert isinstance(first, ctl.Reconfigure) and first.change is ctl.Change.RESPLIT

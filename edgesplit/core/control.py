@@ -86,13 +86,13 @@ class Observation:
 
     ``env`` is what the triggers watch; ``cluster`` is the planner's view of
     it with unmeasured links completed by the one rule (``complete_links``);
-    ``unmeasured`` names those links; ``profile`` has measured layer costs.
+    ``unmeasured`` counts those links; ``profile`` has measured layer costs.
     """
 
     env: EnvironmentState
     cluster: ClusterState
     profile: t.ModelProfile
-    unmeasured: tuple[tuple[t.NodeId, t.NodeId], ...] = ()
+    unmeasured: int = 0
 
     @property
     def plannable(self) -> bool:

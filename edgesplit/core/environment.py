@@ -12,15 +12,25 @@ import bisect
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
-from edgesplit.core.cost import EMBED_INDEX, HEAD_INDEX, MIN_FREE_FRACTION
+from edgesplit.core.cost import MIN_FREE_FRACTION
 from edgesplit.core.inventory import NodeInventory
 from edgesplit.core.reports import LinkSource
-from edgesplit.core.types import ClusterState, LayerCost, LinkState, ModelProfile, NodeId, NodeState
+from edgesplit.core.types import (
+    ClusterState,
+    LayerCost,
+    LayerKey,
+    LinkState,
+    ModelProfile,
+    NodeId,
+    NodeState,
+    Part,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class LayerTimes:
-    """Seconds per token by layer index: two parallel tuples, sorted by layer.
+    """Seconds per token by layer key: two parallel tuples, sorted by layer
+    (``Part.EMBED`` first, then the decoder layers, ``Part.HEAD`` last).
 
     Parallel tuples rather than ``(layer, seconds)`` pairs because the layer
     tuple of a node is shared from report to report: each report then costs
@@ -28,14 +38,14 @@ class LayerTimes:
     thousand nodes rebuilds thousands of these a second.
     """
 
-    layers: tuple[int, ...] = ()
+    layers: tuple[LayerKey, ...] = ()
     seconds: tuple[float, ...] = ()
 
-    def pairs(self) -> tuple[tuple[int, float], ...]:
+    def pairs(self) -> tuple[tuple[LayerKey, float], ...]:
         """The ``NodeState.layer_seconds`` form."""
         return tuple(zip(self.layers, self.seconds, strict=True))
 
-    def get(self, layer: int) -> float | None:
+    def get(self, layer: LayerKey) -> float | None:
         i = bisect.bisect_left(self.layers, layer)
         if i < len(self.layers) and self.layers[i] == layer:
             return self.seconds[i]
@@ -228,7 +238,7 @@ class EnvironmentState:
         every node. That node's own measured times still count for it
         (``to_cluster_state``). Other layers (and embed / head) keep theirs.
         """
-        samples: dict[int, list[float]] = {}
+        samples: dict[LayerKey, list[float]] = {}
         for env in self.nodes.values():
             spec = static.get(env.node_id)
             if spec is None or not env.alive or spec.flops_per_s <= 0:
@@ -240,7 +250,7 @@ class EnvironmentState:
         if not samples:
             return profile
 
-        def calibrated(cost: LayerCost, index: int) -> LayerCost:
+        def calibrated(cost: LayerCost, index: LayerKey) -> LayerCost:
             if len(samples.get(index, ())) < 2:
                 return cost
             return replace(cost, flops_per_token=min(samples[index]))
@@ -248,14 +258,14 @@ class EnvironmentState:
         return replace(
             profile,
             layers=tuple(calibrated(c, i) for i, c in enumerate(profile.layers)),
-            embed=calibrated(profile.embed, EMBED_INDEX),
-            head=calibrated(profile.head, HEAD_INDEX),
+            embed=calibrated(profile.embed, Part.EMBED),
+            head=calibrated(profile.head, Part.HEAD),
         )
 
 
 def _overlay(
-    estimate: tuple[tuple[int, float], ...], measured: LayerTimes
-) -> tuple[tuple[int, float], ...]:
+    estimate: tuple[tuple[LayerKey, float], ...], measured: LayerTimes
+) -> tuple[tuple[LayerKey, float], ...]:
     """Per-layer times: a measured layer replaces its configured estimate, others stay."""
     if not estimate:
         return measured.pairs()  # the common case: nothing configured

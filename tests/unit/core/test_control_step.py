@@ -28,11 +28,11 @@ LAYER = t.LayerCost(weight_bytes=1 << 20, flops_per_token=1e9, kv_bytes_per_toke
 PROFILE = t.ModelProfile("tiny", (LAYER,) * 6, LAYER, LAYER, 512, "digest")
 # a (embed, 0-2) -> b (2-4) -> c (4-6) -> a (head)
 PLAN = Plan(t.Epoch(3), "digest", (t.Route(A, (
-    t.Segment(A, 0, 2, has_embed=True), t.Segment(B, 2, 4), t.Segment(C, 4, 6),
-    t.Segment(A, 6, 6, has_head=True))),))
+    t.Segment(A, 0, 2, parts=t.EMBED_ONLY), t.Segment(B, 2, 4), t.Segment(C, 4, 6),
+    t.Segment(A, 6, 6, parts=t.HEAD_ONLY))),))
 # Sensitive layers 0-6 on d, which nobody trusts.
 LEAKY = Plan(t.Epoch(3), "digest", (t.Route(A, (
-    t.Segment(A, 0, 0, has_embed=True), t.Segment(D, 0, 6), t.Segment(A, 6, 6, has_head=True))),))
+    t.Segment(A, 0, 0, parts=t.EMBED_ONLY), t.Segment(D, 0, 6), t.Segment(A, 6, 6, parts=t.HEAD_ONLY))),))
 INVENTORY = NodeInventory(
     tuple(t.NodeState(n, t.Trust.TRUSTED, 1 << 30, 1e12) for n in (A, B, C))
     + (t.NodeState(D, t.Trust.UNTRUSTED, 1 << 30, 1e12),))

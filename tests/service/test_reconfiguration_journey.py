@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
 from edgesplit.core.control import ControlHistory
@@ -45,7 +44,7 @@ from services.orchestrator.loop import ControlLoop
 from services.orchestrator.store import Store
 from services.split_reviser.__main__ import registrations as reviser_registrations
 from services.split_reviser.config import SplitReviserConfig
-from tests.service.broadcaster_cluster import LAYERS, NODES, Cluster, cluster
+from tests.service.broadcaster_cluster import LAYERS, NODES, TRANSPORT, Cluster, cluster
 
 __all__ = ["cluster"]  # the fixture, re-exported for pytest
 
@@ -88,7 +87,7 @@ class Stack:
     async def report(self, slow: frozenset[tuple[str, str]] = frozenset()) -> None:
         """One report per node over the monitor's Report stream, as agents send them:
         every link measured, fast unless named in ``slow``."""
-        async with grpc.aio.insecure_channel(self.monitor) as ch:
+        async with TRANSPORT.aio_channel(self.monitor) as ch:
             for node in NODES:
                 self.seq += 1
                 links = [mpb.LinkObservation(peer=p, source="probe",

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cycles", type=int, default=30, help="simulated 1 s report cycles")
     parser.add_argument("--layers", type=int, default=32, help="layers each node measures")
     parser.add_argument("--peers", type=int, default=5, help="links each node reports")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated reports")
 
 
 @dataclass

@@ -65,7 +65,7 @@ FAMILIES = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a few instances (seconds)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random instances")
     parser.add_argument(
         "--milp-time-limit", type=float, default=None, help="seconds per HiGHS run (15; quick 5)"
     )

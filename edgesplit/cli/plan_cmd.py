@@ -23,7 +23,8 @@ def register(sub: Any) -> None:
         help="profile JSON from `edgesplit model profile DIR --json`, or a directory holding "
         "profile.json",
     )
-    p.add_argument("--mode", choices=("resplit", "placement"), default="resplit")
+    p.add_argument("--mode", choices=("resplit", "placement"), default="resplit",
+                   help="resplit: cuts free; placement: keep the cuts, move segments")
     p.add_argument(
         "--entry",
         action="append",

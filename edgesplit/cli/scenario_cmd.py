@@ -26,7 +26,8 @@ def register(sub: Any) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", choices=["adaptive", "static", "both"], default="both")
+    p.add_argument("--mode", choices=["adaptive", "static", "both"], default="both",
+                   help="adaptive: the orchestrator adapts; static: it keeps its first plan")
     p.add_argument("--duration", type=float, default=None, help="seconds of load per mode "
                                                                 "(default: the scenario's)")
     p.add_argument("--json", action="store_true", help="print only the JSON result")

@@ -7,22 +7,25 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgesplit.cli.generate_cmd import ENTRY_FILE
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("testbed", help="run a local test bed of node agents")
     p.add_argument("--dir", default="var/testbed", help="state directory of the test bed")
     tsub = p.add_subparsers(dest="testbed_command", required=True)
     up = tsub.add_parser("up", help="start N node agents and roll out a static plan")
-    up.add_argument("--nodes", type=int, default=3)
+    up.add_argument("--nodes", type=int, default=3, help="node agents to start")
     up.add_argument("--model", default="", help="HF model directory (default: a generated "
                                                  "tiny model under --dir)")
     up.add_argument("--plan", default="", help="YAML/JSON plan: {cuts: [..]} or "
                                                "{segments: [[node, start, end], ..]}")
     up.add_argument("--wire-dtype", default="float32",
-                    choices=["float32", "bfloat16", "float16"])
+                    choices=["float32", "bfloat16", "float16"],
+                    help="dtype of activations between nodes")
     up.set_defaults(handler=_up)
     st = tsub.add_parser("status", help="what each node holds")
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--json", action="store_true", help="print JSON")
     st.set_defaults(handler=_status)
     down = tsub.add_parser("down", help="stop the test bed's node agents")
     down.set_defaults(handler=_down)
@@ -63,6 +66,7 @@ def _up(args: argparse.Namespace) -> int:
     for n in bed.nodes:
         print(f"  {n.node_id:8} {n.address:22} pid {n.pid}")
     route = plan.routes[0]
+    (base / ENTRY_FILE).write_text(route.entry)  # what `edgesplit generate` sends to
     print("route:", " -> ".join(f"{s.node}[{s.start},{s.end})" for s in route.segments),
           f"-> {route.entry} (epoch {plan.epoch})")
     print(f"entry: {bed.nodes[0].address}   try: edgesplit generate --entry "

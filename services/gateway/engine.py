@@ -189,7 +189,7 @@ class Generation:
                 if reply.finish_reason:
                     yield Piece(text + stop.rest(), FINISH.get(reply.finish_reason, "stop"))
                     return
-                if text:
+                if text or len(self.tokens) == 1:  # the first token always: TTFT is visible
                     yield Piece(text)
         finally:
             await self.aclose()

@@ -27,6 +27,11 @@ def test_testbed_up_generate_status_down(tmp_path: Path) -> None:
         gen = _cli("generate", "--entry", entry.group(1), "Hello edge", "--max-new-tokens", "6")
         assert gen.returncode == 0, gen.stderr
         assert "6 tokens" in gen.stderr or "finish=" in gen.stderr
+        # Without --entry: the running bed's entry, and it says where it sent the request.
+        found = _cli("generate", "--testbed-dir", base, "Hello edge", "--max-new-tokens", "6")
+        assert found.returncode == 0, found.stderr
+        assert found.stdout == gen.stdout
+        assert f"-> {entry.group(1)} (node-0 of the test bed in {base})" in found.stderr
         status = _cli("testbed", "--dir", base, "status", "--json")
         rows = json.loads(status.stdout)
         assert [r["node"] for r in rows] == ["node-0", "node-1", "node-2"]

@@ -49,9 +49,14 @@ def _tiny(args: argparse.Namespace) -> int:
 
 
 def _shard(args: argparse.Namespace) -> int:
+    from edgesplit.cli.progress import progress
+    from edgesplit.model.loader import read_config
     from edgesplit.model.shard import shard_model
 
-    manifest = shard_model(args.dir, args.out)
+    parts = int(read_config(args.dir)["num_hidden_layers"]) + 2  # + embed and head
+    with progress(f"sharding {args.dir}", parts) as advance:
+        manifest = shard_model(args.dir, args.out,
+                               on_part=lambda name, _total: advance(description=f"wrote {name}"))
     total = sum(s.bytes for s in manifest.shards)
     print(f"{len(manifest.shards)} shards, {total / 2**20:.1f} MiB, "
           f"model digest {manifest.model_digest} -> {args.out}")

@@ -134,25 +134,30 @@ class Gateway:
             raise APIError(503, "the tokenizer is still loading", "service_unavailable",
                            "starting", headers={"Retry-After": "1"})
 
-    async def completions(self, request: Request) -> Response:
+    async def _generate(self, request: Request, kind: str) -> Response:
         client = self.keys.authenticate(request.headers.get("authorization"))
-        body = parse(CompletionRequest, await self._body(request))
+        raw = await self._body(request)
+        body: CompletionRequest | ChatRequest
+        if kind == "completions":
+            body = parse(CompletionRequest, raw)
+        else:
+            body = parse(ChatRequest, raw)
         if body.model != self.model:
             raise model_not_found(body.model, self.model)
         self._ready_check()
-        ids = completion_ids(self.tokenizer, body.prompt)
-        return await self.serve(request, client, "completions", body,
-                                self._params(request, body, ids, body.max_tokens))
+        if isinstance(body, CompletionRequest):
+            ids, limit = completion_ids(self.tokenizer, body.prompt), body.max_tokens
+        else:
+            ids = chat_ids(self.tokenizer, [msg.model_dump() for msg in body.messages])
+            limit = body.limit()
+        return await self.serve(request, client, kind, body,
+                                self._params(request, body, ids, limit))
+
+    async def completions(self, request: Request) -> Response:
+        return await self._generate(request, "completions")
 
     async def chat(self, request: Request) -> Response:
-        client = self.keys.authenticate(request.headers.get("authorization"))
-        body = parse(ChatRequest, await self._body(request))
-        if body.model != self.model:
-            raise model_not_found(body.model, self.model)
-        self._ready_check()
-        ids = chat_ids(self.tokenizer, [msg.model_dump() for msg in body.messages])
-        return await self.serve(request, client, "chat", body,
-                                self._params(request, body, ids, body.limit()))
+        return await self._generate(request, "chat")
 
     async def models(self, request: Request) -> Response:
         self.keys.authenticate(request.headers.get("authorization"))

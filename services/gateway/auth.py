@@ -7,6 +7,7 @@ The key file (YAML or JSON; a Kubernetes Secret mounted as a file works)::
         key: sk-alice-...        # or key_sha256: <hex digest of the key>
         max_concurrent: 4        # optional; default: the gateway's max_concurrent
         entries: [node-0]        # optional; entry nodes this client may use (default: any)
+        trusted_only: true       # optional; only entries the inventory marks trusted
 
 Keys are compared as SHA-256 digests in constant time, so the file may hold
 digests only and a timing probe learns nothing about a key.
@@ -32,9 +33,10 @@ class Client:
     name: str
     max_concurrent: int
     entries: frozenset[str] = frozenset()  # empty: any entry
+    trusted_only: bool = False
 
-    def may_use(self, node_id: str) -> bool:
-        return not self.entries or node_id in self.entries
+    def may_use(self, node_id: str, trusted: bool = True) -> bool:
+        return (not self.entries or node_id in self.entries) and (trusted or not self.trusted_only)
 
 
 def _digest(key: str) -> bytes:
@@ -69,7 +71,8 @@ class KeyBook:
                 raise ValueError(f"{path}: client {e['client']!r} needs 'key' or 'key_sha256'")
             clients[digest] = Client(str(e["client"]),
                                      int(e.get("max_concurrent", default_max_concurrent)),
-                                     frozenset(str(n) for n in e.get("entries", ()) or ()))
+                                     frozenset(str(n) for n in e.get("entries", ()) or ()),
+                                     bool(e.get("trusted_only", False)))
         return cls(clients, None)
 
     def authenticate(self, authorization: str | None) -> Client:

@@ -96,7 +96,7 @@ class EntryPool:
         """Healthy entries the client may use, least busy first, then by preference."""
         order = {n: i for i, n in enumerate(self.preferred)}
         usable = [e for e in self.healthy()
-                  if client.may_use(e.node_id) and e.node_id not in exclude]
+                  if client.may_use(e.node_id, e.trusted) and e.node_id not in exclude]
         return sorted(usable, key=lambda e: (self._busy.get(e.node_id, 0),
                                              order.get(e.node_id, len(order)), e.node_id))
 

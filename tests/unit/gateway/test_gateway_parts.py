@@ -60,6 +60,9 @@ def test_keys_map_to_clients_and_digests_work(tmp_path: Path) -> None:
     assert (a.name, a.max_concurrent, a.may_use("node-9")) == ("a", 1, True)
     assert (b.name, b.max_concurrent) == ("b", 3)
     assert b.may_use("node-2") and not b.may_use("node-0")
+    c = book(tmp_path, "clients:\n  - {client: c, key: k, trusted_only: true}\n"
+             ).authenticate("Bearer k")
+    assert c.may_use("node-0", trusted=True) and not c.may_use("node-0", trusted=False)
 
 
 @pytest.mark.parametrize(("header", "code"), [(None, "missing_api_key"), ("sk-a", "missing_api_key"),

@@ -120,17 +120,30 @@ def epoch_spans(history: list[Any], started_at: float, end_s: float) -> list[tup
 
 
 def _layers(plan: Any, node: str) -> str:
-    """What ``node`` holds in ``plan``: ``L0-3+e+h``, one entry per route it serves."""
-    held = []
+    """What ``node`` holds in ``plan``, in route order: ``embed+L0-3+head``
+    (an entry runs embed and head as segments of their own around the ring)."""
+    held: list[str] = []
     for route in plan.routes:
         for seg in route.segments:
             if seg.node != node:
                 continue
-            text = f"L{seg.start}-{seg.end - 1}" if seg.end > seg.start else ""
-            text += "+e" if seg.has_embed else ""
-            text += "+h" if seg.has_head else ""
-            held.append(text.lstrip("+") or "-")
-    return " ".join(held)
+            parts = ["embed"] if seg.has_embed else []
+            if seg.end > seg.start:
+                parts.append(f"L{seg.start}" + (f"-{seg.end - 1}" if seg.end - seg.start > 1
+                                                 else ""))
+            parts += ["head"] if seg.has_head else []
+            held += [p for p in parts if p not in held]
+    return "+".join(held)
+
+
+def _event_labels(sc: Scenario, until_s: float) -> list[tuple[float, str]]:
+    """One label per moment: events scheduled together share it."""
+    at: dict[float, list[str]] = {}
+    for ev in sc.events:
+        if ev.at <= until_s:
+            at.setdefault(ev.at, []).append(ev.describe())
+    return [(t, d[0] + (f" (+{len(d) - 1} more)" if len(d) > 1 else ""))
+            for t, d in sorted(at.items())]
 
 
 def timeline_png(path: Path, sc: Scenario, runs: dict[str, tuple[list[RequestRecord],
@@ -170,11 +183,10 @@ def timeline_png(path: Path, sc: Scenario, runs: dict[str, tuple[list[RequestRec
         failed = sum(not r.ok for r in records)
         lat.set_title(f"{sc.name}, {mode}: {len(records) - failed} requests served"
                       + (f", {failed} failed (red x)" if failed else ""), fontsize=10)
-        for ev in sc.events:
-            if ev.at <= duration_s:
-                lat.axvline(ev.at, color="#e80", lw=1.2, ls=":")
-                lat.annotate(ev.describe(), (ev.at, 1.0), xycoords=("data", "axes fraction"),
-                             rotation=90, va="top", ha="right", fontsize=7, color="#a50")
+        for t, label in _event_labels(sc, duration_s):
+            lat.axvline(t, color="#e80", lw=1.2, ls=":")
+            lat.annotate(label, (t, 1.0), xycoords=("data", "axes fraction"), rotation=90,
+                         va="top", ha="right", fontsize=7, color="#a50")
         spans = epoch_spans(history, live.started_at, duration_s) if live.started_at else []
         for t0, _, epoch in spans[1:]:
             lat.axvline(t0, color="#2a6", lw=1.4)

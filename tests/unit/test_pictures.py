@@ -41,8 +41,12 @@ def plan(epoch: int, cut: int) -> Plan:
 
 def test_layers_held_per_node() -> None:
     p = plan(1, 2)
-    assert _layers(p, "a") == "L0-1+e+h"
+    assert _layers(p, "a") == "embed+L0-1+head"
     assert _layers(p, "b") == "L2-5"
+    ring = Plan(Epoch(2), "d", (Route(NodeId("a"), (
+        Segment(NodeId("a"), 0, 1, has_embed=True), Segment(NodeId("b"), 1, 6),
+        Segment(NodeId("a"), 6, 6, has_head=True))),))
+    assert _layers(ring, "a") == "embed+L0+head"
     assert _layers(p, "c") == ""
 
 

@@ -31,9 +31,14 @@ def _ms(s: float) -> str:
 
 
 def _segment_label(seg: dict[str, Any]) -> str:
-    layers = f"L{seg['start']}-{seg['end'] - 1}" if seg["end"] > seg["start"] else "no layers"
-    extras = [p for p, on in (("embed", seg["embed"]), ("head", seg["head"])) if on]
-    return layers + (f" + {' + '.join(extras)}" if extras else "")
+    """``embed + L0-3``, ``L4-31``, ``head``: what one segment runs, in order."""
+    parts = seg.get("parts", [])
+    out = ["embed"] if "embed" in parts else []
+    if seg["end"] > seg["start"]:
+        out.append(f"L{seg['start']}" + (f"-{seg['end'] - 1}" if seg["end"] - seg["start"] > 1
+                                         else ""))
+    out += ["head"] if "head" in parts else []
+    return " + ".join(out) or "no layers"
 
 
 def plan_png(path: str | Path, out: dict[str, Any], cluster: Any) -> None:

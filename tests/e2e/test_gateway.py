@@ -24,7 +24,8 @@ import openai
 import pytest
 
 from edgesplit import testbed as tb
-from edgesplit.core.types import Epoch, NodeId, Plan, Route, Segment
+from edgesplit.core.route import route_from_cuts
+from edgesplit.core.types import Epoch, NodeId, Plan
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
 from edgesplit.scenario.runner import free_ports
 from edgesplit.security.keys import ensure_dev_keys
@@ -60,13 +61,9 @@ class Rig:
 
 
 def two_route_plan(digest: str, epoch: int) -> Plan:
-    def seg(node: str, start: int, end: int, ends: bool = False) -> Segment:
-        return Segment(NodeId(node), start, end, has_embed=ends, has_head=ends)
-
-    return Plan(Epoch(epoch), digest, (
-        Route(NodeId("node-0"), (seg("node-0", 0, 2, True), seg("node-1", 2, 4))),
-        Route(NodeId("node-2"), (seg("node-2", 0, 1, True), seg("node-1", 1, 4))),
-    ))
+    n0, n1, n2 = NodeId("node-0"), NodeId("node-1"), NodeId("node-2")
+    return Plan(Epoch(epoch), digest, (route_from_cuts(n0, [n0, n1], [2], 4),
+                                       route_from_cuts(n2, [n2, n1], [1], 4)))
 
 
 def roll_out(bed: tb.Testbed, plan: Plan, trusted: list[str], privacy_depth: int) -> None:

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from edgesplit.cli.plots import plan_png, solve_time_png
-from edgesplit.core.types import Epoch, NodeId, Plan, Route, Segment
+from edgesplit.core.route import route_from_cuts
+from edgesplit.core.types import Epoch, NodeId, Plan
 from edgesplit.rpc.convert import plan_to_proto
 from edgesplit.scenario.report import _layers, epoch_spans, timeline_png
 from edgesplit.scenario.runner import Live, RequestRecord
@@ -34,19 +35,15 @@ def test_epoch_spans_start_with_the_initial_plan_and_follow_commits() -> None:
 
 
 def plan(epoch: int, cut: int) -> Plan:
-    return Plan(Epoch(epoch), "d", (Route(NodeId("a"), (
-        Segment(NodeId("a"), 0, cut, has_embed=True, has_head=True),
-        Segment(NodeId("b"), cut, 6))),))
+    a, b = NodeId("a"), NodeId("b")
+    return Plan(Epoch(epoch), "d", (route_from_cuts(a, [a, b], [cut], 6),))
 
 
 def test_layers_held_per_node() -> None:
     p = plan(1, 2)
     assert _layers(p, "a") == "embed+L0-1+head"
     assert _layers(p, "b") == "L2-5"
-    ring = Plan(Epoch(2), "d", (Route(NodeId("a"), (
-        Segment(NodeId("a"), 0, 1, has_embed=True), Segment(NodeId("b"), 1, 6),
-        Segment(NodeId("a"), 6, 6, has_head=True))),))
-    assert _layers(ring, "a") == "embed+L0+head"
+    assert _layers(plan(2, 1), "a") == "embed+L0+head"
     assert _layers(p, "c") == ""
 
 
@@ -60,7 +57,7 @@ def test_timeline_png_draws_both_modes(tmp_path: Path) -> None:
         "events": [{"at": 10, "kill": "b"}]})
     records = [RequestRecord(float(t), True, False, 0.05, [0.1, 0.12, 0.3]) for t in range(25)]
     records.append(RequestRecord(12.0, False, False, error="UNAVAILABLE: gone"))
-    live = Live(plans={1: plan_to_proto(plan(1, 2)), 2: plan_to_proto(plan(2, 6))},
+    live = Live(plans={1: plan_to_proto(plan(1, 2)), 2: plan_to_proto(plan(2, 4))},
                 started_at=1000.0)
     runs = {"adaptive": (records, [decision(999.0, 1), decision(1012.0, 2)], live),
             "static": (records, [decision(999.0, 1)], live)}

@@ -124,8 +124,15 @@ class Gateway:
 
     # ---- routes ----------------------------------------------------------------------
     async def _body(self, request: Request) -> Any:
+        """The JSON body, read no further than ``max_body_bytes``."""
+        limit, data = self.config.max_body_bytes, bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > limit:
+                raise APIError(413, f"request body over {limit} bytes", "invalid_request_error",
+                               "body_too_large")
         try:
-            return json.loads(await request.body())
+            return json.loads(data)
         except ValueError:
             raise invalid("the body is not valid JSON") from None
 

@@ -34,6 +34,7 @@ class GatewayConfig(ServiceConfig):
                             "access as client 'anonymous')")
     max_concurrent: int = opt(16, "concurrent requests per client when its key names none")
     default_max_tokens: int = opt(64, "max_tokens of a request that gives none")
+    max_body_bytes: int = opt(1024 * 1024, "largest request body accepted (413 above)")
     request_timeout_s: float = opt(300.0, "deadline of one Generate call on an entry")
     retry_after_s: int = opt(1, "Retry-After seconds on 429 and 503 replies")
     failover_attempts: int = opt(3, "entries one request tries before it fails")

@@ -217,6 +217,9 @@ def test_invalid_request_is_400(rig: Rig) -> None:
                    content=b"{not json")
     assert r.status_code == 400 and _error(r)["type"] == "invalid_request_error"
     r = httpx.post(rig.url + "/v1/completions", headers={"authorization": "Bearer sk-alice"},
+                   json={"model": MODEL, "prompt": "x" * (2 * 1024 * 1024)})
+    assert r.status_code == 413 and _error(r)["code"] == "body_too_large"
+    r = httpx.post(rig.url + "/v1/completions", headers={"authorization": "Bearer sk-alice"},
                    json={"model": "gpt-4", "prompt": PROMPT})
     assert r.status_code == 404 and _error(r)["code"] == "model_not_found"
     # Too long for the model's context: refused by the entry (INVALID_ARGUMENT).

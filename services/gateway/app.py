@@ -91,23 +91,29 @@ class Gateway:
         headers = {"x-edgesplit-entry": gen.entry.node_id,
                    "x-request-id": gen.request_id}
 
-        def done() -> None:
-            m.IN_FLIGHT.dec()
-            self.keys.release(client)
+        released = False
+
+        async def done() -> None:  # exactly once, however the request ends
+            nonlocal released
+            if not released:
+                released = True
+                await gen.aclose()
+                m.IN_FLIGHT.dec()
+                self.keys.release(client)
 
         if not body.stream:
             try:
                 text, finish = await gen.collect()
             finally:
-                done()
+                await done()
             return JSONResponse(reply.whole(text, finish, len(params.prompt_ids),
                                             len(gen.tokens)), headers=headers)
-        return StreamingResponse(self._events(gen, reply, body.include_usage(), done),
-                                 media_type="text/event-stream",
-                                 headers={**headers, "cache-control": "no-cache"})
+        return _EventStream(self._events(gen, reply, body.include_usage()), done,
+                            media_type="text/event-stream",
+                            headers={**headers, "cache-control": "no-cache"})
 
-    async def _events(self, gen: Generation, reply: Reply, include_usage: bool,
-                      done: Any) -> AsyncIterator[str]:
+    async def _events(self, gen: Generation, reply: Reply, include_usage: bool
+                      ) -> AsyncIterator[str]:
         first = True
         try:
             async for piece in gen.pieces():
@@ -118,8 +124,6 @@ class Gateway:
         except APIError as exc:  # headers are out: the error travels as an event
             log.warning("request %s ended with %s", gen.request_id, exc)
             yield _sse(exc.body())
-        finally:
-            done()
         yield "data: [DONE]\n\n"
 
     # ---- routes ----------------------------------------------------------------------
@@ -198,6 +202,22 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
             await self.pool.close()
+
+
+class _EventStream(StreamingResponse):
+    """A stream that runs ``on_close`` however it ends: finished, failed, or
+    the client gone before the first event (then the body generator never
+    starts, so its own ``finally`` would never run)."""
+
+    def __init__(self, content: AsyncIterator[str], on_close: Any, **kw: Any) -> None:
+        super().__init__(content, **kw)
+        self.on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.on_close()
 
 
 def _sse(obj: Any) -> str:

@@ -7,7 +7,9 @@ level the same prompts go out as N concurrent streams, direct then through
 the gateway, alternating for ``--repeats`` rounds so machine noise hits both;
 tokens/s is all streams' tokens over the round's wall time (median of the
 rounds), TTFT the median over every stream of every round, as a client
-measures them (request sent to first token received).
+measures them (request sent to first token received). The gateway process's
+CPU time per token it relayed is reported too: on a machine whose cores the
+node agents already fill, that CPU is what the ratio pays for.
 """
 
 from __future__ import annotations
@@ -72,15 +74,21 @@ async def _gateway(http: Any, ids: list[int], new: int) -> tuple[float, int]:
     return ttft, n
 
 
-async def _round(one: Any, prompts: list[list[int]], new: int) -> tuple[float, list[float]]:
+async def _round(one: Any, prompts: list[list[int]], new: int) -> tuple[float, list[float], int]:
     start = time.perf_counter()
     results = await asyncio.gather(*(one(ids, new) for ids in prompts))
     wall = time.perf_counter() - start
-    return sum(n for _, n in results) / wall, [t for t, _ in results]
+    tokens = sum(n for _, n in results)
+    return tokens / wall, [t for t, _ in results], tokens
 
 
-async def _measure(entry: str, gateway: str, levels: list[int], args: argparse.Namespace,
-                   vocab: int) -> list[dict[str, Any]]:
+def _cpu_s(proc: Any) -> float:
+    t = proc.cpu_times()
+    return float(t.user + t.system)
+
+
+async def _measure(entry: str, gateway: str, gateway_proc: Any, levels: list[int],
+                   args: argparse.Namespace, vocab: int) -> list[dict[str, Any]]:
     import httpx
 
     from edgesplit.rpc.transport import Transport
@@ -94,16 +102,21 @@ async def _measure(entry: str, gateway: str, levels: list[int], args: argparse.N
                                  limits=httpx.Limits(max_connections=max(levels) + 4)) as http:
         paths = {"direct": lambda ids, new: _direct(stub, ids, new),
                  "gateway": lambda ids, new: _gateway(http, ids, new)}
-        for path in paths.values():  # warm-up: connections, tokenizer, first compute
-            await _round(path, [[5, 6, 7]] * 2, 4)
+        for path in paths.values():  # warm-up: as many connections as the top level needs
+            await _round(path, [[5, 6, 7]] * max(levels), 4)
         for n in levels:
             prompts = [[rng.randrange(3, vocab) for _ in range(args.prompt_tokens)]
                        for _ in range(n)]
             tps: dict[str, list[float]] = {p: [] for p in paths}
             ttft: dict[str, list[float]] = {p: [] for p in paths}
+            cpu_s, via_tokens = 0.0, 0
             for r in range(args.repeats):
                 for name, path in paths.items():
-                    rate, firsts = await _round(path, prompts, args.new_tokens)
+                    before = _cpu_s(gateway_proc)
+                    rate, firsts, tokens = await _round(path, prompts, args.new_tokens)
+                    if name == "gateway":
+                        cpu_s, via_tokens = cpu_s + _cpu_s(gateway_proc) - before, \
+                            via_tokens + tokens
                     tps[name].append(rate)
                     ttft[name].extend(firsts)
                 _log(f"{n} streams, round {r + 1}/{args.repeats}: direct "
@@ -113,7 +126,9 @@ async def _measure(entry: str, gateway: str, levels: list[int], args: argparse.N
                         "gateway_tokens_per_s": round(via, 2),
                         "ratio": round(via / direct, 3) if direct else None,
                         "ttft_ms_direct": round(statistics.median(ttft["direct"]) * 1e3, 1),
-                        "ttft_ms_gateway": round(statistics.median(ttft["gateway"]) * 1e3, 1)})
+                        "ttft_ms_gateway": round(statistics.median(ttft["gateway"]) * 1e3, 1),
+                        # the gateway's own cost, robust to a busy machine's noise
+                        "gateway_cpu_ms_per_token": round(cpu_s / max(1, via_tokens) * 1e3, 3)})
     await channel.close()
     return out
 
@@ -140,7 +155,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "--model-dir", str(shards), "--model-name", MODEL_NAME,
             "--entry-addresses", f"{entry.node_id}={entry.address}",
             "--max-concurrent", str(max(levels) * 2), "--log-level", "WARNING"])
-        levels_out = asyncio.run(_measure(entry.address, gateway.address, levels, args, vocab))
+        import psutil
+
+        levels_out = asyncio.run(_measure(entry.address, gateway.address,
+                                          psutil.Process(gateway.proc.pid), levels, args, vocab))
     finally:
         if gateway is not None:
             gateway.stop()

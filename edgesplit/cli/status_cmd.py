@@ -35,8 +35,8 @@ class Connection:
     def channel(self, address: str) -> Any:
         from edgesplit.rpc.transport import Transport, TransportSettings
 
-        return Transport(TransportSettings(self.tls_ca, self.tls_cert, self.tls_key)
-                         ).sync_channel(address)
+        settings = TransportSettings(self.tls_ca, self.tls_cert, self.tls_key)
+        return Transport(settings).sync_channel(address)
 
 
 @dataclass(frozen=True)

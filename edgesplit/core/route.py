@@ -1,6 +1,6 @@
 """The one route shape: its validator, its formatter and its builder.
 
-A route is the ring one request passes (docs/architecture.md):
+A route is the ring one request passes (docs/architecture.md §5.1):
 
 * ``segments[0]`` runs on the entry with ``Part.EMBED`` and layers ``[0, k)``
   (``k`` may be 0: the entry then only embeds);
@@ -20,10 +20,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from edgesplit.core.types import EMBED_ONLY, HEAD_ONLY, NodeId, Part, Route, Segment
+from edgesplit.errors import Code, DomainError
 
 
-class RouteError(ValueError):
+class RouteError(DomainError, ValueError):
     """A route does not have the one shape; ``reason`` says what is wrong."""
+
+    code = Code.INVALID_ARGUMENT
 
     def __init__(self, entry: str, reason: str) -> None:
         super().__init__(f"route of {entry}: {reason}")

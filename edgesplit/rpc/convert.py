@@ -1,5 +1,5 @@
 """The one place where core domain values and protobuf messages meet
-(STYLE.md 4): ``*_to_proto`` / ``*_from_proto`` for every shared type."""
+(docs/architecture.md §10.4): ``*_to_proto`` / ``*_from_proto`` for every shared type."""
 
 from __future__ import annotations
 
@@ -25,22 +25,26 @@ from edgesplit.core.types import (
     Weights,
     Workload,
 )
+from edgesplit.errors import Code, DomainError
 from edgesplit.v1 import common_pb2 as pb
 
 
-class ConversionError(ValueError):
+class ConversionError(DomainError, ValueError):
     """A message is malformed; ``field`` names the offending field."""
+
+    code = Code.INVALID_ARGUMENT
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
 
 
-_PART_TO_PROTO: dict[Part, int] = {Part.EMBED: pb.PART_EMBED, Part.HEAD: pb.PART_HEAD}
+_PART_TO_PROTO: dict[Part, pb.Part] = {Part.EMBED: pb.PART_EMBED,
+                                                  Part.HEAD: pb.PART_HEAD}
 _PART_FROM_PROTO: dict[int, Part] = {v: k for k, v in _PART_TO_PROTO.items()}
 
 
-def part_to_proto(p: Part) -> int:
+def part_to_proto(p: Part) -> pb.Part:
     return _PART_TO_PROTO[p]
 
 

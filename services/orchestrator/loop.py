@@ -22,8 +22,8 @@ from edgesplit.core.environment import LinkAssumption
 from edgesplit.core.triggers import TriggerConfig
 from edgesplit.core.types import CostBreakdown, Mode, Plan, Weights, Workload
 from edgesplit.rpc import convert as cv
-from edgesplit.rpc.client import aio_channel
 from edgesplit.rpc.errors import Precondition, Unavailable
+from edgesplit.rpc.transport import Transport, TransportSettings
 from edgesplit.v1 import broadcaster_pb2 as bc
 from edgesplit.v1 import broadcaster_pb2_grpc as bc_grpc
 from edgesplit.v1 import monitor_pb2, monitor_pb2_grpc
@@ -61,7 +61,8 @@ def control_config(c: OrchestratorConfig) -> ctl.ControlConfig:
 
 
 class ControlLoop:
-    def __init__(self, config: OrchestratorConfig, store: Store) -> None:
+    def __init__(self, config: OrchestratorConfig, store: Store,
+                 transport: Transport | None = None) -> None:
         self.config = config
         self.control = control_config(config)
         self.store = store
@@ -70,11 +71,12 @@ class ControlLoop:
         self.cost: CostBreakdown | None = None
         self.reconfigurations = resumed.reconfigurations
         self.history = ctl.ControlHistory(last_reconfigured_at=resumed.last_reconfigured_at,
-                                      last_epoch=self.plan.epoch if self.plan else 0)
+                                          last_epoch=resumed.last_epoch)
         self.last_decision: pb.Decision | None = None
         self._lock = asyncio.Lock()  # one rollout at a time
-        self._channels = [aio_channel(a) for a in (config.monitor, config.split_reviser,
-                                                   config.broadcaster)]
+        transport = transport or Transport(TransportSettings.of(config))
+        self._channels = [transport.aio_channel(a) for a in (config.monitor, config.split_reviser,
+                                                             config.broadcaster)]
         self.monitor = monitor_pb2_grpc.MonitorStub(self._channels[0])
         self.reviser = sr_grpc.SplitReviserStub(self._channels[1])
         self.broadcaster = bc_grpc.BroadcasterStub(self._channels[2])
@@ -136,7 +138,7 @@ class ControlLoop:
         if now < self.history.retry_at:
             return None  # not even E(t): nothing would be rolled out anyway
         obs = await self.observe()
-        self.history = ctl.observe(self.history, obs.env, self.control)
+        self.history = ctl.observe(self.history, obs.env, self.control, now)
         if self.plan is None and obs.plannable and await self.adopt_serving():
             return None
         action = await self.decide(obs, now)
@@ -146,8 +148,8 @@ class ControlLoop:
             return None
         return await self.carry_out(action, obs, now, started)
 
-    async def carry_out(self, action: ctl.Keep | ctl.Reconfigure | ctl.Refuse, obs: ctl.Observation,
-                        now: float, started: float) -> pb.Decision:
+    async def carry_out(self, action: ctl.Keep | ctl.Reconfigure | ctl.Refuse,
+                        obs: ctl.Observation, now: float, started: float) -> pb.Decision:
         if isinstance(action, ctl.Refuse):
             raise Precondition(action.reason)
         if isinstance(action, ctl.Keep):
@@ -162,6 +164,7 @@ class ControlLoop:
                        started: float) -> pb.Decision:
         old_epoch = self.plan.epoch if self.plan else 0
         c = self.config
+        self.store.spend_epoch(a.plan.epoch)
         try:
             result = await self.broadcaster.Apply(
                 oc.apply_request(a.plan, obs.cluster.nodes, wire_dtype=c.wire_dtype,
@@ -192,9 +195,10 @@ class ControlLoop:
         return self._record(now, a.triggers, a.change, outcome, a.old_cost, a.cost, old_epoch,
                             new_epoch, detail, elapsed)
 
-    def _record(self, now: float, fired: tuple[str, ...], change: ctl.Change, outcome: ctl.Outcome,
-                old: CostBreakdown | None, new: CostBreakdown | None, old_epoch: int,
-                new_epoch: int, detail: str, elapsed: float = 0.0) -> pb.Decision:
+    def _record(self, now: float, fired: tuple[str, ...], change: ctl.Change,
+                outcome: ctl.Outcome, old: CostBreakdown | None, new: CostBreakdown | None,
+                old_epoch: int, new_epoch: int, detail: str, elapsed: float = 0.0
+                ) -> pb.Decision:
         last = self.last_decision
         if outcome is not ctl.Outcome.COMMITTED and last is not None \
                 and last.outcome == outcome.value and tuple(last.triggers) == fired \

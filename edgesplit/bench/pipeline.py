@@ -19,14 +19,14 @@ from typing import Any
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--hidden", type=int, default=1024)
-    p.add_argument("--layers", type=int, default=16)
-    p.add_argument("--family", default="qwen3")
+    p.add_argument("--hidden", type=int, default=1024, help="hidden size of the generated model")
+    p.add_argument("--layers", type=int, default=16, help="decoder layers of the generated model")
+    p.add_argument("--family", default="qwen3", help="architecture family of the generated model")
     p.add_argument("--nodes", type=int, default=3, help="hops of the split")
-    p.add_argument("--prompt-tokens", type=int, default=64)
-    p.add_argument("--new-tokens", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--wire-dtype", default="float32")
+    p.add_argument("--prompt-tokens", type=int, default=64, help="prompt length")
+    p.add_argument("--new-tokens", type=int, default=64, help="tokens generated per run")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each side")
+    p.add_argument("--wire-dtype", default="float32", help="dtype of activations between nodes")
     p.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
     p.add_argument("--dir", default="var/bench", help="where the generated model is cached")
 
@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM
 
+    from edgesplit.core.route import format_route
     from edgesplit.testbed import Testbed, ensure_model
 
     base = Path(args.dir)
@@ -103,7 +104,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _log(f"starting {args.nodes} node agents ...")
     bed = Testbed.up(args.nodes, shards, bed_dir, extra_args=extra)
     try:
-        bed.apply(bed.even_plan(), wire_dtype=args.wire_dtype)
+        plan = bed.even_plan()  # the production route shape (core.route)
+        bed.apply(plan, wire_dtype=args.wire_dtype)
         entry = bed.nodes[0].address
         _log("warm-up ...")
         _monolithic(model, ids[:8], 4, args.device)
@@ -138,4 +140,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "bytes_per_token_per_hop": decode_frame_bytes(args.hidden, args.wire_dtype),
         "wire_dtype": args.wire_dtype,
         "tokens_match": mono_tokens == split_tokens,
+        "route": format_route(plan.routes[0]),
     }

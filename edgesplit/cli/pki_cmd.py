@@ -12,7 +12,7 @@ def register(sub: Any) -> None:
     psub = p.add_subparsers(dest="pki_command", required=True)
 
     i = psub.add_parser("init", help="create (or complete) DIR: CA, services, nodes, clients")
-    i.add_argument("dir")
+    i.add_argument("dir", help="the PKI directory (created if absent)")
     i.add_argument("--node", action="append", default=[], metavar="ID",
                    help="a node agent (repeatable)")
     i.add_argument("--client", action="append", default=[], metavar="NAME",
@@ -27,8 +27,9 @@ def register(sub: Any) -> None:
 
     for role in ("node", "client", "admin"):
         a = psub.add_parser(f"add-{role}", help=f"issue one more {role} under DIR's CA")
-        a.add_argument("dir")
-        a.add_argument("name", metavar="ID" if role == "node" else "NAME")
+        a.add_argument("dir", help="a PKI directory made by `pki init`")
+        a.add_argument("name", metavar="ID" if role == "node" else "NAME",
+                       help=f"the {role}'s id: its directory, DNS and URI name")
         if role == "node":
             a.add_argument("--host", action="append", default=[],
                            help="another DNS name or IP the node is reached at (repeatable)")

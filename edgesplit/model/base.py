@@ -101,12 +101,16 @@ H = TypeVar("H")
 
 
 class SegmentRunner(Protocol[H]):
-    """What a node agent needs from one loaded segment.
+    """What a node agent needs from one loaded segment, and nothing more.
 
     ``forward`` keeps one KV cache per session for this segment's layers. A step
     must start where the session's cache ends (``start_pos == cached length``);
     ``start_pos == 0`` on an unknown session opens it. Validation happens before
     the cache is touched, and a failed step leaves the cache as it was.
+
+    ``encode_hidden`` / ``decode_hidden`` are the only codec between the
+    runner's hidden type ``H`` and the bytes of a frame, so the data plane
+    moves frames without knowing (or importing) the tensor library.
     """
 
     @property
@@ -114,6 +118,11 @@ class SegmentRunner(Protocol[H]):
 
     @property
     def hidden_size(self) -> int: ...
+
+    # Entry checks on a request: token ids below vocab_size, prompt plus new
+    # tokens within max_length.
+    vocab_size: int
+    max_length: int
 
     def embed(self, token_ids: Sequence[int]) -> H: ...
 
@@ -128,8 +137,6 @@ class SegmentRunner(Protocol[H]):
     def decode_hidden(self, wire: WireTensor) -> H: ...
 
     def session_length(self, session_id: str) -> int | None: ...
-
-    def truncate(self, session_id: str, length: int) -> None: ...
 
     def end_session(self, session_id: str) -> bool: ...
 

@@ -7,28 +7,46 @@ import asyncio
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgesplit.core.types import Segment
-from edgesplit.rpc.client import channel_credentials
 from edgesplit.rpc.config import load_config
 from edgesplit.rpc.server import Registration, RunningServer, run_service
-from edgesplit.security.keys import ensure_dev_keys, load_signing_public_key
+from edgesplit.rpc.transport import Transport, TransportSettings
+from edgesplit.security.keys import ensure_dev_keys, load_signing_public_key, public_bytes
 from edgesplit.security.signing import trusted_keys
-from edgesplit.v1 import inference_pb2_grpc, node_agent_pb2_grpc
+from edgesplit.v1 import inference_pb2_grpc, node_agent_pb2_grpc, testbed_admin_pb2_grpc
+from services.node_agent.compute import Compute
 from services.node_agent.config import NodeAgentConfig
-from services.node_agent.dataplane import DataPlane
-from services.node_agent.emulation import Emulator
+from services.node_agent.control import Control
+from services.node_agent.emulation import EmulatedNodeAgent, Emulator, TestbedAdminServicer
+from services.node_agent.entry import Entry, EntrySettings
 from services.node_agent.epochs import EpochBook
 from services.node_agent.inference import InferenceServicer
+from services.node_agent.linkstream import LinkPool
 from services.node_agent.reporter import make_reporter
-from services.node_agent.servicer import (
-    NodeAgentServicer,
-    TestbedAdminServicer,
-    housekeeping,
-)
+from services.node_agent.servicer import NodeAgentServicer, housekeeping
 from services.node_agent.shards import ShardStore, cache_dir
+from services.node_agent.stage import Stage
+
+
+@dataclass
+class Agent:
+    """The parts of one node agent, wired together (``build``)."""
+
+    control: Control
+    compute: Compute
+    links: LinkPool
+    stage: Stage
+    entry: Entry
+    emulator: Emulator | None  # the test bed's, when --testbed-admin
+
+    async def close(self) -> None:
+        await self.stage.close()
+        await self.links.close()
+        self.compute.close()
 
 
 def torch_runner_factory(config: NodeAgentConfig, store: ShardStore | None = None) -> Any:
@@ -53,7 +71,14 @@ def torch_runner_factory(config: NodeAgentConfig, store: ShardStore | None = Non
     return make
 
 
-def build(config: NodeAgentConfig, make_runner: Any = None) -> tuple[list[Registration], Any]:
+def transport_of(config: NodeAgentConfig) -> Transport:
+    return Transport(TransportSettings(config.tls_ca, config.tls_cert, config.tls_key,
+                                       config.max_message_bytes))
+
+
+def build(config: NodeAgentConfig, make_runner: Any = None,
+          transport: Transport | None = None) -> tuple[list[Registration], Agent]:
+    transport = transport or transport_of(config)
     state = Path(config.state_dir)
     state.mkdir(parents=True, exist_ok=True)
     keys = ensure_dev_keys(state, config.node_id)  # this node's X25519 key, kept across restarts
@@ -61,25 +86,34 @@ def build(config: NodeAgentConfig, make_runner: Any = None) -> tuple[list[Regist
                              for p in config.control_public_key.split(",") if p))
     # hook: with a broadcaster, Prepare fetches shards not held locally (shards.py)
     store = ShardStore(config.node_id, keys.agreement, cache_dir(config), config.shard_dir,
-                       config.broadcaster, config.rpc_timeout_s, config.max_message_bytes,
-                       channel_credentials(config.tls_ca, config.tls_cert, config.tls_key)
+                       config.broadcaster, config.rpc_timeout_s, transport
                        ) if config.broadcaster else None
     book = EpochBook(config.node_id, signers, keys.agreement,
                      make_runner or torch_runner_factory(config, store), config.retained_epochs)
-    emulator = Emulator()
-    dp = DataPlane(config.node_id, book, emulator, config.rpc_timeout_s,
-                   config.frame_chunk_bytes, config.max_message_bytes, config.torch_threads)
+    # The test bed's emulation wraps the compute clock, the links and the replies.
+    emulator = Emulator() if config.testbed_admin else None
+    compute = Compute(config.torch_threads, emulator)
+    links = LinkPool(transport, config.link_window, config.link_stream_lifetime_s,
+                     emulator.wrap_link if emulator else None)
+    chunk = max(1024, min(config.frame_chunk_bytes, config.max_message_bytes - 64 * 1024))
+    stage = Stage(config.node_id, book, compute, links, chunk)
+    control = Control(book, store)
+    entry = Entry(EntrySettings(config.node_id, config.step_timeout_s, config.orchestrator),
+                  control, stage)
+    agent = Agent(control, compute, links, stage, entry, emulator)
+    args = (config.node_id, config.device, public_bytes(keys.agreement), control, stage,
+            config.probe_max_bytes)
+    servicer = EmulatedNodeAgent(emulator, *args) if emulator else NodeAgentServicer(*args)
     regs = [
-        Registration(node_agent_pb2_grpc.add_NodeAgentServicer_to_server,
-                     NodeAgentServicer(config, dp, keys.agreement, store),
+        Registration(node_agent_pb2_grpc.add_NodeAgentServicer_to_server, servicer,
                      "edgesplit.v1.NodeAgent"),
         Registration(inference_pb2_grpc.add_InferenceServicer_to_server,
-                     InferenceServicer(config, dp), "edgesplit.v1.Inference"),
+                     InferenceServicer(config, entry), "edgesplit.v1.Inference"),
     ]
-    if config.testbed_admin:
-        regs.append(Registration(node_agent_pb2_grpc.add_TestbedAdminServicer_to_server,
+    if emulator is not None:
+        regs.append(Registration(testbed_admin_pb2_grpc.add_TestbedAdminServicer_to_server,
                                  TestbedAdminServicer(emulator), "edgesplit.v1.TestbedAdmin"))
-    return regs, dp
+    return regs, agent
 
 
 # transformers' lazy modules are not safe to import from two threads at once:
@@ -113,13 +147,15 @@ def _warm(shard_dir: str) -> None:
 
 
 async def serve(config: NodeAgentConfig) -> None:
-    regs, dp = build(config)
+    transport = transport_of(config)
+    regs, agent = build(config, transport=transport)
     tasks: list[asyncio.Task[None]] = []
     # hook: with --monitor, measure on the serving path and push reports (reporter.py)
-    reporter = make_reporter(config, dp) if config.monitor else None
+    reporter = make_reporter(config, agent, transport) if config.monitor else None
 
     async def on_ready(_: RunningServer) -> None:
-        tasks.append(asyncio.create_task(housekeeping(dp, config.session_idle_timeout_s)))
+        tasks.append(asyncio.create_task(housekeeping(agent.control,
+                                                      config.session_idle_timeout_s)))
         if reporter is not None:
             tasks.append(asyncio.create_task(reporter.run()))
         # Import torch/transformers now, in the background, so the first
@@ -129,7 +165,7 @@ async def serve(config: NodeAgentConfig) -> None:
     async def on_stop() -> None:
         for t in tasks:
             t.cancel()
-        await dp.close()
+        await agent.close()
 
     await run_service(config, regs, on_ready=on_ready, on_stop=on_stop)
 

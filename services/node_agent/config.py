@@ -24,6 +24,10 @@ class NodeAgentConfig(ServiceConfig):
     max_sessions: int = opt(64, "entry: concurrent Generate calls before RESOURCE_EXHAUSTED")
     max_new_tokens: int = opt(4096, "upper bound a request may ask for")
     frame_chunk_bytes: int = opt(4 * 1024 * 1024, "split frames larger than this into chunks")
+    link_window: int = opt(64, "link stream: messages sent to a peer and not yet acked "
+                               "before the sender waits (flow control)")
+    link_stream_lifetime_s: float = opt(600.0, "link stream deadline; a fresh stream takes "
+                                               "over at half of it")
     retained_epochs: int = opt(2, "older committed epochs kept so their sessions drain")
     testbed_admin: bool = opt(False, "serve TestbedAdmin (emulated compute/link conditions)")
     monitor: str = opt("", "monitor address host:port to push reports to (empty: off)")

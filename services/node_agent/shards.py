@@ -32,8 +32,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from edgesplit.model import bundle
 from edgesplit.model.errors import ModelFileError, ShardDigestMismatch
 from edgesplit.rpc.assignments import shard_key_context
-from edgesplit.rpc.client import RETRYABLE, aio_channel, backoff_delay
+from edgesplit.rpc.client import RETRYABLE, backoff_delay
 from edgesplit.rpc.errors import Precondition
+from edgesplit.rpc.transport import Transport
 from edgesplit.security.shards import ShardDecryptor, unwrap_key
 from edgesplit.v1 import broadcaster_pb2 as bpb
 from edgesplit.v1 import broadcaster_pb2_grpc as bpb_grpc
@@ -147,8 +148,7 @@ class _Sink:
 class ShardStore:
     def __init__(self, node_id: str, agreement_key: X25519PrivateKey, cache: Path,
                  local_dir: str = "", broadcaster: str = "", rpc_timeout_s: float = 10.0,
-                 max_message_bytes: int = 64 << 20,
-                 credentials: grpc.ChannelCredentials | None = None, attempts: int = 4) -> None:
+                 transport: Transport | None = None, attempts: int = 4) -> None:
         self.node_id = node_id
         self._key = agreement_key
         self.cache = cache
@@ -157,8 +157,7 @@ class ShardStore:
         self._local: dict[str, Path] | None = None  # sha -> file (or dir, for meta)
         self.broadcaster = broadcaster
         self._timeout_s = rpc_timeout_s
-        self._max_message = max_message_bytes
-        self._credentials = credentials
+        self._transport = transport or Transport()
         self._attempts = max(1, attempts)
         self._rng = random.Random()
 
@@ -211,7 +210,7 @@ class ShardStore:
         # The Prepare's own deadline bounds the fetch: the broadcaster aborts then anyway.
         deadline = time.monotonic() + (timeout_s if timeout_s else 10 * self._timeout_s)
         gate = asyncio.Semaphore(_PARALLEL_FETCHES)
-        async with aio_channel(self.broadcaster, self._max_message, self._credentials) as ch:
+        async with self._transport.aio_channel(self.broadcaster) as ch:
             stub = bpb_grpc.BroadcasterStub(ch)
 
             async def one(ref: na.ShardRef) -> None:

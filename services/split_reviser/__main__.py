@@ -10,12 +10,14 @@ from edgesplit.rpc.config import load_config
 from edgesplit.rpc.server import Registration, run_service
 from edgesplit.v1 import split_reviser_pb2_grpc
 from services.split_reviser.config import SplitReviserConfig
-from services.split_reviser.servicer import SplitReviserServicer
+from services.split_reviser.servicer import Limits, SplitReviserServicer
 
 
 def registrations(config: SplitReviserConfig) -> list[Registration]:
     return [Registration(split_reviser_pb2_grpc.add_SplitReviserServicer_to_server,
-                         SplitReviserServicer(), "edgesplit.v1.SplitReviser")]
+                         SplitReviserServicer(Limits(config.max_nodes, config.max_layers,
+                                                     config.max_routes)),
+                         "edgesplit.v1.SplitReviser")]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Histogram
@@ -11,13 +12,34 @@ from prometheus_client import Histogram
 from edgesplit.core.planner import SolveResult, solve
 from edgesplit.core.types import Epoch, NodeId
 from edgesplit.rpc import convert as cv
-from edgesplit.rpc.errors import InvalidRequest, maps_errors
+from edgesplit.rpc.errors import InvalidRequest, TooLarge, maps_errors
 from edgesplit.v1 import split_reviser_pb2 as sr
 from edgesplit.v1 import split_reviser_pb2_grpc as sr_grpc
 
 SOLVE_SECONDS = Histogram("edgesplit_planner_solve_seconds", "Time to solve one Revise",
                           ["mode"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                              1, 2.5, 5, 10))
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The largest instance one Revise may ask for (SplitReviserConfig)."""
+
+    max_nodes: int = 256
+    max_layers: int = 256
+    max_routes: int = 32
+
+    def check(self, request: sr.ReviseRequest) -> None:
+        """RESOURCE_EXHAUSTED before any decoding or solving of an oversized instance."""
+        nodes = len(request.state.nodes)
+        sizes = (("state.nodes", nodes, self.max_nodes),
+                 ("state.links", len(request.state.links), max(nodes * (nodes - 1), 0)),
+                 ("profile.layers", len(request.profile.layers), self.max_layers),
+                 ("entries", len(request.entries), self.max_routes),
+                 ("current.routes", len(request.current.routes), self.max_routes))
+        for name, size, limit in sizes:
+            if size > limit:
+                raise TooLarge(f"{name}: {size} exceeds this planner's limit of {limit}")
 
 
 def decode(request: sr.ReviseRequest) -> dict[str, Any]:
@@ -63,8 +85,12 @@ def encode(result: SolveResult, nodes: int, layers: int) -> sr.ReviseResponse:
 
 
 class SplitReviserServicer(sr_grpc.SplitReviserServicer):
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+
     @maps_errors
     async def Revise(self, request: sr.ReviseRequest, context: Any) -> sr.ReviseResponse:
+        self.limits.check(request)
         args = decode(request)
         loop = asyncio.get_running_loop()
         start = time.perf_counter()

@@ -82,3 +82,30 @@ async def test_bad_requests_name_the_field(stub: sr_grpc.SplitReviserStub, field
         await stub.Revise(req, timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in err.value.details()
+
+
+@pytest.mark.parametrize("grow, field", [
+    (lambda r: r.state.nodes.extend([r.state.nodes[0]] * 3), "state.nodes"),
+    (lambda r: r.profile.layers.extend([r.profile.layers[0]] * 8), "profile.layers"),
+    (lambda r: r.entries.extend(["dev"] * 2), "entries"),
+])
+async def test_oversized_instances_are_refused_before_solving(grow, field) -> None:
+    from services.split_reviser.servicer import Limits
+
+    server = await create_server(ServiceConfig(), [Registration(
+        sr_grpc.add_SplitReviserServicer_to_server,
+        SplitReviserServicer(Limits(max_nodes=4, max_layers=LAYERS + 4, max_routes=2)),
+        "edgesplit.v1.SplitReviser")])
+    channel = aio_channel(f"127.0.0.1:{server.port}")
+    try:
+        stub = sr_grpc.SplitReviserStub(channel)
+        assert (await stub.Revise(_request(), timeout=30)).feasible  # within the limits
+        request = _request()
+        grow(request)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Revise(request, timeout=30)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert field in err.value.details()
+    finally:
+        await channel.close()
+        await server.server.stop(0)

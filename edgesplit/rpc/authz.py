@@ -1,0 +1,211 @@
+"""Who may call what: one table, enforced by one server interceptor.
+
+Every component's certificate names it with a URI subject alternative name
+``spiffe://edgesplit/<role>/<name>`` (``edgesplit pki`` writes them). The
+interceptor reads the verified peer certificate, looks the method up in
+:data:`POLICY` and refuses — before the handler runs, so before any side
+effect — a caller without a certificate (UNAUTHENTICATED) or with a role the
+table does not list (PERMISSION_DENIED), counting each refusal by method and
+reason. A method missing from the table is refused too: a new RPC is closed
+until someone decides who may call it.
+
+Checks that need the request (a frame's ``src`` equals the caller's node id, a
+report's node id, a shard of the caller's own assignment) stay with the
+servicer, which asks :func:`caller` for the identity.
+See docs/architecture.md, "Security model".
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from prometheus_client import Counter
+
+SPIFFE_PREFIX = "spiffe://edgesplit/"
+_URI_KEY = "x509_subject_alternative_name"
+
+DENIED = Counter(
+    "edgesplit_rpc_denied_total",
+    "Calls refused before the handler ran, by method and reason",
+    ["grpc_method", "reason"],
+)
+
+
+class Role(enum.StrEnum):
+    NODE = "node"  # a node agent
+    ORCHESTRATOR = "orchestrator"
+    BROADCASTER = "broadcaster"
+    MONITOR = "monitor"
+    SPLIT_REVISER = "split-reviser"
+    GATEWAY = "gateway"  # the HTTP front door, calls Generate for its clients
+    CLIENT = "client"  # an application calling Generate
+    ADMIN = "admin"  # an operator: status, history, test-bed conditions
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    role: Role
+    name: str
+
+    @property
+    def uri(self) -> str:
+        return f"{SPIFFE_PREFIX}{self.role.value}/{self.name}"
+
+    @classmethod
+    def parse(cls, uri: str) -> Identity | None:
+        """``spiffe://edgesplit/<role>/<name>`` -> Identity; anything else None."""
+        if not uri.startswith(SPIFFE_PREFIX):
+            return None
+        role, _, name = uri[len(SPIFFE_PREFIX):].partition("/")
+        if not name or "/" in name:
+            return None
+        try:
+            return cls(Role(role), name)
+        except ValueError:
+            return None
+
+
+_R = Role
+# grpc method -> roles that may call it. Health is open (probes carry no
+# certificate and it reveals nothing); every other method is listed here.
+POLICY: Mapping[str, frozenset[Role]] = {
+    "/grpc.health.v1.Health/Check": frozenset(_R),
+    "/grpc.health.v1.Health/Watch": frozenset(_R),
+    "/edgesplit.v1.Broadcaster/Apply": frozenset({_R.ORCHESTRATOR}),
+    "/edgesplit.v1.Broadcaster/Current": frozenset({_R.ORCHESTRATOR, _R.ADMIN}),
+    "/edgesplit.v1.Broadcaster/FetchShard": frozenset({_R.NODE}),  # own shards: servicer
+    "/edgesplit.v1.Broadcaster/ListShards": frozenset({_R.NODE, _R.ADMIN}),
+    "/edgesplit.v1.Inference/Generate": frozenset({_R.CLIENT, _R.GATEWAY, _R.ADMIN}),
+    "/edgesplit.v1.Monitor/Report": frozenset({_R.NODE}),  # its own node id: servicer
+    "/edgesplit.v1.Monitor/GetState": frozenset({_R.ORCHESTRATOR, _R.GATEWAY, _R.ADMIN}),
+    "/edgesplit.v1.Monitor/WatchState": frozenset({_R.ORCHESTRATOR, _R.GATEWAY, _R.ADMIN}),
+    "/edgesplit.v1.NodeAgent/Prepare": frozenset({_R.BROADCASTER}),
+    "/edgesplit.v1.NodeAgent/Commit": frozenset({_R.BROADCASTER}),
+    "/edgesplit.v1.NodeAgent/Abort": frozenset({_R.BROADCASTER}),
+    # Route peers of the frame's epoch, src = caller: checked by the stage.
+    "/edgesplit.v1.NodeAgent/Forward": frozenset({_R.NODE}),
+    "/edgesplit.v1.NodeAgent/Link": frozenset({_R.NODE}),
+    "/edgesplit.v1.NodeAgent/Fail": frozenset({_R.NODE}),
+    "/edgesplit.v1.NodeAgent/EndSession": frozenset({_R.NODE}),
+    "/edgesplit.v1.NodeAgent/GetInfo": frozenset({_R.BROADCASTER, _R.NODE, _R.ADMIN}),
+    "/edgesplit.v1.NodeAgent/Probe": frozenset({_R.NODE}),
+    "/edgesplit.v1.TestbedAdmin/SetConditions": frozenset({_R.ADMIN}),
+    "/edgesplit.v1.TestbedAdmin/GetConditions": frozenset({_R.ADMIN}),
+    "/edgesplit.v1.Orchestrator/Status": frozenset({_R.ADMIN, _R.GATEWAY}),
+    "/edgesplit.v1.Orchestrator/History": frozenset({_R.ADMIN}),
+    "/edgesplit.v1.Orchestrator/EnsureRoute": frozenset({_R.NODE}),
+    "/edgesplit.v1.SplitReviser/Revise": frozenset({_R.ORCHESTRATOR, _R.ADMIN}),
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": frozenset({_R.ADMIN}),
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": frozenset({_R.ADMIN}),
+}
+
+
+def identities(auth_context: Mapping[str, Iterable[bytes | str]]) -> tuple[Identity, ...]:
+    """Every edgesplit identity in a verified peer certificate's SANs."""
+    found = []
+    for raw in auth_context.get(_URI_KEY, ()):
+        ident = Identity.parse(raw.decode() if isinstance(raw, bytes) else raw)
+        if ident is not None:
+            found.append(ident)
+    return tuple(found)
+
+
+def caller(context: Any) -> Identity | None:
+    """The caller's identity (the first edgesplit SAN of its certificate)."""
+    found = identities(context.auth_context() or {})
+    return found[0] if found else None
+
+
+def decide(method: str, callers: tuple[Identity, ...], enforce: bool = True
+           ) -> tuple[grpc.StatusCode, str] | None:
+    """None when the call may go on; else the status and the refusal reason."""
+    if not enforce:
+        return None
+    allowed = POLICY.get(method)
+    if allowed is None:
+        return grpc.StatusCode.PERMISSION_DENIED, "unlisted_method"
+    if allowed == frozenset(Role):
+        return None
+    if not callers:
+        return grpc.StatusCode.UNAUTHENTICATED, "no_certificate"
+    if not any(c.role in allowed for c in callers):
+        return grpc.StatusCode.PERMISSION_DENIED, "wrong_role"
+    return None
+
+
+class AuthorizationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Enforces :data:`POLICY` before any handler runs.
+
+    ``enforce=False`` is for explicitly insecure (plaintext, loopback-only)
+    servers, where no caller can prove who it is.
+    """
+
+    def __init__(self, enforce: bool = True) -> None:
+        self.enforce = enforce
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or not self.enforce:
+            return handler
+        return _guarded(handler, details.method)
+
+
+async def _refuse(context: Any, method: str) -> bool:
+    verdict = decide(method, identities(context.auth_context() or {}))
+    if verdict is None:
+        return False
+    code, reason = verdict
+    DENIED.labels(method, reason).inc()
+    await context.abort(code, f"{method}: {reason.replace('_', ' ')}")
+    return True
+
+
+def _guarded(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    kinds = {"unary_unary": grpc.unary_unary_rpc_method_handler,
+             "unary_stream": grpc.unary_stream_rpc_method_handler,
+             "stream_unary": grpc.stream_unary_rpc_method_handler,
+             "stream_stream": grpc.stream_stream_rpc_method_handler}
+    for kind, make in kinds.items():
+        fn = getattr(handler, kind)
+        if fn is None:
+            continue
+        wrapped = _wrap_stream(fn, method) if kind.endswith("_stream") else _wrap_unary(fn, method)
+        return make(wrapped, request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer)
+    return handler
+
+
+def _wrap_unary(fn: Any, method: str) -> Any:
+    async def guarded(request: Any, context: Any) -> Any:
+        if await _refuse(context, method):
+            return None
+        result = fn(request, context)
+        return await result if inspect.isawaitable(result) else result
+
+    return guarded
+
+
+def _wrap_stream(fn: Any, method: str) -> Any:
+    async def guarded(request: Any, context: Any) -> Any:
+        if await _refuse(context, method):
+            return
+        items = fn(request, context)
+        if inspect.isawaitable(items):
+            await items
+        elif hasattr(items, "__aiter__"):
+            async for item in items:
+                yield item
+        else:
+            for item in items:
+                yield item
+
+    return guarded

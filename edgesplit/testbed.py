@@ -46,20 +46,19 @@ def ensure_model(model_dir: Path, shard_dir: Path, *, family: str = "qwen3", lay
 
 def even_plan(nodes: Sequence[str], num_layers: int, digest: str, epoch: int = 1) -> Plan:
     """Layers split as evenly as possible in node order; the first node is the
-    entry and holds embed and head."""
+    entry: embed with the first layers, and the closing zero-layer head segment."""
     n = len(nodes)
-    bounds = [round(i * num_layers / n) for i in range(n + 1)]
-    segs = tuple(Segment(NodeId(node), bounds[i], bounds[i + 1], has_embed=i == 0,
-                         has_head=i == 0) for i, node in enumerate(nodes))
-    return Plan(Epoch(epoch), digest, (Route(NodeId(nodes[0]), segs),))
+    return plan_from_cuts(nodes, [round(i * num_layers / n) for i in range(1, n)], num_layers,
+                          digest, epoch)
 
 
 def plan_from_cuts(nodes: Sequence[str], cuts: Sequence[int], num_layers: int, digest: str,
                    epoch: int) -> Plan:
     bounds = [0, *cuts, num_layers]
-    segs = tuple(Segment(NodeId(node), bounds[i], bounds[i + 1], has_embed=i == 0,
-                         has_head=i == 0) for i, node in enumerate(nodes))
-    return Plan(Epoch(epoch), digest, (Route(NodeId(nodes[0]), segs),))
+    segs = tuple(Segment(NodeId(node), bounds[i], bounds[i + 1], has_embed=i == 0)
+                 for i, node in enumerate(nodes))
+    head = Segment(NodeId(nodes[0]), num_layers, num_layers, has_head=True)
+    return Plan(Epoch(epoch), digest, (Route(NodeId(nodes[0]), (*segs, head)),))
 
 
 @dataclass

@@ -51,10 +51,10 @@ class _Ring:
 
     def __init__(self, es: EpochState, route: Route, session_id: str) -> None:
         self.es, self.route, self.session_id = es, route, session_id
-        last = len(route.segments) - 1
-        self.head: SegmentRunner[Any] = es.runners[(route.entry, last)]
-        if not self.head.spec.has_head:
-            raise Precondition(f"route of {route.entry} does not end with the head")
+        head = es.runners.get((route.entry, len(route.segments) - 1))
+        if head is None or not head.spec.has_head:
+            raise Precondition(f"route of {route.entry} does not end with the head on it")
+        self.head: SegmentRunner[Any] = head
         self.cached = 0  # tokens of the history the hops hold
         self.step = 0
 

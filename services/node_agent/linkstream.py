@@ -86,6 +86,11 @@ class StreamLink:
         self._stream: _Stream | None = None
         self._retired: set[_Stream] = set()
 
+    @property
+    def in_flight(self) -> int:
+        """Messages sent and not acked yet (on every open stream)."""
+        return sum(len(s.pending) for s in (self._stream, *self._retired) if s is not None)
+
     def _current(self) -> _Stream:
         s = self._stream
         if s is not None and s.broken is None \

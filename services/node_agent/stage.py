@@ -248,7 +248,8 @@ class Stage:
             session_id=step.session_id, step=step.step, epoch=es.epoch, reporter=self.node_id,
             failed_node=failed_node, code=code, detail=detail[:500]))
         try:  # if even this fails, the entry times the step out
-            await self.links.get(entry, link.address).send(msg)
+            sent = await self.links.get(entry, link.address).send(msg)
+            sent.add_done_callback(_best_effort)
         except Exception as exc:  # noqa: BLE001
             log.warning("could not report failure to entry %s: %s", entry, exc)
 
@@ -256,9 +257,21 @@ class Stage:
         """Tell ``nodes`` to drop a session (best effort: idle eviction frees it anyway)."""
         for node in nodes:
             link = es.peers.get(node)
-            if link is not None:
-                await self.links.get(node, link.address).send(na.LinkMessage(
+            if link is None:
+                continue
+            try:
+                sent = await self.links.get(node, link.address).send(na.LinkMessage(
                     end_session=na.EndSession(session_id=session_id, epoch=es.epoch)))
+            except Exception as exc:  # noqa: BLE001 - e.g. a cut link
+                log.debug("EndSession to %s not sent: %s", node, exc)
+                continue
+            sent.add_done_callback(_best_effort)
+
+
+def _best_effort(fut: AckFuture) -> None:
+    """A message nobody waits on: its failure is retrieved (and dropped) here."""
+    if not fut.cancelled() and fut.exception() is not None:
+        log.debug("link message lost: %s", fut.exception())
 
 
 def _check_step(runner: Any, wire: WireTensor, h: FrameHeader) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from edgesplit.core.types import Plan
 from edgesplit.model.shard import Manifest
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
-from edgesplit.rpc.client import aio_channel
+from edgesplit.rpc.transport import Transport
 from edgesplit.rpc.server import create_server
 from edgesplit.security.keys import generate_signing_key, save_public_key
 from edgesplit.testbed import even_plan
@@ -35,7 +35,8 @@ class Cluster:
     epoch: int = 0
 
     @classmethod
-    async def start(cls, n: int, shard_dir: Path, tmp: Path, **overrides: Any) -> Cluster:
+    async def start(cls, n: int, shard_dir: Path, tmp: Path, make_runner: Any = None,
+                    **overrides: Any) -> Cluster:
         control = generate_signing_key()
         save_public_key(control.public_key(), tmp / "control.pub.pem")
         c = cls(shard_dir, Manifest.load(shard_dir), control)
@@ -45,7 +46,7 @@ class Cluster:
                                      shard_dir=str(shard_dir),
                                      control_public_key=str(tmp / "control.pub.pem"),
                                      rpc_timeout_s=20, **overrides)
-            regs, agent = build(config)
+            regs, agent = build(config, make_runner)
             server = await create_server(config, regs)
             await server.set_serving(True)
             c.servers.append(server)
@@ -57,7 +58,7 @@ class Cluster:
 
     def channel(self, node: str) -> Any:
         if node not in self.channels:
-            self.channels[node] = aio_channel(self.addresses[node])
+            self.channels[node] = Transport().aio_channel(self.addresses[node])
         return self.channels[node]
 
     def stub(self, node: str) -> na_grpc.NodeAgentStub:

@@ -94,8 +94,8 @@ async def test_seeded_sampling_is_reproducible_and_stop_tokens_stop(cluster: Clu
 
 def _leaky_plan(cluster: Cluster) -> Plan:
     """Layer 0 (sensitive at privacy_depth 1) on node-1; embed and head on the entry."""
-    segs = (Segment(NodeId("node-0"), 0, 0, has_embed=True, has_head=True),
-            Segment(NodeId("node-1"), 0, 4))
+    segs = (Segment(NodeId("node-0"), 0, 0, has_embed=True), Segment(NodeId("node-1"), 0, 4),
+            Segment(NodeId("node-0"), 4, 4, has_head=True))
     return Plan(Epoch(cluster.epoch + 1), cluster.manifest.model_digest,
                 (Route(NodeId("node-0"), segs),))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -84,12 +84,20 @@ class Compute:
         """Runs waiting behind the one the compute thread is doing (the report's queue)."""
         return max(0, self.in_flight - 1)
 
-    async def run(self, work: Callable[[Timer], T]) -> T:
+    def submit(self, work: Callable[[Timer], T]) -> Coroutine[Any, Any, T]:
+        """Hand ``work`` to the compute thread now (it starts before the caller
+        goes on, e.g. to write an ack); await the result to account for it."""
         timer = Timer()
         self.in_flight += 1
+        fut = asyncio.get_running_loop().run_in_executor(self._executor, work, timer)
+        return self._finish(fut, timer)
+
+    async def run(self, work: Callable[[Timer], T]) -> T:
+        return await self.submit(work)
+
+    async def _finish(self, fut: asyncio.Future[T], timer: Timer) -> T:
         try:
-            result = await asyncio.get_running_loop().run_in_executor(
-                self._executor, work, timer)
+            result = await fut
         finally:
             self.in_flight -= 1
         extra = 0.0

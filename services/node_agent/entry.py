@@ -149,8 +149,7 @@ class Entry:
             return timer.run(head, "head", 1, lambda: sampler.choose(head.head(hidden)))
 
         done = self.stage.wait(step, finish)
-        self.stage.spawn(self.stage.advance(ring.es, ring.route, 0, step,
-                                            lambda r: r.embed(feed)))
+        self.stage.advance(ring.es, ring.route, 0, step, lambda r: r.embed(feed))
         try:
             token = await asyncio.wait_for(done, self.s.step_timeout_s)
         except TimeoutError as exc:

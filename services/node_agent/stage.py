@@ -162,21 +162,30 @@ class Stage:
             m.FRAMES_REJECTED.labels(reason).inc()
             raise
         m.FRAMES_RECEIVED.labels(h.src).inc()
-        step = Step(h.session_id, h.step, h.start_pos)
-        self.spawn(self.advance(es, route, h.hop, step, lambda r: r.decode_hidden(wire)))
+        self.advance(es, route, h.hop, Step(h.session_id, h.step, h.start_pos),
+                     lambda r: r.decode_hidden(wire))
 
     # ---- run and forward -------------------------------------------------------------
-    async def advance(self, es: EpochState, route: Route, hop: int, step: Step,
-                      load: Callable[[Any], Any]) -> None:
+    def advance(self, es: EpochState, route: Route, hop: int, step: Step,
+                load: Callable[[Any], Any]) -> None:
         """Run this node's consecutive hops from ``hop`` (``load(runner)`` makes
-        the first input), then forward, or close the ring. Failures are reported
-        to the entry, never swallowed."""
+        the first input), then forward, or close the ring. The compute thread
+        starts on it before this returns."""
+        waiting = self._waiting.get((step.session_id, step.step)) \
+            if route.segments[-1].node == self.node_id else None
+        running = self.compute.submit(
+            lambda timer: self._run(timer, es, route, hop, step, load, waiting))
+        self.spawn(self._forward(es, route, step, waiting, running))
+
+    async def _forward(self, es: EpochState, route: Route, step: Step,
+                       waiting: _Waiting | None,
+                       running: Coroutine[Any, Any, int | tuple[str, list[na.Frame]] | None]
+                       ) -> None:
+        """Send what the compute made on, or close the ring. Failures are
+        reported to the entry, never swallowed."""
         dst = self.node_id
         try:
-            waiting = self._waiting.get((step.session_id, step.step)) \
-                if route.segments[-1].node == self.node_id else None
-            out = await self.compute.run(
-                lambda timer: self._run(timer, es, route, hop, step, load, waiting))
+            out = await running
             if out is None or isinstance(out, int):  # the ring closed here
                 if waiting is not None and out is not None and not waiting.future.done():
                     waiting.future.set_result(out)

@@ -61,25 +61,20 @@ def _split(address: str, ids: list[int], new: int) -> tuple[float, list[int], li
 
 
 def decode_frame_bytes(hidden: int, wire_dtype: str) -> int:
-    """Bytes of one decode-step frame ([1, 1, hidden]) as the agents send it."""
-    import torch
-
-    from edgesplit.model.wire import to_wire
+    """Bytes of one decode-step link message ([1, 1, hidden]) as the agents send it."""
+    from edgesplit.model.base import WIRE_DTYPES, WireTensor
     from edgesplit.security.channel import FrameSealer
     from edgesplit.security.header import FrameHeader
     from edgesplit.v1 import node_agent_pb2 as na
 
-    wire = to_wire(torch.zeros(1, 1, hidden), wire_dtype)
+    wire = WireTensor(bytes(hidden * WIRE_DTYPES[wire_dtype]), (1, 1, hidden), wire_dtype)
     header = FrameHeader("0123456789abcdef.0", 10, 1, 1, "node-0", "node-1", wire.shape,
                          wire.dtype, 0, 1, "node-0", 74)
     nonce, ct = FrameSealer(os.urandom(32), "node-0", receiver_id="node-1").seal(header,
                                                                                  wire.data)
-    frame = na.Frame(header=na.FrameHeader(session_id=header.session_id, step=10, hop=1,
-                                           epoch=1, src="node-0", dst="node-1",
-                                           shape=wire.shape, dtype=wire.dtype, chunks=1,
-                                           entry="node-0", start_pos=74),
-                     nonce=nonce, ciphertext=ct)
-    return frame.ByteSize()
+    msg = na.LinkMessage(seq=1 << 20, frame=na.Frame(header=na.FrameHeader(**header.as_dict()),
+                                                     nonce=nonce, ciphertext=ct))
+    return msg.ByteSize()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

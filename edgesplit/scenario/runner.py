@@ -20,8 +20,9 @@ from typing import Any
 
 import grpc
 
+from edgesplit.model.profile import profile_json
 from edgesplit.procs import start_service
-from edgesplit.rpc.client import aio_channel
+from edgesplit.rpc.transport import Transport
 from edgesplit.scenario.spec import BASE_FLOPS, Event, Scenario
 from edgesplit.testbed import Testbed, ensure_model
 from edgesplit.v1 import (
@@ -33,6 +34,8 @@ from edgesplit.v1 import (
     orchestrator_pb2,
     orchestrator_pb2_grpc,
 )
+
+TRANSPORT = Transport()  # plaintext on loopback, like the test bed it drives
 
 
 @dataclass
@@ -128,8 +131,6 @@ class Run:
                               family=m.get("family", "qwen3"), layers=m.get("layers", 12),
                               hidden=m.get("hidden", 384), heads=m.get("heads", 6),
                               kv_heads=m.get("kv_heads", 2), seed=m.get("seed", 0))
-        from edgesplit.cli.model_cmd import profile_json
-
         profile = profile_json(str(shards))
         (base / "profile.json").write_text(json.dumps(profile))
         ids = [n.id for n in sc.nodes]
@@ -209,7 +210,7 @@ class Run:
     # ---- the run -------------------------------------------------------------------
     async def wait_for_plan(self) -> None:
         """Until the orchestrator's initial plan is committed and the entry has it."""
-        orch = orchestrator_pb2_grpc.OrchestratorStub(aio_channel(self.addr["orchestrator"]))
+        orch = orchestrator_pb2_grpc.OrchestratorStub(TRANSPORT.aio_channel(self.addr["orchestrator"]))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # the initial plan is the orchestrator's
             st = await orch.Status(orchestrator_pb2.StatusRequest(), timeout=5)
@@ -222,7 +223,7 @@ class Run:
 
     async def run(self) -> None:
         await self.wait_for_plan()
-        orch = orchestrator_pb2_grpc.OrchestratorStub(aio_channel(self.addr["orchestrator"]))
+        orch = orchestrator_pb2_grpc.OrchestratorStub(TRANSPORT.aio_channel(self.addr["orchestrator"]))
         self.t0 = time.monotonic()
         stop = asyncio.Event()
         if self.sc.load.requests_per_s > 0:
@@ -241,7 +242,7 @@ class Run:
         """E(t) at the end, beside the logs: what the planner last saw."""
         from google.protobuf.json_format import MessageToJson
 
-        mon = monitor_pb2_grpc.MonitorStub(aio_channel(self.addr["monitor"]))
+        mon = monitor_pb2_grpc.MonitorStub(TRANSPORT.aio_channel(self.addr["monitor"]))
         try:
             env = await mon.GetState(monitor_pb2.GetStateRequest(), timeout=5)
         except grpc.aio.AioRpcError:
@@ -255,7 +256,7 @@ class Run:
         assert self.bed is not None
         if not hasattr(self, "_inference"):
             self._inference = inference_pb2_grpc.InferenceStub(
-                aio_channel(self.bed.node(self.sc.entry.id).address))
+                TRANSPORT.aio_channel(self.bed.node(self.sc.entry.id).address))
         return self._inference
 
     async def _one(self, rng: random.Random) -> None:
@@ -337,7 +338,7 @@ class Run:
             self.privacy_burst += int(a.get("count", 1))
 
     async def _watch(self, orch: Any, stop: asyncio.Event) -> None:
-        mon = monitor_pb2_grpc.MonitorStub(aio_channel(self.addr["monitor"]))
+        mon = monitor_pb2_grpc.MonitorStub(TRANSPORT.aio_channel(self.addr["monitor"]))
         seen_decision = 0
         polls = 0
         while not stop.is_set():
@@ -375,7 +376,7 @@ class Run:
 
     # ---- results ---------------------------------------------------------------------
     async def history(self) -> list[Any]:
-        orch = orchestrator_pb2_grpc.OrchestratorStub(aio_channel(self.addr["orchestrator"]))
+        orch = orchestrator_pb2_grpc.OrchestratorStub(TRANSPORT.aio_channel(self.addr["orchestrator"]))
         return list((await orch.History(orchestrator_pb2.HistoryRequest(limit=1000),
                                          timeout=10)).decisions)
 

@@ -153,7 +153,10 @@ class Prober:
         (bytes sent, seconds to the reply)."""
         req = na.ProbeRequest(src=self.s.node_id, payload=bytes(payload_bytes))
         size = req.ByteSize()
-        stub = na_grpc.NodeAgentStub(self.agent.links.channel(address))
+        channel = self.agent.links.channel(address)
+        # Connected first: a sample times the link, not the connection's set-up.
+        await asyncio.wait_for(channel.channel_ready(), self.s.rpc_timeout_s)
+        stub = na_grpc.NodeAgentStub(channel)
         start = time.perf_counter()
         if self.agent.emulator is not None:  # hook: the test bed's emulated link
             await self.agent.emulator.transmit(peer, size)

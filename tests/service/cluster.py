@@ -11,8 +11,8 @@ from typing import Any
 from edgesplit.core.types import Plan
 from edgesplit.model.shard import Manifest
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
-from edgesplit.rpc.transport import Transport
 from edgesplit.rpc.server import create_server
+from edgesplit.rpc.transport import Transport
 from edgesplit.security.keys import generate_signing_key, save_public_key
 from edgesplit.testbed import even_plan
 from edgesplit.v1 import inference_pb2, inference_pb2_grpc

@@ -5,6 +5,7 @@ a bounded window, reconnect after a break, and the fake runner end to end
 from __future__ import annotations
 
 import asyncio
+import itertools
 import subprocess
 import sys
 import threading
@@ -56,7 +57,7 @@ def fake_factory(gate: dict[int, threading.Event] | None = None) -> Any:
 def fake_reference(cuts: list[int], n: int) -> list[int]:
     bounds = [0, *cuts, LAYERS]
     runners = [FakeSegmentRunner(a, b, has_embed=i == 0)
-               for i, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False))]
+               for i, (a, b) in enumerate(itertools.pairwise(bounds))]
     runners.append(FakeSegmentRunner(LAYERS, LAYERS, has_head=True))
     return local_generate(runners, PROMPT, n)
 

@@ -25,8 +25,8 @@ from edgesplit.model.runner import TorchSegmentRunner
 from edgesplit.model.shard import Manifest, ShardDir
 from edgesplit.model.wire import from_wire, to_wire
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
-from edgesplit.rpc.transport import Transport, TransportSettings
 from edgesplit.rpc.server import create_server
+from edgesplit.rpc.transport import Transport, TransportSettings
 from edgesplit.security.channel import LinkKeys
 from edgesplit.security.header import FrameHeader
 from edgesplit.security.keys import (

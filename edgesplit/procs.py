@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +32,15 @@ class Launch:
     ready: Path
     log: Path
     detach: bool = False  # own session: outlives the caller (``edgesplit testbed up``)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "cmd": self.cmd, "env": self.env, "ready": str(self.ready),
+                "log": str(self.log), "detach": self.detach}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Launch:
+        return cls(raw["name"], list(raw["cmd"]), dict(raw["env"]), Path(raw["ready"]),
+                   Path(raw["log"]), bool(raw["detach"]))
 
     def with_listen(self, address: str) -> Launch:
         cmd = list(self.cmd)

@@ -116,7 +116,7 @@ class Testbed:
         for (launch, proc), address in zip(started, addresses, strict=True):
             node_id = launch.cmd[launch.cmd.index("--node-id") + 1]
             bed.nodes.append(NodeProc(node_id, address, proc.pid, str(launch.log)))
-            bed.commands[node_id] = asdict(launch)
+            bed.commands[node_id] = launch.to_json()
         for node in bed.nodes:
             node.x25519_public = bed.info(node.node_id).x25519_public.hex()
         bed.save()
@@ -135,9 +135,7 @@ class Testbed:
         """Start a killed node again: same command line, same port (so the
         plans and peers that name its address reach it), same state directory."""
         node = self.node(node_id)
-        raw = dict(self.commands[node_id])
-        launch = procs.Launch(raw["name"], raw["cmd"], raw["env"], Path(raw["ready"]),
-                              Path(raw["log"]), raw["detach"])
+        launch = procs.Launch.from_json(self.commands[node_id])
         again = procs.relaunch(launch, node.address, timeout_s)
         node.pid, node.address = again.pid, again.address
         self.save()

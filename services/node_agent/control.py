@@ -1,4 +1,4 @@
-"""Rollout control on a node: Prepare / Commit / Abort (docs/architecture.md).
+"""Rollout control on a node: Prepare / Commit / Abort (docs/data-plane.md).
 
 One rollout step at a time. A commit wakes whoever waits for an epoch (the
 entry after a failure, or for the private route it asked the orchestrator

@@ -1,4 +1,4 @@
-"""The entry node's side of a request: route, ring steps, replay (docs/architecture.md).
+"""The entry node's side of a request: route, ring steps, replay (docs/data-plane.md).
 
 The entry embeds and runs hop 0, the ring carries hidden states, and the
 route's last hop — the head segment, on this node — samples the next token.

@@ -1,4 +1,4 @@
-"""One node's place in the ring: receive -> run -> forward (docs/architecture.md).
+"""One node's place in the ring: receive -> run -> forward (docs/data-plane.md).
 
 A frame for hop ``h`` is opened and checked against this node's assignment
 (epoch, route, hop, sender, dtype, shape, the session's position) and acked

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from edgesplit import procs
-from edgesplit.core.types import Epoch, NodeId, Plan, Route, Segment
+from edgesplit.core.route import route_from_cuts
+from edgesplit.core.types import Epoch, NodeId, Plan
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
 from edgesplit.rpc.transport import Transport
 from edgesplit.security.keys import ensure_dev_keys
@@ -49,19 +50,19 @@ def ensure_model(model_dir: Path, shard_dir: Path, *, family: str = "qwen3", lay
 
 def even_plan(nodes: Sequence[str], num_layers: int, digest: str, epoch: int = 1) -> Plan:
     """Layers split as evenly as possible in node order; the first node is the
-    entry: embed with the first layers, and the closing zero-layer head segment."""
+    entry (embed, its layers, and the closing head segment)."""
     n = len(nodes)
-    return plan_from_cuts(nodes, [round(i * num_layers / n) for i in range(1, n)], num_layers,
-                          digest, epoch)
+    cuts = [round(i * num_layers / n) for i in range(1, n)]
+    return plan_from_cuts(nodes, cuts, num_layers, digest, epoch)
 
 
 def plan_from_cuts(nodes: Sequence[str], cuts: Sequence[int], num_layers: int, digest: str,
                    epoch: int) -> Plan:
-    bounds = [0, *cuts, num_layers]
-    segs = tuple(Segment(NodeId(node), bounds[i], bounds[i + 1], has_embed=i == 0)
-                 for i, node in enumerate(nodes))
-    head = Segment(NodeId(nodes[0]), num_layers, num_layers, has_head=True)
-    return Plan(Epoch(epoch), digest, (Route(NodeId(nodes[0]), (*segs, head)),))
+    """One route over ``nodes`` (the first is the entry) cut at ``cuts``, in the
+    production shape (``core.route.route_from_cuts``)."""
+    entry = NodeId(nodes[0])
+    route = route_from_cuts(entry, [NodeId(n) for n in nodes], cuts, num_layers)
+    return Plan(Epoch(epoch), digest, (route,))
 
 
 @dataclass

@@ -128,14 +128,11 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
 def _show(out: dict[str, Any]) -> str:
     lines = [f"model {out['model']}, mode {out['mode']}, entries {', '.join(out['entries'])}"]
     if out["plan"]:
-        for r in out["plan"]["routes"]:
-            hops = [
-                f"{s['node']}[{s['start']}:{s['end']})"
-                + ("+embed" if s["embed"] else "")
-                + ("+head" if s["head"] else "")
-                for s in r["segments"]
-            ]
-            lines.append(f"route {r['entry']}: " + " -> ".join(hops))
+        from edgesplit.core.cluster_config import plan_from_dict
+        from edgesplit.core.route import format_route
+
+        for r in plan_from_dict(out["plan"]).routes:
+            lines.append(f"route {r.entry}: {format_route(r)}")
         gap = "" if out["gap"] is None else f", gap {out['gap']:.4f}"
         lines.append(
             f"method {out['method']}, optimal {out['optimal']}{gap}, solved in {out['solve_ms']} ms"

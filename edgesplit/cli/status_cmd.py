@@ -54,15 +54,18 @@ def _opt(x: float) -> float | None:
 
 def monitor_data(msg: Any) -> Data:
     """An ``EnvironmentState`` message as plain data (None where nothing was measured)."""
-    from edgesplit.rpc.convert_monitor import PSEUDO_INDEX
+    from edgesplit.core.types import Part
+    from edgesplit.rpc.convert import layer_ref_from_proto
 
     nodes = []
     for v in msg.nodes:
         s = v.state
-        layers = [{"layer": t.pseudo or t.layer,
+        keyed = sorted(((layer_ref_from_proto(t.layer, "layers"), t) for t in v.layers),
+                       key=lambda kt: kt[0])
+        layers = [{"layer": k.value if isinstance(k, Part) else k,
                    "prefill_s_per_token": _opt(t.prefill_s_per_token),
                    "decode_s_per_token": _opt(t.decode_s_per_token)}
-                  for t in sorted(v.layers, key=lambda t: PSEUDO_INDEX.get(t.pseudo, t.layer))]
+                  for k, t in keyed]
         heard = v.reports > 0
         nodes.append({
             "node": s.node_id, "alive": s.alive, "trust": "trusted" if s.trust else "untrusted",

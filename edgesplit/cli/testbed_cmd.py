@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
 def _load_plan(path: str, bed: Any) -> Any:
     import yaml
 
-    from edgesplit.core.types import Epoch, NodeId, Plan, Route, Segment
+    from edgesplit.core.route import RouteError
     from edgesplit.testbed import plan_from_cuts
 
     raw = yaml.safe_load(Path(path).read_text())
@@ -39,9 +39,14 @@ def _load_plan(path: str, bed: Any) -> Any:
     nodes = [n.node_id for n in bed.nodes]
     if "cuts" in raw:
         return plan_from_cuts(nodes, raw["cuts"], m.num_layers, m.model_digest, bed.epoch + 1)
-    segs = tuple(Segment(NodeId(n), int(s), int(e), has_embed=i == 0, has_head=i == 0)
-                 for i, (n, s, e) in enumerate(raw["segments"]))
-    return Plan(Epoch(bed.epoch + 1), m.model_digest, (Route(segs[0].node, segs),))
+    given = [(str(n), int(s), int(e)) for n, s, e in raw["segments"]]
+    plan = plan_from_cuts([n for n, _, _ in given], [s for _, s, _ in given[1:]],
+                          m.num_layers, m.model_digest, bed.epoch + 1)
+    built = [(s.node, s.start, s.end) for s in plan.routes[0].segments[:-1]]
+    if built != given:
+        raise RouteError(given[0][0], f"segments {given} are not consecutive over "
+                         f"{m.num_layers} layers")
+    return plan
 
 
 def _up(args: argparse.Namespace) -> int:

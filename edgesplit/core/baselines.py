@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from edgesplit.core.cost import kv_bytes, layer_times
+from edgesplit.core.route import route_from_cuts
 from edgesplit.core.types import (
     ClusterState,
     Epoch,
@@ -35,7 +36,6 @@ from edgesplit.core.types import (
     NodeState,
     Plan,
     Route,
-    Segment,
     Workload,
 )
 
@@ -51,16 +51,13 @@ Baseline = Callable[[ClusterState, ModelProfile, Workload, Sequence[NodeId]], Ba
 
 def ring_route(entry: NodeId, order: Sequence[NodeId], counts: Sequence[int], L: int) -> Route:
     """A route giving ``counts[i]`` consecutive layers to ``order[i]`` (``order[0]`` = entry)."""
-    if counts[0] == L:
-        return Route(entry, (Segment(entry, 0, L, has_embed=True, has_head=True),))
-    segs = [Segment(entry, 0, counts[0], has_embed=True)]
-    pos = counts[0]
+    nodes, cuts, pos = [entry], [], counts[0]
     for node, count in zip(order[1:], counts[1:], strict=True):
         if count:
-            segs.append(Segment(node, pos, pos + count))
+            nodes.append(node)
+            cuts.append(pos)
             pos += count
-    segs.append(Segment(entry, L, L, has_head=True))
-    return Route(entry, tuple(segs))
+    return route_from_cuts(entry, nodes, cuts, L)
 
 
 def _order(state: ClusterState, entry: NodeId) -> list[NodeState]:

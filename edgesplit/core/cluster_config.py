@@ -43,7 +43,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgesplit.core.cost import EMBED_INDEX, HEAD_INDEX
 from edgesplit.core.types import (
     ClusterState,
     Epoch,
@@ -52,6 +51,7 @@ from edgesplit.core.types import (
     ModelProfile,
     NodeId,
     NodeState,
+    Part,
     Plan,
     Privacy,
     Route,
@@ -59,6 +59,7 @@ from edgesplit.core.types import (
     Trust,
     Weights,
     Workload,
+    parse_layer_key,
 )
 
 GB = 1_000_000_000
@@ -109,12 +110,10 @@ def _node(doc: Any, where: str, reference_flops: float) -> NodeState:
         raise ConfigError(f"{where}: utilization must be within 0..1")
     measured = []
     for key, ms in _mapping(doc.get("layer_ms", {}), f"{where}.layer_ms").items():
-        index = {"embed": EMBED_INDEX, "head": HEAD_INDEX}.get(str(key))
-        if index is None:
-            try:
-                index = int(key)
-            except ValueError:
-                raise ConfigError(f"{where}.layer_ms: bad layer {key!r}") from None
+        try:
+            index = parse_layer_key(key)
+        except ValueError:
+            raise ConfigError(f"{where}.layer_ms: bad layer {key!r}") from None
         measured.append((index, float(ms) / 1000.0))
     return NodeState(
         node_id=NodeId(str(doc["id"])),
@@ -268,8 +267,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
                         "node": s.node,
                         "start": s.start,
                         "end": s.end,
-                        "embed": s.has_embed,
-                        "head": s.has_head,
+                        "parts": sorted(p.value for p in s.parts),
                     }
                     for s in r.segments
                 ],
@@ -293,11 +291,10 @@ def plan_from_dict(doc: Any) -> Plan:
                         NodeId(str(s["node"])),
                         int(s["start"]),
                         int(s["end"]),
-                        has_embed=bool(s.get("embed", False)),
-                        has_head=bool(s.get("head", False)),
+                        frozenset(Part(p) for p in s.get("parts", ())),
                     )
                 )
-            except (KeyError, ValueError) as exc:
+            except (KeyError, ValueError, TypeError) as exc:
                 raise ConfigError(f"routes[{i}].segments[{j}]: {exc}") from None
         routes.append(Route(NodeId(str(r.get("entry"))), tuple(segs)))
     return Plan(Epoch(int(doc.get("epoch", 0))), str(doc.get("model_digest", "")), tuple(routes))

@@ -10,8 +10,8 @@ Formulas (seconds, bytes, bits per second):
       t(n, i) = n.layer_seconds[i]                              if measured
               = flops_i / (n.flops_per_s * max(1 - n.utilization, MIN_FREE_FRACTION))
 
-  ``embed`` and ``head`` use the keys ``EMBED_INDEX`` (-1) and ``HEAD_INDEX``
-  (-2) in ``layer_seconds``. The floor keeps a saturated node finite (20x
+  ``embed`` and ``head`` use the keys ``Part.EMBED`` and ``Part.HEAD`` in
+  ``layer_seconds``. The floor keeps a saturated node finite (20x
   slower at the default 0.05) so it stays comparable instead of vanishing.
 * one hop ``a -> b`` carrying ``k`` tokens of activations::
 
@@ -48,14 +48,17 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 
+from edgesplit.core.route import route_error
 from edgesplit.core.types import (
     ClusterState,
     CostBreakdown,
     LayerCost,
+    LayerKey,
     LinkState,
     ModelProfile,
     NodeId,
     NodeState,
+    Part,
     Plan,
     Privacy,
     Route,
@@ -64,8 +67,6 @@ from edgesplit.core.types import (
 )
 
 MIN_FREE_FRACTION = 0.05
-EMBED_INDEX = -1
-HEAD_INDEX = -2
 
 INF = math.inf
 
@@ -76,15 +77,15 @@ def layer_times(node: NodeState, profile: ModelProfile) -> tuple[list[float], fl
     free = max(1.0 - node.utilization, MIN_FREE_FRACTION)
     speed = node.flops_per_s * free
 
-    def one(cost: LayerCost, index: int) -> float:
-        if index in measured:
-            return measured[index]
+    def one(cost: LayerCost, key: LayerKey) -> float:
+        if key in measured:
+            return measured[key]
         if cost.flops_per_token <= 0:
             return 0.0
         return cost.flops_per_token / speed if speed > 0 else INF
 
     layers = [one(c, i) for i, c in enumerate(profile.layers)]
-    return layers, one(profile.embed, EMBED_INDEX), one(profile.head, HEAD_INDEX)
+    return layers, one(profile.embed, Part.EMBED), one(profile.head, Part.HEAD)
 
 
 def hop_seconds(link: LinkState | None, tokens: int, activation_bytes: int) -> float:
@@ -118,49 +119,21 @@ def infeasible(reason: str) -> CostBreakdown:
     )
 
 
-def check_route(route: Route, state: ClusterState, num_layers: int) -> str:
-    """Why ``route`` is structurally invalid under ``state``, or "" if it is valid.
-
-    Valid: the first segment is on the entry and carries ``embed``; the last is
-    on the entry and carries ``head`` (nothing else does); layers ``[0, L)`` are
-    covered once, in order; a non-entry node holds at most one segment; every
-    node is alive and each hop between different nodes has a link.
-    """
-    segs = route.segments
+def route_unrunnable(route: Route, state: ClusterState, num_layers: int) -> str:
+    """Why ``route`` cannot run under ``state``, or "" if it can: it must have
+    the one route shape (``core.route.check_route``), every node must be known
+    and alive and each hop between different nodes must have a link."""
     entry = route.entry
-    if not segs:
-        return f"route of {entry} has no segments"
     alive = {n.node_id for n in state.nodes if n.alive}
     known = {n.node_id for n in state.nodes}
-    for s in segs:
+    for s in route.segments:
         if s.node not in known:
             return f"route of {entry} uses unknown node {s.node}"
         if s.node not in alive:
             return f"route of {entry} uses dead node {s.node}"
-    if segs[0].node != entry or not segs[0].has_embed:
-        return f"route of {entry} must start on its entry with embed"
-    if segs[-1].node != entry or not segs[-1].has_head:
-        return f"route of {entry} must end on its entry with head"
-    if any(s.has_embed for s in segs[1:]) or any(s.has_head for s in segs[:-1]):
-        return f"route of {entry} carries embed or head on the wrong segment"
-    pos = 0
-    for s in segs:
-        if s.start != pos:
-            return f"route of {entry}: segment on {s.node} starts at {s.start}, expected {pos}"
-        pos = s.end
-    if pos != num_layers:
-        return f"route of {entry} covers layers [0, {pos}) of {num_layers}"
-    seen: set[NodeId] = set()
-    for k, s in enumerate(segs):
-        if s.node == entry:
-            if 0 < k < len(segs) - 1:
-                return f"route of {entry} visits its entry in the middle"
-            continue
-        if s.num_layers == 0:
-            return f"route of {entry} has an empty segment on {s.node}"
-        if s.node in seen:
-            return f"route of {entry} visits {s.node} twice"
-        seen.add(s.node)
+    why = route_error(route, num_layers)
+    if why:
+        return why
     for a, b in zip(route.nodes, route.nodes[1:], strict=False):
         if a != b and state.link(a, b) is None:
             return f"route of {entry} hops {a} -> {b} without a link"
@@ -171,28 +144,25 @@ def memory_use(
     routes: Iterable[Route], profile: ModelProfile, workload: Workload
 ) -> dict[NodeId, int]:
     """Bytes each node needs for ``routes`` (shared weights once, KV per route)."""
-    held: dict[NodeId, set[int]] = defaultdict(set)
+    held: dict[NodeId, set[LayerKey]] = defaultdict(set)
     kv: dict[NodeId, int] = defaultdict(int)
     for r in routes:
         for s in r.segments:
-            if s.has_embed:
-                held[s.node].add(EMBED_INDEX)
-                kv[s.node] += kv_bytes(profile.embed, workload)
-            if s.has_head:
-                held[s.node].add(HEAD_INDEX)
-                kv[s.node] += kv_bytes(profile.head, workload)
-            for i in range(s.start, s.end):
-                held[s.node].add(i)
-                kv[s.node] += kv_bytes(profile.layers[i], workload)
+            for key in s.keys:
+                held[s.node].add(key)
+                kv[s.node] += kv_bytes(layer_cost(profile, key), workload)
+    return {n: sum(layer_cost(profile, k).weight_bytes for k in keys) + kv[n]
+            for n, keys in held.items()}
 
-    def weight(i: int) -> int:
-        if i == EMBED_INDEX:
-            return profile.embed.weight_bytes
-        if i == HEAD_INDEX:
-            return profile.head.weight_bytes
-        return profile.layers[i].weight_bytes
 
-    return {n: sum(weight(i) for i in idx) + kv[n] for n, idx in held.items()}
+def layer_cost(profile: ModelProfile, key: LayerKey) -> LayerCost:
+    """The profile's cost of one decoder layer or named part."""
+    if key is Part.EMBED:
+        return profile.embed
+    if key is Part.HEAD:
+        return profile.head
+    assert isinstance(key, int)
+    return profile.layers[key]
 
 
 def evaluate(
@@ -212,7 +182,7 @@ def evaluate(
         return infeasible("plan has two routes for one entry")
     L = profile.num_layers
     for r in plan.routes:
-        why = check_route(r, state, L)
+        why = route_unrunnable(r, state, L)
         if why:
             return infeasible(why)
     nodes = {n.node_id: n for n in state.nodes}
@@ -254,7 +224,7 @@ def evaluate(
             added[nid] += share * tokens_per_request * seconds
         for a, b in hops:
             link = state.link(a, b)
-            assert link is not None  # check_route guarantees it
+            assert link is not None  # route_unrunnable guarantees it
             link_busy[(a, b)] += act * 8.0 / link.bandwidth_bps
     if penalty and workload.privacy is Privacy.HIGH:
         return infeasible(f"privacy=high: {penalty} sensitive items on untrusted nodes")

@@ -12,15 +12,25 @@ import bisect
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
-from edgesplit.core.cost import EMBED_INDEX, HEAD_INDEX, MIN_FREE_FRACTION
+from edgesplit.core.cost import MIN_FREE_FRACTION
 from edgesplit.core.inventory import NodeInventory
 from edgesplit.core.reports import LinkSource
-from edgesplit.core.types import ClusterState, LayerCost, LinkState, ModelProfile, NodeId, NodeState
+from edgesplit.core.types import (
+    ClusterState,
+    LayerCost,
+    LayerKey,
+    LinkState,
+    ModelProfile,
+    NodeId,
+    NodeState,
+    Part,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class LayerTimes:
-    """Seconds per token by layer index: two parallel tuples, sorted by layer.
+    """Seconds per token by layer key: two parallel tuples, sorted by layer
+    (``Part.EMBED`` first, then the decoder layers, ``Part.HEAD`` last).
 
     Parallel tuples rather than ``(layer, seconds)`` pairs because the layer
     tuple of a node is shared from report to report: each report then costs
@@ -28,14 +38,14 @@ class LayerTimes:
     thousand nodes rebuilds thousands of these a second.
     """
 
-    layers: tuple[int, ...] = ()
+    layers: tuple[LayerKey, ...] = ()
     seconds: tuple[float, ...] = ()
 
-    def pairs(self) -> tuple[tuple[int, float], ...]:
+    def pairs(self) -> tuple[tuple[LayerKey, float], ...]:
         """The ``NodeState.layer_seconds`` form."""
         return tuple(zip(self.layers, self.seconds, strict=True))
 
-    def get(self, layer: int) -> float | None:
+    def get(self, layer: LayerKey) -> float | None:
         i = bisect.bisect_left(self.layers, layer)
         if i < len(self.layers) and self.layers[i] == layer:
             return self.seconds[i]
@@ -46,6 +56,32 @@ class LayerTimes:
 
 
 NO_LAYER_TIMES = LayerTimes()
+
+
+@dataclass(frozen=True, slots=True)
+class LinkAssumption:
+    """Figures assumed for a link between two live nodes that nobody has measured yet."""
+
+    rtt_s: float = 0.01
+    bandwidth_bps: float = 100e6
+
+
+def complete_links(
+    cluster: ClusterState, assume: LinkAssumption | None
+) -> tuple[ClusterState, tuple[tuple[NodeId, NodeId], ...]]:
+    """The one rule for unmeasured links: between two live nodes, ``assume``
+    stands in for a link without both figures measured (so the planner may
+    still route over it); with ``assume=None`` such a link stays absent.
+
+    Returns the completed cluster and the directed links that were missing.
+    """
+    alive = [n.node_id for n in cluster.nodes if n.alive]
+    have = {(lk.src, lk.dst) for lk in cluster.links}
+    missing = tuple((a, b) for a in alive for b in alive if a != b and (a, b) not in have)
+    if assume is None or not missing:
+        return cluster, missing
+    extra = tuple(LinkState(a, b, assume.rtt_s, assume.bandwidth_bps) for a, b in missing)
+    return replace(cluster, links=(*cluster.links, *extra)), missing
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,13 +188,16 @@ class EnvironmentState:
         node = self.nodes.get(node_id)
         return node is not None and node.alive
 
-    def to_cluster_state(self, static: NodeInventory) -> ClusterState:
+    def to_cluster_state(
+        self, static: NodeInventory, assume: LinkAssumption | None = None
+    ) -> ClusterState:
         """The planner's input: inventory figures overlaid with what was measured.
 
         Nodes keep inventory order. A node without reports is ``alive`` only if
         it is still within its liveness grace, and carries no layer times (the
         planner falls back to FLOPs / declared speed). Links appear once both
-        ends are in the inventory and both RTT and bandwidth were observed.
+        ends are in the inventory and both RTT and bandwidth were observed;
+        other links between live nodes follow ``complete_links`` with ``assume``.
         """
         nodes: list[NodeState] = []
         links: list[LinkState] = []
@@ -183,7 +222,7 @@ class EnvironmentState:
             for lk in env.links:
                 if lk.dst in static and lk.rtt_s is not None and lk.bandwidth_bps is not None:
                     links.append(LinkState(lk.src, lk.dst, lk.rtt_s, lk.bandwidth_bps))
-        return ClusterState(nodes=tuple(nodes), links=tuple(links))
+        return complete_links(ClusterState(nodes=tuple(nodes), links=tuple(links)), assume)[0]
 
     def measured_profile(self, profile: ModelProfile, static: NodeInventory) -> ModelProfile:
         """``profile`` with FLOPs estimates replaced by what was measured.
@@ -197,7 +236,7 @@ class EnvironmentState:
         every node. That node's own measured times still count for it
         (``to_cluster_state``). Other layers (and embed / head) keep theirs.
         """
-        samples: dict[int, list[float]] = {}
+        samples: dict[LayerKey, list[float]] = {}
         for env in self.nodes.values():
             spec = static.get(env.node_id)
             if spec is None or not env.alive or spec.flops_per_s <= 0:
@@ -209,7 +248,7 @@ class EnvironmentState:
         if not samples:
             return profile
 
-        def calibrated(cost: LayerCost, index: int) -> LayerCost:
+        def calibrated(cost: LayerCost, index: LayerKey) -> LayerCost:
             if len(samples.get(index, ())) < 2:
                 return cost
             return replace(cost, flops_per_token=min(samples[index]))
@@ -217,14 +256,14 @@ class EnvironmentState:
         return replace(
             profile,
             layers=tuple(calibrated(c, i) for i, c in enumerate(profile.layers)),
-            embed=calibrated(profile.embed, EMBED_INDEX),
-            head=calibrated(profile.head, HEAD_INDEX),
+            embed=calibrated(profile.embed, Part.EMBED),
+            head=calibrated(profile.head, Part.HEAD),
         )
 
 
 def _overlay(
-    estimate: tuple[tuple[int, float], ...], measured: LayerTimes
-) -> tuple[tuple[int, float], ...]:
+    estimate: tuple[tuple[LayerKey, float], ...], measured: LayerTimes
+) -> tuple[tuple[LayerKey, float], ...]:
     """Per-layer times: a measured layer replaces its configured estimate, others stay."""
     if not estimate:
         return measured.pairs()  # the common case: nothing configured

@@ -27,7 +27,7 @@ from edgesplit.core.environment import (
 )
 from edgesplit.core.ewma import check_alpha, ewma_step
 from edgesplit.core.reports import DEFAULT_SLA_STEP_BUDGET_S, NodeReport, judge_sla
-from edgesplit.core.types import NodeId
+from edgesplit.core.types import LayerKey, NodeId
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +92,15 @@ class _LayerAcc:
     layer tuple across reports until a layer appears for the first time.
     """
 
-    index: dict[int, int] = field(default_factory=dict)
+    index: dict[LayerKey, int] = field(default_factory=dict)
     values: list[float] = field(default_factory=list)
     view: LayerTimes = NO_LAYER_TIMES
 
-    def fold(self, samples: tuple[tuple[int, float], ...], alpha: float) -> None:
+    def fold(self, samples: tuple[tuple[LayerKey, float], ...], alpha: float) -> None:
         if not samples:
             return  # nothing ran: keep the view (and the last known figures)
         index, values = self.index, self.values
-        new: list[tuple[int, float]] = []
+        new: list[tuple[LayerKey, float]] = []
         for layer, seconds in samples:
             i = index.get(layer)
             if i is None:

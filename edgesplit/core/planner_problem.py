@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edgesplit.core.cost import (
-    EMBED_INDEX,
-    HEAD_INDEX,
     hop_seconds,
     kv_bytes,
     layer_times,
@@ -23,14 +21,16 @@ from edgesplit.core.cost import (
     sensitive_depth,
 )
 from edgesplit.core.planner_dp import Path, RouteProblem
+from edgesplit.core.route import route_from_cuts
 from edgesplit.core.types import (
     ClusterState,
+    LayerKey,
     ModelProfile,
     NodeId,
     NodeState,
+    Part,
     Privacy,
     Route,
-    Segment,
     Weights,
     Workload,
 )
@@ -43,7 +43,7 @@ class Occupancy:
     """What other routes already take: bytes, items held, utilisation added, per node."""
 
     used: dict[NodeId, int]
-    held: dict[NodeId, frozenset[int]]
+    held: dict[NodeId, frozenset[LayerKey]]
     load: dict[NodeId, float]
 
 
@@ -95,20 +95,14 @@ class Instance:
         return wl.requests_per_s / self.num_routes * (wl.prompt_tokens + wl.new_tokens)
 
     def occupancy(self, routes: Sequence[Route]) -> Occupancy:
-        held: dict[NodeId, set[int]] = {}
+        held: dict[NodeId, set[LayerKey]] = {}
         load: dict[NodeId, float] = {}
         for r in routes:
             for s in r.segments:
-                items = held.setdefault(s.node, set())
-                items.update(range(s.start, s.end))
+                held.setdefault(s.node, set()).update(s.keys)
                 layer_s, embed_s, head_s = self.times[self.index[s.node]]
                 busy = sum(layer_s[s.start : s.end])
-                if s.has_embed:
-                    items.add(EMBED_INDEX)
-                    busy += embed_s
-                if s.has_head:
-                    items.add(HEAD_INDEX)
-                    busy += head_s
+                busy += (embed_s if s.has_embed else 0.0) + (head_s if s.has_head else 0.0)
                 load[s.node] = load.get(s.node, 0.0) + busy * self.load_per_second
         used = memory_use(routes, self.profile, self.workload)
         return Occupancy(used, {k: frozenset(v) for k, v in held.items()}, load)
@@ -118,8 +112,8 @@ class Instance:
         held = occ.held.get(self.nodes[entry].node_id, frozenset())
         p, wl = self.profile, self.workload
         need = kv_bytes(p.embed, wl) + kv_bytes(p.head, wl)
-        need += 0 if EMBED_INDEX in held else p.embed.weight_bytes
-        need += 0 if HEAD_INDEX in held else p.head.weight_bytes
+        need += 0 if Part.EMBED in held else p.embed.weight_bytes
+        need += 0 if Part.HEAD in held else p.head.weight_bytes
         return need
 
     def route_problem(
@@ -233,11 +227,6 @@ class Instance:
     def route(self, positions: Sequence[int], path: Path) -> Route:
         """The ``Route`` of a path over all nodes' indices, cut at ``positions``."""
         ids = [n.node_id for n in self.nodes]
-        pos = positions
         entry = ids[path[0][0]]
-        if len(path) == 1:
-            return Route(entry, (Segment(entry, 0, self.L, has_embed=True, has_head=True),))
-        segs = [Segment(entry, 0, pos[path[0][2]], has_embed=True)]
-        segs += [Segment(ids[w], pos[a], pos[b]) for w, a, b in path[1:]]
-        segs.append(Segment(entry, self.L, self.L, has_head=True))
-        return Route(entry, tuple(segs))
+        cuts = [positions[a] for _, a, _ in path[1:]]
+        return route_from_cuts(entry, [ids[w] for w, _, _ in path], cuts, self.L)

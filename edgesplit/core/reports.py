@@ -16,12 +16,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from edgesplit.core.cost import EMBED_INDEX, HEAD_INDEX
-from edgesplit.core.types import NodeId
+from edgesplit.core.types import LayerKey, NodeId, is_layer_key
 
-# Layer tables use the cost model's keys: 0.. for decoder layers, EMBED_INDEX
-# and HEAD_INDEX (negative) for the pseudo-layers the entry node runs.
-LOWEST_LAYER_INDEX = min(EMBED_INDEX, HEAD_INDEX)
+# Layer tables use the cost model's keys: 0.. for decoder layers, Part.EMBED
+# and Part.HEAD for the named parts the entry node runs.
 
 # The scenario spec's SLA: every decode step of a request within 400 ms.
 DEFAULT_SLA_STEP_BUDGET_S = 0.4
@@ -96,9 +94,9 @@ class NodeReport:
     agent's ``seq = 0`` is not mistaken for a replay). ``now`` is the agent's
     own clock: used only for intervals between its own reports, never compared
     with the monitor's clock, because the two are not synchronised.
-    ``prefill_layer_s`` / ``decode_layer_s`` are ``(layer index, seconds per
+    ``prefill_layer_s`` / ``decode_layer_s`` are ``(layer key, seconds per
     token)`` for layers that ran tokens this cycle, as measured by the segment
-    runner (``cost.EMBED_INDEX`` / ``cost.HEAD_INDEX`` for embed and head);
+    runner (``Part.EMBED`` / ``Part.HEAD`` for embed and head);
     ``activation_bytes`` are ``(next hop, bytes sent this cycle)``.
     """
 
@@ -106,8 +104,8 @@ class NodeReport:
     seq: int
     now: float
     resources: ResourceSample
-    prefill_layer_s: tuple[tuple[int, float], ...] = ()
-    decode_layer_s: tuple[tuple[int, float], ...] = ()
+    prefill_layer_s: tuple[tuple[LayerKey, float], ...] = ()
+    decode_layer_s: tuple[tuple[LayerKey, float], ...] = ()
     activation_bytes: tuple[tuple[NodeId, int], ...] = ()
     compute_busy_s: float = 0.0  # wall seconds spent in segment compute this cycle
     requests: tuple[RequestSample, ...] = ()
@@ -131,7 +129,7 @@ class NodeReport:
         for table in (self.prefill_layer_s, self.decode_layer_s):
             if table:
                 layers, seconds = zip(*table, strict=True)
-                if min(layers) < LOWEST_LAYER_INDEX or not _all_non_negative(seconds):
+                if not all(map(is_layer_key, layers)) or not _all_non_negative(seconds):
                     return "bad layer index or layer time"
         if self.activation_bytes and min(n for _, n in self.activation_bytes) < 0:
             return "negative byte count"
@@ -178,8 +176,8 @@ class AgentCounters:
     few dozen entries) and keeps it as the ``previous`` of the next cycle.
     """
 
-    prefill: Mapping[int, tuple[float, int]] = field(default_factory=dict)  # layer -> (s, tokens)
-    decode: Mapping[int, tuple[float, int]] = field(default_factory=dict)
+    prefill: Mapping[LayerKey, tuple[float, int]] = field(default_factory=dict)  # -> (s, tokens)
+    decode: Mapping[LayerKey, tuple[float, int]] = field(default_factory=dict)
     bytes_sent: Mapping[NodeId, int] = field(default_factory=dict)  # next hop -> bytes
 
 
@@ -239,10 +237,10 @@ def build_report(
 
 
 def _per_token(
-    cur: Mapping[int, tuple[float, int]], prev: Mapping[int, tuple[float, int]]
-) -> tuple[tuple[tuple[int, float], ...], float]:
+    cur: Mapping[LayerKey, tuple[float, int]], prev: Mapping[LayerKey, tuple[float, int]]
+) -> tuple[tuple[tuple[LayerKey, float], ...], float]:
     """``((layer, seconds per token), ...)`` over layers with new tokens, and busy seconds."""
-    out: list[tuple[int, float]] = []
+    out: list[tuple[LayerKey, float]] = []
     busy = 0.0
     for layer, (seconds, tokens) in sorted(cur.items()):
         p_seconds, p_tokens = prev.get(layer, (0.0, 0))

@@ -10,6 +10,7 @@ Units are base units throughout: seconds, bytes, bits per second, FLOPs.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import NewType
 
@@ -33,6 +34,81 @@ class Privacy(enum.IntEnum):
 
     LOW = 0  # sensitive layers may go anywhere (penalised in the objective)
     HIGH = 1  # sensitive layers must sit on nodes the entry trusts (hard)
+
+
+class Part(enum.Enum):
+    """A named part of the model besides the numbered decoder layers.
+
+    ``EMBED`` turns token ids into hidden states, ``HEAD`` is final norm +
+    lm_head + sampling; both see raw tokens, so both stay on the entry's
+    trusted side. As a layer key (``LayerKey``) a part orders where it runs:
+    ``EMBED`` before layer 0, ``HEAD`` after the last layer, so tables keyed by
+    ``int | Part`` sort in execution order.
+    """
+
+    EMBED = "embed"
+    HEAD = "head"
+
+    @property
+    def position(self) -> float:
+        return -1.0 if self is Part.EMBED else math.inf
+
+    def __lt__(self, other: object) -> bool:
+        return self.position < _position(other)
+
+    def __le__(self, other: object) -> bool:
+        return self.position <= _position(other)
+
+    def __gt__(self, other: object) -> bool:
+        return self.position > _position(other)
+
+    def __ge__(self, other: object) -> bool:
+        return self.position >= _position(other)
+
+
+# A key of a per-layer table: a decoder layer index (0..L-1) or a named part.
+LayerKey = int | Part
+
+
+def _position(key: object) -> float:
+    if isinstance(key, Part):
+        return key.position
+    if isinstance(key, int) and not isinstance(key, bool):
+        return float(key)
+    raise TypeError(f"not a layer key: {key!r}")
+
+
+def is_layer_key(key: object) -> bool:
+    """A decoder layer index >= 0 or a ``Part``."""
+    return isinstance(key, Part) or (isinstance(key, int) and not isinstance(key, bool)
+                                     and key >= 0)
+
+
+def parse_layer_key(raw: str | int) -> LayerKey:
+    """``"embed"`` / ``"head"`` or a layer index (``"3"`` or ``3``); ValueError otherwise."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        key: LayerKey = raw
+    else:
+        text = str(raw).strip().lower()
+        key = Part(text) if text in PART_NAMES else int(text)
+    if not is_layer_key(key):
+        raise ValueError(f"bad layer {raw!r}")
+    return key
+
+
+def format_layer_key(key: LayerKey) -> str:
+    """The inverse of ``parse_layer_key``: ``"embed"``, ``"3"``, ``"head"``."""
+    return key.value if isinstance(key, Part) else str(key)
+
+
+def shard_name(key: LayerKey) -> str:
+    """The shard manifest's name for a layer key: ``"embed"``, ``"layer.3"``, ``"head"``."""
+    return key.value if isinstance(key, Part) else f"layer.{key}"
+
+
+PART_NAMES = frozenset(p.value for p in Part)
+EMBED_ONLY = frozenset({Part.EMBED})
+HEAD_ONLY = frozenset({Part.HEAD})
 
 
 class Mode(enum.IntEnum):
@@ -80,9 +156,10 @@ class NodeState:
     """One node as the planner sees it.
 
     ``flops_per_s`` is the node's effective speed; ``layer_seconds`` (if given)
-    holds measured per-token decode time per layer index on this node and wins
-    over the FLOPs estimate. ``trusted_by`` lists entry nodes that trust this
-    node with sensitive layers (an entry always trusts itself when TRUSTED).
+    holds measured per-token decode time per layer key (index, ``Part.EMBED``,
+    ``Part.HEAD``) on this node and wins over the FLOPs estimate. ``trusted_by``
+    lists entry nodes that trust this node with sensitive layers (an entry
+    always trusts itself when TRUSTED).
     """
 
     node_id: NodeId
@@ -91,7 +168,7 @@ class NodeState:
     flops_per_s: float
     utilization: float = 0.0  # 0..1, background load not caused by our plan
     alive: bool = True
-    layer_seconds: tuple[tuple[int, float], ...] = ()
+    layer_seconds: tuple[tuple[LayerKey, float], ...] = ()
     trusted_by: tuple[NodeId, ...] = ()
     address: str = ""
 
@@ -155,17 +232,33 @@ class ClusterState:
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """Layers ``[start, end)`` on ``node``, optionally with ``embed`` / ``head``."""
+    """Layers ``[start, end)`` on ``node``, plus the named ``parts`` it runs
+    (``Part.EMBED`` before its layers, ``Part.HEAD`` after them)."""
 
     node: NodeId
     start: int
     end: int
-    has_embed: bool = False
-    has_head: bool = False
+    parts: frozenset[Part] = frozenset()
 
     def __post_init__(self) -> None:
         if self.start < 0 or self.end < self.start:
             raise ValueError(f"bad segment range [{self.start}, {self.end})")
+        if not isinstance(self.parts, frozenset) or not all(isinstance(p, Part)
+                                                             for p in self.parts):
+            raise TypeError(f"segment parts must be a frozenset of Part, got {self.parts!r}")
+
+    @property
+    def has_embed(self) -> bool:
+        return Part.EMBED in self.parts
+
+    @property
+    def has_head(self) -> bool:
+        return Part.HEAD in self.parts
+
+    @property
+    def keys(self) -> tuple[LayerKey, ...]:
+        """Every layer key this segment runs, in execution order."""
+        return tuple(sorted((*self.parts, *range(self.start, self.end))))
 
     @property
     def num_layers(self) -> int:
@@ -182,9 +275,10 @@ class Segment:
 class Route:
     """The ring one request passes: entry -> segments ... -> back to entry.
 
-    ``segments[0]`` runs on the entry node and carries ``embed``; the entry also
-    runs ``head`` after the last segment (a final zero-layer segment with
-    ``has_head`` on the entry node makes that explicit).
+    One shape (checked by ``edgesplit.core.route.check_route``): ``segments[0]``
+    runs on the entry with ``Part.EMBED`` and layers ``[0, k)``; interior
+    segments hold consecutive non-empty ranges; the last segment is a
+    zero-layer segment on the entry with ``Part.HEAD``.
     """
 
     entry: NodeId

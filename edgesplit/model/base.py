@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from edgesplit.core.types import Part, shard_name
 from edgesplit.model.errors import (
     BadFrameDtype,
     BadFrameShape,
@@ -42,11 +43,16 @@ class SegmentSpec:
     def num_layers(self) -> int:
         return self.end - self.start
 
+    @property
+    def named_parts(self) -> frozenset[Part]:
+        """``has_embed`` / ``has_head`` as the core's ``Part`` set."""
+        return frozenset(p for p, on in ((Part.EMBED, self.has_embed),
+                                         (Part.HEAD, self.has_head)) if on)
+
     def parts(self) -> tuple[str, ...]:
         """Shard names this segment needs, in manifest naming."""
-        names = ["embed"] if self.has_embed else []
-        names += [f"layer.{i}" for i in range(self.start, self.end)]
-        return (*names, "head") if self.has_head else tuple(names)
+        keys = sorted((*self.named_parts, *range(self.start, self.end)))
+        return tuple(shard_name(k) for k in keys)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ The layers are the library's own, so numerics match ``model.generate``.
 from __future__ import annotations
 
 import importlib
-import itertools
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -326,12 +325,10 @@ class TorchSegmentRunner:
 def chain_runners(
     source: WeightSource | str | Path, cuts: Sequence[int], **kwargs: Any
 ) -> list[TorchSegmentRunner]:
-    """Runners for consecutive cut points (``[0, 5, 11, 16]`` -> three segments),
-    embed on the first and head on the last, as an in-process pipeline."""
-    n = len(cuts) - 1
-    if n < 1:
-        raise ValueError("need at least two cut points")
-    return [
-        TorchSegmentRunner(source, a, b, has_embed=i == 0, has_head=i == n - 1, **kwargs)
-        for i, (a, b) in enumerate(itertools.pairwise(cuts))
-    ]
+    """Runners for consecutive cut points (``[0, 5, 11, 16]`` -> three layer
+    segments plus the zero-layer head segment), the route shape as an
+    in-process pipeline (``pipeline.chain_specs``)."""
+    from edgesplit.model.pipeline import chain_specs
+
+    return [TorchSegmentRunner(source, s.start, s.end, s.has_embed, s.has_head, **kwargs)
+            for s in chain_specs(cuts)]

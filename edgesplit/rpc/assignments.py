@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edgesplit.core.types import NodeId, Plan, Route, Segment
+from edgesplit.core.route import RouteError, check_route
+from edgesplit.core.types import NodeId, Plan, Route, Segment, shard_name
 from edgesplit.rpc.convert import plan_to_proto, segment_to_proto
 from edgesplit.rpc.errors import InvalidRequest
 from edgesplit.security.signing import sign_envelope
@@ -50,29 +51,16 @@ def shard_key_context(node_id: str, sha256: str) -> bytes:
 
 
 def segment_parts(seg: Segment) -> list[str]:
-    parts = ["embed"] if seg.has_embed else []
-    parts += [f"layer.{i}" for i in range(seg.start, seg.end)]
-    return [*parts, "head"] if seg.has_head else parts
+    """Shard names ``seg`` needs, in execution order (embed, layers, head)."""
+    return [shard_name(k) for k in seg.keys]
 
 
 def validate_route(route: Route, num_layers: int) -> None:
-    """A route the data plane can run: contiguous layers 0..L once each,
-    embed first and head on the entry (raw tokens and logits stay there)."""
-    if not route.segments or route.segments[0].node != route.entry:
-        raise InvalidRequest(f"route {route.entry}: first segment must run on the entry")
-    if not route.segments[0].has_embed:
-        raise InvalidRequest(f"route {route.entry}: embed must be on the first segment")
-    heads = [s for s in route.segments if s.has_head]
-    if len(heads) != 1 or heads[0].node != route.entry:
-        raise InvalidRequest(f"route {route.entry}: exactly one head, on the entry node")
-    expected = 0
-    for seg in route.segments:
-        if seg.start != expected:
-            raise InvalidRequest(f"route {route.entry}: segment starts at {seg.start}, "
-                                 f"expected {expected}")
-        expected = seg.end
-    if expected != num_layers:
-        raise InvalidRequest(f"route {route.entry}: covers {expected} of {num_layers} layers")
+    """``core.route.check_route`` at the RPC boundary: a bad route is bad input."""
+    try:
+        check_route(route, num_layers)
+    except RouteError as exc:
+        raise InvalidRequest(str(exc)) from exc
 
 
 def build_assignments(plan: Plan, shards: Mapping[str, ShardEntry],

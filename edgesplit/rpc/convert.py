@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from edgesplit.core.types import (
     ClusterState,
     CostBreakdown,
     Epoch,
     LayerCost,
+    LayerKey,
     LinkState,
     Mode,
     ModelProfile,
     NodeId,
     NodeState,
+    Part,
     Plan,
     Privacy,
     Route,
@@ -32,9 +36,56 @@ class ConversionError(ValueError):
         self.field = field
 
 
+_PART_TO_PROTO: dict[Part, int] = {Part.EMBED: pb.PART_EMBED, Part.HEAD: pb.PART_HEAD}
+_PART_FROM_PROTO: dict[int, Part] = {v: k for k, v in _PART_TO_PROTO.items()}
+
+
+def part_to_proto(p: Part) -> int:
+    return _PART_TO_PROTO[p]
+
+
+def part_from_proto(value: int, field: str) -> Part:
+    try:
+        return _PART_FROM_PROTO[value]
+    except KeyError:
+        raise ConversionError(field, f"unknown part {value}") from None
+
+
+def layer_ref_to_proto(key: LayerKey) -> pb.LayerRef:
+    if isinstance(key, Part):
+        return pb.LayerRef(part=part_to_proto(key))
+    return pb.LayerRef(index=key)
+
+
+def layer_ref_from_proto(m: pb.LayerRef, field: str) -> LayerKey:
+    which = m.WhichOneof("ref")
+    if which == "part":
+        return part_from_proto(m.part, f"{field}.part")
+    if which == "index":
+        return int(m.index)
+    raise ConversionError(field, "neither index nor part set")
+
+
+def layer_seconds_to_proto(pairs: Iterable[tuple[LayerKey, float]]) -> list[pb.LayerSeconds]:
+    return [pb.LayerSeconds(layer=layer_ref_to_proto(k), seconds=v) for k, v in pairs]
+
+
+def layer_seconds_from_proto(items: Iterable[pb.LayerSeconds], field: str
+                             ) -> tuple[tuple[LayerKey, float], ...]:
+    table: dict[LayerKey, float] = {}
+    for i, item in enumerate(items):
+        key = layer_ref_from_proto(item.layer, f"{field}[{i}].layer")
+        if key in table:
+            raise ConversionError(f"{field}[{i}].layer", f"{key!r} given twice")
+        if not item.seconds >= 0:  # NaN too
+            raise ConversionError(f"{field}[{i}].seconds", "must be a non-negative number")
+        table[key] = item.seconds
+    return tuple(sorted(table.items()))
+
+
 def segment_to_proto(s: Segment) -> pb.Segment:
     return pb.Segment(node_id=s.node, start=s.start, end=s.end,
-                      has_embed=s.has_embed, has_head=s.has_head)
+                      parts=[part_to_proto(p) for p in sorted(s.parts)])
 
 
 def segment_from_proto(m: pb.Segment, field: str = "segment") -> Segment:
@@ -42,7 +93,10 @@ def segment_from_proto(m: pb.Segment, field: str = "segment") -> Segment:
         raise ConversionError(f"{field}.node_id", "empty")
     if m.end < m.start:
         raise ConversionError(field, f"end {m.end} < start {m.start}")
-    return Segment(NodeId(m.node_id), m.start, m.end, m.has_embed, m.has_head)
+    parts = [part_from_proto(p, f"{field}.parts[{i}]") for i, p in enumerate(m.parts)]
+    if len(set(parts)) != len(parts):
+        raise ConversionError(f"{field}.parts", "a part given twice")
+    return Segment(NodeId(m.node_id), m.start, m.end, frozenset(parts))
 
 
 def route_to_proto(r: Route) -> pb.Route:
@@ -101,7 +155,8 @@ def node_to_proto(n: NodeState) -> pb.NodeState:
     return pb.NodeState(
         node_id=n.node_id, trust=int(n.trust), memory_bytes=n.memory_bytes,
         flops_per_s=n.flops_per_s, utilization=n.utilization, alive=n.alive,
-        layer_seconds=dict(n.layer_seconds), trusted_by=list(n.trusted_by), address=n.address)
+        layer_seconds=layer_seconds_to_proto(n.layer_seconds), trusted_by=list(n.trusted_by),
+        address=n.address)
 
 
 def node_from_proto(m: pb.NodeState, field: str = "node") -> NodeState:
@@ -114,7 +169,7 @@ def node_from_proto(m: pb.NodeState, field: str = "node") -> NodeState:
     return NodeState(
         node_id=NodeId(m.node_id), trust=Trust(m.trust), memory_bytes=m.memory_bytes,
         flops_per_s=m.flops_per_s, utilization=m.utilization, alive=m.alive,
-        layer_seconds=tuple(sorted(m.layer_seconds.items())),
+        layer_seconds=layer_seconds_from_proto(m.layer_seconds, f"{field}.layer_seconds"),
         trusted_by=tuple(NodeId(t) for t in m.trusted_by), address=m.address)
 
 

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 
-from edgesplit.core.cost import EMBED_INDEX, HEAD_INDEX
 from edgesplit.core.environment import EnvironmentState, LayerTimes, LinkEnv, NodeEnv
 from edgesplit.core.inventory import NodeInventory
 from edgesplit.core.reports import (
@@ -26,9 +25,19 @@ from edgesplit.core.reports import (
     RequestSample,
     ResourceSample,
 )
-from edgesplit.core.types import ClusterState, LinkState, ModelProfile, NodeId, NodeState, Trust
+from edgesplit.core.types import (
+    ClusterState,
+    LayerKey,
+    LinkState,
+    ModelProfile,
+    NodeId,
+    NodeState,
+    Trust,
+)
 from edgesplit.rpc.convert import (
     ConversionError,
+    layer_ref_from_proto,
+    layer_ref_to_proto,
     link_to_proto,
     node_from_proto,
     node_to_proto,
@@ -36,17 +45,15 @@ from edgesplit.rpc.convert import (
 )
 from edgesplit.v1 import monitor_pb2 as mpb
 
-PSEUDO_NAMES: dict[int, str] = {EMBED_INDEX: "embed", HEAD_INDEX: "head"}
-PSEUDO_INDEX: dict[str, int] = {v: k for k, v in PSEUDO_NAMES.items()}
 _SOURCES: dict[str, LinkSource] = {s.value: s for s in LinkSource}
 
-LayerPairs = tuple[tuple[int, float], ...]
+LayerPairs = tuple[tuple[LayerKey, float], ...]
 
 
 # ---- layer tables ---------------------------------------------------------------
 def timings_to_proto(prefill: LayerPairs, decode: LayerPairs) -> list[mpb.LayerTiming]:
     """One ``LayerTiming`` per layer that has either figure (0 for the missing one)."""
-    merged: dict[int, list[float]] = {}
+    merged: dict[LayerKey, list[float]] = {}
     for layer, s in prefill:
         merged.setdefault(layer, [0.0, 0.0])[0] = s
     for layer, s in decode:
@@ -54,19 +61,16 @@ def timings_to_proto(prefill: LayerPairs, decode: LayerPairs) -> list[mpb.LayerT
     out = []
     for layer in sorted(merged):
         p, d = merged[layer]
-        name = PSEUDO_NAMES.get(layer, "")
-        out.append(mpb.LayerTiming(layer=0 if name else layer, pseudo=name,
+        out.append(mpb.LayerTiming(layer=layer_ref_to_proto(layer),
                                    prefill_s_per_token=p, decode_s_per_token=d))
     return out
 
 
 def timings_from_proto(items: Iterable[mpb.LayerTiming], field: str) -> tuple[LayerPairs, LayerPairs]:
-    prefill: list[tuple[int, float]] = []
-    decode: list[tuple[int, float]] = []
+    prefill: list[tuple[LayerKey, float]] = []
+    decode: list[tuple[LayerKey, float]] = []
     for i, t in enumerate(items):
-        if t.pseudo and t.pseudo not in PSEUDO_INDEX:
-            raise ConversionError(f"{field}[{i}].pseudo", f"unknown pseudo-layer {t.pseudo!r}")
-        layer = PSEUDO_INDEX[t.pseudo] if t.pseudo else int(t.layer)
+        layer = layer_ref_from_proto(t.layer, f"{field}[{i}].layer")
         if t.prefill_s_per_token:
             prefill.append((layer, t.prefill_s_per_token))
         if t.decode_s_per_token:
@@ -145,17 +149,9 @@ def default_node_state(node_id: NodeId, memory_bytes: int = 0,
     return NodeState(node_id, Trust.UNTRUSTED, memory_bytes, flops_per_s)
 
 
-def _planner_view(n: NodeState) -> NodeState:
-    # NodeState.layer_seconds is a uint32-keyed map: embed / head (negative
-    # keys) travel in NodeView.layers instead.
-    if all(k >= 0 for k, _ in n.layer_seconds):
-        return n
-    return replace(n, layer_seconds=tuple((k, v) for k, v in n.layer_seconds if k >= 0))
-
-
 def _node_view(env: NodeEnv, state: NodeState, now: float, epoch: int) -> mpb.NodeView:
     return mpb.NodeView(
-        state=node_to_proto(_planner_view(state)),
+        state=node_to_proto(state),
         last_seen_age_s=0.0 if env.last_seen is None else max(0.0, now - env.last_seen),
         reports=env.reports, cpu_utilization=env.cpu_utilization,
         gpu_utilization=env.gpu_utilization or 0.0, has_gpu=env.gpu_utilization is not None,
@@ -264,7 +260,7 @@ def inventory_from_state_proto(m: mpb.EnvironmentState) -> NodeInventory:
 
 
 def cluster_from_state_proto(m: mpb.EnvironmentState) -> ClusterState:
-    """The planner's input exactly as the monitor computed it (decoder layers only)."""
+    """The planner's input exactly as the monitor computed it (embed and head included)."""
     return ClusterState(
         tuple(node_from_proto(v.state, f"state.nodes[{i}].state") for i, v in enumerate(m.nodes)),
         tuple(LinkState(NodeId(lk.src), NodeId(lk.dst), lk.rtt_s, lk.bandwidth_bps)

@@ -21,12 +21,37 @@ class PlanMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PLAN_MODE_PLACEMENT: _ClassVar[PlanMode]
     PLAN_MODE_RESPLIT: _ClassVar[PlanMode]
+
+class Part(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PART_UNSPECIFIED: _ClassVar[Part]
+    PART_EMBED: _ClassVar[Part]
+    PART_HEAD: _ClassVar[Part]
 TRUST_UNTRUSTED: Trust
 TRUST_TRUSTED: Trust
 PRIVACY_LOW: Privacy
 PRIVACY_HIGH: Privacy
 PLAN_MODE_PLACEMENT: PlanMode
 PLAN_MODE_RESPLIT: PlanMode
+PART_UNSPECIFIED: Part
+PART_EMBED: Part
+PART_HEAD: Part
+
+class LayerRef(_message.Message):
+    __slots__ = ("index", "part")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    part: Part
+    def __init__(self, index: _Optional[int] = ..., part: _Optional[_Union[Part, str]] = ...) -> None: ...
+
+class LayerSeconds(_message.Message):
+    __slots__ = ("layer", "seconds")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    layer: LayerRef
+    seconds: float
+    def __init__(self, layer: _Optional[_Union[LayerRef, _Mapping]] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class LayerCost(_message.Message):
     __slots__ = ("weight_bytes", "flops_per_token", "kv_bytes_per_token")
@@ -56,13 +81,6 @@ class ModelProfile(_message.Message):
 
 class NodeState(_message.Message):
     __slots__ = ("node_id", "trust", "memory_bytes", "flops_per_s", "utilization", "alive", "layer_seconds", "trusted_by", "address")
-    class LayerSecondsEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: int
-        value: float
-        def __init__(self, key: _Optional[int] = ..., value: _Optional[float] = ...) -> None: ...
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     TRUST_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -78,10 +96,10 @@ class NodeState(_message.Message):
     flops_per_s: float
     utilization: float
     alive: bool
-    layer_seconds: _containers.ScalarMap[int, float]
+    layer_seconds: _containers.RepeatedCompositeFieldContainer[LayerSeconds]
     trusted_by: _containers.RepeatedScalarFieldContainer[str]
     address: str
-    def __init__(self, node_id: _Optional[str] = ..., trust: _Optional[_Union[Trust, str]] = ..., memory_bytes: _Optional[int] = ..., flops_per_s: _Optional[float] = ..., utilization: _Optional[float] = ..., alive: _Optional[bool] = ..., layer_seconds: _Optional[_Mapping[int, float]] = ..., trusted_by: _Optional[_Iterable[str]] = ..., address: _Optional[str] = ...) -> None: ...
+    def __init__(self, node_id: _Optional[str] = ..., trust: _Optional[_Union[Trust, str]] = ..., memory_bytes: _Optional[int] = ..., flops_per_s: _Optional[float] = ..., utilization: _Optional[float] = ..., alive: _Optional[bool] = ..., layer_seconds: _Optional[_Iterable[_Union[LayerSeconds, _Mapping]]] = ..., trusted_by: _Optional[_Iterable[str]] = ..., address: _Optional[str] = ...) -> None: ...
 
 class LinkState(_message.Message):
     __slots__ = ("src", "dst", "rtt_s", "bandwidth_bps")
@@ -132,18 +150,16 @@ class ObjectiveWeights(_message.Message):
     def __init__(self, alpha: _Optional[float] = ..., beta: _Optional[float] = ..., gamma: _Optional[float] = ...) -> None: ...
 
 class Segment(_message.Message):
-    __slots__ = ("node_id", "start", "end", "has_embed", "has_head")
+    __slots__ = ("node_id", "start", "end", "parts")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
-    HAS_EMBED_FIELD_NUMBER: _ClassVar[int]
-    HAS_HEAD_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     start: int
     end: int
-    has_embed: bool
-    has_head: bool
-    def __init__(self, node_id: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., has_embed: _Optional[bool] = ..., has_head: _Optional[bool] = ...) -> None: ...
+    parts: _containers.RepeatedScalarFieldContainer[Part]
+    def __init__(self, node_id: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[Part, str]]] = ...) -> None: ...
 
 class Route(_message.Message):
     __slots__ = ("entry", "segments")

@@ -8,16 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class LayerTiming(_message.Message):
-    __slots__ = ("layer", "prefill_s_per_token", "decode_s_per_token", "pseudo")
+    __slots__ = ("layer", "prefill_s_per_token", "decode_s_per_token")
     LAYER_FIELD_NUMBER: _ClassVar[int]
     PREFILL_S_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     DECODE_S_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
-    PSEUDO_FIELD_NUMBER: _ClassVar[int]
-    layer: int
+    layer: _common_pb2.LayerRef
     prefill_s_per_token: float
     decode_s_per_token: float
-    pseudo: str
-    def __init__(self, layer: _Optional[int] = ..., prefill_s_per_token: _Optional[float] = ..., decode_s_per_token: _Optional[float] = ..., pseudo: _Optional[str] = ...) -> None: ...
+    def __init__(self, layer: _Optional[_Union[_common_pb2.LayerRef, _Mapping]] = ..., prefill_s_per_token: _Optional[float] = ..., decode_s_per_token: _Optional[float] = ...) -> None: ...
 
 class LinkObservation(_message.Message):
     __slots__ = ("peer", "rtt_s", "bandwidth_bps", "source")

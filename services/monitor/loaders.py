@@ -15,7 +15,7 @@ import yaml
 
 from edgesplit.core.cluster_config import ConfigError, profile_from_json
 from edgesplit.core.inventory import NodeInventory
-from edgesplit.core.types import ModelProfile, NodeId, NodeState, Trust
+from edgesplit.core.types import ModelProfile, NodeId, NodeState, Trust, parse_layer_key
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
           "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
@@ -58,7 +58,7 @@ def node_from_entry(entry: dict[str, Any]) -> NodeState:
     if not node_id:
         raise ValueError("missing id")
     flops = float(_first(entry, "flops_per_s", "flops", "speed", default=0.0))
-    layer_seconds = tuple(sorted((int(k), float(v))
+    layer_seconds = tuple(sorted((parse_layer_key(k), float(v))
                                  for k, v in (entry.get("layer_seconds") or {}).items()))
     if flops <= 0 and not layer_seconds:
         raise ValueError("flops_per_s must be positive (or give layer_seconds)")

@@ -23,22 +23,21 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from edgesplit.core.cost import EMBED_INDEX, HEAD_INDEX
 from edgesplit.core.reports import AgentCounters, LinkSource, RequestSample
-from edgesplit.core.types import NodeId
+from edgesplit.core.types import LayerKey, NodeId, Part
 from services.node_agent.links import LinkStats
 
 HEAD_PHASE = "head"  # the phase the entry passes for final norm + lm_head + sampling
 
 
-def layer_keys(spec: Any, phase: str) -> tuple[int, ...]:
+def layer_keys(spec: Any, phase: str) -> tuple[LayerKey, ...]:
     """The cost-model keys one timed run covers (embed rides with the layers it precedes)."""
     if phase == HEAD_PHASE:
-        return (HEAD_INDEX,)
+        return (Part.HEAD,)
     layers = tuple(range(spec.start, spec.end))
     if layers:
         return layers
-    return (EMBED_INDEX,) if spec.has_embed else ()
+    return (Part.EMBED,) if spec.has_embed else ()
 
 
 class Telemetry:
@@ -48,8 +47,8 @@ class Telemetry:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.links = links or LinkStats()
         self._clock = clock
-        self._prefill: dict[int, tuple[float, int]] = {}
-        self._decode: dict[int, tuple[float, int]] = {}
+        self._prefill: dict[LayerKey, tuple[float, int]] = {}
+        self._decode: dict[LayerKey, tuple[float, int]] = {}
         self._bytes: dict[NodeId, int] = {}
         # Bounded: a monitor that is away for long loses the oldest requests,
         # not the agent's memory.

@@ -1,9 +1,10 @@
-"""Algorithm 1 of the seed, for real: every interval read E(t), evaluate the
-triggers, try a placement-only change, then a full re-split, adopt only a
-clearly better plan, roll it out, and record the decision.
+"""Algorithm 1 of the seed, for real: the I/O shell around the pure control step.
 
-The decisions themselves are the pure core's (``edgesplit.core.triggers``);
-this module gathers inputs over gRPC and carries the result out.
+Every interval it reads E(t) from the monitor, lets ``edgesplit.core.control``
+decide, asks the split reviser when the step wants a plan, rolls an adopted
+plan out through the broadcaster, and records every decision. The loop holds
+core values; ``services.orchestrator.convert`` turns them into messages at
+each RPC and at the store (docs/architecture.md, "one reconfiguration").
 """
 
 from __future__ import annotations
@@ -11,28 +12,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
-from edgesplit.core.triggers import (
-    TriggerConfig,
-    decide_revision,
-    evaluate_triggers,
-    untrusted_sensitive_nodes,
-)
-from edgesplit.core.types import ClusterState, Mode
+from edgesplit.core import control as ctl
+from edgesplit.core.environment import LinkAssumption
+from edgesplit.core.triggers import TriggerConfig
+from edgesplit.core.types import CostBreakdown, Mode, Plan, Weights, Workload
 from edgesplit.rpc import convert as cv
 from edgesplit.rpc.client import aio_channel
-from edgesplit.rpc.convert_monitor import environment_from_proto
 from edgesplit.rpc.errors import Precondition, Unavailable
 from edgesplit.v1 import broadcaster_pb2 as bc
 from edgesplit.v1 import broadcaster_pb2_grpc as bc_grpc
-from edgesplit.v1 import common_pb2, monitor_pb2, monitor_pb2_grpc
+from edgesplit.v1 import monitor_pb2, monitor_pb2_grpc
 from edgesplit.v1 import orchestrator_pb2 as pb
-from edgesplit.v1 import split_reviser_pb2 as sr
 from edgesplit.v1 import split_reviser_pb2_grpc as sr_grpc
+from services.orchestrator import convert as oc
 from services.orchestrator.config import OrchestratorConfig
 from services.orchestrator.store import Store
 
@@ -47,39 +44,34 @@ TO_COMMIT = Histogram("edgesplit_trigger_to_commit_seconds", "Trigger to committ
                       buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
 
 
-@dataclass
-class Proposal:
-    plan: common_pb2.Plan
-    cost: common_pb2.CostBreakdown
-    action: str
+def control_config(c: OrchestratorConfig) -> ctl.ControlConfig:
+    """The step's settings from the service's."""
+    return ctl.ControlConfig(
+        triggers=TriggerConfig(
+            latency_ewma_s=c.latency_trigger_s, max_utilization=c.utilization_trigger,
+            min_link_bandwidth_bps=c.bandwidth_trigger_bps, cooldown_s=c.cooldown_s,
+            privacy_depth=c.privacy_depth),
+        margin=c.margin, weights=Weights(c.alpha, c.beta, c.gamma),
+        workload=Workload(prompt_tokens=c.prompt_tokens, new_tokens=c.new_tokens,
+                          requests_per_s=c.requests_per_s, privacy_depth=c.privacy_depth),
+        entries=oc.node_ids(c.entries),
+        assumed_link=LinkAssumption(c.default_link_rtt_s, c.default_link_bandwidth_bps),
+        initial_wait_s=c.initial_wait_s, retry_backoff_s=c.retry_backoff_s,
+        privacy_hold_s=c.privacy_hold_s, static=c.static)
 
 
 class ControlLoop:
     def __init__(self, config: OrchestratorConfig, store: Store) -> None:
         self.config = config
+        self.control = control_config(config)
         self.store = store
         resumed = store.resume()
-        self.plan: common_pb2.Plan | None = resumed.plan
-        self.last_reconfigured_at = resumed.last_reconfigured_at
+        self.plan: Plan | None = resumed.plan
+        self.cost: CostBreakdown | None = None
         self.reconfigurations = resumed.reconfigurations
-        self.cost: common_pb2.CostBreakdown | None = None
+        self.history = ctl.ControlHistory(last_reconfigured_at=resumed.last_reconfigured_at,
+                                      last_epoch=self.plan.epoch if self.plan else 0)
         self.last_decision: pb.Decision | None = None
-        self.private_until = 0.0
-        # Epochs are single-use at the broadcaster and the agents: after an
-        # aborted rollout the next plan needs a newer epoch than the one tried.
-        self.last_epoch = self.plan.epoch if self.plan else 0
-        self.first_heard: float | None = None
-        self.rate: float | None = None  # measured requests per second (EWMA)
-        self._last_count: tuple[int, float] | None = None
-        self.retry_at = 0.0  # monotonic: no rollout before this after a failed one
-        # After "keep" (no plan better by the margin), the same non-urgent
-        # triggers are not re-planned every interval: the answer would not change
-        # until the state does. Failover and privacy are never held back.
-        self.quiet_until = 0.0
-        self.triggers = TriggerConfig(
-            latency_ewma_s=config.latency_trigger_s, max_utilization=config.utilization_trigger,
-            min_link_bandwidth_bps=config.bandwidth_trigger_bps, cooldown_s=config.cooldown_s,
-            privacy_depth=config.privacy_depth)
         self._lock = asyncio.Lock()  # one rollout at a time
         self._channels = [aio_channel(a) for a in (config.monitor, config.split_reviser,
                                                    config.broadcaster)]
@@ -89,257 +81,150 @@ class ControlLoop:
         if self.plan is not None:
             EPOCH.set(self.plan.epoch)
 
+    @property
+    def last_reconfigured_at(self) -> float | None:
+        return self.history.last_reconfigured_at
+
     async def close(self) -> None:
         for ch in self._channels:
             await ch.close()
 
-    # ---- inputs ----------------------------------------------------------------
-    def observe_rate(self, state: monitor_pb2.EnvironmentState) -> None:
-        """Request rate from the monitor's finished-request count (EWMA), so the
-        planner judges node load by the traffic actually served."""
-        if self._last_count is not None and state.at > self._last_count[1]:
-            done, at = self._last_count
-            sample = max(0, state.requests_total - done) / (state.at - at)
-            self.rate = sample if self.rate is None else 0.8 * self.rate + 0.2 * sample
-        self._last_count = (state.requests_total, state.at)
+    # ---- the three peers ------------------------------------------------------------
+    async def observe(self) -> ctl.Observation:
+        msg = await self.monitor.GetState(monitor_pb2.GetStateRequest(),
+                                          timeout=self.config.rpc_timeout_s)
+        return oc.observation_from_proto(msg, self.control)
 
-    def workload(self, privacy_high: bool) -> common_pb2.Workload:
-        c = self.config
-        # The configured rate until traffic has been seen (a floor keeps an idle
-        # moment from planning as if no load would ever come).
-        rate = max(self.rate, 0.05) if self.rate else c.requests_per_s
-        return common_pb2.Workload(
-            prompt_tokens=c.prompt_tokens, new_tokens=c.new_tokens,
-            requests_per_s=rate, privacy_depth=c.privacy_depth,
-            privacy=common_pb2.PRIVACY_HIGH if privacy_high else common_pb2.PRIVACY_LOW)
+    async def revise(self, action: ctl.Revise) -> ctl.PlanAnswer:
+        reply = await self.reviser.Revise(oc.revise_request_to_proto(action.request),
+                                          timeout=self.config.rpc_timeout_s)
+        return oc.answer_from_proto(reply)
 
-    async def state(self) -> monitor_pb2.EnvironmentState:
-        return await self.monitor.GetState(monitor_pb2.GetStateRequest(),
-                                           timeout=self.config.rpc_timeout_s)
+    async def decide(self, obs: ctl.Observation, now: float, private: bool = False
+                     ) -> ctl.Wait | ctl.Keep | ctl.Reconfigure | ctl.Refuse:
+        """``step`` (or ``private_route``), its questions answered by the split reviser."""
+        answers: dict[Mode, ctl.PlanAnswer] = {}
+        while True:
+            action = (ctl.private_route(obs, self.plan, self.history, self.control, answers)
+                      if private else
+                      ctl.step(obs, self.plan, self.history, now, self.control, answers))
+            if not isinstance(action, ctl.Revise):
+                return action
+            answers[action.request.mode] = await self.revise(action)
 
-    def entries(self) -> list[str]:
-        if self.config.entries:
-            return list(self.config.entries)
-        return [r.entry for r in self.plan.routes] if self.plan else []
-
-    def _ready_for_first_plan(self, state: monitor_pb2.EnvironmentState) -> bool:
-        """Every enrolled node reporting and every link between them measured,
-        or ``initial_wait_s`` since the first node was heard: a first plan made
-        while agents still start would leave them out until the next trigger."""
-        alive = [v for v in state.nodes if v.state.alive and v.reports]
-        if not alive:
+    async def adopt_serving(self) -> bool:
+        """Without a plan of its own (a fresh store), adopt the one already
+        serving, if any: no rollout for what the data plane already runs."""
+        current = await self.broadcaster.Current(bc.CurrentRequest(),
+                                                 timeout=self.config.rpc_timeout_s)
+        last = max(self.history.last_epoch, current.last_epoch, current.plan.epoch)
+        self.history = replace(self.history, last_epoch=last)
+        if not current.plan.epoch:
             return False
-        if self.first_heard is None:
-            self.first_heard = time.monotonic()
-        complete = len(alive) == len(state.nodes) and not self.missing_links(state)
-        return complete or time.monotonic() >= self.first_heard + self.config.initial_wait_s
+        self.plan = cv.plan_from_proto(current.plan)
+        self.store.save_plan(self.plan, None)
+        EPOCH.set(self.plan.epoch)
+        return True
 
-    def missing_links(self, state: monitor_pb2.EnvironmentState) -> list[tuple[str, str]]:
-        alive = [v.state.node_id for v in state.nodes if v.state.alive]
-        have = {(link.src, link.dst) for link in state.links}
-        return [(a, b) for a in alive for b in alive if a != b and (a, b) not in have]
-
-    def cluster(self, state: monitor_pb2.EnvironmentState) -> common_pb2.ClusterState:
-        """Nodes and links for the planner; a link nobody has measured yet gets
-        the configured assumption rather than ruling out every route over it."""
-        links = list(state.links)
-        for a, b in self.missing_links(state):
-            links.append(common_pb2.LinkState(
-                src=a, dst=b, rtt_s=self.config.default_link_rtt_s,
-                bandwidth_bps=self.config.default_link_bandwidth_bps))
-        return common_pb2.ClusterState(nodes=[v.state for v in state.nodes], links=links)
-
-    async def revise(self, state: monitor_pb2.EnvironmentState, mode: int,
-                     privacy_high: bool) -> sr.ReviseResponse:
-        c = self.config
-        cluster = self.cluster(state)
-        req = sr.ReviseRequest(
-            state=cluster, profile=state.profile, workload=self.workload(privacy_high),
-            mode=mode, weights=common_pb2.ObjectiveWeights(alpha=c.alpha, beta=c.beta,
-                                                           gamma=c.gamma),
-            entries=self.entries(), epoch=self.last_epoch + 1)
-        if self.plan is not None:
-            req.current.CopyFrom(self.plan)
-        return await self.reviser.Revise(req, timeout=c.rpc_timeout_s)
-
-    async def apply(self, plan: common_pb2.Plan, state: monitor_pb2.EnvironmentState
-                    ) -> bc.ApplyResponse:
-        addresses = {v.state.node_id: v.state.address for v in state.nodes if v.state.address}
-        self.last_epoch = max(self.last_epoch, plan.epoch)
-        # Trust comes from the monitor's inventory, the one place it is configured:
-        # nodes trusted by every entry of the plan may hold sensitive layers.
-        entries = {r.entry for r in plan.routes}
-        trusted = [v.state.node_id for v in state.nodes if v.state.trust == common_pb2.TRUST_TRUSTED
-                   and (not v.state.trusted_by or entries <= set(v.state.trusted_by))]
-        return await self.broadcaster.Apply(
-            bc.ApplyRequest(plan=plan, addresses=addresses, trusted_nodes=trusted,
-                            wire_dtype=self.config.wire_dtype,
-                            privacy_depth=self.config.privacy_depth,
-                            prepare_timeout_s=self.config.apply_timeout_s / 2),
-            timeout=self.config.apply_timeout_s)
-
-    # ---- one interval ------------------------------------------------------------
+    # ---- one interval ---------------------------------------------------------------
     async def tick(self, now: float | None = None) -> pb.Decision | None:
         async with self._lock:
             return await self._tick(time.time() if now is None else now)
 
     async def _tick(self, now: float) -> pb.Decision | None:
         started = time.perf_counter()
-        if time.monotonic() < self.retry_at:
+        if now < self.history.retry_at:
+            return None  # not even E(t): nothing would be rolled out anyway
+        obs = await self.observe()
+        self.history = ctl.observe(self.history, obs.env, self.control)
+        if self.plan is None and obs.plannable and await self.adopt_serving():
             return None
-        state = await self.state()
-        self.observe_rate(state)
-        if not state.nodes or not state.profile.layers:
-            return None
-        if self.plan is None:
-            current = await self.broadcaster.Current(bc.CurrentRequest(),
-                                                     timeout=self.config.rpc_timeout_s)
-            self.last_epoch = max(self.last_epoch, current.last_epoch, current.plan.epoch)
-            if current.plan.epoch:  # a plan is already serving: adopt it, no rollout
-                self.plan = current.plan
-                self.store.save_plan(current.plan, None)
-                EPOCH.set(current.plan.epoch)
-                return None
-            if not self._ready_for_first_plan(state):
-                return None  # agents are still starting or probing their links
-            return await self._initial(state, now, started)
-        if self.config.static:
-            return None
-        env = environment_from_proto(state)
-        cluster = cv.cluster_from_proto(self.cluster(state))
-        privacy_high = now < self.private_until
-        decision = evaluate_triggers(
-            env, cv.plan_from_proto(self.plan), cluster, self.last_reconfigured_at, now,
-            self.triggers, privacy_violation=privacy_high and not self._route_private(cluster))
-        fired = sorted({t.kind.value for t in decision.fired})
-        if not decision.act:
-            if fired and decision.suppressed_by_cooldown:
+        action = await self.decide(obs, now)
+        if isinstance(action, ctl.Wait):
+            if action.held_by_cooldown:
                 DECISIONS.labels("cooldown").inc()
             return None
-        urgent = any(t.urgent for t in decision.fired)
-        if not urgent and time.monotonic() < self.quiet_until:
-            return None
-        d = await self._revise_and_apply(state, now, started, fired, privacy_high)
-        if d.outcome in ("rejected_margin", "infeasible") and not urgent:
-            self.quiet_until = time.monotonic() + self.config.cooldown_s / 2
-        return d
+        return await self.carry_out(action, obs, now, started)
 
-    def _route_private(self, cluster: ClusterState) -> bool:
-        assert self.plan is not None
-        nodes = {n.node_id: n for n in cluster.nodes}
-        return not any(untrusted_sensitive_nodes(r, nodes, self.config.privacy_depth)
-                       for r in cv.plan_from_proto(self.plan).routes)
+    async def carry_out(self, action: ctl.Keep | ctl.Reconfigure | ctl.Refuse, obs: ctl.Observation,
+                        now: float, started: float) -> pb.Decision:
+        if isinstance(action, ctl.Refuse):
+            raise Precondition(action.reason)
+        if isinstance(action, ctl.Keep):
+            epoch = self.plan.epoch if self.plan else 0
+            d = self._record(now, action.triggers, action.change, action.outcome,
+                             action.old_cost, action.new_cost, epoch, epoch, action.reason)
+            self.history = ctl.after(self.history, action, action.outcome, now, self.control)
+            return d
+        return await self._rollout(action, obs, now, started)
 
-    async def _initial(self, state: monitor_pb2.EnvironmentState, now: float,
+    async def _rollout(self, a: ctl.Reconfigure, obs: ctl.Observation, now: float,
                        started: float) -> pb.Decision:
-        reply = await self.revise(state, common_pb2.PLAN_MODE_RESPLIT, now < self.private_until)
-        if not reply.feasible:
-            return self._record(now, [], "resplit", None, reply.cost, "infeasible", 0, 0,
-                                reply.reason)
-        return await self._rollout(Proposal(reply.plan, reply.cost, "resplit"), state, now,
-                                   started, ["initial"])
-
-    async def _revise_and_apply(self, state: monitor_pb2.EnvironmentState, now: float,
-                                started: float, fired: list[str],
-                                privacy_high: bool) -> pb.Decision:
-        assert self.plan is not None
-        placement = await self.revise(state, common_pb2.PLAN_MODE_PLACEMENT, privacy_high)
-        current = cv.cost_from_proto(placement.current_cost) \
-            if placement.HasField("current_cost") else None
-        p_cost = cv.cost_from_proto(placement.cost) if placement.feasible else None
-        verdict = decide_revision(current, p_cost, None, self.config.margin)
-        resplit = None
-        broken = current is None or not current.feasible
-        if verdict.try_resplit or broken:
-            # A broken plan (dead node) adopts any feasible one: then weigh the
-            # re-split too, rather than the first placement that merely works.
-            resplit = await self.revise(state, common_pb2.PLAN_MODE_RESPLIT, privacy_high)
-            r_cost = cv.cost_from_proto(resplit.cost) if resplit.feasible else None
-            if broken and p_cost is not None and r_cost is not None \
-                    and r_cost.total < p_cost.total:
-                verdict = decide_revision(current, None, r_cost, self.config.margin)
-            elif not broken or p_cost is None:
-                verdict = decide_revision(current, p_cost, r_cost, self.config.margin)
-        old_cost = placement.current_cost if placement.HasField("current_cost") else None
-        if verdict.adopt is None:
-            best = resplit if resplit is not None and resplit.feasible else placement
-            outcome = "infeasible" if not best.feasible else "rejected_margin"
-            return self._record(now, fired, "keep", old_cost, best.cost, outcome,
-                                self.plan.epoch, self.plan.epoch, verdict.reason)
-        chosen = placement if verdict.adopt is Mode.PLACEMENT else resplit
-        assert chosen is not None
-        action = "migrate" if verdict.adopt is Mode.PLACEMENT else "resplit"
-        return await self._rollout(Proposal(chosen.plan, chosen.cost, action), state, now,
-                                   started, fired, old_cost)
-
-    async def _rollout(self, p: Proposal, state: monitor_pb2.EnvironmentState, now: float,
-                       started: float, fired: list[str],
-                       old_cost: common_pb2.CostBreakdown | None = None) -> pb.Decision:
         old_epoch = self.plan.epoch if self.plan else 0
+        c = self.config
         try:
-            result = await self.apply(p.plan, state)
+            result = await self.broadcaster.Apply(
+                oc.apply_request(a.plan, obs.cluster.nodes, wire_dtype=c.wire_dtype,
+                                 privacy_depth=c.privacy_depth,
+                                 prepare_timeout_s=c.apply_timeout_s / 2),
+                timeout=c.apply_timeout_s)
         except grpc.aio.AioRpcError as exc:
-            self.retry_at = time.monotonic() + self.config.retry_backoff_s
-            return self._record(now, fired, p.action, old_cost, p.cost, "failed", old_epoch,
-                                old_epoch, f"{exc.code().name}: {exc.details()}")
+            return self._finish(a, ctl.Outcome.FAILED, now, old_epoch,
+                                f"{exc.code().name}: {exc.details()}")
         if not result.committed:
-            self.retry_at = time.monotonic() + self.config.retry_backoff_s
             detail = "; ".join(f"{n.node_id}: {n.state} {n.detail}" for n in result.nodes
                                if n.state != "aborted")
-            return self._record(now, fired, p.action, old_cost, p.cost, "aborted", old_epoch,
-                                old_epoch, detail)
+            return self._finish(a, ctl.Outcome.ABORTED, now, old_epoch, detail)
         elapsed = time.perf_counter() - started
-        self.plan, self.cost, self.last_reconfigured_at = p.plan, p.cost, now
-        self.store.save_plan(p.plan, now)
-        EPOCH.set(p.plan.epoch)
+        self.plan, self.cost = a.plan, a.cost
+        self.store.save_plan(a.plan, now)
+        EPOCH.set(a.plan.epoch)
         TO_COMMIT.observe(elapsed)
-        for t in fired or ["initial"]:
+        for t in a.triggers or [ctl.FIRST_PLAN]:
             RECONFIGS.labels(t).inc()
             self.reconfigurations[t] = self.reconfigurations.get(t, 0) + 1
-        return self._record(now, fired, p.action, old_cost, p.cost, "committed", old_epoch,
-                            p.plan.epoch, "", elapsed)
+        return self._finish(a, ctl.Outcome.COMMITTED, now, old_epoch, "", elapsed)
 
-    def _record(self, now: float, fired: list[str], action: str,
-                old: common_pb2.CostBreakdown | None, new: common_pb2.CostBreakdown | None,
-                outcome: str, old_epoch: int, new_epoch: int, detail: str,
-                elapsed: float = 0.0) -> pb.Decision:
+    def _finish(self, a: ctl.Reconfigure, outcome: ctl.Outcome, now: float, old_epoch: int,
+                detail: str, elapsed: float = 0.0) -> pb.Decision:
+        self.history = ctl.after(self.history, a, outcome, now, self.control)
+        new_epoch = a.plan.epoch if outcome is ctl.Outcome.COMMITTED else old_epoch
+        return self._record(now, a.triggers, a.change, outcome, a.old_cost, a.cost, old_epoch,
+                            new_epoch, detail, elapsed)
+
+    def _record(self, now: float, fired: tuple[str, ...], change: ctl.Change, outcome: ctl.Outcome,
+                old: CostBreakdown | None, new: CostBreakdown | None, old_epoch: int,
+                new_epoch: int, detail: str, elapsed: float = 0.0) -> pb.Decision:
         last = self.last_decision
-        if outcome != "committed" and last is not None and last.outcome == outcome \
-                and list(last.triggers) == fired and last.action == action:
-            DECISIONS.labels(outcome).inc()  # the same verdict again: count, don't store
+        if outcome is not ctl.Outcome.COMMITTED and last is not None \
+                and last.outcome == outcome.value and tuple(last.triggers) == fired \
+                and last.action == change.value:
+            DECISIONS.labels(outcome.value).inc()  # the same verdict again: count, don't store
             return last
-        d = pb.Decision(at=now, triggers=fired, action=action, outcome=outcome,
-                        trigger_to_commit_s=elapsed, old_epoch=old_epoch, new_epoch=new_epoch,
-                        detail=detail[:1000])
-        if old is not None:
-            d.old_cost.CopyFrom(old)
-        if new is not None:
-            d.new_cost.CopyFrom(new)
+        d = oc.decision_to_proto(at=now, triggers=fired, change=change, outcome=outcome,
+                                 old_cost=old, new_cost=new, old_epoch=old_epoch,
+                                 new_epoch=new_epoch, detail=detail, trigger_to_commit_s=elapsed)
         d.id = self.store.record(d)
         self.last_decision = d
-        DECISIONS.labels(outcome).inc()
+        DECISIONS.labels(outcome.value).inc()
         log.info("decision %d: triggers=%s action=%s outcome=%s epoch %d->%d %s", d.id,
-                 ",".join(fired) or "-", action, outcome, old_epoch, new_epoch, detail[:200])
+                 ",".join(fired) or "-", change.value, outcome.value, old_epoch, new_epoch,
+                 detail[:200])
         return d
 
-    # ---- privacy on demand -----------------------------------------------------------
+    # ---- privacy on demand -------------------------------------------------------------
     async def ensure_private_route(self, entry: str) -> tuple[int, bool]:
         """Make the plan keep sensitive layers on nodes ``entry`` trusts."""
-        self.private_until = time.time() + self.config.privacy_hold_s
+        self.history = ctl.demand_privacy(self.history, time.time(), self.control)
         async with self._lock:
-            state = await self.state()
-            cluster = cv.cluster_from_proto(self.cluster(state))
-            if self.plan is not None and self._route_private(cluster):
+            obs = await self.observe()
+            now = time.time()
+            action = await self.decide(obs, now, private=True)
+            if isinstance(action, ctl.Wait):
+                assert self.plan is not None
                 return self.plan.epoch, False
-            if self.config.static:
-                raise Precondition("static mode: the plan is not changed for privacy")
-            reply = await self.revise(state, common_pb2.PLAN_MODE_RESPLIT, True)
-            if not reply.feasible:
-                raise Precondition(f"no plan keeps sensitive layers on trusted nodes: "
-                                   f"{reply.reason}")
-            d = await self._rollout(Proposal(reply.plan, reply.cost, "resplit"), state,
-                                    time.time(), time.perf_counter(), ["privacy"])
-            if d.outcome != "committed":
+            d = await self.carry_out(action, obs, now, time.perf_counter())
+            if d.outcome != ctl.Outcome.COMMITTED.value:
                 raise Unavailable(f"private route rollout {d.outcome}: {d.detail}")
             return d.new_epoch, True
 
@@ -356,14 +241,8 @@ class ControlLoop:
 
 
 def status(loop: ControlLoop, now: float) -> pb.OrchestratorStatus:
-    s = pb.OrchestratorStatus(reconfigurations=loop.reconfigurations)
-    if loop.plan is not None:
-        s.plan.CopyFrom(loop.plan)
-    if loop.cost is not None:
-        s.cost.CopyFrom(loop.cost)
-    if loop.last_reconfigured_at is not None:
-        s.last_reconfigured_at = loop.last_reconfigured_at
-        s.cooldown_left_s = max(0.0, loop.config.cooldown_s - (now - loop.last_reconfigured_at))
-    if loop.last_decision is not None:
-        s.last_decision.CopyFrom(loop.last_decision)
-    return s
+    at = loop.last_reconfigured_at
+    left = 0.0 if at is None else max(0.0, loop.config.cooldown_s - (now - at))
+    return oc.status_to_proto(loop.plan, loop.cost, loop.reconfigurations, at, left,
+                              loop.last_decision)
+

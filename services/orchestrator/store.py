@@ -9,6 +9,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgesplit.core.types import Plan
+from edgesplit.rpc import convert as cv
 from edgesplit.v1 import common_pb2
 from edgesplit.v1 import orchestrator_pb2 as pb
 
@@ -32,7 +34,7 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 
 @dataclass
 class Resumed:
-    plan: common_pb2.Plan | None
+    plan: Plan | None
     last_reconfigured_at: float | None
     reconfigurations: dict[str, int] = field(default_factory=dict)
 
@@ -62,12 +64,13 @@ class Store:
                  d.outcome, d.trigger_to_commit_s, d.old_epoch, d.new_epoch, d.detail))
             return int(cur.lastrowid or 0)
 
-    def save_plan(self, plan: common_pb2.Plan, reconfigured_at: float | None) -> None:
-        """Written after a commit, in one transaction with the timestamp."""
+    def save_plan(self, plan: Plan, reconfigured_at: float | None) -> None:
+        """Written after a commit, in one transaction with the timestamp (as the
+        ``Plan`` message: the store is a boundary like an RPC)."""
         with self._lock:
             self._db.execute("BEGIN")
             self._db.execute("INSERT OR REPLACE INTO kv VALUES ('plan', ?)",
-                             (plan.SerializeToString(),))
+                             (cv.plan_to_proto(plan).SerializeToString(),))
             if reconfigured_at is not None:
                 self._db.execute("INSERT OR REPLACE INTO kv VALUES ('reconfigured_at', ?)",
                                  (json.dumps(reconfigured_at).encode(),))
@@ -83,8 +86,7 @@ class Store:
                     counts[t] = counts.get(t, 0) + 1
         plan = None
         if "plan" in rows:
-            plan = common_pb2.Plan()
-            plan.ParseFromString(rows["plan"])
+            plan = cv.plan_from_proto(common_pb2.Plan.FromString(rows["plan"]), "stored plan")
         at = json.loads(rows["reconfigured_at"]) if "reconfigured_at" in rows else None
         return Resumed(plan, at, counts)
 

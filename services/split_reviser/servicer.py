@@ -10,6 +10,7 @@ from typing import Any
 from prometheus_client import Histogram
 
 from edgesplit.core.planner import SolveResult, solve
+from edgesplit.core.route import route_error
 from edgesplit.core.types import Epoch, NodeId
 from edgesplit.rpc import convert as cv
 from edgesplit.rpc.errors import InvalidRequest, TooLarge, maps_errors
@@ -58,9 +59,9 @@ def decode(request: sr.ReviseRequest) -> dict[str, Any]:
             raise InvalidRequest(f"entries[{i}]: unknown node {e!r}")
     if current is not None:
         for r in current.routes:
-            if sum(s.num_layers for s in r.segments) != profile.num_layers:
-                raise InvalidRequest(f"current.routes[{r.entry}]: layer count does not match "
-                                     f"profile ({profile.num_layers} layers)")
+            why = route_error(r, profile.num_layers)
+            if why:
+                raise InvalidRequest(f"current.routes[{r.entry}]: {why}")
     epoch = request.epoch or ((current.epoch if current else 0) + 1)
     return {"state": state, "profile": profile,
             "workload": cv.workload_from_proto(request.workload), "entries": entries,

@@ -163,7 +163,8 @@ def test_emulated_link_delay_and_bandwidth_are_reported(rig: Rig) -> None:
 
 def decode_per_layer(v: mpb.NodeView) -> float:
     """Mean smoothed decode seconds per token over the node's decoder layers."""
-    times = [t.decode_s_per_token for t in v.layers if not t.pseudo and t.decode_s_per_token]
+    times = [t.decode_s_per_token for t in v.layers
+             if t.layer.WhichOneof("ref") == "index" and t.decode_s_per_token]
     assert times, f"{v.state.node_id} has no decode layer times yet"
     return statistics.fmean(times)
 

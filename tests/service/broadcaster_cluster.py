@@ -20,12 +20,13 @@ from typing import Any
 import grpc
 import pytest
 
-from edgesplit.core.types import Epoch, NodeId, Plan, Route, Segment
+from edgesplit.core.types import Plan, Segment
 from edgesplit.model.errors import ModelFileError
 from edgesplit.model.fake import FakeSegmentRunner
 from edgesplit.rpc.convert import plan_to_proto
 from edgesplit.rpc.server import RunningServer, create_server
 from edgesplit.security.keys import ensure_dev_keys
+from edgesplit.testbed import plan_from_cuts
 from edgesplit.v1 import broadcaster_pb2 as bpb
 from edgesplit.v1 import broadcaster_pb2_grpc as bpb_grpc
 from edgesplit.v1 import node_agent_pb2 as na
@@ -65,10 +66,7 @@ def fake_shard_dir(root: Path, seed: int = 0) -> tuple[str, dict[str, bytes]]:
 
 def plan_of(digest: str, epoch: int, cuts: tuple[int, ...], nodes: tuple[str, ...] = NODES
             ) -> Plan:
-    bounds = [0, *cuts, LAYERS]
-    segs = tuple(Segment(NodeId(n), bounds[i], bounds[i + 1], has_embed=i == 0, has_head=i == 0)
-                 for i, n in enumerate(nodes[: len(bounds) - 1]))
-    return Plan(Epoch(epoch), digest, (Route(NodeId(nodes[0]), segs),))
+    return plan_from_cuts(nodes[: len(cuts) + 1], cuts, LAYERS, digest, epoch)
 
 
 @dataclass

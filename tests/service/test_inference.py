@@ -12,7 +12,8 @@ import torch
 from prometheus_client import REGISTRY
 from transformers import AutoModelForCausalLM
 
-from edgesplit.core.types import Epoch, NodeId, Plan, Route, Segment
+from edgesplit.core.route import route_from_cuts
+from edgesplit.core.types import Epoch, NodeId, Plan
 from edgesplit.testbed import ensure_model
 from edgesplit.v1 import common_pb2, inference_pb2
 from tests.service.cluster import Cluster
@@ -94,10 +95,8 @@ async def test_seeded_sampling_is_reproducible_and_stop_tokens_stop(cluster: Clu
 
 def _leaky_plan(cluster: Cluster) -> Plan:
     """Layer 0 (sensitive at privacy_depth 1) on node-1; embed and head on the entry."""
-    segs = (Segment(NodeId("node-0"), 0, 0, has_embed=True), Segment(NodeId("node-1"), 0, 4),
-            Segment(NodeId("node-0"), 4, 4, has_head=True))
-    return Plan(Epoch(cluster.epoch + 1), cluster.manifest.model_digest,
-                (Route(NodeId("node-0"), segs),))
+    route = route_from_cuts(NodeId("node-0"), [NodeId("node-1")], [], 4)
+    return Plan(Epoch(cluster.epoch + 1), cluster.manifest.model_digest, (route,))
 
 
 async def test_privacy_high_refused_on_an_untrusted_route(cluster: Cluster) -> None:

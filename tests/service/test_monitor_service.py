@@ -24,6 +24,7 @@ from edgesplit.core.monitor import MonitorConfig as ReducerConfig
 from edgesplit.rpc.client import channel_credentials
 from edgesplit.rpc.server import create_server
 from edgesplit.security.tls import make_dev_ca
+from edgesplit.v1 import common_pb2
 from edgesplit.v1 import monitor_pb2 as mpb
 from edgesplit.v1 import monitor_pb2_grpc as mpb_grpc
 from services.monitor.__main__ import build_hub, registrations
@@ -96,8 +97,10 @@ async def test_reports_fold_into_state_and_watch_streams(tmp_path: Path) -> None
                "layers": [{"weight_bytes": 10, "flops_per_token": 5.0, "kv_bytes_per_token": 4}]}
     (tmp_path / "profile.json").write_text(json.dumps(profile))
     async with monitor(tmp_path, profile=str(tmp_path / "profile.json")) as (address, _):
-        layers = [mpb.LayerTiming(layer=0, prefill_s_per_token=0.001, decode_s_per_token=0.004),
-                  mpb.LayerTiming(pseudo="head", decode_s_per_token=0.002)]
+        layers = [mpb.LayerTiming(layer=common_pb2.LayerRef(index=0), prefill_s_per_token=0.001,
+                                  decode_s_per_token=0.004),
+                  mpb.LayerTiming(layer=common_pb2.LayerRef(part=common_pb2.PART_HEAD),
+                                  decode_s_per_token=0.002)]
         link = mpb.LinkObservation(peer="node-1", rtt_s=0.05, bandwidth_bps=8e6, source="probe")
         acks = await send(address, report("node-0", 0, layers=layers, links=[link],
                                           committed_epoch=3, incarnation=1),
@@ -109,9 +112,13 @@ async def test_reports_fold_into_state_and_watch_streams(tmp_path: Path) -> None
         n0 = views["node-0"]
         assert n0.state.alive and n0.reports == 1 and n0.committed_epoch == 3
         assert n0.cpu_utilization == pytest.approx(0.25) and not n0.has_gpu
-        assert {(t.layer, t.pseudo): t.decode_s_per_token for t in n0.layers} == {
-            (0, ""): pytest.approx(0.004), (0, "head"): pytest.approx(0.002)}
-        assert dict(n0.state.layer_seconds) == {0: pytest.approx(0.004)}  # planner view
+        assert [(t.layer, t.decode_s_per_token) for t in n0.layers] == [
+            (common_pb2.LayerRef(index=0), pytest.approx(0.004)),
+            (common_pb2.LayerRef(part=common_pb2.PART_HEAD), pytest.approx(0.002))]
+        # The planner view: the measured head time reaches it too.
+        assert [(t.layer, t.seconds) for t in n0.state.layer_seconds] == [
+            (common_pb2.LayerRef(index=0), pytest.approx(0.004)),
+            (common_pb2.LayerRef(part=common_pb2.PART_HEAD), pytest.approx(0.002))]
         assert views["node-1"].reports == 0 and views["node-1"].state.alive  # grace period
         assert [(lk.src, lk.dst, lk.rtt_s, lk.bandwidth_bps) for lk in state.links] == [
             ("node-0", "node-1", pytest.approx(0.05), pytest.approx(8e6))]

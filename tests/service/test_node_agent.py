@@ -20,7 +20,7 @@ import pytest
 import torch
 from prometheus_client import REGISTRY
 
-from edgesplit.core.types import Epoch, NodeId, Plan, Route, Segment
+from edgesplit.core.types import Plan
 from edgesplit.model.runner import TorchSegmentRunner
 from edgesplit.model.shard import Manifest, ShardDir
 from edgesplit.model.wire import from_wire, to_wire
@@ -35,7 +35,7 @@ from edgesplit.security.keys import (
     public_bytes,
     save_public_key,
 )
-from edgesplit.testbed import ensure_model
+from edgesplit.testbed import ensure_model, plan_from_cuts
 from edgesplit.v1 import node_agent_pb2 as na
 from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
 from services.node_agent.__main__ import build
@@ -99,10 +99,8 @@ class Rig:
     shards: Path
 
     def plan(self, epoch: int) -> Plan:
-        segs = (Segment(NodeId("node-0"), 0, 1, has_embed=True),
-                Segment(NodeId("node-1"), 1, 3), Segment(NodeId("node-2"), 3, 4),
-                Segment(NodeId("node-0"), 4, 4, has_head=True))
-        return Plan(Epoch(epoch), self.manifest.model_digest, (Route(NodeId("node-0"), segs),))
+        return plan_from_cuts(["node-0", "node-1", "node-2"], [1, 3], 4,
+                              self.manifest.model_digest, epoch)
 
     def assignment(self, epoch: int, ttl_s: float = 600, **shard_override: str) -> na.Assignment:
         shards = {s.name: ShardEntry(s.name, shard_override.get(s.name.replace(".", "_"),

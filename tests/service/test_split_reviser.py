@@ -73,7 +73,8 @@ async def test_bad_requests_name_the_field(stub: sr_grpc.SplitReviserStub, field
         req.state.nodes[1].flops_per_s = -1
     elif field == "current.routes":
         req.current.CopyFrom(c.Plan(epoch=1, routes=[c.Route(entry="dev", segments=[
-            c.Segment(node_id="dev", start=0, end=3, has_embed=True, has_head=True)])]))
+            c.Segment(node_id="dev", start=0, end=3, parts=[c.PART_EMBED]),
+            c.Segment(node_id="dev", start=3, end=3, parts=[c.PART_HEAD])])]))
     elif field == "entries[0]":
         req.entries[0] = "nobody"
     else:

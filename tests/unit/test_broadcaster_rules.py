@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from edgesplit.core.types import Epoch, NodeId, Plan, Route, Segment
+from edgesplit.core.types import Plan
 from edgesplit.model import bundle
 from edgesplit.model.errors import ModelFileError
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, shard_key_context
@@ -18,6 +18,7 @@ from edgesplit.rpc.errors import Precondition
 from edgesplit.security.errors import KeyUnwrapError
 from edgesplit.security.keys import generate_agreement_key, public_bytes
 from edgesplit.security.shards import unwrap_key, wrap_key
+from edgesplit.testbed import plan_from_cuts
 from services.broadcaster.registry import ModelEntry
 from services.broadcaster.rollout import Verdict, admit, grants_of
 
@@ -27,9 +28,7 @@ MODEL = ModelEntry("m" * 64, 4, SHARDS)
 
 
 def plan(epoch: int, cuts: tuple[int, int] = (1, 3)) -> Plan:
-    b = [0, *cuts, 4]
-    segs = tuple(Segment(NodeId(f"n{i}"), b[i], b[i + 1], i == 0, i == 0) for i in range(3))
-    return Plan(Epoch(epoch), MODEL.digest, (Route(NodeId("n0"), segs),))
+    return plan_from_cuts(["n0", "n1", "n2"], cuts, 4, MODEL.digest, epoch)
 
 
 def test_admit_epochs_are_used_once() -> None:

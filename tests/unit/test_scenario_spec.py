@@ -49,9 +49,9 @@ def test_bad_scenarios_are_named(change: dict[str, object], message: str) -> Non
 def test_summary_counts_failures_privacy_and_reconfigurations() -> None:
     sc = parse_scenario(BASE)
     plan = common_pb2.Plan(epoch=2, routes=[common_pb2.Route(entry="a", segments=[
-        common_pb2.Segment(node_id="a", start=0, end=0, has_embed=True),
+        common_pb2.Segment(node_id="a", start=0, end=0, parts=[common_pb2.PART_EMBED]),
         common_pb2.Segment(node_id="b", start=0, end=2),  # layer 0 on untrusted b
-        common_pb2.Segment(node_id="a", start=2, end=2, has_head=True)])])
+        common_pb2.Segment(node_id="a", start=2, end=2, parts=[common_pb2.PART_HEAD])])])
     live = Live(plans={2: plan}, utilization=[0.5, 0.7])
     records = [
         RequestRecord(0.0, True, False, 0.2, [0.1, 0.1], {1}),

@@ -7,8 +7,6 @@ import math
 import pytest
 
 from edgesplit.core.cost import (
-    EMBED_INDEX,
-    HEAD_INDEX,
     MIN_FREE_FRACTION,
     evaluate,
     hop_seconds,
@@ -17,6 +15,8 @@ from edgesplit.core.cost import (
     objective,
 )
 from edgesplit.core.types import (
+    EMBED_ONLY,
+    HEAD_ONLY,
     ClusterState,
     Epoch,
     LayerCost,
@@ -24,6 +24,7 @@ from edgesplit.core.types import (
     ModelProfile,
     NodeId,
     NodeState,
+    Part,
     Plan,
     Privacy,
     Route,
@@ -74,9 +75,9 @@ PLAN = Plan(
         Route(
             A,
             (
-                Segment(A, 0, 1, has_embed=True),
+                Segment(A, 0, 1, EMBED_ONLY),
                 Segment(B, 1, 2),
-                Segment(A, 2, 2, has_head=True),
+                Segment(A, 2, 2, HEAD_ONLY),
             ),
         ),
     ),
@@ -100,7 +101,7 @@ def test_measured_times_win_and_saturated_nodes_stay_finite() -> None:
         1,
         1e12,
         utilization=1.0,
-        layer_seconds=((1, 0.007), (EMBED_INDEX, 0.001), (HEAD_INDEX, 0.002)),
+        layer_seconds=((1, 0.007), (Part.EMBED, 0.001), (Part.HEAD, 0.002)),
     )
     layers, embed, head = layer_times(node, PROFILE)
     assert layers[1] == 0.007 and embed == 0.001 and head == 0.002
@@ -150,17 +151,17 @@ def test_infeasible_plans_say_why() -> None:
             Route(
                 A,
                 (
-                    Segment(A, 0, 0, has_embed=True),
+                    Segment(A, 0, 0, EMBED_ONLY),
                     Segment(B, 0, 1),
                     Segment(A, 1, 1),
                     Segment(B, 1, 2),
-                    Segment(A, 2, 2, has_head=True),
+                    Segment(A, 2, 2, HEAD_ONLY),
                 ),
             ),
         ),
     )
     assert "middle" in why(cluster(), twice)
-    gap = Plan(Epoch(1), "", (Route(A, (Segment(A, 0, 1, has_embed=True, has_head=True),)),))
+    gap = Plan(Epoch(1), "", (Route(A, (Segment(A, 0, 1, EMBED_ONLY), Segment(A, 1, 1, HEAD_ONLY))),))
     assert "covers layers [0, 1) of 2" in why(cluster(), gap)
 
 
@@ -170,7 +171,7 @@ def test_shared_layers_are_loaded_once() -> None:
         "",
         (
             PLAN.routes[0],
-            Route(B, (Segment(B, 0, 2, has_embed=True, has_head=True),)),
+            Route(B, (Segment(B, 0, 2, EMBED_ONLY), Segment(B, 2, 2, HEAD_ONLY))),
         ),
     )
     use = memory_use(both.routes, PROFILE, WORKLOAD)

@@ -14,7 +14,7 @@ from edgesplit.core.reports import (
     ResourceSample,
     build_report,
 )
-from edgesplit.core.types import NodeId
+from edgesplit.core.types import NodeId, Part
 
 A, B, C = NodeId("a"), NodeId("b"), NodeId("c")
 RES = ResourceSample(0.5, 1, 2)
@@ -36,13 +36,13 @@ def test_report_holds_per_cycle_deltas_and_skips_idle_layers() -> None:
     )
     cur = AgentCounters(
         prefill={0: (1.0, 100)},  # no prefill this cycle
-        decode={0: (0.5, 20), 1: (0.3, 10), -1: (0.01, 10)},  # layer 1 idle; embed ran
+        decode={0: (0.5, 20), 1: (0.3, 10), Part.EMBED: (0.01, 10)},  # layer 1 idle; embed ran
         bytes_sent={B: 5000, C: 10},
     )
     obs = (LinkObservation(B, 0.01, 1e8),)
     r = build_report(A, 7, 2.0, RES, cur, prev, links=obs, incarnation=2)
     assert r.prefill_layer_s == ()
-    assert dict(r.decode_layer_s) == {-1: pytest.approx(0.001), 0: pytest.approx(0.03)}
+    assert dict(r.decode_layer_s) == {Part.EMBED: pytest.approx(0.001), 0: pytest.approx(0.03)}
     assert dict(r.activation_bytes) == {B: 4000, C: 10}
     assert r.compute_busy_s == pytest.approx(0.31)
     assert (r.seq, r.incarnation, r.links) == (7, 2, obs)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgesplit.core.baselines import BASELINES, ring_route
-from edgesplit.core.cost import check_route, evaluate
+from edgesplit.core.cost import evaluate, route_unrunnable
 from edgesplit.core.planner import solve
 from edgesplit.core.planner_instances import llama2_7b, random_cluster, small_instance
 from edgesplit.core.types import (
@@ -137,7 +137,7 @@ def test_baselines_give_valid_plans_or_reasons(seed: int) -> None:
         route = result.plan.routes[0]
         assert sum(s.num_layers for s in route.segments) == profile.num_layers
         alive_only = ClusterState(state.nodes, state.links)
-        why = check_route(route, alive_only, profile.num_layers)
+        why = route_unrunnable(route, alive_only, profile.num_layers)
         cost = evaluate(result.plan, state, profile, wl, Weights())
         # Baselines ignore links and memory as their originals do; the cost model says so.
         assert cost.feasible or cost.reason, name

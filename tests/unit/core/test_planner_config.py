@@ -17,10 +17,9 @@ from edgesplit.core.cluster_config import (
     profile_from_json,
     profile_to_json,
 )
-from edgesplit.core.cost import EMBED_INDEX
 from edgesplit.core.planner import solve
 from edgesplit.core.planner_instances import llama2_7b
-from edgesplit.core.types import NodeId, Privacy, Trust
+from edgesplit.core.types import NodeId, Part, Privacy, Trust
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "deploy" / "examples"
@@ -55,7 +54,7 @@ def test_cluster_yaml_schema() -> None:
     assert a.trust is Trust.TRUSTED and a.memory_bytes == 8_000_000_000
     assert a.flops_per_s == 1.5e12 and a.utilization == 0.2
     assert b.trust is Trust.UNTRUSTED and b.flops_per_s == 1e12 and not b.alive
-    assert dict(b.layer_seconds) == {0: 0.002, EMBED_INDEX: 0.0005}
+    assert dict(b.layer_seconds) == {0: 0.002, Part.EMBED: 0.0005}
     assert b.trusted_by == ("a",)
     ab, ba = cfg.state.link(NodeId("a"), NodeId("b")), cfg.state.link(NodeId("b"), NodeId("a"))
     assert ab is not None and ab.rtt_s == 0.004 and ab.bandwidth_bps == 100e6

@@ -17,6 +17,8 @@ from edgesplit.core.triggers import (
     should_adopt,
 )
 from edgesplit.core.types import (
+    EMBED_ONLY,
+    HEAD_ONLY,
     CostBreakdown,
     Epoch,
     Mode,
@@ -40,10 +42,10 @@ PLAN = Plan(
         Route(
             A,
             (
-                Segment(A, 0, 2, has_embed=True),
+                Segment(A, 0, 2, EMBED_ONLY),
                 Segment(B, 2, 4),
                 Segment(C, 4, 6),
-                Segment(A, 6, 6, has_head=True),
+                Segment(A, 6, 6, HEAD_ONLY),
             ),
         ),
     ),
@@ -124,7 +126,7 @@ def test_failover_trigger_on_a_dead_plan_node() -> None:
 
 
 def test_privacy_trigger_needs_a_pending_high_request_and_an_untrusted_sensitive_node() -> None:
-    segments = (Segment(A, 0, 0, has_embed=True), Segment(D, 0, 6), Segment(A, 6, 6, has_head=True))
+    segments = (Segment(A, 0, 0, EMBED_ONLY), Segment(D, 0, 6), Segment(A, 6, 6, HEAD_ONLY))
     leaky = Plan(Epoch(2), "digest", (Route(A, segments),))
     e = env(bandwidth={("a", "d"): FAST, ("d", "a"): FAST})
     assert kinds(e, leaky) == set()  # no privacy=high request waiting

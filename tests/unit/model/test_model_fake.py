@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from itertools import pairwise
 
 import pytest
 
@@ -23,10 +22,9 @@ from edgesplit.model.fake import FakeHidden, FakeSegmentRunner
 
 
 def fakes(cuts: list[int], **kwargs: object) -> list[FakeSegmentRunner]:
-    n = len(cuts) - 1
     return [
-        FakeSegmentRunner(a, b, has_embed=i == 0, has_head=i == n - 1, **kwargs)  # type: ignore[arg-type]
-        for i, (a, b) in enumerate(pairwise(cuts))
+        FakeSegmentRunner(s.start, s.end, s.has_embed, s.has_head, **kwargs)  # type: ignore[arg-type]
+        for s in pipeline.chain_specs(cuts)
     ]
 
 
@@ -34,8 +32,8 @@ def test_importing_fake_and_package_loads_no_torch() -> None:
     code = (
         "import sys; import edgesplit.model; from edgesplit.model.fake import FakeSegmentRunner; "
         "from edgesplit.model import pipeline; "
-        "r = FakeSegmentRunner(0, 2, has_embed=True, has_head=True); "
-        "assert pipeline.generate([r], [1, 2], 4); "
+        "r = [FakeSegmentRunner(0, 2, has_embed=True), FakeSegmentRunner(2, 2, has_head=True)]; "
+        "assert pipeline.generate(r, [1, 2], 4); "
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

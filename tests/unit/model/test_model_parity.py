@@ -44,12 +44,14 @@ def test_split_greedy_equals_monolithic(
 def test_entry_holds_embed_and_head_ring(
     tiny_model: Callable[..., Path], reference_generate: Callable[..., list[int]], family: str
 ) -> None:
-    """The DESIGN.md ring: the entry node holds embed + first layers + head."""
+    """The ring: the entry holds embed + first layers, and head in the zero-layer
+    segment that closes the ring (hidden states cross the wire both ways)."""
     model_dir = tiny_model(family)
-    entry = TorchSegmentRunner(model_dir, 0, 2, has_embed=True, has_head=True)
+    entry = TorchSegmentRunner(model_dir, 0, 2, has_embed=True)
     rest = TorchSegmentRunner(model_dir, 2, 4)
+    head = TorchSegmentRunner(model_dir, 4, 4, has_head=True)
     prompt = prompt_of(5)
-    got = pipeline.generate([entry, rest], prompt, 8, wire_dtype="float32")
+    got = pipeline.generate([entry, rest, head], prompt, 8, wire_dtype="float32")
     assert got == reference_generate(model_dir, prompt)
 
 

@@ -61,7 +61,7 @@ def _cache_snapshot(runner: TorchSegmentRunner, sid: str) -> list[torch.Tensor]:
 
 def test_bad_frames_rejected_and_cache_untouched(model_dir: Path) -> None:
     runners = chain_runners(model_dir, [0, 2, 4])
-    first, last = runners
+    first, last, _head = runners
     logits = pipeline.step(runners, "s", PROMPT, 0)
     tok = int(torch.argmax(logits))
     before = _cache_snapshot(last, "s")

@@ -58,7 +58,7 @@ def test_pipeline_stops_at_stop_token() -> None:
     from edgesplit.model import pipeline
     from edgesplit.model.fake import FakeSegmentRunner
 
-    runners = [FakeSegmentRunner(0, 2, has_embed=True, has_head=True)]
+    runners = [FakeSegmentRunner(0, 2, has_embed=True), FakeSegmentRunner(2, 2, has_head=True)]
     free = pipeline.generate(runners, [1, 2, 3], 10)
     stop = free[3]
     got = pipeline.generate(runners, [1, 2, 3], 10, SamplingParams(stop_token_ids=(stop,)))

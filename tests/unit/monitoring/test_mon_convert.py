@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from edgesplit.core.cost import EMBED_INDEX, HEAD_INDEX
 from edgesplit.core.inventory import NodeInventory
 from edgesplit.core.monitor import Monitor, MonitorConfig
 from edgesplit.core.reports import (
@@ -19,7 +18,7 @@ from edgesplit.core.reports import (
     RequestSample,
     ResourceSample,
 )
-from edgesplit.core.types import NodeId, NodeState, Trust
+from edgesplit.core.types import NodeId, NodeState, Part, Trust
 from edgesplit.rpc.convert import ConversionError
 from edgesplit.rpc.convert_monitor import (
     cluster_from_state_proto,
@@ -29,6 +28,7 @@ from edgesplit.rpc.convert_monitor import (
     report_to_proto,
     state_to_proto,
 )
+from edgesplit.v1 import common_pb2
 from edgesplit.v1 import monitor_pb2 as mpb
 from services.monitor.loaders import ConfigFileError, load_inventory, load_profile, parse_bytes
 
@@ -39,8 +39,8 @@ def sample_report() -> NodeReport:
     return NodeReport(
         node_id=A, seq=4, now=100.0, incarnation=2,
         resources=ResourceSample(0.5, 100, 1000, GpuSample(0.7, 10, 80), 1, 2),
-        prefill_layer_s=((EMBED_INDEX, 0.001), (0, 0.002)),
-        decode_layer_s=((HEAD_INDEX, 0.003), (0, 0.004), (1, 0.005)),
+        prefill_layer_s=((Part.EMBED, 0.001), (0, 0.002)),
+        decode_layer_s=((0, 0.004), (1, 0.005), (Part.HEAD, 0.003)),
         activation_bytes=((B, 512),), compute_busy_s=0.2,
         requests=(RequestSample(0.3, (0.01, 0.02), True),),
         links=(LinkObservation(B, 0.05, None, LinkSource.PROBE),
@@ -54,7 +54,8 @@ def test_report_round_trip() -> None:
 
 @pytest.mark.parametrize("mutate,field", [
     (lambda m: setattr(m, "node_id", ""), "report.node_id"),
-    (lambda m: m.layers.add(pseudo="tail"), "report.layers"),
+    (lambda m: m.layers.add(layer=common_pb2.LayerRef(part=7)), "report.layers"),  # unknown part
+    (lambda m: m.layers.add(decode_s_per_token=0.1), "report.layers"),  # no layer named
     (lambda m: m.links.add(peer="b", source="guess"), "report.links"),
     (lambda m: m.links.add(peer=""), "report.links"),
 ])
@@ -82,13 +83,13 @@ def test_state_round_trip_keeps_what_the_orchestrator_needs() -> None:
     assert back.nodes[B].reports == 0 and back.nodes[B].last_seen is None
     assert back.latency_ewma_s == env.latency_ewma_s and back.sla_hit_rate == 1.0
     assert back.link(A, B) is not None and back.link(A, B).bandwidth_bps == 1e7  # type: ignore[union-attr]
-    # The planner's input: same as the monitor's own, embed/head times aside.
+    # The planner's input: the monitor's own, measured head time included.
     inv2 = inventory_from_state_proto(msg)
     assert [n.trust for n in inv2] == [Trust.TRUSTED, Trust.UNTRUSTED]
     assert inv2.get(B).trusted_by == (A,)  # type: ignore[union-attr]
     assert back.to_cluster_state(inv2) == env.to_cluster_state(inv)
     cluster = cluster_from_state_proto(msg)
-    assert cluster.node(A).layer_seconds == ((0, 0.004), (1, 0.005))
+    assert cluster.node(A).layer_seconds == ((0, 0.004), (1, 0.005), (Part.HEAD, 0.003))
     assert cluster.links[0].rtt_s == 0.05
     assert msg.nodes[0].committed_epoch == 3 and msg.version == 7
 

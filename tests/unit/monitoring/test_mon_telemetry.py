@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from edgesplit.core.cost import EMBED_INDEX, HEAD_INDEX
 from edgesplit.core.reports import build_report
+from edgesplit.core.types import Part
 from edgesplit.model.base import SegmentSpec
 from services.node_agent.resources import ResourceSampler, nvml_index
 from services.node_agent.telemetry import Telemetry, layer_keys
@@ -21,9 +21,9 @@ def runner(start: int, end: int, embed: bool = False, head: bool = False) -> Sim
 def test_layer_keys() -> None:
     assert layer_keys(SegmentSpec(2, 5), "decode") == (2, 3, 4)
     assert layer_keys(SegmentSpec(0, 2, has_embed=True), "prefill") == (0, 1)  # embed rides along
-    assert layer_keys(SegmentSpec(0, 0, has_embed=True), "prefill") == (EMBED_INDEX,)
+    assert layer_keys(SegmentSpec(0, 0, has_embed=True), "prefill") == (Part.EMBED,)
     assert layer_keys(SegmentSpec(0, 0, has_head=True), "decode") == ()
-    assert layer_keys(SegmentSpec(0, 4, True, True), "head") == (HEAD_INDEX,)
+    assert layer_keys(SegmentSpec(0, 4, True, True), "head") == (Part.HEAD,)
 
 
 def test_segment_time_split_over_layers_per_token() -> None:
@@ -36,7 +36,7 @@ def test_segment_time_split_over_layers_per_token() -> None:
     r = build_report("n", 0, 1.0, ResourceSampler("cpu").sample(), t.counters())
     assert dict(r.prefill_layer_s) == {1: pytest.approx(0.005), 2: pytest.approx(0.005)}
     assert dict(r.decode_layer_s) == {1: pytest.approx(0.0025), 2: pytest.approx(0.0025),
-                                      HEAD_INDEX: pytest.approx(0.001)}
+                                      Part.HEAD: pytest.approx(0.001)}
     assert r.compute_busy_s == pytest.approx(0.091)
 
 

@@ -1,0 +1,102 @@
+"""The orchestrator's boundary (STYLE.md 4): its peers' messages <-> core values.
+
+The control loop holds core values only (``edgesplit.core.control``); a plan
+becomes a proto here, on its way into an RPC (Revise, Apply, Status) or the
+store, and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from edgesplit.core.control import (
+    Change,
+    ControlConfig,
+    Observation,
+    Outcome,
+    PlanAnswer,
+    PlanRequest,
+    observation,
+)
+from edgesplit.core.types import CostBreakdown, Mode, NodeId, NodeState, Plan, Trust
+from edgesplit.rpc import convert as cv
+from edgesplit.rpc.convert_monitor import cluster_from_state_proto, environment_from_proto
+from edgesplit.v1 import broadcaster_pb2 as bc
+from edgesplit.v1 import common_pb2, monitor_pb2
+from edgesplit.v1 import orchestrator_pb2 as pb
+from edgesplit.v1 import split_reviser_pb2 as sr
+
+_MODES = {Mode.PLACEMENT: common_pb2.PLAN_MODE_PLACEMENT, Mode.RESPLIT: common_pb2.PLAN_MODE_RESPLIT}
+
+
+def observation_from_proto(m: monitor_pb2.EnvironmentState, config: ControlConfig) -> Observation:
+    """E(t) decoded once: the smoothed figures, the monitor's derived cluster and profile."""
+    profile = cv.profile_from_proto(m.profile)
+    return observation(environment_from_proto(m), cluster_from_state_proto(m), profile, config)
+
+
+def revise_request_to_proto(q: PlanRequest) -> sr.ReviseRequest:
+    req = sr.ReviseRequest(
+        state=cv.cluster_to_proto(q.cluster), profile=cv.profile_to_proto(q.profile),
+        workload=cv.workload_to_proto(q.workload), mode=_MODES[q.mode],
+        weights=cv.weights_to_proto(q.weights), entries=list(q.entries), epoch=q.epoch)
+    if q.current is not None:
+        req.current.CopyFrom(cv.plan_to_proto(q.current))
+    return req
+
+
+def answer_from_proto(m: sr.ReviseResponse) -> PlanAnswer:
+    return PlanAnswer(
+        plan=cv.plan_from_proto(m.plan) if m.feasible else None,
+        cost=cv.cost_from_proto(m.cost),
+        current_cost=cv.cost_from_proto(m.current_cost) if m.HasField("current_cost") else None,
+        reason=m.reason)
+
+
+def apply_request(plan: Plan, nodes: Iterable[NodeState], *, wire_dtype: str, privacy_depth: int,
+                  prepare_timeout_s: float) -> bc.ApplyRequest:
+    nodes = tuple(nodes)
+    # Trust comes from the monitor's inventory, the one place it is configured:
+    # nodes trusted by every entry of the plan may hold sensitive layers.
+    entries = {r.entry for r in plan.routes}
+    trusted = [n.node_id for n in nodes if n.trust is Trust.TRUSTED
+               and (not n.trusted_by or entries <= set(n.trusted_by))]
+    return bc.ApplyRequest(plan=cv.plan_to_proto(plan),
+                           addresses={n.node_id: n.address for n in nodes if n.address},
+                           trusted_nodes=trusted, wire_dtype=wire_dtype,
+                           privacy_depth=privacy_depth, prepare_timeout_s=prepare_timeout_s)
+
+
+def decision_to_proto(*, at: float, triggers: Iterable[str], change: Change, outcome: Outcome,
+                      old_cost: CostBreakdown | None, new_cost: CostBreakdown | None,
+                      old_epoch: int, new_epoch: int, detail: str,
+                      trigger_to_commit_s: float = 0.0) -> pb.Decision:
+    d = pb.Decision(at=at, triggers=list(triggers), action=change.value, outcome=outcome.value,
+                    trigger_to_commit_s=trigger_to_commit_s, old_epoch=old_epoch,
+                    new_epoch=new_epoch, detail=detail[:1000])
+    if old_cost is not None:
+        d.old_cost.CopyFrom(cv.cost_to_proto(old_cost))
+    if new_cost is not None:
+        d.new_cost.CopyFrom(cv.cost_to_proto(new_cost))
+    return d
+
+
+def status_to_proto(plan: Plan | None, cost: CostBreakdown | None,
+                    reconfigurations: dict[str, int], last_reconfigured_at: float | None,
+                    cooldown_left_s: float, last_decision: pb.Decision | None
+                    ) -> pb.OrchestratorStatus:
+    s = pb.OrchestratorStatus(reconfigurations=reconfigurations)
+    if plan is not None:
+        s.plan.CopyFrom(cv.plan_to_proto(plan))
+    if cost is not None:
+        s.cost.CopyFrom(cv.cost_to_proto(cost))
+    if last_reconfigured_at is not None:
+        s.last_reconfigured_at = last_reconfigured_at
+        s.cooldown_left_s = cooldown_left_s
+    if last_decision is not None:
+        s.last_decision.CopyFrom(last_decision)
+    return s
+
+
+def node_ids(ids: Iterable[str]) -> tuple[NodeId, ...]:
+    return tuple(NodeId(i) for i in ids)

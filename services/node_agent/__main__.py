@@ -27,7 +27,7 @@ from services.node_agent.epochs import EpochBook
 from services.node_agent.inference import InferenceServicer
 from services.node_agent.linkstream import LinkPool
 from services.node_agent.reporter import make_reporter
-from services.node_agent.servicer import NodeAgentServicer, housekeeping
+from services.node_agent.servicer import AgentIdentity, NodeAgentServicer, housekeeping
 from services.node_agent.shards import ShardStore, cache_dir
 from services.node_agent.stage import Stage
 
@@ -101,8 +101,8 @@ def build(config: NodeAgentConfig, make_runner: Any = None,
     entry = Entry(EntrySettings(config.node_id, config.step_timeout_s, config.orchestrator),
                   control, stage)
     agent = Agent(control, compute, links, stage, entry, emulator)
-    args = (config.node_id, config.device, public_bytes(keys.agreement), control, stage,
-            config.probe_max_bytes)
+    args = (AgentIdentity(config.node_id, config.device, public_bytes(keys.agreement),
+                          config.probe_max_bytes), control, stage)
     servicer = EmulatedNodeAgent(emulator, *args) if emulator else NodeAgentServicer(*args)
     regs = [
         Registration(node_agent_pb2_grpc.add_NodeAgentServicer_to_server, servicer,

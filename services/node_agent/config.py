@@ -23,6 +23,8 @@ class NodeAgentConfig(ServiceConfig):
     step_timeout_s: float = opt(30.0, "entry: give up on a ring step after this long")
     max_sessions: int = opt(64, "entry: concurrent Generate calls before RESOURCE_EXHAUSTED")
     max_new_tokens: int = opt(4096, "upper bound a request may ask for")
+    stream_ahead: int = opt(2, "entry: tokens generated ahead of the client's stream (0: "
+                               "each reply is written before the next step starts)")
     frame_chunk_bytes: int = opt(4 * 1024 * 1024, "split frames larger than this into chunks")
     link_window: int = opt(64, "link stream: messages sent to a peer and not yet acked "
                                "before the sender waits (flow control)")

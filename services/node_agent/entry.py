@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -105,9 +106,10 @@ class Entry:
     # ---- one request -------------------------------------------------------------------
     async def run(self, request_id: str, history: list[int], max_new: int,
                   sampling: SamplingParams, privacy: int, es: EpochState, route: Route,
-                  stop: Callable[[int], bool]) -> AsyncIterator[tuple[int, int]]:
+                  stop: Callable[[int], bool]) -> AsyncIterator[tuple[int, int, float]]:
         """Generate up to ``max_new`` tokens after ``history`` (extended in place);
-        yields (token, epoch) per step, stopping after a token ``stop`` accepts."""
+        yields (token, epoch, perf_counter when it was made) per step, stopping
+        after a token ``stop`` accepts."""
         ring = _Ring(es, route, f"{request_id}.0")
         sampler = ring.head.new_sampler(sampling)
         prompt_len, attempt, failures = len(history), 0, 0
@@ -133,7 +135,7 @@ class Entry:
                     m.REPLAYS.inc()
                     continue
                 history.append(token)
-                yield token, ring.es.epoch
+                yield token, ring.es.epoch, time.perf_counter()
                 if stop(token):
                     break
         finally:

@@ -6,10 +6,11 @@ stream. Tokenizer and detokenisation live here; raw tokens never leave.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 from edgesplit.model.base import SamplingParams
 from edgesplit.rpc.errors import InvalidRequest, TooLarge, maps_errors
@@ -18,6 +19,8 @@ from services.node_agent import metrics as m
 from services.node_agent.config import NodeAgentConfig
 from services.node_agent.entry import Entry
 from services.node_agent.shards import model_files_dir
+
+T = TypeVar("T")
 
 
 class IncrementalText:
@@ -30,13 +33,48 @@ class IncrementalText:
         self.tok = tokenizer
         self.prefix = self.read = start  # window start; first token not yet emitted
 
-    def next(self, ids: list[int]) -> str:
+    def next(self, ids: list[int], end: int | None = None) -> str:
+        """Text that ``ids[:end]`` adds (``end``: the ids produced so far)."""
+        end = len(ids) if end is None else end
         before = self.tok.decode(ids[self.prefix:self.read], skip_special_tokens=True)
-        now = self.tok.decode(ids[self.prefix:], skip_special_tokens=True)
+        now = self.tok.decode(ids[self.prefix:end], skip_special_tokens=True)
         if len(now) <= len(before) or now.endswith("\ufffd"):
             return ""
-        self.prefix, self.read = self.read, len(ids)
+        self.prefix, self.read = self.read, end
         return now[len(before):]
+
+
+async def ahead(items: AsyncIterator[T], depth: int) -> AsyncIterator[T]:
+    """``items``, produced up to ``depth`` ahead of the consumer: the next ring
+    step starts while this token's reply is still being written to the client."""
+    if depth <= 0:
+        async for item in items:
+            yield item
+        return
+    queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue(depth)
+
+    async def produce() -> None:
+        try:
+            async for item in items:
+                await queue.put((True, item))
+            await queue.put((False, None))
+        except Exception as exc:  # noqa: BLE001 - re-raised in the consumer
+            await queue.put((False, exc))
+
+    task = asyncio.get_running_loop().create_task(produce())
+    try:
+        while True:
+            more, item = await queue.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await items.aclose()  # type: ignore[attr-defined]
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServicer):
@@ -113,19 +151,21 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         latencies: list[float] = []  # hook: TTFT then each step, for the monitor's report
         ok: bool | None = None  # hook: True when the loop ends normally, False on an error
         try:
-            async for token, epoch in self.entry.run(rid, history, max_new, sampling,
-                                                     request.privacy, es, route,
-                                                     lambda t: t in stops or t in eos):
-                now = time.perf_counter()
-                elapsed, step_start = now - step_start, now
-                index = len(history) - prompt_len - 1
+            tokens = self.entry.run(rid, history, max_new, sampling, request.privacy, es,
+                                    route, lambda t: t in stops or t in eos)
+            # The entry extends ``history`` as it goes, maybe ahead of this loop.
+            index = -1
+            async for token, epoch, made in ahead(tokens, self.config.stream_ahead):
+                elapsed, step_start = made - step_start, made
+                index += 1
                 (m.TTFT if index == 0 else m.STEP).observe(elapsed)
                 latencies.append(elapsed)
                 m.TOKENS.inc()
                 finish = ("eos" if token in eos else "stop" if token in stops else
                           "length" if index + 1 >= max_new else "")
                 yield inference_pb2.GenerateResponse(
-                    token_id=token, text=detok.next(history), index=index,
+                    token_id=token, text=detok.next(history, prompt_len + index + 1),
+                    index=index,
                     finish_reason=finish, epoch=epoch, step_latency_s=elapsed,
                     request_id=rid)
             ok = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -30,15 +31,21 @@ class AckWriter:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class AgentIdentity:
+    """What GetInfo says about the node, and the probe limit."""
+
+    node_id: str
+    device: str
+    x25519_public: bytes
+    probe_max_bytes: int
+
+
 class NodeAgentServicer(na_grpc.NodeAgentServicer):
-    def __init__(self, node_id: str, device: str, public: bytes, control: Control,
-                 stage: Stage, probe_max_bytes: int) -> None:
-        self.node_id = node_id
-        self.device = device
-        self.public = public
+    def __init__(self, identity: AgentIdentity, control: Control, stage: Stage) -> None:
+        self.me = identity
         self.control = control
         self.stage = stage
-        self.probe_max_bytes = probe_max_bytes
 
     @maps_errors
     async def Prepare(self, request: na.PrepareRequest, context: Any) -> na.PrepareResponse:
@@ -72,14 +79,14 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
     @maps_errors
     async def Probe(self, request: na.ProbeRequest, context: Any) -> na.ProbeResponse:
         """Link probe (reporter.py): answer at once, bounded payload."""
-        if len(request.payload) > self.probe_max_bytes:
+        if len(request.payload) > self.me.probe_max_bytes:
             raise TooLarge(f"probe payload {len(request.payload)} > "
-                           f"{self.probe_max_bytes} bytes")
+                           f"{self.me.probe_max_bytes} bytes")
         return na.ProbeResponse(received_bytes=len(request.payload))
 
     @maps_errors
     async def GetInfo(self, request: na.InfoRequest, context: Any) -> na.NodeInfo:
-        return self.control.info(self.node_id, self.public, self.device)
+        return self.control.info(self.me.node_id, self.me.x25519_public, self.me.device)
 
 
 def _source(msg: na.LinkMessage) -> str:

@@ -207,3 +207,29 @@ async def test_a_broken_link_fails_the_step_and_the_entry_replays(shards: Path,
         assert await asyncio.wait_for(request, 30) == want
     finally:
         await c.stop()
+
+
+async def test_a_cancelled_request_frees_every_nodes_sessions(shards: Path,
+                                                             tmp_path: Path) -> None:
+    from edgesplit.v1 import inference_pb2
+
+    c = await Cluster.start(3, shards, tmp_path, make_runner=fake_factory())
+    try:
+        await c.apply(c.plan(["node-0", "node-1", "node-2"]))
+        call = c.inference().Generate(inference_pb2.GenerateRequest(
+            token_ids=PROMPT, max_new_tokens=200, stop_token_ids=[]), timeout=60)
+        await call.read()
+        await call.read()
+        call.cancel()  # the entry generates ahead of the stream; all of it must stop
+
+        def live() -> int:
+            return sum(r.session_count() for a in c.agents
+                       for r in a.control.book.all_runners())
+
+        for _ in range(200):
+            if live() == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert live() == 0
+    finally:
+        await c.stop()

@@ -60,10 +60,12 @@ class WireTensor:
     """A tensor as it crosses the network: little-endian raw bytes, shape, dtype.
 
     Validated on construction so that a malformed frame is rejected before any
-    runner (or torch) sees it.
+    runner (or torch) sees it. ``data`` may be any bytes-like buffer: a runner's
+    encoder hands out a view of the tensor's memory, an opened frame its
+    (writable) payload, so neither side copies for the other.
     """
 
-    data: bytes
+    data: bytes | bytearray | memoryview
     shape: tuple[int, ...]
     dtype: str
 
@@ -73,9 +75,10 @@ class WireTensor:
         if any(not isinstance(d, int) or d < 0 for d in self.shape):
             raise BadFrameShape(f"bad shape {self.shape!r}")
         want = math.prod(self.shape) * WIRE_DTYPES[self.dtype]
-        if len(self.data) != want:
+        have = memoryview(self.data).nbytes
+        if have != want:
             raise BadFrameShape(
-                f"payload has {len(self.data)} bytes, shape {self.shape} {self.dtype} needs {want}"
+                f"payload has {have} bytes, shape {self.shape} {self.dtype} needs {want}"
             )
 
 

@@ -7,10 +7,13 @@ message is built from it by field name.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 from edgesplit.core.types import Route
-from edgesplit.model.base import WireTensor
+from edgesplit.model.base import WIRE_DTYPES, WireTensor
+from edgesplit.model.errors import BadFrameShape
+from edgesplit.security.channel import TAG_LEN
 from edgesplit.security.errors import FrameRejected
 from edgesplit.security.header import FrameHeader
 from edgesplit.v1 import node_agent_pb2 as na
@@ -33,10 +36,11 @@ def seal(es: EpochState, header: FrameHeader, wire: WireTensor,
     return frames
 
 
-def open_frame(es: EpochState, node_id: str, frame: na.Frame
-               ) -> tuple[Route, FrameHeader, bytes]:
+def open_frame(es: EpochState, node_id: str, frame: na.Frame, chunks: Reassembly
+               ) -> tuple[Route, FrameHeader, bytearray | None]:
     """Check the frame is for this node at this hop from the hop before, and
-    open it (AEAD: tampered and replayed frames fail here)."""
+    open it (AEAD: tampered and replayed frames fail here) straight into the
+    buffer of its payload. The payload once complete, else None (more chunks)."""
     header = FrameHeader.from_proto(frame.header)
     route = es.routes.get(header.entry)
     if header.dst != node_id or route is None:
@@ -50,35 +54,59 @@ def open_frame(es: EpochState, node_id: str, frame: na.Frame
     link = es.peers.get(header.src)
     if link is None:
         raise FrameRejected("misrouted", f"{header.src} is not a peer in epoch {header.epoch}")
-    return route, header, link.opener.open(frame.nonce, header, frame.ciphertext)
+    ciphertext = frame.ciphertext
+    size = max(len(ciphertext) - TAG_LEN, 0)
+    if header.chunks <= 1:
+        payload = bytearray(size)
+        link.opener.open_into(frame.nonce, header, ciphertext, payload)
+        return route, header, payload
+    slot = chunks.slot(header, size)
+    link.opener.open_into(frame.nonce, header, ciphertext, slot)
+    return route, header, chunks.arrived(header)
 
 
 @dataclass
 class _Parts:
     total: int
-    parts: dict[int, bytes] = field(default_factory=dict)
+    data: bytearray
+    seen: set[int] = field(default_factory=set)
 
 
 class Reassembly:
-    """Chunks of large frames until all have arrived."""
+    """Large frames, written chunk by chunk into one buffer as they open."""
 
     def __init__(self) -> None:
         self._open: dict[tuple[int, str, int, int], _Parts] = {}
 
-    def add(self, h: FrameHeader, plaintext: bytes) -> bytes | None:
-        """The whole payload once its last chunk is in, else None."""
-        if h.chunks <= 1:
-            return plaintext
+    def slot(self, h: FrameHeader, size: int) -> memoryview:
+        """Where chunk ``h.chunk`` (``size`` plaintext bytes) of its frame goes.
+        Chunks before the last are all the same size; the last ends the buffer."""
         key = (h.epoch, h.session_id, h.step, h.hop)
-        buf = self._open.setdefault(key, _Parts(h.chunks))
+        buf = self._open.get(key)
+        if buf is None:
+            nbytes = math.prod(h.shape) * WIRE_DTYPES.get(h.dtype, 0)
+            if not nbytes:
+                raise BadFrameShape(f"frame shape {h.shape} {h.dtype} holds nothing")
+            buf = self._open[key] = _Parts(h.chunks, bytearray(nbytes))
         if buf.total != h.chunks:
             del self._open[key]
             raise FrameRejected("bad_header", "chunk count changed within a frame")
-        buf.parts[h.chunk] = plaintext
-        if len(buf.parts) < buf.total:
+        last = h.chunk == h.chunks - 1
+        offset = len(buf.data) - size if last else h.chunk * size
+        if offset < 0 or offset + size > len(buf.data) or (not last and size == 0):
+            del self._open[key]
+            raise FrameRejected("bad_header", f"chunk {h.chunk} does not fit its frame")
+        return memoryview(buf.data)[offset:offset + size]
+
+    def arrived(self, h: FrameHeader) -> bytearray | None:
+        """Chunk ``h.chunk`` opened: the whole payload once all have."""
+        key = (h.epoch, h.session_id, h.step, h.hop)
+        buf = self._open[key]
+        buf.seen.add(h.chunk)
+        if len(buf.seen) < buf.total:
             return None
         del self._open[key]
-        return b"".join(buf.parts[i] for i in range(buf.total))
+        return buf.data
 
     def forget(self, session_id: str) -> None:
         for key in [k for k in self._open if k[1] == session_id]:

@@ -145,10 +145,10 @@ class Stage:
         if es is None:
             raise Precondition(f"epoch {frame.header.epoch} is not held by {self.node_id}")
         try:
-            route, h, plaintext = open_frame(es, self.node_id, frame)
-            if h.dtype != es.wire_dtype:
-                raise BadFrameDtype(f"frame dtype {h.dtype}, assignment says {es.wire_dtype}")
-            data = self._chunks.add(h, plaintext)
+            if frame.header.dtype != es.wire_dtype:
+                raise BadFrameDtype(f"frame dtype {frame.header.dtype}, assignment says "
+                                    f"{es.wire_dtype}")
+            route, h, data = open_frame(es, self.node_id, frame, self._chunks)
             if data is None:
                 return  # more chunks to come
             if h.hop == len(route.segments) - 1 and (h.session_id, h.step) not in self._waiting:

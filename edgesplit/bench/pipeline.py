@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--wire-dtype", default="float32")
     p.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
+    p.add_argument("--torch-threads", type=int, default=0,
+                   help="torch intra-op threads on both sides (0: torch's default)")
     p.add_argument("--dir", default="var/bench", help="where the generated model is cached")
 
 
@@ -78,10 +80,19 @@ def decode_frame_bytes(hidden: int, wire_dtype: str) -> int:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from edgesplit.testbed import QUIET_THREADS
+
+    # Both sides under one thread policy: the agents run with QUIET_THREADS, so
+    # the monolithic reference does too (set before torch starts its threads).
+    for key, value in QUIET_THREADS.items():
+        os.environ.setdefault(key, value)
     import torch
     from transformers import AutoModelForCausalLM
 
     from edgesplit.testbed import Testbed, ensure_model
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
 
     base = Path(args.dir)
     tag = f"{args.family}-h{args.hidden}-l{args.layers}"
@@ -96,7 +107,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     extra = ["--device", args.device] if args.device != "cpu" else []
     bed_dir = Path(tempfile.mkdtemp(prefix="edgesplit-bench-"))
     _log(f"starting {args.nodes} node agents ...")
-    bed = Testbed.up(args.nodes, shards, bed_dir, extra_args=extra)
+    bed = Testbed.up(args.nodes, shards, bed_dir, extra_args=extra,
+                     torch_threads=args.torch_threads)
     try:
         bed.apply(bed.even_plan(), wire_dtype=args.wire_dtype)
         entry = bed.nodes[0].address
@@ -132,5 +144,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "split_decode_step_ms_p50": round(statistics.median(steps) * 1000, 2) if steps else None,
         "bytes_per_token_per_hop": decode_frame_bytes(args.hidden, args.wire_dtype),
         "wire_dtype": args.wire_dtype,
+        "torch_threads": args.torch_threads or torch.get_num_threads(),
         "tokens_match": mono_tokens == split_tokens,
     }

@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     extra = ["--device", args.device] if args.device != "cpu" else []
     bed_dir = Path(tempfile.mkdtemp(prefix="edgesplit-bench-"))
     _log(f"starting {args.nodes} node agents ...")
-    bed = Testbed.up(args.nodes, shards, bed_dir, extra_args=extra,
+    # Production agents: no emulation wrappers, no TestbedAdmin.
+    bed = Testbed.up(args.nodes, shards, bed_dir, extra_args=extra, admin=False,
                      torch_threads=args.torch_threads)
     try:
         bed.apply(bed.even_plan(), wire_dtype=args.wire_dtype)

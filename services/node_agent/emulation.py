@@ -123,9 +123,12 @@ class EmulatedLink:
         self._queue: asyncio.Queue[tuple[float, na.LinkMessage, AckFuture]] = \
             asyncio.Queue(depth)
         self._task: asyncio.Task[None] | None = None
+        self._holding = False  # the delivery task has a message not yet sent
 
     async def send(self, msg: na.LinkMessage) -> AckFuture:
         due = self.emulator.arrival(self.peer, msg.ByteSize())  # raises on a cut link
+        if due <= time.monotonic() and self._queue.empty() and not self._holding:
+            return await self.inner.send(msg)  # nothing emulated on this link now
         fut: AckFuture = asyncio.get_running_loop().create_future()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._deliver())
@@ -135,6 +138,7 @@ class EmulatedLink:
     async def _deliver(self) -> None:
         while True:
             due, msg, fut = await self._queue.get()
+            self._holding = True
             wait = due - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
@@ -143,6 +147,8 @@ class EmulatedLink:
             except Exception as exc:  # noqa: BLE001 - the sender sees it on its future
                 fut.set_exception(exc)
                 continue
+            finally:
+                self._holding = not self._queue.empty()
             inner.add_done_callback(lambda f, out=fut: _chain(f, out))
 
     async def close(self) -> None:
@@ -167,19 +173,25 @@ class _DelayedAcks(AckWriter):
         super().__init__(context)
         self.emulator = emulator
         self._queue: asyncio.Queue[tuple[float, na.LinkAck] | None] = asyncio.Queue(256)
+        self._writing = False  # the writer task holds an ack (gRPC takes one write at a time)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def write(self, ack: na.LinkAck, src: str) -> None:
-        await self._queue.put((self.emulator.arrival(src, ack.ByteSize()) if src
-                               else time.monotonic(), ack))
+        due = self.emulator.arrival(src, ack.ByteSize()) if src else 0.0
+        if due <= time.monotonic() and self._queue.empty() and not self._writing:
+            await self.context.write(ack)  # nothing emulated on this link now
+            return
+        await self._queue.put((due, ack))
 
     async def _run(self) -> None:
         while (item := await self._queue.get()) is not None:
+            self._writing = True
             due, ack = item
             wait = due - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             await self.context.write(ack)
+            self._writing = self._queue.qsize() > 0
 
     async def drain(self) -> None:
         await self._queue.put(None)

@@ -30,7 +30,7 @@ from edgesplit.v1 import testbed_admin_pb2_grpc as ta_grpc
 
 ROOT = procs.ROOT
 DEFAULT_DIR = Path("var/testbed")
-# The test bed's own calls (plaintext on loopback, like its agents by default).
+# The test bed's own client side: plaintext, for its loopback agents only.
 TRANSPORT = Transport()
 
 
@@ -104,7 +104,7 @@ class Testbed:
             node_id = node_ids[i] if node_ids else f"node-{i}"
             args = ["--node-id", node_id, "--state-dir", str(base / node_id),
                     "--shard-dir", str(shard_dir), "--control-public-key", str(control_pub),
-                    *(["--testbed-admin", "true"] if admin else []),
+                    *(["--testbed-admin"] if admin else []),
                     # Agents share this machine: each reports its own load.
                     "--utilization-scope", "process",
                     *(["--torch-threads", str(torch_threads)] if torch_threads else []),

@@ -22,9 +22,8 @@ import grpc
 
 from edgesplit.model.profile import profile_json
 from edgesplit.procs import start_service
-from edgesplit.rpc.transport import Transport
 from edgesplit.scenario.spec import BASE_FLOPS, Event, Scenario
-from edgesplit.testbed import Testbed, ensure_model
+from edgesplit.testbed import TRANSPORT, Testbed, ensure_model
 from edgesplit.v1 import (
     common_pb2,
     inference_pb2,
@@ -34,8 +33,6 @@ from edgesplit.v1 import (
     orchestrator_pb2,
     orchestrator_pb2_grpc,
 )
-
-TRANSPORT = Transport()  # plaintext on loopback, like the test bed it drives
 
 
 @dataclass
@@ -163,7 +160,7 @@ class Run:
             "--prompt-tokens", str(sc.load.prompt_tokens),
             "--new-tokens", str(sc.load.new_tokens),
             "--requests-per-s", str(sc.load.requests_per_s or sc.load.concurrency / 5.0),
-            "--static", "true" if self.mode == "static" else "false",
+            "--static" if self.mode == "static" else "--no-static",
             *(arg for k, v in sc.orchestrator.items()
               for arg in ("--" + k.replace("_", "-"), str(v))),
             *self.orchestrator_args])

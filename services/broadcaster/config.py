@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pydantic import NonNegativeInt, PositiveFloat
 
-from edgesplit.rpc.config import ServiceConfig, opt
+from edgesplit.rpc.config import CommaList, ServiceConfig, WireDtype, opt
 
 
-@dataclass(frozen=True)
 class BroadcasterConfig(ServiceConfig):
     """Broadcaster (RB): signed two-phase rollout and the shard registry."""
 
@@ -18,12 +17,15 @@ class BroadcasterConfig(ServiceConfig):
                              "the registry at start (empty: serve what the registry holds)")
     registry_dir: str = opt("", "encrypted shard store (default: STATE_DIR/registry)")
     nodes: str = opt("", "YAML/JSON file mapping node id -> host:port (Apply may add more)")
-    prepare_timeout_s: float = opt(60.0, "default seconds a node may take to Prepare "
-                                         "(fetching and loading shards) before the rollout aborts")
-    commit_attempts: int = opt(4, "tries per node for Commit and Abort on UNAVAILABLE "
-                                  "(both are idempotent)")
-    assignment_ttl_s: float = opt(600.0, "assignments expire this long after signing")
-    trusted_nodes: tuple[str, ...] = opt((), "default nodes trusted with sensitive layers")
-    privacy_depth: int = opt(1, "default number of first decoder layers that are sensitive")
-    wire_dtype: str = opt("float32", "default activation dtype on the wire")
-    fetch_chunk_bytes: int = opt(1 << 20, "FetchShard chunk size in bytes")
+    prepare_timeout_s: PositiveFloat = opt(60.0, "default seconds a node may take to Prepare "
+                                                 "(fetching and loading shards) before the "
+                                                 "rollout aborts")
+    commit_attempts: int = opt(4, "tries of an idempotent call to a node (Prepare, Commit, "
+                                  "Abort) on UNAVAILABLE", ge=1, le=5)
+    assignment_ttl_s: PositiveFloat = opt(600.0, "assignments expire this long after signing")
+    trusted_nodes: CommaList = opt((), "default nodes trusted with sensitive layers "
+                                       "(comma-separated)")
+    privacy_depth: NonNegativeInt = opt(1, "default number of first decoder layers that are "
+                                           "sensitive")
+    wire_dtype: WireDtype = opt("float32", "default activation dtype on the wire")
+    fetch_chunk_bytes: int = opt(1 << 20, "FetchShard chunk size in bytes", ge=1024)

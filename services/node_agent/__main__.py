@@ -71,14 +71,12 @@ def torch_runner_factory(config: NodeAgentConfig, store: ShardStore | None = Non
     return make
 
 
-def transport_of(config: NodeAgentConfig) -> Transport:
-    return Transport(TransportSettings(config.tls_ca, config.tls_cert, config.tls_key,
-                                       config.max_message_bytes))
-
-
 def build(config: NodeAgentConfig, make_runner: Any = None,
           transport: Transport | None = None) -> tuple[list[Registration], Agent]:
-    transport = transport or transport_of(config)
+    """Everything but the event loop. ``transport``: this node's outgoing channels
+    (default: from the config's TLS settings), shared by the links, the shard
+    fetches and the reporter."""
+    transport = transport or Transport(TransportSettings.of(config))
     state = Path(config.state_dir)
     state.mkdir(parents=True, exist_ok=True)
     keys = ensure_dev_keys(state, config.node_id)  # this node's X25519 key, kept across restarts
@@ -147,7 +145,7 @@ def _warm(shard_dir: str) -> None:
 
 
 async def serve(config: NodeAgentConfig) -> None:
-    transport = transport_of(config)
+    transport = Transport(TransportSettings.of(config))
     regs, agent = build(config, transport=transport)
     tasks: list[asyncio.Task[None]] = []
     # hook: with --monitor, measure on the serving path and push reports (reporter.py)

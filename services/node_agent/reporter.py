@@ -32,9 +32,8 @@ from edgesplit.core.reports import (
     build_report,
 )
 from edgesplit.core.types import NodeId
-from edgesplit.rpc.client import backoff_delay
 from edgesplit.rpc.convert_monitor import report_to_proto
-from edgesplit.rpc.transport import Transport, TransportSettings
+from edgesplit.rpc.transport import Transport
 from edgesplit.v1 import monitor_pb2 as mpb
 from edgesplit.v1 import monitor_pb2_grpc as mpb_grpc
 from edgesplit.v1 import node_agent_pb2 as na
@@ -65,16 +64,12 @@ class ReporterSettings:
     stream_lifetime_s: float = 600.0
     backoff_cap_s: float = 5.0
     sla_step_budget_s: float = DEFAULT_SLA_STEP_BUDGET_S
-    tls_ca: str = ""
-    tls_cert: str = ""
-    tls_key: str = ""
 
     @classmethod
     def from_config(cls, c: NodeAgentConfig) -> ReporterSettings:
         return cls(node_id=c.node_id, monitor=c.monitor, interval_s=c.report_interval_s,
                    rpc_timeout_s=c.rpc_timeout_s, max_message_bytes=c.max_message_bytes,
-                   probe_bytes=c.probe_bytes, bandwidth_probe_cycles=c.bandwidth_probe_cycles,
-                   tls_ca=c.tls_ca, tls_cert=c.tls_cert, tls_key=c.tls_key)
+                   probe_bytes=c.probe_bytes, bandwidth_probe_cycles=c.bandwidth_probe_cycles)
 
 
 def next_incarnation(state_dir: Path) -> int:
@@ -96,11 +91,10 @@ def next_incarnation(state_dir: Path) -> int:
     return n
 
 
-def monitor_channel(s: ReporterSettings, transport: Transport | None = None
-                    ) -> grpc.aio.Channel:
-    transport = transport or Transport(TransportSettings(s.tls_ca, s.tls_cert, s.tls_key,
-                                                         s.max_message_bytes))
-    return transport.aio_channel(s.monitor, reconnect_cap_s=s.backoff_cap_s)
+def backoff_delay(attempt: int, rng: random.Random, base_s: float, cap_s: float) -> float:
+    """Full-jitter exponential backoff before re-opening the report stream (a
+    long-lived stream is not a call the channel's retry policy can repeat)."""
+    return rng.uniform(0, min(cap_s, base_s * (2 ** attempt)))
 
 
 class Prober:
@@ -189,14 +183,14 @@ class Prober:
 
 class Reporter:
     def __init__(self, settings: ReporterSettings, agent: Agent, telemetry: Telemetry,
-                 sampler: ResourceSampler, incarnation: int,
-                 rng: random.Random | None = None, transport: Transport | None = None) -> None:
+                 sampler: ResourceSampler, incarnation: int, transport: Transport,
+                 rng: random.Random | None = None) -> None:
         self.s = settings
+        self.transport = transport
         self.agent = agent
         self.telemetry = telemetry
         self.sampler = sampler
         self.incarnation = incarnation
-        self.transport = transport
         self.prober = Prober(settings, agent, telemetry.links)
         self._rng = rng or random.Random()
         self._seq = 0
@@ -241,7 +235,7 @@ class Reporter:
 
     # ---- the loop ------------------------------------------------------------------
     async def run(self) -> None:
-        channel = monitor_channel(self.s, self.transport)
+        channel = self.transport.aio_channel(self.s.monitor, reconnect_cap_s=self.s.backoff_cap_s)
         stub = mpb_grpc.MonitorStub(channel)
         prober = asyncio.create_task(self.prober.run())
         attempt = 0
@@ -288,8 +282,7 @@ class Reporter:
             call.cancel()
 
 
-def make_reporter(config: NodeAgentConfig, agent: Agent,
-                  transport: Transport | None = None) -> Reporter:
+def make_reporter(config: NodeAgentConfig, agent: Agent, transport: Transport) -> Reporter:
     """Wire telemetry into the data plane and build the reporter (``--monitor`` set)."""
     telemetry = Telemetry()
     telemetry.attach(agent.compute, agent.stage, agent.entry)
@@ -297,4 +290,4 @@ def make_reporter(config: NodeAgentConfig, agent: Agent,
     busy = (lambda: emulator.emulated_busy_s) if emulator is not None else (lambda: 0.0)
     sampler = ResourceSampler(config.device, scope=config.utilization_scope, emulated_busy=busy)
     return Reporter(ReporterSettings.from_config(config), agent, telemetry, sampler,
-                    next_incarnation(Path(config.state_dir)), transport=transport)
+                    next_incarnation(Path(config.state_dir)), transport)

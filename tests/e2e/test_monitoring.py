@@ -25,8 +25,7 @@ import pytest
 
 from edgesplit import testbed as tb
 from edgesplit.cli import main as cli_main
-from edgesplit.rpc.transport import Transport
-from edgesplit.testbed import ensure_model, generate
+from edgesplit.testbed import TRANSPORT, ensure_model, generate
 from edgesplit.v1 import monitor_pb2 as mpb
 from edgesplit.v1 import monitor_pb2_grpc as mpb_grpc
 from tests.conftest import ServiceProcess, start_service
@@ -56,7 +55,7 @@ class Rig:
     agent_args: list[str]
 
     def state(self) -> mpb.EnvironmentState:
-        with Transport().sync_channel(self.monitor.address) as ch:
+        with TRANSPORT.sync_channel(self.monitor.address) as ch:
             return mpb_grpc.MonitorStub(ch).GetState(mpb.GetStateRequest(), timeout=5)
 
     def wait(self, pred: Callable[[mpb.EnvironmentState], bool], timeout_s: float,

@@ -32,6 +32,7 @@ class Cluster:
     servers: list[Any] = field(default_factory=list)
     agents: list[Any] = field(default_factory=list)
     channels: dict[str, Any] = field(default_factory=dict)
+    transport: Transport = field(default_factory=Transport)  # plaintext, loopback
     epoch: int = 0
 
     @classmethod
@@ -58,7 +59,7 @@ class Cluster:
 
     def channel(self, node: str) -> Any:
         if node not in self.channels:
-            self.channels[node] = Transport().aio_channel(self.addresses[node])
+            self.channels[node] = self.transport.aio_channel(self.addresses[node])
         return self.channels[node]
 
     def stub(self, node: str) -> na_grpc.NodeAgentStub:

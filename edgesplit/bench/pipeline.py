@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM
 
+    from edgesplit.core.route import format_route
     from edgesplit.testbed import Testbed, ensure_model
 
     if args.torch_threads:
@@ -111,7 +112,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bed = Testbed.up(args.nodes, shards, bed_dir, extra_args=extra, admin=False,
                      torch_threads=args.torch_threads)
     try:
-        bed.apply(bed.even_plan(), wire_dtype=args.wire_dtype)
+        plan = bed.even_plan()  # the production route shape (core.route)
+        bed.apply(plan, wire_dtype=args.wire_dtype)
         entry = bed.nodes[0].address
         _log("warm-up ...")
         _monolithic(model, ids[:8], 4, args.device)
@@ -147,4 +149,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "wire_dtype": args.wire_dtype,
         "torch_threads": args.torch_threads or torch.get_num_threads(),
         "tokens_match": mono_tokens == split_tokens,
+        "route": format_route(plan.routes[0]),
     }

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edgesplit.core.trust import listed, untrusted_sensitive
 from edgesplit.core.types import Route
 from edgesplit.model.base import SamplingParams, SegmentRunner, TokenSampler
 from edgesplit.rpc.errors import Precondition, Unavailable
@@ -33,11 +34,9 @@ RequestObserver = Callable[[float, Sequence[float], bool], None]
 
 
 def privacy_ok(es: EpochState, route: Route) -> bool:
-    """Sensitive parts (embed, head, the first privacy_depth layers) only on
-    the entry or nodes this plan marks trusted."""
-    depth = es.assignment.privacy_depth
-    return all(not seg.is_sensitive(depth) or seg.node == route.entry or seg.node in es.trusted
-               for seg in route.segments)
+    """Sensitive parts only on nodes the signed assignment lists as trusted
+    (the entry too): the one check of ``edgesplit.core.trust``."""
+    return not untrusted_sensitive(route, es.assignment.privacy_depth, listed(es.trusted))
 
 
 @dataclass(frozen=True, slots=True)

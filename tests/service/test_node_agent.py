@@ -267,6 +267,7 @@ async def test_tampered_replayed_misrouted_frames_rejected_cache_untouched(rig: 
     sealer = rig.keys_with("node-0").sealer()
     good = _frame(rig, x, sealer=sealer)
     assert await rig.link.frame(good) == grpc.StatusCode.OK
+    await asyncio.wait_for(rig.recorder.frames.get(), 30)  # acked first, computed after
     runner = _runner(rig)
     assert runner.session_length("s1") == 3
 
@@ -292,6 +293,7 @@ async def test_tampered_replayed_misrouted_frames_rejected_cache_untouched(rig: 
 async def test_wrong_shape_or_dtype_rejected_cache_untouched(rig: Rig) -> None:
     await _committed(rig)
     assert await rig.link.frame(_frame(rig, torch.randn(1, 2, 64))) == grpc.StatusCode.OK
+    await asyncio.wait_for(rig.recorder.frames.get(), 30)  # acked first, computed after
     runner = _runner(rig)
     before = _rejected("bad_shape")
     bad_shape = _frame(rig, torch.randn(1, 1, 32), step=1, start_pos=2)
@@ -335,6 +337,7 @@ async def test_a_refused_frame_does_not_end_the_link(rig: Rig) -> None:
 async def test_end_session_on_the_link_drops_the_cache(rig: Rig) -> None:
     await _committed(rig)
     assert await rig.link.frame(_frame(rig, torch.randn(1, 2, 64))) == grpc.StatusCode.OK
+    await asyncio.wait_for(rig.recorder.frames.get(), 30)  # acked first, computed after
     runner = _runner(rig)
     assert runner.session_length("s1") == 2
     end = na.LinkMessage(end_session=na.EndSession(session_id="s1", epoch=1))

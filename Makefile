@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: setup test test-slow test-all demo lint protos bench clean
+.PHONY: setup test test-slow test-compose test-all demo lint protos bench clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,12 @@ $(STAMP): pyproject.toml
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null) \
 	    || echo "warning: docker-compose not installed; compose test will be skipped"; \
 	fi
+	@# tmux runs `status --watch` in an 80-column terminal in the tests.
+	@if ! command -v tmux >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing tmux (Debian) for the status --watch test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null) \
+	    || echo "warning: tmux not installed; the status --watch test will be skipped"; \
+	fi
 	touch $(STAMP)
 
 # Default tiers; pytest exits non-zero (5) when nothing ran, which fails make.
@@ -26,7 +32,12 @@ test: setup
 	$(PYTEST) -q tests
 
 test-slow: setup
-	$(PYTEST) -q -m slow tests
+	$(PYTEST) -q -m "slow and not compose" tests
+
+# docker compose on a real engine (starts its own dockerd as root when none
+# answers; skips with the reason otherwise). Prints each phase's time.
+test-compose: setup
+	$(PYTEST) -q -s -rs -m compose tests/compose
 
 test-all: setup
 	$(PYTEST) -q -m "slow or not slow" tests

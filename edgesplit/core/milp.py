@@ -30,6 +30,7 @@ from typing import Any
 from edgesplit.core.planner_bounds import Relax, lagrangian
 from edgesplit.core.planner_dp import Path, RouteProblem
 from edgesplit.core.planner_problem import EMPTY, Instance
+from edgesplit.core.trust import trusts
 from edgesplit.core.types import (
     ClusterState,
     Epoch,
@@ -59,6 +60,16 @@ class MilpResult:
         return self.status == "optimal"
 
 
+def _require_milp_extra() -> None:
+    """numpy and scipy are the ``milp`` extra, not run-time dependencies: say so."""
+    import importlib.util
+
+    missing = [m for m in ("numpy", "scipy") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"the MILP certifier needs {' and '.join(missing)}: "
+                          "pip install 'edgesplit[milp]'")
+
+
 def solve_milp(
     state: ClusterState,
     profile: ModelProfile,
@@ -72,6 +83,7 @@ def solve_milp(
     epoch: Epoch = FIRST_EPOCH,
 ) -> MilpResult:
     """Solve the planning problem with HiGHS (see the module doc)."""
+    _require_milp_extra()
     import numpy as np
     from scipy.optimize import Bounds, LinearConstraint, milp  # type: ignore[import-untyped]
     from scipy.sparse import coo_matrix  # type: ignore[import-untyped]
@@ -119,7 +131,7 @@ def solve_milp(
         node_e = inst.nodes[e]
         _, embed_s, head_s = inst.times[e]
         constant += inst.scale * (embed_s + head_s)
-        if not node_e.trusts_entry(entry):
+        if not trusts(node_e, entry):
             if high:
                 return MilpResult("infeasible", None, None, None)
             constant += 2 * weights.gamma
@@ -127,7 +139,7 @@ def solve_milp(
             add_row([(xi(r, l, v), 1.0) for v in range(n)], 1.0, 1.0)
             for v, node in enumerate(inst.nodes):
                 integrality[xi(r, l, v)] = 1
-                pinned = l < inst.depth and not node.trusts_entry(entry)
+                pinned = l < inst.depth and not trusts(node, entry)
                 c[xi(r, l, v)] = inst.scale * inst.times[v][0][l]
                 if pinned and high:
                     ub[xi(r, l, v)] = 0.0
@@ -257,6 +269,7 @@ def relaxed_bound(prob: RouteProblem) -> tuple[float, Path | None]:
     An independent implementation of ``planner_dp.relaxed_route``: same
     optimum, used to cross-check it and to bound large instances quickly.
     """
+    _require_milp_extra()
     import numpy as np
 
     n, m, e = prob.n, prob.m, prob.entry
@@ -322,6 +335,7 @@ def _relaxed_np(
 
 def numpy_relax(prob: RouteProblem) -> Relax:
     """A ``planner_bounds.Relax`` backend over numpy arrays built once for ``prob``."""
+    _require_milp_extra()
     import numpy as np
 
     prefix = np.array(prob.prefix, dtype=float)

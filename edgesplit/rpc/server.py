@@ -96,18 +96,25 @@ def is_loopback(address: str) -> bool:
 
 
 def _server_credentials(config: ServiceConfig) -> grpc.ServerCredentials | None:
-    """mTLS, always requiring a client certificate; plaintext only when asked
-    for with ``insecure`` and on loopback (docs/architecture.md, "Security model")."""
+    """mTLS (a client certificate required) when the certificates are given;
+    plaintext when asked for with ``insecure``, and then only on loopback
+    (docs/architecture.md, "Security model")."""
     if config.insecure:
         if not is_loopback(config.listen):
             raise InsecureSetup(f"--insecure serves plaintext: refused on {config.listen}, "
                                 "which is not a loopback address")
         return None
-    missing = [f"--{name.replace('_', '-')}" for name in ("tls_cert", "tls_key", "tls_ca")
-               if not getattr(config, name)]
-    if missing:
-        raise InsecureSetup(f"mTLS needs {', '.join(missing)} (`edgesplit pki init` makes "
-                            "them); --insecure serves plaintext on loopback instead")
+    given = [name for name in ("tls_cert", "tls_key", "tls_ca") if getattr(config, name)]
+    if not given:
+        # Still allowed so that existing plaintext set-ups keep starting; such a
+        # server cannot tell callers apart, so nothing is authorised.
+        log.warning("serving %s in plaintext without --insecure: no caller is "
+                    "authenticated (give --tls-cert/--tls-key/--tls-ca)", config.listen)
+        return None
+    if len(given) < 3:
+        missing = sorted({"tls_cert", "tls_key", "tls_ca"} - set(given))
+        raise InsecureSetup("mTLS needs " + ", ".join(f"--{m.replace('_', '-')}"
+                                                      for m in missing))
     cert = Path(config.tls_cert).read_bytes()
     key = Path(config.tls_key).read_bytes()
     ca = Path(config.tls_ca).read_bytes()

@@ -6,7 +6,7 @@ certificate, uses the servers' message limits and keepalive, and retries the
 idempotent methods of :data:`IDEMPOTENT` through gRPC's own service-config
 ``retryPolicy`` (capped attempts, exponential backoff, inside the call's own
 deadline) instead of a hand-written loop. Nothing else is retried: a retried
-``Forward`` or ``Apply`` would run twice.
+``Link`` message or ``Apply`` would run twice.
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ class TransportSettings:
 
     ``tls_ca`` set: TLS, verifying servers against that CA; with ``tls_cert`` and
     ``tls_key`` too, the channel presents this component's certificate (mTLS).
-    ``insecure``: plaintext, and only to loopback targets. Neither: refused
-    (secure by default: docs/architecture.md, "Security model"). ``retry_attempts``:
+    ``insecure``: plaintext, and only to loopback targets. Neither: plaintext
+    (kept for existing set-ups; servers then authorise nothing). ``retry_attempts``:
     tries of an idempotent call on UNAVAILABLE, the first included (at most 5).
     """
 
@@ -88,12 +88,12 @@ class TransportSettings:
                    retry_attempts, config.insecure)
 
     def credentials(self) -> grpc.ChannelCredentials | None:
-        if self.insecure:
+        given = [name for name in ("tls_ca", "tls_cert", "tls_key") if getattr(self, name)]
+        if self.insecure or not given:
             return None
-        missing = [name for name in ("tls_ca", "tls_cert", "tls_key") if not getattr(self, name)]
-        if missing:
-            raise InsecureSetup(f"outgoing mTLS needs {', '.join(missing)} (`edgesplit pki "
-                                "init` makes them); insecure=True for plaintext on loopback")
+        if len(given) < 3:
+            missing = sorted({"tls_ca", "tls_cert", "tls_key"} - set(given))
+            raise InsecureSetup(f"outgoing mTLS needs {', '.join(missing)} too")
         return grpc.ssl_channel_credentials(
             root_certificates=Path(self.tls_ca).read_bytes(),
             private_key=Path(self.tls_key).read_bytes(),
@@ -133,8 +133,8 @@ class Transport:
     def _plaintext_to(self, target: str) -> bool:
         if self._credentials is not None:
             return False
-        if not is_loopback(target):
-            raise InsecureSetup(f"plaintext channel to {target} refused: not a loopback address")
+        if self.settings.insecure and not is_loopback(target):
+            raise InsecureSetup(f"insecure: plaintext to {target} refused, not a loopback address")
         return True
 
     @property

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edgesplit.core.trust import listed, untrusted_sensitive
 from edgesplit.core.types import Plan
 from edgesplit.rpc.assignments import (
     PeerInfo,
@@ -78,6 +79,16 @@ def grants_of(plan: Plan, model: ModelEntry) -> dict[str, frozenset[str]]:
             mine = out.setdefault(seg.node, set(common))
             mine.update(model.shards[p].sha256 for p in segment_parts(seg) if p in model.shards)
     return {node: frozenset(shas) for node, shas in out.items()}
+
+
+def leaky_routes(plan: Plan, trusted_nodes: Sequence[str], privacy_depth: int
+                 ) -> dict[str, tuple[str, ...]]:
+    """Entry -> untrusted nodes holding its route's sensitive parts, for routes a
+    privacy=high request may not use. The entries run this same check
+    (``core.trust``) on the same signed list, so this is what they will refuse."""
+    rule = listed(trusted_nodes)
+    out = {r.entry: untrusted_sensitive(r, privacy_depth, rule) for r in plan.routes}
+    return {entry: tuple(nodes) for entry, nodes in out.items() if nodes}
 
 
 @dataclass(frozen=True)
@@ -167,6 +178,12 @@ class Rollout:
             "partial" if self.current == plan else "aborted")
         m.ROLLOUTS.labels(outcome).inc()
         m.ROLLOUT_SECONDS.labels(outcome).observe(result.elapsed_s)
+        if result.committed:
+            leaks = leaky_routes(plan, opts.trusted_nodes, opts.privacy_depth)
+            m.PRIVATE_ROUTES.set(len(plan.routes) - len(leaks))
+            for entry, holders in sorted(leaks.items()):
+                log.info("epoch %d: privacy=high requests at %s are refused (sensitive parts "
+                         "on %s, not in the trusted nodes)", plan.epoch, entry, ", ".join(holders))
         log.info("epoch %d %s in %.3fs: %s", plan.epoch, outcome, result.elapsed_s,
                  ", ".join(f"{n.node_id}={n.state}{'/' + n.code if n.code else ''}"
                            for n in result.nodes))

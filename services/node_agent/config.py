@@ -29,8 +29,14 @@ class NodeAgentConfig(ServiceConfig):
     max_sessions: PositiveInt = opt(64, "entry: concurrent Generate calls before "
                                         "RESOURCE_EXHAUSTED")
     max_new_tokens: PositiveInt = opt(4096, "upper bound a request may ask for")
+    stream_ahead: NonNegativeInt = opt(2, "entry: tokens generated ahead of the client's "
+                                          "stream (0: each reply is written first)")
     frame_chunk_bytes: int = opt(4 * 1024 * 1024, "split frames larger than this into chunks",
                                  ge=1024)
+    link_window: PositiveInt = opt(64, "link stream: messages sent to a peer and not yet "
+                                       "acked before the sender waits (flow control)")
+    link_stream_lifetime_s: PositiveFloat = opt(600.0, "link stream deadline; a fresh stream "
+                                                       "takes over at half of it")
     retained_epochs: NonNegativeInt = opt(2, "older committed epochs kept so their sessions "
                                              "drain")
     testbed_admin: bool = opt(False, "serve TestbedAdmin (emulated compute/link conditions)")

@@ -18,7 +18,8 @@ from edgesplit.core.control import (
     PlanRequest,
     observation,
 )
-from edgesplit.core.types import CostBreakdown, Mode, NodeId, NodeState, Plan, Trust
+from edgesplit.core.trust import trusted_by_all
+from edgesplit.core.types import CostBreakdown, Mode, NodeId, NodeState, Plan
 from edgesplit.rpc import convert as cv
 from edgesplit.rpc.convert_monitor import cluster_from_state_proto, environment_from_proto
 from edgesplit.v1 import broadcaster_pb2 as bc
@@ -26,7 +27,8 @@ from edgesplit.v1 import common_pb2, monitor_pb2
 from edgesplit.v1 import orchestrator_pb2 as pb
 from edgesplit.v1 import split_reviser_pb2 as sr
 
-_MODES = {Mode.PLACEMENT: common_pb2.PLAN_MODE_PLACEMENT, Mode.RESPLIT: common_pb2.PLAN_MODE_RESPLIT}
+_MODES = {Mode.PLACEMENT: common_pb2.PLAN_MODE_PLACEMENT,
+          Mode.RESPLIT: common_pb2.PLAN_MODE_RESPLIT}
 
 
 def observation_from_proto(m: monitor_pb2.EnvironmentState, config: ControlConfig) -> Observation:
@@ -58,9 +60,7 @@ def apply_request(plan: Plan, nodes: Iterable[NodeState], *, wire_dtype: str, pr
     nodes = tuple(nodes)
     # Trust comes from the monitor's inventory, the one place it is configured:
     # nodes trusted by every entry of the plan may hold sensitive layers.
-    entries = {r.entry for r in plan.routes}
-    trusted = [n.node_id for n in nodes if n.trust is Trust.TRUSTED
-               and (not n.trusted_by or entries <= set(n.trusted_by))]
+    trusted = trusted_by_all(nodes, [r.entry for r in plan.routes])
     return bc.ApplyRequest(plan=cv.plan_to_proto(plan),
                            addresses={n.node_id: n.address for n in nodes if n.address},
                            trusted_nodes=trusted, wire_dtype=wire_dtype,

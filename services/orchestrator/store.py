@@ -37,6 +37,7 @@ class Resumed:
     plan: Plan | None
     last_reconfigured_at: float | None
     reconfigurations: dict[str, int] = field(default_factory=dict)
+    last_epoch: int = 0  # highest epoch ever tried (committed or not): never reused
 
 
 class Store:
@@ -76,6 +77,14 @@ class Store:
                                  (json.dumps(reconfigured_at).encode(),))
             self._db.execute("COMMIT")
 
+    def spend_epoch(self, epoch: int) -> None:
+        """Written before a rollout is asked for: an aborted one spends its epoch
+        at the broadcaster and the agents, so a restarted orchestrator must not
+        offer it again."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO kv VALUES ('last_epoch', ?)",
+                             (json.dumps(epoch).encode(),))
+
     def resume(self) -> Resumed:
         with self._lock:
             rows = dict(self._db.execute("SELECT key, value FROM kv").fetchall())
@@ -88,7 +97,8 @@ class Store:
         if "plan" in rows:
             plan = cv.plan_from_proto(common_pb2.Plan.FromString(rows["plan"]), "stored plan")
         at = json.loads(rows["reconfigured_at"]) if "reconfigured_at" in rows else None
-        return Resumed(plan, at, counts)
+        tried = max(json.loads(rows.get("last_epoch", b"0")), plan.epoch if plan else 0)
+        return Resumed(plan, at, counts, tried)
 
     def history(self, limit: int, before_id: int = 0) -> list[pb.Decision]:
         with self._lock:

@@ -146,7 +146,7 @@ class Cluster:
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     digest, shards = fake_shard_dir(tmp_path / "src")
     ensure_dev_keys(tmp_path / "keys", "control")
-    bconf = BroadcasterConfig(state_dir=str(tmp_path / "bc"), shard_dir=str(tmp_path / "src"),
+    bconf = BroadcasterConfig(insecure=True, state_dir=str(tmp_path / "bc"), shard_dir=str(tmp_path / "src"),
                               signing_key=str(tmp_path / "keys" / "control.ed25519.pem"),
                               rpc_timeout_s=5.0)
     rollout, regs = broadcaster_main.build(bconf)
@@ -154,7 +154,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     baddr = f"127.0.0.1:{bserver.port}"
     faults, servers, addresses = Faults(), [bserver], {}
     for node in NODES:
-        conf = NodeAgentConfig(node_id=node, state_dir=str(tmp_path / node), broadcaster=baddr,
+        conf = NodeAgentConfig(node_id=node, insecure=True, state_dir=str(tmp_path / node), broadcaster=baddr,
                                control_public_key=str(tmp_path / "keys" /
                                                       "control.ed25519.pub.pem"))
         nregs, _ = agent_main.build(conf, fake_factory(node, faults))

@@ -140,7 +140,7 @@ async def test_a_lost_commit_reply_is_retried(cluster: Cluster) -> None:
 async def test_state_survives_a_broadcaster_restart(cluster: Cluster) -> None:
     plan = plan_of(cluster.digest, 1, (1, 3))
     await cluster.apply(plan)
-    bconf = BroadcasterConfig(state_dir=str(cluster.tmp / "bc"),
+    bconf = BroadcasterConfig(insecure=True, state_dir=str(cluster.tmp / "bc"),
                               signing_key=str(cluster.tmp / "keys" / "control.ed25519.pem"))
     rollout, _ = broadcaster_main.build(bconf)
     try:

@@ -23,7 +23,7 @@ from edgesplit.core.inventory import NodeInventory
 from edgesplit.core.monitor import MonitorConfig as ReducerConfig
 from edgesplit.rpc.server import create_server
 from edgesplit.rpc.transport import LOOPBACK_PLAINTEXT, Transport, TransportSettings
-from edgesplit.security.tls import make_dev_ca
+from edgesplit.security.pki import init_pki
 from edgesplit.v1 import common_pb2
 from edgesplit.v1 import monitor_pb2 as mpb
 from edgesplit.v1 import monitor_pb2_grpc as mpb_grpc
@@ -59,7 +59,8 @@ def report(node: str, seq: int, **kw: Any) -> mpb.NodeReport:
 async def monitor(tmp: Path, **overrides: Any) -> AsyncIterator[tuple[str, MonitorHub]]:
     inv = tmp / "inventory.yaml"
     inv.write_text(INVENTORY)
-    config = MonitorConfig(**{"inventory": str(inv), "report_interval_s": 0.1, **overrides})
+    config = MonitorConfig(**{"inventory": str(inv), "report_interval_s": 0.1,
+                              "insecure": "tls_cert" not in overrides, **overrides})
     hub = build_hub(config)
     server = await create_server(config, registrations(config, hub))
     await server.set_serving(True)
@@ -160,17 +161,24 @@ async def test_open_enrolment_admits_unknown_nodes(tmp_path: Path) -> None:
 
 
 async def test_mtls_certificate_naming_another_node_is_refused(tmp_path: Path) -> None:
-    ca = make_dev_ca(tmp_path / "ca", ["monitor", "node-0", "node-1"])
-    cert, key = ca.certs["monitor"]
+    init_pki(tmp_path / "pki", nodes=["node-0", "node-1"], admins=["ops"])
+    svc, n1_dir = tmp_path / "pki" / "services" / "monitor", tmp_path / "pki" / "nodes" / "node-1"
     before = refused_metric("identity_mismatch")
-    async with monitor(tmp_path, tls_cert=str(cert), tls_key=str(key),
-                       tls_ca=str(ca.ca_cert)) as (address, _):
-        n1_cert, n1_key = ca.certs["node-1"]
-        n1 = Transport(TransportSettings(str(ca.ca_cert), str(n1_cert), str(n1_key)))
+    async with monitor(tmp_path, tls_cert=str(svc / "tls.pem"), tls_key=str(svc / "tls.key"),
+                       tls_ca=str(svc / "ca.pem")) as (address, _):
+        n1 = Transport(TransportSettings(str(n1_dir / "ca.pem"), str(n1_dir / "tls.pem"),
+                                         str(n1_dir / "tls.key")))
         (spoof,) = await send(address, report("node-0", 0), transport=n1)
         assert not spoof.accepted and spoof.reason == "identity_mismatch"
         (own,) = await send(address, report("node-1", 0), transport=n1)
         assert own.accepted
+        # An admin's certificate is authenticated but may not report at all.
+        ops = tmp_path / "pki" / "admins" / "ops"
+        admin = Transport(TransportSettings(str(ops / "ca.pem"), str(ops / "tls.pem"),
+                                            str(ops / "tls.key")))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await send(address, report("node-1", 1), transport=admin)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert refused_metric("identity_mismatch") == before + 1
 
 
@@ -194,9 +202,10 @@ def test_dead_after_missed_cycles_and_alive_again() -> None:
     assert hub.state().nodes[0].state.alive
 
 
-def fake_dataplane() -> SimpleNamespace:
+def fake_agent() -> SimpleNamespace:
     book = SimpleNamespace(committed=None, all_runners=list)
-    return SimpleNamespace(book=book, queue_depth=0, emulator=Emulator())
+    return SimpleNamespace(control=SimpleNamespace(book=book),
+                           compute=SimpleNamespace(queue_depth=0), emulator=Emulator())
 
 
 def free_port() -> int:
@@ -216,7 +225,7 @@ async def test_reporter_survives_monitor_restart(tmp_path: Path) -> None:
     port = free_port()
     settings = ReporterSettings(node_id="node-0", monitor=f"127.0.0.1:{port}", interval_s=0.1,
                                 rpc_timeout_s=2.0, probe_bytes=0, backoff_cap_s=0.5)
-    reporter = Reporter(settings, fake_dataplane(), Telemetry(), ResourceSampler("cpu"),
+    reporter = Reporter(settings, fake_agent(), Telemetry(), ResourceSampler("cpu"),
                         incarnation=7, transport=PLAIN)
     task = asyncio.create_task(reporter.run())
     try:
@@ -237,7 +246,8 @@ async def test_probes_see_emulated_delay_and_bandwidth(tmp_path: Path) -> None:
 
     servers, dps = [], []
     for node in ("node-0", "node-1"):
-        config = NodeAgentConfig(node_id=node, state_dir=str(tmp_path / node))
+        config = NodeAgentConfig(node_id=node, insecure=True, state_dir=str(tmp_path / node),
+                                 testbed_admin=True)
         regs, dp = build(config, make_runner=lambda seg, digests: None)
         server = await create_server(config, regs)
         servers.append(server)

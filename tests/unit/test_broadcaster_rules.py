@@ -17,7 +17,7 @@ from edgesplit.security.keys import generate_agreement_key, public_bytes
 from edgesplit.security.shards import unwrap_key, wrap_key
 from edgesplit.testbed import plan_from_cuts
 from services.broadcaster.registry import ModelEntry
-from services.broadcaster.rollout import Verdict, admit, grants_of
+from services.broadcaster.rollout import Verdict, admit, grants_of, leaky_routes
 
 NAMES = ["meta", "embed", "layer.0", "layer.1", "layer.2", "layer.3", "head"]
 SHARDS = {n: ShardEntry(n, f"{i:064x}", 100 + i) for i, n in enumerate(NAMES)}
@@ -87,3 +87,13 @@ def test_bundle_is_canonical_and_safe(tmp_path: Path) -> None:
         bundle.unpack(bundle.pack({"tokenizer.json": b"{}"}))  # no config.json
     with pytest.raises(ModelFileError):
         bundle.unpack(b"not json")
+
+
+def test_leaky_routes_are_what_the_entries_will_refuse() -> None:
+    p = plan(1)  # n0 [0,1) +embed, n1 [1,3), n2 [3,4), n0 [4,4) +head
+    assert leaky_routes(p, ["n0"], privacy_depth=1) == {}
+    assert leaky_routes(p, ["n0"], privacy_depth=2) == {"n0": ("n1",)}  # layer 1 on n1
+    assert leaky_routes(p, ["n0", "n1"], privacy_depth=2) == {}
+    # the entry is checked too: an entry not on the list cannot serve privacy=high
+    assert leaky_routes(p, [], privacy_depth=0) == {"n0": ("n0",)}
+

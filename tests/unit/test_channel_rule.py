@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 TRANSPORT = ROOT / "edgesplit" / "rpc" / "transport.py"
 CHANNEL_FACTORIES = {"insecure_channel", "secure_channel"}
-# Deprecated helpers kept only so unported code still imports (edgesplit/rpc/client.py).
+# The retired helpers of edgesplit/rpc/client.py must not come back.
 SHIMS = {"aio_channel", "sync_channel", "channel_credentials", "call_with_retry"}
 
 

@@ -30,14 +30,7 @@ def options_from_request(request: pb.ApplyRequest, config: BroadcasterConfig) ->
     dtype = request.wire_dtype or config.wire_dtype
     if dtype not in _WIRE_DTYPES:
         raise InvalidRequest(f"wire_dtype must be one of {_WIRE_DTYPES}")
-    return ApplyOptions(
-        prepare_timeout_s=timeout,
-        addresses=dict(request.addresses),
-        trusted_nodes=tuple(request.trusted_nodes) or config.trusted_nodes,
-        wire_dtype=dtype,
-        privacy_depth=(request.privacy_depth if request.HasField("privacy_depth")
-                       else config.privacy_depth),
-    )
+    return ApplyOptions(prepare_timeout_s=timeout, wire_dtype=dtype)
 
 
 def result_to_proto(r: RolloutResult) -> pb.ApplyResponse:

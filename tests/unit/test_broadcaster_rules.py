@@ -14,7 +14,7 @@ from edgesplit.model import bundle
 from edgesplit.model.errors import ModelFileError
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, shard_key_context
 from edgesplit.rpc.client import call_with_retry
-from edgesplit.rpc.errors import Precondition
+from edgesplit.rpc.errors import InvalidRequest, Precondition
 from edgesplit.security.errors import KeyUnwrapError
 from edgesplit.security.keys import generate_agreement_key, public_bytes
 from edgesplit.security.shards import unwrap_key, wrap_key
@@ -32,15 +32,23 @@ def plan(epoch: int, cuts: tuple[int, int] = (1, 3)) -> Plan:
 
 
 def test_admit_epochs_are_used_once() -> None:
-    assert admit(plan(1), None, 0) is Verdict.NEW
-    assert admit(plan(3), plan(2), 2) is Verdict.NEW
-    assert admit(plan(2), plan(2), 2) is Verdict.DUPLICATE
+    assert admit(plan(1), None, 0, 10) is Verdict.NEW
+    assert admit(plan(3), plan(2), 2, 10) is Verdict.NEW
+    assert admit(plan(2), plan(2), 2, 10) is Verdict.DUPLICATE
     with pytest.raises(Precondition):
-        admit(plan(2, (2, 3)), plan(2), 2)  # same epoch, another plan
+        admit(plan(2, (2, 3)), plan(2), 2, 10)  # same epoch, another plan
     with pytest.raises(Precondition):
-        admit(plan(1), plan(2), 2)  # older
+        admit(plan(1), plan(2), 2, 10)  # older
     with pytest.raises(Precondition):
-        admit(plan(3), plan(2), 3)  # tried and aborted
+        admit(plan(3), plan(2), 3, 10)  # tried and aborted
+
+
+def test_admit_bounds_the_epoch_step() -> None:
+    assert admit(plan(12), plan(2), 2, 10) is Verdict.NEW  # exactly the step
+    with pytest.raises(InvalidRequest):
+        admit(plan(13), plan(2), 2, 10)
+    with pytest.raises(InvalidRequest):
+        admit(plan(2**63), None, 0, 1000)
 
 
 def test_grants_are_each_nodes_own_shards_plus_meta() -> None:

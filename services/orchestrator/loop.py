@@ -70,7 +70,8 @@ class ControlLoop:
         self.cost: CostBreakdown | None = None
         self.reconfigurations = resumed.reconfigurations
         self.history = ctl.ControlHistory(last_reconfigured_at=resumed.last_reconfigured_at,
-                                      last_epoch=self.plan.epoch if self.plan else 0)
+                                      last_epoch=max(resumed.last_tried,
+                                                     self.plan.epoch if self.plan else 0))
         self.last_decision: pb.Decision | None = None
         self._lock = asyncio.Lock()  # one rollout at a time
         self._channels = [aio_channel(a) for a in (config.monitor, config.split_reviser,
@@ -162,6 +163,7 @@ class ControlLoop:
                        started: float) -> pb.Decision:
         old_epoch = self.plan.epoch if self.plan else 0
         c = self.config
+        self.store.note_tried(a.plan.epoch)  # on disk before the epoch is spent
         try:
             result = await self.broadcaster.Apply(
                 oc.apply_request(a.plan, wire_dtype=c.wire_dtype,

@@ -37,6 +37,7 @@ class Resumed:
     plan: Plan | None
     last_reconfigured_at: float | None
     reconfigurations: dict[str, int] = field(default_factory=dict)
+    last_tried: int = 0  # highest epoch ever handed to the broadcaster
 
 
 class Store:
@@ -47,6 +48,9 @@ class Store:
         # at most), so simplicity beats a pool.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # Each commit is on disk before it returns: epochs are single-use, so
+        # one noted as tried must stay tried after a crash.
+        self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
 
@@ -76,6 +80,12 @@ class Store:
                                  (json.dumps(reconfigured_at).encode(),))
             self._db.execute("COMMIT")
 
+    def note_tried(self, epoch: int) -> None:
+        """Committed before the Apply that uses ``epoch`` is sent."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO kv VALUES ('last_tried', ?)",
+                             (json.dumps(epoch).encode(),))
+
     def resume(self) -> Resumed:
         with self._lock:
             rows = dict(self._db.execute("SELECT key, value FROM kv").fetchall())
@@ -88,7 +98,8 @@ class Store:
         if "plan" in rows:
             plan = cv.plan_from_proto(common_pb2.Plan.FromString(rows["plan"]), "stored plan")
         at = json.loads(rows["reconfigured_at"]) if "reconfigured_at" in rows else None
-        return Resumed(plan, at, counts)
+        tried = int(json.loads(rows["last_tried"])) if "last_tried" in rows else 0
+        return Resumed(plan, at, counts, tried)
 
     def history(self, limit: int, before_id: int = 0) -> list[pb.Decision]:
         with self._lock:

@@ -15,6 +15,8 @@ class MonitorConfig(ServiceConfig):
                              "flops_per_s, address, trusted_by); reports from others are refused")
     enroll_open: bool = opt(False, "dev only: enrol any node on its first report "
                                    "(untrusted, --default-flops-per-s)")
+    max_open_enrolments: int = opt(64, "with --enroll-open: reports naming further new node "
+                                       "ids are refused (enrolment_full) beyond this many")
     default_flops_per_s: float = opt(1e9, "declared speed of openly enrolled nodes until "
                                           "their measured layer times replace it")
     profile: str = opt("", "model profile JSON (`edgesplit model profile DIR --json`); "

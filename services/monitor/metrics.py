@@ -16,8 +16,12 @@ from edgesplit.v1 import monitor_pb2 as mpb
 REPORTS = Counter("edgesplit_monitor_reports_total",
                   "Node reports received, by outcome (accepted, stale, refused)", ["outcome"])
 REFUSED = Counter("edgesplit_monitor_reports_refused_total",
-                  "Node reports refused, by reason (not_enrolled, identity_mismatch, malformed)",
+                  "Node reports refused, by reason (not_enrolled, identity_mismatch, malformed, "
+                  "enrolment_full)",
                   ["reason"])
+OPEN_ENROLLED = Gauge("edgesplit_monitor_open_enrolments",
+                      "Nodes enrolled openly (--enroll-open) so far; capped by "
+                      "--max-open-enrolments")
 NODES = Gauge("edgesplit_monitor_nodes", "Enrolled nodes by liveness", ["state"])
 NODE_ALIVE = Gauge("edgesplit_node_alive", "1 while the monitor hears from the node", ["node"])
 NODE_AGE = Gauge("edgesplit_node_last_report_age_seconds", "Seconds since the node's last report",

@@ -45,6 +45,8 @@ class ServiceConfig:
     rpc_timeout_s: float = opt(10.0, "deadline of outgoing calls")
     log_level: str = opt("INFO", "logging level")
     ready_file: str = opt("", "write 'host:port' here once serving (for supervisors/tests)")
+    reflection: bool = opt(False, "serve gRPC server reflection (admin callers only); it lists "
+                                  "every method, so it is off unless asked for")
 
 
 def _field_type(cls: type, field: dataclasses.Field[Any]) -> Any:

@@ -23,6 +23,13 @@ class NodeAgentConfig(ServiceConfig):
     step_timeout_s: float = opt(30.0, "entry: give up on a ring step after this long")
     max_sessions: int = opt(64, "entry: concurrent Generate calls before RESOURCE_EXHAUSTED")
     max_new_tokens: int = opt(4096, "upper bound a request may ask for")
+    max_prompt_bytes: int = opt(256 * 1024, "entry: UTF-8 bytes of prompt text, checked "
+                                            "before tokenising (INVALID_ARGUMENT beyond)")
+    max_prompt_tokens: int = opt(32768, "entry: length of a pre-tokenised prompt")
+    min_temperature: float = opt(0.01, "entry: lowest non-zero sampling temperature (0 is "
+                                       "greedy; 0 < t below this is INVALID_ARGUMENT)")
+    max_sessions_per_client: int = opt(8, "entry: concurrent Generate calls of one client "
+                                          "identity before RESOURCE_EXHAUSTED")
     frame_chunk_bytes: int = opt(4 * 1024 * 1024, "split frames larger than this into chunks")
     retained_epochs: int = opt(2, "older committed epochs kept so their sessions drain")
     testbed_admin: bool = opt(False, "serve TestbedAdmin (emulated compute/link conditions)")

@@ -103,7 +103,7 @@ async def test_caller_chosen_addresses_and_trust_are_ignored(
 
 async def test_a_node_not_in_the_inventory_is_refused_and_spends_nothing(
         cluster: Cluster, impostor: tuple[str, Faults]) -> None:
-    evil_addr, evil = impostor
+    _, evil = impostor
     plan = plan_of(cluster.digest, 1, (1, 3), ("node-0", "node-evil", "node-2"))
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await cluster.apply(plan)

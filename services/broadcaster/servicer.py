@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from edgesplit.rpc.authz import caller
 from edgesplit.rpc.convert import plan_from_proto, plan_to_proto
 from edgesplit.rpc.errors import InvalidRequest, maps_errors
 from edgesplit.v1 import broadcaster_pb2 as pb
@@ -68,6 +69,11 @@ class BroadcasterServicer(pb_grpc.BroadcasterServicer):
     async def FetchShard(self, request: pb.FetchShardRequest,
                          context: Any) -> AsyncIterator[pb.ShardChunk]:
         # Permission first, so an unassigned caller cannot even probe which digests exist.
+        # With mTLS the certificate names the node: it fetches for itself only.
+        who = caller(context)
+        if who is not None and who.name != request.node_id:
+            m.FETCH_DENIED.inc()
+            raise NotAssigned(f"{who.uri} may not fetch for node {request.node_id!r}")
         if not self.rollout.may_fetch(request.node_id, request.sha256):
             m.FETCH_DENIED.inc()
             raise NotAssigned(f"node {request.node_id!r} is not assigned shard "

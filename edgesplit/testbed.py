@@ -30,6 +30,7 @@ from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = Path("var/testbed")
+INVENTORY = "inventory.json"  # the bed as the control plane's inventory (write_inventory)
 
 
 def ensure_model(model_dir: Path, shard_dir: Path, *, family: str = "qwen3", layers: int = 6,
@@ -144,6 +145,7 @@ class Testbed:
         del keys
         bed.commands = self_cmds
         bed.save()
+        bed.write_inventory(base / INVENTORY)  # for a broadcaster: --inventory BASE/inventory.json
         return bed
 
     def kill(self, node_id: str) -> None:

@@ -203,7 +203,12 @@ class Rollout:
         if not all(r.ok for r in results):
             return await self._abort(plan, addresses, results, old_epoch)
         # Decision point: every node holds the new epoch, so it is committed.
+        # The decision is on disk before any Commit leaves: a crash after one
+        # node switched still restarts with the new plan (and every node to
+        # re-drive), never with the old one.
         self.current, self._granted, self._pending = plan, self._pending, {}
+        self._uncommitted = set(nodes)
+        self._save()
         commits = await asyncio.gather(*(self.clients.commit(n, addresses[n], plan.epoch)
                                          for n in nodes))
         for r, (code, detail) in zip(results, commits):

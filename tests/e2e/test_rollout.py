@@ -106,12 +106,11 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     broadcaster = start_service("broadcaster", tmp, [
         "--state-dir", str(tmp / "bc"), "--shard-dir", str(shard_dir),
         "--signing-key", str(base / "keys" / "control.ed25519.pem"),
-        "--inventory", str(tmp / "inventory.json")])
+        "--inventory", str(base / tb.INVENTORY)])  # written by Testbed.up
     try:
         # No local shards: the last --shard-dir wins over the one Testbed.up passes.
         bed = tb.Testbed.up(len(NODES), shard_dir, base,
                          extra_args=["--shard-dir", "", "--broadcaster", broadcaster.address])
-        bed.write_inventory(tmp / "inventory.json")  # the broadcaster reads it on the next Apply
     except BaseException:
         broadcaster.stop()
         raise

@@ -23,7 +23,7 @@ from typing import Any
 from edgesplit.core.route import route_from_cuts
 from edgesplit.core.types import Epoch, NodeId, Plan
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
-from edgesplit.rpc.client import sync_channel
+from edgesplit.rpc.transport import Transport
 from edgesplit.security.keys import ensure_dev_keys, public_bytes
 from edgesplit.v1 import node_agent_pb2 as na
 from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
@@ -31,6 +31,8 @@ from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = Path("var/testbed")
 INVENTORY = "inventory.json"  # the bed as the control plane's inventory (write_inventory)
+# The test bed's own client side: plaintext, for its loopback agents only.
+TRANSPORT = Transport()
 
 
 def ensure_model(model_dir: Path, shard_dir: Path, *, family: str = "qwen3", layers: int = 6,
@@ -117,7 +119,7 @@ class Testbed:
                    "--ready-file", str(ready),
                    "--state-dir", str(base / node_id), "--shard-dir", str(shard_dir),
                    "--control-public-key", str(control_pub),
-                   *(["--testbed-admin", "true"] if admin else []),
+                   *(["--testbed-admin"] if admin else []),
                    # Agents share this machine: each reports its own load.
                    "--utilization-scope", "process",
                    *(["--torch-threads", str(torch_threads)] if torch_threads else []),
@@ -201,7 +203,7 @@ class Testbed:
     @contextmanager
     def agent(self, node_id: str) -> Iterator[na_grpc.NodeAgentStub]:
         """A NodeAgent stub on a channel that is closed afterwards."""
-        with sync_channel(self.node(node_id).address) as ch:
+        with TRANSPORT.sync_channel(self.node(node_id).address) as ch:
             yield na_grpc.NodeAgentStub(ch)
 
     def info(self, node_id: str) -> na.NodeInfo:
@@ -209,7 +211,7 @@ class Testbed:
             return agent.GetInfo(na.InfoRequest(), timeout=10)
 
     def set_conditions(self, node_id: str, replace: bool = False, **fields: Any) -> na.Conditions:
-        with sync_channel(self.node(node_id).address) as ch:
+        with TRANSPORT.sync_channel(self.node(node_id).address) as ch:
             req = na.SetConditionsRequest(conditions=na.Conditions(**fields), replace=replace)
             return na_grpc.TestbedAdminStub(ch).SetConditions(req, timeout=10)
 
@@ -298,5 +300,5 @@ def generate(address: str, prompt: str = "", token_ids: Sequence[int] = (),
 
     req = inference_pb2.GenerateRequest(prompt=prompt, token_ids=list(token_ids),
                                         max_new_tokens=max_new_tokens, **kw)
-    with sync_channel(address) as ch:  # a grpc.RpcError reaches the caller as is
+    with TRANSPORT.sync_channel(address) as ch:  # a grpc.RpcError reaches the caller as is
         return list(inference_pb2_grpc.InferenceStub(ch).Generate(req, timeout=timeout_s))

@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edgesplit.rpc.client import sync_channel
+    from edgesplit.rpc.transport import Transport
     from edgesplit.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 
     req = inference_pb2.GenerateRequest(
@@ -32,7 +32,7 @@ def _run(args: argparse.Namespace) -> int:
                                               seed=args.seed),
         privacy=common_pb2.PRIVACY_HIGH if args.privacy == "high" else common_pb2.PRIVACY_LOW)
     last = None
-    with sync_channel(args.entry) as channel:
+    with Transport().sync_channel(args.entry) as channel:
         try:
             for reply in inference_pb2_grpc.InferenceStub(channel).Generate(
                     req, timeout=args.timeout):

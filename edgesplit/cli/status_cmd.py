@@ -31,10 +31,10 @@ class Connection:
     tls_key: str = ""
 
     def channel(self, address: str) -> Any:
-        from edgesplit.rpc.client import channel_credentials, sync_channel
+        from edgesplit.rpc.transport import Transport, TransportSettings
 
-        creds = channel_credentials(self.tls_ca, self.tls_cert, self.tls_key)
-        return sync_channel(address, credentials=creds)
+        settings = TransportSettings(self.tls_ca, self.tls_cert, self.tls_key)
+        return Transport(settings).sync_channel(address)
 
 
 @dataclass(frozen=True)

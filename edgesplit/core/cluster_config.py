@@ -61,12 +61,15 @@ from edgesplit.core.types import (
     Workload,
     parse_layer_key,
 )
+from edgesplit.errors import Code, DomainError
 
 GB = 1_000_000_000
 
 
-class ConfigError(ValueError):
+class ConfigError(DomainError, ValueError):
     """A cluster or profile document that cannot be used, with where and why."""
+
+    code = Code.INVALID_ARGUMENT
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The cost model of a plan (DESIGN.md 4; the paper's equation 3).
+"""The cost model of a plan (docs/architecture.md §6; the paper's equation 3).
 
 Every number the planner, the MILP, the baselines and ``evaluate`` use comes
 from the few primitives below, so the four cannot disagree about a formula.

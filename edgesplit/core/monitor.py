@@ -28,6 +28,7 @@ from edgesplit.core.environment import (
 from edgesplit.core.ewma import check_alpha, ewma_step
 from edgesplit.core.reports import DEFAULT_SLA_STEP_BUDGET_S, NodeReport, judge_sla
 from edgesplit.core.types import LayerKey, NodeId
+from edgesplit.errors import Code, DomainError
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,7 @@ class RefuseReason(enum.Enum):
     MALFORMED = "malformed"
 
 
-class ReportRefused(Exception):
+class ReportRefused(DomainError):
     """A report the monitor will not fold in; the service maps it to a status code."""
 
     def __init__(self, node_id: NodeId, reason: RefuseReason, detail: str = "") -> None:
@@ -77,6 +78,8 @@ class ReportRefused(Exception):
         self.node_id = node_id
         self.reason = reason
         self.detail = detail
+        self.code = (Code.PERMISSION_DENIED if reason is RefuseReason.NOT_ENROLLED
+                     else Code.INVALID_ARGUMENT)
 
 
 class IngestOutcome(enum.Enum):

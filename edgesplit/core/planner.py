@@ -1,6 +1,6 @@
 """The split reviser's decision: cut points and a node per segment, per route.
 
-``solve`` is the public entry point (DESIGN.md 4, the paper's equations 7-9);
+``solve`` is the public entry point (docs/architecture.md §6, the paper's equations 7-9);
 ``edgesplit.core.cost.evaluate`` prices an existing plan.
 
 What is optimised, and what is certified

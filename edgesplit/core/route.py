@@ -20,10 +20,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from edgesplit.core.types import EMBED_ONLY, HEAD_ONLY, NodeId, Part, Route, Segment
+from edgesplit.errors import Code, DomainError
 
 
-class RouteError(ValueError):
+class RouteError(DomainError, ValueError):
     """A route does not have the one shape; ``reason`` says what is wrong."""
+
+    code = Code.INVALID_ARGUMENT
 
     def __init__(self, entry: str, reason: str) -> None:
         super().__init__(f"route of {entry}: {reason}")

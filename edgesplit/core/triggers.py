@@ -33,7 +33,7 @@ URGENT: frozenset[TriggerKind] = frozenset({TriggerKind.PRIVACY, TriggerKind.FAI
 
 @dataclass(frozen=True, slots=True)
 class TriggerConfig:
-    """Thresholds of Table 3 (DESIGN.md 5)."""
+    """Thresholds of Table 3 (docs/architecture.md §6)."""
 
     latency_ewma_s: float = 0.150  # fire when the end-to-end latency EWMA is above this
     max_utilization: float = 0.85  # ... when any plan node's CPU or GPU is above this

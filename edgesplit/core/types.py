@@ -2,7 +2,7 @@
 
 Everything here is a frozen, slotted dataclass over plain values so that the
 planner and the simulator can be unit-tested without grpc or torch, and so that
-the same inputs always give the same outputs (STYLE.md 2-3).
+the same inputs always give the same outputs (docs/architecture.md §10.2-3).
 
 Units are base units throughout: seconds, bytes, bits per second, FLOPs.
 """
@@ -30,7 +30,7 @@ class Trust(enum.IntEnum):
 
 
 class Privacy(enum.IntEnum):
-    """A request's privacy level (DESIGN.md 4, 6)."""
+    """A request's privacy level (docs/architecture.md §5.5, §6)."""
 
     LOW = 0  # sensitive layers may go anywhere (penalised in the objective)
     HIGH = 1  # sensitive layers must sit on nodes the entry trusts (hard)

@@ -3,7 +3,7 @@
 Importing this package loads no torch: ``base``, ``errors``, ``fake``,
 ``pipeline`` and ``profile`` are pure Python, and the torch-backed names below
 are imported on first use, so control-plane code can depend on the interface
-alone (STYLE.md 6).
+alone (docs/architecture.md §10.5).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The segment-runner interface and the plain values around it.
 
 Nothing here imports torch, so the node agent's control flow, the fake runner
-and the control-plane tests can use it without loading a model (STYLE.md 6).
+and the control-plane tests can use it without loading a model (docs/architecture.md §10.5).
 The hidden-state type is opaque to callers: a runner turns it to and from a
 ``WireTensor`` (bytes + shape + dtype name) for the network.
 """

@@ -1,6 +1,6 @@
 """Per-part weight shards: one safetensors file per layer plus embed and head.
 
-Shards are what the registry serves and node agents fetch (DESIGN.md 2): each
+Shards are what the registry serves and node agents fetch (docs/architecture.md §2): each
 is content-addressed by the SHA-256 of its file bytes, and the model digest
 binds them all together with the config. A runner built from a shard directory
 hashes the exact bytes it then deserialises, so what was verified is what runs.

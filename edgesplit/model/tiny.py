@@ -1,6 +1,6 @@
 """Generate small, random, deterministic Hugging Face models locally.
 
-The test bed and the tests never download weights (DESIGN.md 8): they use a
+The test bed and the tests never download weights (docs/architecture.md §11): they use a
 model written here with a fixed seed. Same arguments give byte-identical
 safetensors, so the model digest in a manifest is stable across runs.
 """

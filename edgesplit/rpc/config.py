@@ -1,116 +1,167 @@
-"""Typed service configuration from defaults, a YAML file, ``EDGESPLIT_*``
-environment variables and command-line flags (in that order of precedence).
+"""Typed, validated service configuration (docs/architecture.md, "Configuration").
 
-Each service defines one frozen dataclass deriving from :class:`ServiceConfig`
-and builds it once in ``__main__`` with :func:`load_config` (STYLE.md 7). Every
-field becomes a ``--flag`` (underscores -> dashes) and an ``EDGESPLIT_FIELD``
-variable; the dataclass field's ``metadata["help"]`` is the flag's help.
+Each service defines one :class:`ServiceConfig` subclass (a frozen pydantic
+model; every field has a default, a description and, where it has one, a
+range) and builds it once in ``__main__`` with :func:`load_config`, which layers
+defaults < a YAML file (``--config``) < ``EDGESPLIT_<FIELD>`` environment
+variables < command-line flags, all read by pydantic-settings' own sources.
+Every field is a ``--kebab-case`` flag; booleans are ``--flag`` / ``--no-flag``.
+A value that does not validate stops the program with one line naming the
+setting and where it came from, never a traceback.
+
+Building a config with keywords (``MonitorConfig(alpha=0.5)``) validates the
+same way but reads nothing else: tests and in-process servers get exactly what
+they pass.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
+from pydantic import BeforeValidator, Field, NonNegativeFloat, PositiveFloat, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    CliSettingsSource,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 C = TypeVar("C", bound="ServiceConfig")
+ENV_PREFIX = "EDGESPLIT_"
 
 
-def opt(default: Any, help: str) -> Any:
-    """A config field with its help text."""
-    if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default),
-                                 metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
-
-
-@dataclasses.dataclass(frozen=True)
-class ServiceConfig:
-    """Settings every service shares."""
-
-    listen: str = opt("127.0.0.1:0", "gRPC listen address host:port (port 0 picks a free one)")
-    metrics_listen: str = opt("", "Prometheus metrics address host:port (empty: off)")
-    max_message_bytes: int = opt(64 * 1024 * 1024, "max gRPC message size sent or received")
-    grace_s: float = opt(5.0, "seconds in-flight calls get to finish on SIGTERM")
-    tls_cert: str = opt("", "PEM certificate of this service (enables TLS)")
-    tls_key: str = opt("", "PEM private key of this service")
-    tls_ca: str = opt("", "PEM CA that signs peers' certificates (enables mTLS)")
-    rpc_timeout_s: float = opt(10.0, "deadline of outgoing calls")
-    log_level: str = opt("INFO", "logging level")
-    ready_file: str = opt("", "write 'host:port' here once serving (for supervisors/tests)")
-    reflection: bool = opt(False, "serve gRPC server reflection (admin callers only); it lists "
-                                  "every method, so it is off unless asked for")
-
-
-def _field_type(cls: type, field: dataclasses.Field[Any]) -> Any:
-    hints = typing.get_type_hints(cls)
-    return hints[field.name]
-
-
-def _parse_value(kind: Any, raw: Any) -> Any:
-    origin = typing.get_origin(kind)
-    if origin in (list, tuple, Sequence):
-        if isinstance(raw, str):
-            raw = [item for item in raw.split(",") if item]
-        (inner, *_) = typing.get_args(kind) or (str,)
-        return tuple(_parse_value(inner, item) for item in raw)
-    if origin in (dict, Mapping):
-        if isinstance(raw, str):
-            raw = dict(pair.split("=", 1) for pair in raw.split(",") if pair)
-        return dict(raw)
-    if origin in (types.UnionType, typing.Union):
-        args = [a for a in typing.get_args(kind) if a is not type(None)]
-        return None if raw in (None, "") else _parse_value(args[0], raw)
-    if kind is bool:
-        if isinstance(raw, str):
-            return raw.strip().lower() in ("1", "true", "yes", "on")
-        return bool(raw)
-    if kind in (int, float, str):
-        return kind(raw)
+def _split_commas(raw: Any) -> Any:
+    if isinstance(raw, str):
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
     return raw
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type[ServiceConfig]) -> None:
-    """Add ``--config`` and one flag per field (default None: unset)."""
-    parser.add_argument("--config", help="YAML file with settings (flags and env override it)")
-    for field in dataclasses.fields(cls):
-        flag = "--" + field.name.replace("_", "-")
-        parser.add_argument(flag, dest=field.name, default=None,
-                            help=field.metadata.get("help", ""))
+# A list setting: "a,b" in a flag or variable, a YAML list in a file.
+CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas)]
+
+
+def opt(default: Any, help: str, **limits: Any) -> Any:
+    """A setting: its default, its help (``--help`` shows both) and any limits
+    beyond its type's (``ge=``, ``le=``, ``pattern=``...)."""
+    return Field(default, description=help, **limits)
+
+
+def _upper(raw: Any) -> Any:
+    return raw.upper() if isinstance(raw, str) else raw
+
+
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                     BeforeValidator(_upper)]
+WireDtype = Literal["float32", "bfloat16", "float16"]
+# An EWMA weight: 0 would freeze the average at its first sample.
+EwmaWeight = Annotated[float, Field(gt=0, le=1)]
+
+
+class ServiceConfig(BaseSettings):
+    """Settings every service shares."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", env_prefix=ENV_PREFIX, validate_default=True,
+        cli_kebab_case=True, cli_implicit_flags=True, cli_avoid_json=True,
+        cli_hide_none_type=True, cli_enforce_required=False)
+
+    listen: str = opt("127.0.0.1:0", "gRPC listen address host:port (port 0 picks a free one)")
+    metrics_listen: str = opt("", "Prometheus metrics address host:port (empty: off)")
+    max_message_bytes: int = opt(64 * 1024 * 1024, "max gRPC message size sent or received",
+                                 ge=64 * 1024)
+    grace_s: NonNegativeFloat = opt(5.0, "seconds in-flight calls get to finish on SIGTERM")
+    tls_cert: str = opt("", "PEM certificate of this service (enables TLS)")
+    tls_key: str = opt("", "PEM private key of this service")
+    tls_ca: str = opt("", "PEM CA that signs peers' certificates (enables mTLS)")
+    rpc_timeout_s: PositiveFloat = opt(10.0, "deadline of outgoing calls")
+    log_level: LogLevel = opt("INFO", "logging level")
+    ready_file: str = opt("", "write 'host:port' here once serving (for supervisors and tests)")
+    reflection: bool = opt(False, "serve gRPC server reflection (admin callers only); it lists "
+                                  "every method, so it is off unless asked for")
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Keywords only: load_config is the one place that reads files, env and flags.
+        return (init_settings,)
+
+
+class _Environment(EnvSettingsSource):
+    """``EDGESPLIT_*`` variables of ``env`` (default: the process environment)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str] | None) -> None:
+        self._given = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        if self._given is None:
+            return super()._load_env_vars()
+        return {k.lower(): v for k, v in self._given.items()}  # names are case-insensitive
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SystemExit(f"--config {path}: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise SystemExit(f"--config {path}: expected a mapping of settings")
+    return {str(k).replace("-", "_"): v for k, v in loaded.items()}
+
+
+def explain(exc: ValidationError, origin: Mapping[str, str]) -> str:
+    """One line per bad setting: its name, where its value came from, and why."""
+    lines = []
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        where = origin.get(name, "default")
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown setting {name!r} (from {where})")
+            continue
+        lines.append(f"setting {name} (from {where}): {err['msg']}, got {err['input']!r}")
+    return "; ".join(lines)
 
 
 def load_config(cls: type[C], argv: Sequence[str] | None = None,
                 env: Mapping[str, str] | None = None, prog: str | None = None) -> C:
-    """Build ``cls`` from defaults < YAML < environment < flags."""
-    parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__)
-    add_arguments(parser, cls)
+    """Build ``cls`` from defaults < YAML (``--config``) < ``EDGESPLIT_*`` < flags.
+
+    ``--help`` lists every setting with its help and default. A bad value exits
+    with status 2 and a message naming the setting (argparse's convention)."""
+    parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__,
+                                     usage="%(prog)s [--config FILE.yaml] [--SETTING VALUE ...]")
+    parser.add_argument("--config", metavar="FILE.yaml",
+                        help="YAML file of settings (environment and flags override it)")
+    cli: CliSettingsSource[C] = CliSettingsSource(cls, root_parser=parser)
     args = parser.parse_args(argv)
-    env = os.environ if env is None else env
-    values: dict[str, Any] = {}
+    layers: list[tuple[str, dict[str, Any]]] = []
     if args.config:
-        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise SystemExit(f"{args.config}: expected a mapping of settings")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = {k.replace("-", "_") for k in loaded} - names
-        if unknown:
-            raise SystemExit(f"{args.config}: unknown settings {sorted(unknown)}")
-        values.update({k.replace("-", "_"): v for k, v in loaded.items()})
-    for field in dataclasses.fields(cls):
-        env_name = "EDGESPLIT_" + field.name.upper()
-        if env_name in env:
-            values[field.name] = env[env_name]
-        flag_value = getattr(args, field.name)
-        if flag_value is not None:
-            values[field.name] = flag_value
-    parsed = {name: _parse_value(_field_type(cls, next(f for f in dataclasses.fields(cls)
-                                                         if f.name == name)), raw)
-              for name, raw in values.items()}
-    return cls(**parsed)
+        layers.append((f"--config {args.config}", _read_yaml(args.config)))
+    layers.append(("environment", _Environment(cls, env)()))
+    layers.append(("flags", cli(parsed_args=args)()))
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for label, layer in layers:
+        for name, value in layer.items():
+            if name == "config":
+                continue
+            values[name] = value
+            origin[name] = (_flag(name) if label == "flags" else
+                            ENV_PREFIX + name.upper() if label == "environment" else label)
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        parser.error(explain(exc, origin))

@@ -1,5 +1,5 @@
 """The one place where core domain values and protobuf messages meet
-(STYLE.md 4): ``*_to_proto`` / ``*_from_proto`` for every shared type."""
+(docs/architecture.md §10.4): ``*_to_proto`` / ``*_from_proto`` for every shared type."""
 
 from __future__ import annotations
 
@@ -25,11 +25,14 @@ from edgesplit.core.types import (
     Weights,
     Workload,
 )
+from edgesplit.errors import Code, DomainError
 from edgesplit.v1 import common_pb2 as pb
 
 
-class ConversionError(ValueError):
+class ConversionError(DomainError, ValueError):
     """A message is malformed; ``field`` names the offending field."""
+
+    code = Code.INVALID_ARGUMENT
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")

@@ -1,4 +1,5 @@
-"""Monitor messages <-> core values (STYLE.md 4): node reports one way, E(t) both ways.
+"""Monitor messages <-> core values (docs/architecture.md §10.4): node reports one way,
+E(t) both ways.
 
 Proto3 scalars have no "unset", so the convention is spelt out per field in
 ``monitor.proto``: a time or rate of 0 means "not measured". Core values use

@@ -1,4 +1,9 @@
-"""Domain exceptions -> gRPC status codes, once, at the boundary (STYLE.md 5)."""
+"""Domain errors -> gRPC status codes, once, at the boundary (docs/architecture.md, "Errors").
+
+A :class:`edgesplit.errors.DomainError` carries its :class:`~edgesplit.errors.Code`;
+here that code becomes a ``grpc.StatusCode``. Anything else is a bug and
+answers INTERNAL (and is logged).
+"""
 
 from __future__ import annotations
 
@@ -10,72 +15,39 @@ from typing import Any, TypeVar
 
 import grpc
 
+from edgesplit.errors import (
+    Code,
+    DomainError,
+    InvalidRequest,
+    NotFound,
+    Precondition,
+    TooLarge,
+    Unavailable,
+)
+
+__all__ = ["InvalidRequest", "NotFound", "Precondition", "TooLarge", "Unavailable",
+           "grpc_code", "maps_errors", "status_of"]
+
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Exception class name -> status code. Names (not classes) keep this module
-# free of torch imports; subclasses are matched through the MRO.
-_CODES: dict[str, grpc.StatusCode] = {
-    # edgesplit.security
-    "BadSignature": grpc.StatusCode.UNAUTHENTICATED,
-    "UnknownSigner": grpc.StatusCode.PERMISSION_DENIED,
-    "WrongNode": grpc.StatusCode.FAILED_PRECONDITION,
-    "StaleEpoch": grpc.StatusCode.FAILED_PRECONDITION,
-    "ExpiredAssignment": grpc.StatusCode.FAILED_PRECONDITION,
-    "FrameRejected": grpc.StatusCode.INVALID_ARGUMENT,
-    # edgesplit.model
-    "ShardDigestMismatch": grpc.StatusCode.FAILED_PRECONDITION,
-    "SessionNotFound": grpc.StatusCode.NOT_FOUND,
-    "BadFrameShape": grpc.StatusCode.INVALID_ARGUMENT,
-    "PositionMismatch": grpc.StatusCode.INVALID_ARGUMENT,
-    "BadFrame": grpc.StatusCode.INVALID_ARGUMENT,  # also BadFrameShape/Dtype, BadTokens
-    "ContextTooLong": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "NotServed": grpc.StatusCode.FAILED_PRECONDITION,
-    "UnsupportedModel": grpc.StatusCode.INVALID_ARGUMENT,
-    "ModelFileError": grpc.StatusCode.FAILED_PRECONDITION,
-    # edgesplit.rpc.convert and request validation
-    "ConversionError": grpc.StatusCode.INVALID_ARGUMENT,
-    "InvalidRequest": grpc.StatusCode.INVALID_ARGUMENT,
-    "NotFound": grpc.StatusCode.NOT_FOUND,
-    "Precondition": grpc.StatusCode.FAILED_PRECONDITION,
-    "TooLarge": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "Unavailable": grpc.StatusCode.UNAVAILABLE,
-}
+# Built member by member: a Code without a gRPC twin fails at import, not in a call.
+_GRPC: dict[Code, grpc.StatusCode] = {c: grpc.StatusCode[c.name] for c in Code}
 
 
-class InvalidRequest(ValueError):
-    """Bad input whatever the server's state."""
-
-
-class NotFound(LookupError):
-    """The named thing (session, shard, epoch) does not exist here."""
-
-
-class Precondition(RuntimeError):
-    """The server's state does not allow this now (stale epoch, wrong phase)."""
-
-
-class TooLarge(ValueError):
-    """A message or request exceeds a configured limit."""
-
-
-class Unavailable(RuntimeError):
-    """A dependency cannot be reached now; the caller may retry."""
+def grpc_code(code: Code) -> grpc.StatusCode:
+    return _GRPC[code]
 
 
 def status_of(exc: BaseException) -> grpc.StatusCode | None:
-    named = getattr(exc, "status", None)  # edgesplit.security errors carry their code's name
-    if isinstance(named, str) and named in grpc.StatusCode.__members__:
-        return grpc.StatusCode[named]
-    for cls in type(exc).__mro__:
-        code = _CODES.get(cls.__name__)
-        if code is not None:
-            return code
+    """The status a domain error answers with; None for anything else."""
+    if isinstance(exc, DomainError):
+        return _GRPC[exc.code]
     return None
 
 
 def maps_errors(fn: F) -> F:
-    """Decorate an aio servicer method: known exceptions abort with their code."""
+    """Decorate an aio servicer method: domain errors abort with their code."""
     if inspect.isasyncgenfunction(fn):
         @functools.wraps(fn)
         async def gen_wrapper(self: Any, request: Any, context: Any) -> Any:

@@ -1,4 +1,4 @@
-"""One server lifecycle for every service (STYLE.md 9).
+"""One server lifecycle for every service (docs/architecture.md §10.7).
 
 ``create_server`` builds a ``grpc.aio`` server with health, reflection (only
 with ``reflection: true``), explicit message limits, agreed keepalive and

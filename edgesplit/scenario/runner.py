@@ -21,9 +21,8 @@ from typing import Any
 import grpc
 
 from edgesplit.procs import start_service
-from edgesplit.rpc.client import aio_channel
 from edgesplit.scenario.spec import BASE_FLOPS, Event, Scenario
-from edgesplit.testbed import Testbed, ensure_model, node_agreement_key
+from edgesplit.testbed import TRANSPORT, Testbed, ensure_model, node_agreement_key
 from edgesplit.v1 import (
     common_pb2,
     inference_pb2,
@@ -165,7 +164,7 @@ class Run:
             "--prompt-tokens", str(sc.load.prompt_tokens),
             "--new-tokens", str(sc.load.new_tokens),
             "--requests-per-s", str(sc.load.requests_per_s or sc.load.concurrency / 5.0),
-            "--static", "true" if self.mode == "static" else "false",
+            "--static" if self.mode == "static" else "--no-static",
             *(arg for k, v in sc.orchestrator.items()
               for arg in ("--" + k.replace("_", "-"), str(v))),
             *self.orchestrator_args])
@@ -212,7 +211,7 @@ class Run:
     # ---- the run -------------------------------------------------------------------
     async def wait_for_plan(self) -> None:
         """Until the orchestrator's initial plan is committed and the entry has it."""
-        orch = orchestrator_pb2_grpc.OrchestratorStub(aio_channel(self.addr["orchestrator"]))
+        orch = orchestrator_pb2_grpc.OrchestratorStub(TRANSPORT.aio_channel(self.addr["orchestrator"]))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # the initial plan is the orchestrator's
             st = await orch.Status(orchestrator_pb2.StatusRequest(), timeout=5)
@@ -225,7 +224,7 @@ class Run:
 
     async def run(self) -> None:
         await self.wait_for_plan()
-        orch = orchestrator_pb2_grpc.OrchestratorStub(aio_channel(self.addr["orchestrator"]))
+        orch = orchestrator_pb2_grpc.OrchestratorStub(TRANSPORT.aio_channel(self.addr["orchestrator"]))
         self.t0 = time.monotonic()
         stop = asyncio.Event()
         if self.sc.load.requests_per_s > 0:
@@ -244,7 +243,7 @@ class Run:
         """E(t) at the end, beside the logs: what the planner last saw."""
         from google.protobuf.json_format import MessageToJson
 
-        mon = monitor_pb2_grpc.MonitorStub(aio_channel(self.addr["monitor"]))
+        mon = monitor_pb2_grpc.MonitorStub(TRANSPORT.aio_channel(self.addr["monitor"]))
         try:
             env = await mon.GetState(monitor_pb2.GetStateRequest(), timeout=5)
         except grpc.aio.AioRpcError:
@@ -258,7 +257,7 @@ class Run:
         assert self.bed is not None
         if not hasattr(self, "_inference"):
             self._inference = inference_pb2_grpc.InferenceStub(
-                aio_channel(self.bed.node(self.sc.entry.id).address))
+                TRANSPORT.aio_channel(self.bed.node(self.sc.entry.id).address))
         return self._inference
 
     async def _one(self, rng: random.Random) -> None:
@@ -340,7 +339,7 @@ class Run:
             self.privacy_burst += int(a.get("count", 1))
 
     async def _watch(self, orch: Any, stop: asyncio.Event) -> None:
-        mon = monitor_pb2_grpc.MonitorStub(aio_channel(self.addr["monitor"]))
+        mon = monitor_pb2_grpc.MonitorStub(TRANSPORT.aio_channel(self.addr["monitor"]))
         seen_decision = 0
         polls = 0
         while not stop.is_set():
@@ -378,7 +377,7 @@ class Run:
 
     # ---- results ---------------------------------------------------------------------
     async def history(self) -> list[Any]:
-        orch = orchestrator_pb2_grpc.OrchestratorStub(aio_channel(self.addr["orchestrator"]))
+        orch = orchestrator_pb2_grpc.OrchestratorStub(TRANSPORT.aio_channel(self.addr["orchestrator"]))
         return list((await orch.History(orchestrator_pb2.HistoryRequest(limit=1000),
                                          timeout=10)).decisions)
 

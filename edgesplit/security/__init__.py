@@ -1,9 +1,9 @@
-"""Security for edgesplit (DESIGN.md section 6): signed assignments, encrypted
+"""Security for edgesplit (docs/architecture.md §5.3, §5.4): signed assignments, encrypted
 activation frames, encrypted shards with wrapped keys, TLS material.
 
 A pure bytes-level API: no grpc or torch imports. Callers serialize protobuf
-messages to bytes; errors carry the gRPC status name (``err.status``) for the
-RPC boundary to map.
+messages to bytes; errors carry their status code (``err.code``, an
+``edgesplit.errors.Code``) for the RPC boundary to map.
 """
 
 from edgesplit.security.channel import AeadName, FrameOpener, FrameSealer, LinkKeys

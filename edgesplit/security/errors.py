@@ -1,14 +1,15 @@
 """Typed security errors.
 
-Every class carries ``status``: the *name* of the gRPC status code the RPC
-boundary should map it to. It is a plain string because this package must not
-import grpc; ``edgesplit.rpc`` turns it into ``grpc.StatusCode[err.status]`` in
-one place (STYLE.md 5).
+Every class carries ``code``: the status code (``edgesplit.errors.Code``) the
+RPC boundary answers with; ``edgesplit.rpc.errors`` turns it into gRPC's in one
+place. This package imports no grpc.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Final, Literal, get_args
+from typing import Final, Literal, get_args
+
+from edgesplit.errors import Code, DomainError
 
 __all__ = [
     "FRAME_REJECT_REASONS",
@@ -26,40 +27,40 @@ __all__ = [
 ]
 
 
-class SecurityError(Exception):
+class SecurityError(DomainError):
     """Base of every error raised by ``edgesplit.security``."""
 
-    status: ClassVar[str] = "PERMISSION_DENIED"
+    code = Code.PERMISSION_DENIED
 
 
 class BadSignature(SecurityError):
     """The signer is known but the signature does not match the payload."""
 
-    status = "UNAUTHENTICATED"
+    code = Code.UNAUTHENTICATED
 
 
 class UnknownSigner(SecurityError):
     """The envelope names a key id the receiver was not configured to trust."""
 
-    status = "PERMISSION_DENIED"
+    code = Code.PERMISSION_DENIED
 
 
 class WrongNode(SecurityError):
     """A validly signed assignment addressed to another node."""
 
-    status = "FAILED_PRECONDITION"
+    code = Code.FAILED_PRECONDITION
 
 
 class StaleEpoch(SecurityError):
     """The epoch is not newer than what the node already holds (stale or replay)."""
 
-    status = "FAILED_PRECONDITION"
+    code = Code.FAILED_PRECONDITION
 
 
 class ExpiredAssignment(SecurityError):
     """The assignment's expiry has passed."""
 
-    status = "FAILED_PRECONDITION"
+    code = Code.FAILED_PRECONDITION
 
 
 # A closed set so the reason can be a Prometheus label without unbounded
@@ -67,13 +68,13 @@ class ExpiredAssignment(SecurityError):
 FrameRejectReason = Literal["decrypt_failed", "replay", "misrouted", "bad_header"]
 FRAME_REJECT_REASONS: Final[frozenset[str]] = frozenset(get_args(FrameRejectReason))
 
-_FRAME_STATUS: Final[dict[str, str]] = {
+_FRAME_CODE: Final[dict[str, Code]] = {
     # A malformed header is bad input whatever the state.
-    "bad_header": "INVALID_ARGUMENT",
+    "bad_header": Code.INVALID_ARGUMENT,
     # The other three mean "this peer may not make us accept this frame".
-    "decrypt_failed": "PERMISSION_DENIED",
-    "replay": "PERMISSION_DENIED",
-    "misrouted": "PERMISSION_DENIED",
+    "decrypt_failed": Code.PERMISSION_DENIED,
+    "replay": Code.PERMISSION_DENIED,
+    "misrouted": Code.PERMISSION_DENIED,
 }
 
 
@@ -86,10 +87,7 @@ class FrameRejected(SecurityError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason: FrameRejectReason = reason
         self.detail = detail
-
-    @property
-    def status(self) -> str:  # type: ignore[override]  # per-instance, depends on reason
-        return _FRAME_STATUS[self.reason]
+        self.code = _FRAME_CODE[reason]  # per instance: depends on the reason
 
 
 class KeyMaterialError(SecurityError):
@@ -98,16 +96,16 @@ class KeyMaterialError(SecurityError):
     Raised at start-up while loading configuration, so the message names the path.
     """
 
-    status = "FAILED_PRECONDITION"
+    code = Code.FAILED_PRECONDITION
 
 
 class ShardDecryptError(SecurityError):
     """A shard blob failed authentication: wrong key, wrong shard id, corrupt or truncated."""
 
-    status = "DATA_LOSS"
+    code = Code.DATA_LOSS
 
 
 class KeyUnwrapError(SecurityError):
     """A wrapped shard key could not be opened: another recipient, context or tampering."""
 
-    status = "PERMISSION_DENIED"
+    code = Code.PERMISSION_DENIED

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edgesplit.rpc.client import channel_credentials
 from edgesplit.rpc.config import load_config
 from edgesplit.rpc.server import Registration, run_service
+from edgesplit.rpc.transport import Transport, TransportSettings
 from edgesplit.security.keys import ensure_dev_keys, load_signing_key
 from edgesplit.v1 import broadcaster_pb2_grpc
 from services.broadcaster.config import BroadcasterConfig
@@ -35,14 +35,16 @@ def signing_key(config: BroadcasterConfig) -> Ed25519PrivateKey:
     return ensure_dev_keys(keys_dir, "control").signing
 
 
-def build(config: BroadcasterConfig) -> tuple[Rollout, list[Registration]]:
-    """Everything but the event loop; also used by in-process tests."""
+def build(config: BroadcasterConfig, transport: Transport | None = None
+          ) -> tuple[Rollout, list[Registration]]:
+    """Everything but the event loop; also used by in-process tests. ``transport``:
+    the channels to node agents (default: from the config's TLS settings)."""
+    transport = transport or Transport(TransportSettings.of(config, config.commit_attempts))
     state = Path(config.state_dir)
     registry = Registry(config.registry_dir or state / "registry")
     if config.shard_dir:
         registry.import_shard_dir(config.shard_dir)  # before serving: Apply needs the model
-    clients = NodeClients(config.rpc_timeout_s, config.commit_attempts, config.max_message_bytes,
-                          channel_credentials(config.tls_ca, config.tls_cert, config.tls_key))
+    clients = NodeClients(transport, config.rpc_timeout_s)
     rollout = Rollout(registry, signing_key(config), clients, state / "rollout.json",
                       InventoryFile(config.inventory), config.assignment_ttl_s,
                       config.max_epoch_step)
@@ -52,7 +54,7 @@ def build(config: BroadcasterConfig) -> tuple[Rollout, list[Registration]]:
 
 
 async def serve(config: BroadcasterConfig) -> None:
-    rollout, regs = build(config)
+    rollout, regs = build(config, Transport(TransportSettings.of(config, config.commit_attempts)))
     await run_service(config, regs, on_stop=rollout.clients.close)
 
 

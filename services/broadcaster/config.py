@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pydantic import PositiveFloat
 
-from edgesplit.rpc.config import ServiceConfig, opt
+from edgesplit.rpc.config import ServiceConfig, WireDtype, opt
 
 
-@dataclass(frozen=True)
 class BroadcasterConfig(ServiceConfig):
     """Broadcaster (RB): signed two-phase rollout and the shard registry."""
 
@@ -22,11 +21,12 @@ class BroadcasterConfig(ServiceConfig):
                              "privacy_depth; re-read when it changes. Apply carries only the "
                              "plan: nodes not listed here are refused")
     max_epoch_step: int = opt(1000, "an Apply's epoch may be at most this far above the last "
-                                    "tried one (a huge jump would spend the epoch space)")
-    prepare_timeout_s: float = opt(60.0, "default seconds a node may take to Prepare "
-                                         "(fetching and loading shards) before the rollout aborts")
-    commit_attempts: int = opt(4, "tries per node for Commit and Abort on UNAVAILABLE "
-                                  "(both are idempotent)")
-    assignment_ttl_s: float = opt(600.0, "assignments expire this long after signing")
-    wire_dtype: str = opt("float32", "default activation dtype on the wire")
-    fetch_chunk_bytes: int = opt(1 << 20, "FetchShard chunk size in bytes")
+                                    "tried one (a huge jump would spend the epoch space)", ge=1)
+    prepare_timeout_s: PositiveFloat = opt(60.0, "default seconds a node may take to Prepare "
+                                                 "(fetching and loading shards) before the "
+                                                 "rollout aborts")
+    commit_attempts: int = opt(4, "tries of an idempotent call to a node (Prepare, Commit, "
+                                  "Abort) on UNAVAILABLE", ge=1, le=5)
+    assignment_ttl_s: PositiveFloat = opt(600.0, "assignments expire this long after signing")
+    wire_dtype: WireDtype = opt("float32", "default activation dtype on the wire")
+    fetch_chunk_bytes: int = opt(1 << 20, "FetchShard chunk size in bytes", ge=1024)

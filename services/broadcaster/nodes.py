@@ -1,22 +1,21 @@
-"""Calls from the broadcaster to node agents: deadlines, capped retries, outcomes.
+"""Calls from the broadcaster to node agents: deadlines, outcomes.
 
-Every call has a deadline. Only idempotent calls are retried, and only on
-codes that mean "not there right now" (UNAVAILABLE, RESOURCE_EXHAUSTED):
-Prepare is idempotent because a re-delivered identical assignment is a
-DUPLICATE on the node; Commit and Abort are idempotent by epoch.
+Every call has a deadline. Retries are the transport's: Prepare, Commit, Abort
+and GetInfo are idempotent (``edgesplit.rpc.transport.IDEMPOTENT``), so the
+channel retries them on UNAVAILABLE, with backoff, inside the call's deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from dataclasses import dataclass
 
 import grpc
 
-from edgesplit.rpc.client import aio_channel, call_with_retry
+from edgesplit.errors import Code, DomainError
+from edgesplit.rpc.transport import Transport
 from edgesplit.v1 import node_agent_pb2 as na
 from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
 from services.broadcaster import metrics as m
@@ -46,19 +45,17 @@ class NodeResult:
         return self
 
 
-class NodeError(Exception):
+class NodeError(DomainError):
     """A node answered something unusable (not a gRPC failure)."""
 
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
+    code = Code.FAILED_PRECONDITION
 
 
 def _code_detail(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, grpc.aio.AioRpcError):
         return exc.code().name, exc.details() or ""
     if isinstance(exc, NodeError):
-        return exc.code, str(exc)
+        return exc.code.name, str(exc)
     if isinstance(exc, asyncio.TimeoutError):
         return "DEADLINE_EXCEEDED", "timed out"
     return "UNKNOWN", f"{type(exc).__name__}: {exc}"
@@ -68,22 +65,16 @@ class NodeClients:
     """One channel per node address, reused across rollouts (a rollout with
     cached shards is a few round trips: reconnecting would dominate it)."""
 
-    def __init__(self, rpc_timeout_s: float, attempts: int, max_message_bytes: int,
-                 credentials: grpc.ChannelCredentials | None = None,
-                 rng: random.Random | None = None) -> None:
+    def __init__(self, transport: Transport, rpc_timeout_s: float) -> None:
         self.rpc_timeout_s = rpc_timeout_s
-        self.attempts = max(1, attempts)
-        self._max_message = max_message_bytes
-        self._credentials = credentials
-        self._rng = rng or random.Random()
+        self._transport = transport
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._keys: dict[str, tuple[str, bytes]] = {}  # node -> (address, X25519 public)
 
     def _stub(self, address: str) -> na_grpc.NodeAgentStub:
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = aio_channel(address, self._max_message,
-                                                            self._credentials)
+            channel = self._channels[address] = self._transport.aio_channel(address)
         return na_grpc.NodeAgentStub(channel)
 
     async def close(self) -> None:
@@ -100,16 +91,12 @@ class NodeClients:
         if self._keys.get(node_id) == (address, enrolled):
             return enrolled
         stub = self._stub(address)
-        info = await call_with_retry(
-            lambda t: stub.GetInfo(na.InfoRequest(), timeout=t),
-            self.rpc_timeout_s, self.attempts, self._rng)
+        info = await stub.GetInfo(na.InfoRequest(), timeout=self.rpc_timeout_s)
         if info.node_id != node_id:  # a wrong address would get another node's shards keys
-            raise NodeError("FAILED_PRECONDITION",
-                            f"{address} is node {info.node_id!r}, not {node_id!r}")
+            raise NodeError(f"{address} is node {info.node_id!r}, not {node_id!r}")
         if bytes(info.x25519_public) != enrolled:
             m.KEY_MISMATCH.inc()
-            raise NodeError("FAILED_PRECONDITION",
-                            f"{node_id} at {address} does not hold its enrolled X25519 key")
+            raise NodeError(f"{node_id} at {address} does not hold its enrolled X25519 key")
         self._keys[node_id] = (address, enrolled)
         return enrolled
 
@@ -125,8 +112,7 @@ class NodeClients:
         start = time.perf_counter()
         result = NodeResult(node_id, "prepared")
         try:
-            reply = await call_with_retry(lambda t: stub.Prepare(request, timeout=t),
-                                          timeout_s, self.attempts, self._rng)
+            reply = await stub.Prepare(request, timeout=timeout_s)
             result.shards_fetched, result.shards_cached = reply.shards_fetched, reply.shards_cached
         except Exception as exc:  # noqa: BLE001 - every failure is this node's outcome
             result.failed(exc)
@@ -137,8 +123,7 @@ class NodeClients:
         """("", "") on success, else (code, detail)."""
         stub = self._stub(address)
         try:
-            await call_with_retry(lambda t: stub.Commit(na.CommitRequest(epoch=epoch), timeout=t),
-                                  self.rpc_timeout_s, self.attempts, self._rng)
+            await stub.Commit(na.CommitRequest(epoch=epoch), timeout=self.rpc_timeout_s)
             return "", ""
         except Exception as exc:  # noqa: BLE001 - reported per node
             return _code_detail(exc)
@@ -146,8 +131,7 @@ class NodeClients:
     async def abort(self, node_id: str, address: str, epoch: int) -> tuple[str, str]:
         stub = self._stub(address)
         try:
-            await call_with_retry(lambda t: stub.Abort(na.AbortRequest(epoch=epoch), timeout=t),
-                                  self.rpc_timeout_s, self.attempts, self._rng)
+            await stub.Abort(na.AbortRequest(epoch=epoch), timeout=self.rpc_timeout_s)
             return "", ""
         except Exception as exc:  # noqa: BLE001 - reported per node
             code, detail = _code_detail(exc)

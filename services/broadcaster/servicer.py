@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from edgesplit.errors import Code, DomainError
 from edgesplit.rpc.authz import caller
 from edgesplit.rpc.convert import plan_from_proto, plan_to_proto
 from edgesplit.rpc.errors import InvalidRequest, maps_errors
@@ -18,10 +19,10 @@ from services.broadcaster.rollout import ApplyOptions, Rollout, RolloutResult
 _WIRE_DTYPES = ("float32", "bfloat16", "float16")
 
 
-class NotAssigned(Exception):
+class NotAssigned(DomainError):
     """FetchShard by a node that is not assigned the shard."""
 
-    status = "PERMISSION_DENIED"  # read by edgesplit.rpc.errors.status_of
+    code = Code.PERMISSION_DENIED
 
 
 def options_from_request(request: pb.ApplyRequest, config: BroadcasterConfig) -> ApplyOptions:

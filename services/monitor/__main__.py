@@ -1,4 +1,4 @@
-"""``python -m services.monitor --listen HOST:PORT [--inventory FILE] [--enroll-open true]
+"""``python -m services.monitor --listen HOST:PORT [--inventory FILE] [--enroll-open]
 [--profile FILE.json] [--report-interval-s S]``"""
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import yaml
 from edgesplit.core.cluster_config import ConfigError, profile_from_json
 from edgesplit.core.inventory import NodeInventory
 from edgesplit.core.types import ModelProfile, NodeId, NodeState, Trust, parse_layer_key
+from edgesplit.errors import Code, DomainError
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
           "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
@@ -28,8 +29,10 @@ _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 
 _SIZE = re.compile(r"^\s*([0-9.eE+-]+)\s*([a-zA-Z]*)\s*$")
 
 
-class ConfigFileError(ValueError):
+class ConfigFileError(DomainError, ValueError):
     """An inventory or profile file that cannot be used; the message names file and entry."""
+
+    code = Code.INVALID_ARGUMENT
 
 
 def parse_bytes(raw: Any) -> int:

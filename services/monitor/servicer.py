@@ -1,4 +1,4 @@
-"""Monitor servicer: decode, delegate to the hub, encode (STYLE.md 4)."""
+"""Monitor servicer: decode, delegate to the hub, encode (docs/architecture.md §10.4)."""
 
 from __future__ import annotations
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from edgesplit.core.types import Segment
-from edgesplit.rpc.client import channel_credentials
 from edgesplit.rpc.config import load_config
 from edgesplit.rpc.server import Registration, RunningServer, run_service
+from edgesplit.rpc.transport import Transport, TransportSettings
 from edgesplit.security.keys import ensure_dev_keys, load_signing_public_key
 from edgesplit.security.signing import trusted_keys
 from edgesplit.v1 import inference_pb2_grpc, node_agent_pb2_grpc
@@ -53,7 +53,12 @@ def torch_runner_factory(config: NodeAgentConfig, store: ShardStore | None = Non
     return make
 
 
-def build(config: NodeAgentConfig, make_runner: Any = None) -> tuple[list[Registration], Any]:
+def build(config: NodeAgentConfig, make_runner: Any = None,
+          transport: Transport | None = None) -> tuple[list[Registration], Any]:
+    """Everything but the event loop. ``transport``: this node's outgoing channels
+    (default: from the config's TLS settings), shared by the data plane, the
+    shard fetches and the reporter (``dp.transport``)."""
+    transport = transport or Transport(TransportSettings.of(config))
     state = Path(config.state_dir)
     state.mkdir(parents=True, exist_ok=True)
     keys = ensure_dev_keys(state, config.node_id)  # this node's X25519 key, kept across restarts
@@ -61,14 +66,14 @@ def build(config: NodeAgentConfig, make_runner: Any = None) -> tuple[list[Regist
                              for p in config.control_public_key.split(",") if p))
     # hook: with a broadcaster, Prepare fetches shards not held locally (shards.py)
     store = ShardStore(config.node_id, keys.agreement, cache_dir(config), config.shard_dir,
-                       config.broadcaster, config.rpc_timeout_s, config.max_message_bytes,
-                       channel_credentials(config.tls_ca, config.tls_cert, config.tls_key)
+                       config.broadcaster, config.rpc_timeout_s, transport
                        ) if config.broadcaster else None
     book = EpochBook(config.node_id, signers, keys.agreement,
                      make_runner or torch_runner_factory(config, store), config.retained_epochs)
     emulator = Emulator()
     dp = DataPlane(config.node_id, book, emulator, config.rpc_timeout_s,
-                   config.frame_chunk_bytes, config.max_message_bytes, config.torch_threads)
+                   config.frame_chunk_bytes, config.max_message_bytes, config.torch_threads,
+                   transport)
     regs = [
         Registration(node_agent_pb2_grpc.add_NodeAgentServicer_to_server,
                      NodeAgentServicer(config, dp, keys.agreement, store),
@@ -116,7 +121,7 @@ async def serve(config: NodeAgentConfig) -> None:
     regs, dp = build(config)
     tasks: list[asyncio.Task[None]] = []
     # hook: with --monitor, measure on the serving path and push reports (reporter.py)
-    reporter = make_reporter(config, dp) if config.monitor else None
+    reporter = make_reporter(config, dp, dp.transport) if config.monitor else None
 
     async def on_ready(_: RunningServer) -> None:
         tasks.append(asyncio.create_task(housekeeping(dp, config.session_idle_timeout_s)))

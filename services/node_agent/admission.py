@@ -19,9 +19,8 @@ fault, and a flood of them must not flood the log), and an unexpected error
 reaches the client as a generic INTERNAL message with an error id, while the
 details (with the traceback) go only to the server log under that id.
 
-Errors carry their gRPC status name (``status``), which
-``edgesplit.rpc.errors.status_of`` maps; this module imports neither grpc
-nor torch.
+Errors are ``edgesplit.errors`` domain errors (they carry their status code);
+this module imports neither grpc nor torch.
 """
 
 from __future__ import annotations
@@ -37,19 +36,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from edgesplit.errors import Code, DomainError, InvalidRequest
+
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
-class Rejected(ValueError):
+class Rejected(InvalidRequest):
     """The request is malformed or outside the limits, whatever the server's state."""
 
-    status = "INVALID_ARGUMENT"
 
-
-class QuotaExceeded(RuntimeError):
+class QuotaExceeded(DomainError, RuntimeError):
     """The client already holds its share of concurrent sessions."""
 
-    status = "RESOURCE_EXHAUSTED"
+    code = Code.RESOURCE_EXHAUSTED
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,47 +2,58 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 
 from edgesplit.rpc.config import ServiceConfig, opt
 
 
-@dataclass(frozen=True)
 class NodeAgentConfig(ServiceConfig):
     """Node agent: runs assigned model segments and forwards encrypted frames."""
 
-    node_id: str = opt("node-0", "this node's id (assignments for other ids are refused)")
+    node_id: str = opt("node-0", "this node's id (assignments for other ids are refused)",
+                       min_length=1)
     state_dir: str = opt("var/node", "keys and cached shards live here")
     shard_dir: str = opt("", "directory of model shards (`edgesplit model shard` output)")
     control_public_key: str = opt("", "PEM Ed25519 public key(s) of the control plane, "
                                       "comma-separated; assignments must be signed by one")
-    device: str = opt("cpu", "torch device for segments: cpu, cuda, cuda:N")
-    dtype: str = opt("", "compute dtype (default: the model's; float32 on cpu)")
-    torch_threads: int = opt(0, "torch intra-op threads (0: torch's default)")
-    session_idle_timeout_s: float = opt(300.0, "drop a session's KV cache after this idle time")
-    step_timeout_s: float = opt(30.0, "entry: give up on a ring step after this long")
-    max_sessions: int = opt(64, "entry: concurrent Generate calls before RESOURCE_EXHAUSTED")
-    max_new_tokens: int = opt(4096, "upper bound a request may ask for")
-    max_prompt_bytes: int = opt(256 * 1024, "entry: UTF-8 bytes of prompt text, checked "
-                                            "before tokenising (INVALID_ARGUMENT beyond)")
-    max_prompt_tokens: int = opt(32768, "entry: length of a pre-tokenised prompt")
-    min_temperature: float = opt(0.01, "entry: lowest non-zero sampling temperature (0 is "
-                                       "greedy; 0 < t below this is INVALID_ARGUMENT)")
-    max_sessions_per_client: int = opt(8, "entry: concurrent Generate calls of one client "
-                                          "identity before RESOURCE_EXHAUSTED")
-    frame_chunk_bytes: int = opt(4 * 1024 * 1024, "split frames larger than this into chunks")
-    retained_epochs: int = opt(2, "older committed epochs kept so their sessions drain")
+    device: str = opt("cpu", "torch device for segments: cpu, cuda, cuda:N",
+                      pattern=r"^(cpu|cuda(:\d+)?|mps)$")
+    dtype: Literal["", "float32", "float16", "bfloat16"] = opt(
+        "", "compute dtype (empty: the model's; float32 on cpu)")
+    torch_threads: NonNegativeInt = opt(0, "torch intra-op threads (0: torch's default)")
+    session_idle_timeout_s: PositiveFloat = opt(300.0, "drop a session's KV cache after this "
+                                                       "idle time")
+    step_timeout_s: PositiveFloat = opt(30.0, "entry: give up on a ring step after this long")
+    max_sessions: PositiveInt = opt(64, "entry: concurrent Generate calls before "
+                                        "RESOURCE_EXHAUSTED")
+    max_new_tokens: PositiveInt = opt(4096, "upper bound a request may ask for")
+    max_prompt_bytes: PositiveInt = opt(256 * 1024, "entry: UTF-8 bytes of prompt text, "
+                                                    "checked before tokenising (INVALID_ARGUMENT "
+                                                    "beyond)")
+    max_prompt_tokens: PositiveInt = opt(32768, "entry: length of a pre-tokenised prompt")
+    min_temperature: PositiveFloat = opt(0.01, "entry: lowest non-zero sampling temperature (0 "
+                                               "is greedy; 0 < t below this is INVALID_ARGUMENT)")
+    max_sessions_per_client: PositiveInt = opt(8, "entry: concurrent Generate calls of one "
+                                                  "client identity before RESOURCE_EXHAUSTED")
+    frame_chunk_bytes: int = opt(4 * 1024 * 1024, "split frames larger than this into chunks",
+                                 ge=1024)
+    retained_epochs: NonNegativeInt = opt(2, "older committed epochs kept so their sessions "
+                                             "drain")
     testbed_admin: bool = opt(False, "serve TestbedAdmin (emulated compute/link conditions)")
     monitor: str = opt("", "monitor address host:port to push reports to (empty: off)")
     orchestrator: str = opt("", "orchestrator address: asked for a private route when a "
                                 "privacy=high request finds none")
     broadcaster: str = opt("", "broadcaster address host:port to fetch shards from")
-    utilization_scope: str = opt("machine", "utilisation reported: 'machine' (one agent per "
-                                            "host) or 'process' (test bed: agents share a host)")
-    report_interval_s: float = opt(1.0, "seconds between reports to the monitor")
+    utilization_scope: Literal["machine", "process"] = opt(
+        "machine", "utilisation reported: 'machine' (one agent per host) or 'process' "
+                   "(test bed: agents share a host)")
+    report_interval_s: PositiveFloat = opt(1.0, "seconds between reports to the monitor")
     # Link probes (services/node_agent/reporter.py): bounded, and only for idle links.
-    probe_bytes: int = opt(64 * 1024, "bulk link probe payload for bandwidth (0: no bulk "
-                                      "probes); sent when a link's frames gave no figure lately")
-    bandwidth_probe_cycles: int = opt(10, "report cycles without a bandwidth sample before a "
-                                          "link gets a bulk probe")
-    probe_max_bytes: int = opt(1024 * 1024, "largest probe payload this node answers")
+    probe_bytes: NonNegativeInt = opt(64 * 1024, "bulk link probe payload for bandwidth (0: no "
+                                                 "bulk probes); sent when a link's frames gave "
+                                                 "no figure lately")
+    bandwidth_probe_cycles: PositiveInt = opt(10, "report cycles without a bandwidth sample "
+                                                  "before a link gets a bulk probe")
+    probe_max_bytes: NonNegativeInt = opt(1024 * 1024, "largest probe payload this node answers")

@@ -1,4 +1,4 @@
-"""Frames around the ring: receive, verify, run, forward (DESIGN.md section 3).
+"""Frames around the ring: receive, verify, run, forward (docs/architecture.md §3).
 
 A frame addressed to hop ``h`` of a route is opened (AEAD: tampered, replayed
 or misrouted frames fail here), checked against this node's assignment, run
@@ -23,8 +23,8 @@ from edgesplit.core.types import Route
 from edgesplit.model.base import WireTensor
 from edgesplit.model.errors import BadFrameDtype
 from edgesplit.model.wire import to_wire
-from edgesplit.rpc.client import aio_channel
 from edgesplit.rpc.errors import NotFound, Precondition, Unavailable, status_of
+from edgesplit.rpc.transport import Transport, TransportSettings
 from edgesplit.security.errors import FrameRejected
 from edgesplit.security.header import FrameHeader
 from edgesplit.v1 import node_agent_pb2 as na
@@ -57,8 +57,10 @@ class _Chunks:
 class DataPlane:
     def __init__(self, node_id: str, book: EpochBook, emulator: Emulator,
                  rpc_timeout_s: float, chunk_bytes: int, max_message_bytes: int,
-                 torch_threads: int = 0) -> None:
+                 torch_threads: int = 0, transport: Transport | None = None) -> None:
         self.node_id = node_id
+        self.transport = transport or Transport(
+            TransportSettings(max_message_bytes=max_message_bytes))
         self.book = book
         self.emulator = emulator
         self.rpc_timeout_s = rpc_timeout_s
@@ -110,7 +112,7 @@ class DataPlane:
     def stub(self, address: str) -> na_grpc.NodeAgentStub:
         entry = self._stubs.get(address)
         if entry is None:
-            channel = aio_channel(address, self.max_message_bytes)
+            channel = self.transport.aio_channel(address)
             entry = (channel, na_grpc.NodeAgentStub(channel))
             self._stubs[address] = entry
         return entry[1]

@@ -32,9 +32,8 @@ from edgesplit.core.reports import (
     build_report,
 )
 from edgesplit.core.types import NodeId
-from edgesplit.rpc.client import backoff_delay
 from edgesplit.rpc.convert_monitor import report_to_proto
-from edgesplit.rpc.transport import Transport, TransportSettings
+from edgesplit.rpc.transport import Transport
 from edgesplit.v1 import monitor_pb2 as mpb
 from edgesplit.v1 import monitor_pb2_grpc as mpb_grpc
 from edgesplit.v1 import node_agent_pb2 as na
@@ -61,16 +60,12 @@ class ReporterSettings:
     stream_lifetime_s: float = 600.0
     backoff_cap_s: float = 5.0
     sla_step_budget_s: float = DEFAULT_SLA_STEP_BUDGET_S
-    tls_ca: str = ""
-    tls_cert: str = ""
-    tls_key: str = ""
 
     @classmethod
     def from_config(cls, c: NodeAgentConfig) -> ReporterSettings:
         return cls(node_id=c.node_id, monitor=c.monitor, interval_s=c.report_interval_s,
                    rpc_timeout_s=c.rpc_timeout_s, max_message_bytes=c.max_message_bytes,
-                   probe_bytes=c.probe_bytes, bandwidth_probe_cycles=c.bandwidth_probe_cycles,
-                   tls_ca=c.tls_ca, tls_cert=c.tls_cert, tls_key=c.tls_key)
+                   probe_bytes=c.probe_bytes, bandwidth_probe_cycles=c.bandwidth_probe_cycles)
 
 
 def next_incarnation(state_dir: Path) -> int:
@@ -92,10 +87,10 @@ def next_incarnation(state_dir: Path) -> int:
     return n
 
 
-def monitor_channel(s: ReporterSettings) -> grpc.aio.Channel:
-    transport = Transport(TransportSettings(s.tls_ca, s.tls_cert, s.tls_key,
-                                            s.max_message_bytes))
-    return transport.aio_channel(s.monitor, reconnect_cap_s=s.backoff_cap_s)
+def backoff_delay(attempt: int, rng: random.Random, base_s: float, cap_s: float) -> float:
+    """Full-jitter exponential backoff before re-opening the report stream (a
+    long-lived stream is not a call the channel's retry policy can repeat)."""
+    return rng.uniform(0, min(cap_s, base_s * (2 ** attempt)))
 
 
 class Prober:
@@ -178,9 +173,10 @@ class Prober:
 
 class Reporter:
     def __init__(self, settings: ReporterSettings, dataplane: Any, telemetry: Telemetry,
-                 sampler: ResourceSampler, incarnation: int,
+                 sampler: ResourceSampler, incarnation: int, transport: Transport,
                  rng: random.Random | None = None) -> None:
         self.s = settings
+        self.transport = transport
         self.dp = dataplane
         self.telemetry = telemetry
         self.sampler = sampler
@@ -227,7 +223,7 @@ class Reporter:
 
     # ---- the loop ------------------------------------------------------------------
     async def run(self) -> None:
-        channel = monitor_channel(self.s)
+        channel = self.transport.aio_channel(self.s.monitor, reconnect_cap_s=self.s.backoff_cap_s)
         stub = mpb_grpc.MonitorStub(channel)
         prober = asyncio.create_task(self.prober.run())
         attempt = 0
@@ -274,10 +270,11 @@ class Reporter:
             call.cancel()
 
 
-def make_reporter(config: NodeAgentConfig, dataplane: Any) -> Reporter:
+def make_reporter(config: NodeAgentConfig, dataplane: Any, transport: Transport) -> Reporter:
     """Wire telemetry into the data plane and build the reporter (``--monitor`` set)."""
     telemetry = Telemetry()
     telemetry.attach(dataplane)
     return Reporter(ReporterSettings.from_config(config), dataplane, telemetry,
                     ResourceSampler(config.device, scope=config.utilization_scope,
-                                    emulated_busy=lambda: dataplane.emulator.emulated_busy_s), next_incarnation(Path(config.state_dir)))
+                                    emulated_busy=lambda: dataplane.emulator.emulated_busy_s),
+                    next_incarnation(Path(config.state_dir)), transport)

@@ -3,8 +3,9 @@
 A shard is known by the SHA-256 of its plaintext (from the signed assignment).
 Prepare looks for it in the local ``--shard-dir`` and then in a content-
 addressed cache under the state directory; only if both miss does it stream
-the encrypted blob from the broadcaster's ``FetchShard`` (resuming from the
-last offset received after a dropped stream), unwrap the shard key carried in
+the encrypted blob from the broadcaster's ``FetchShard`` (the transport retries
+a stream that fails before its first chunk; one dropped later resumes from the
+last offset received), unwrap the shard key carried in
 the assignment with this node's X25519 key, decrypt chunk by chunk into a temp
 file, check size and digest, and only then publish it into the cache. A
 failed fetch leaves nothing behind, so the node is exactly as before.
@@ -19,7 +20,6 @@ import asyncio
 import hashlib
 import logging
 import os
-import random
 import time
 import uuid
 from collections.abc import Mapping
@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from edgesplit.errors import Code, DomainError, Precondition
 from edgesplit.model import bundle
 from edgesplit.model.errors import ModelFileError, ShardDigestMismatch
 from edgesplit.rpc.assignments import shard_key_context
-from edgesplit.rpc.client import RETRYABLE, aio_channel, backoff_delay
-from edgesplit.rpc.errors import Precondition
+from edgesplit.rpc.transport import Transport
 from edgesplit.security.shards import ShardDecryptor, unwrap_key
 from edgesplit.v1 import broadcaster_pb2 as bpb
 from edgesplit.v1 import broadcaster_pb2_grpc as bpb_grpc
@@ -64,12 +64,12 @@ def model_files_dir(config: NodeAgentConfig, state: EpochState | None) -> str:
     raise ModelFileError("no --shard-dir and no model files in the committed assignment")
 
 
-class FetchFailed(Exception):
+class FetchFailed(DomainError):
     """The registry refused or failed a fetch; Prepare fails with the same code."""
 
     def __init__(self, shard: str, code: grpc.StatusCode, detail: str) -> None:
         super().__init__(f"fetching shard {shard!r}: {code.name}: {detail}")
-        self.status = code.name  # read by edgesplit.rpc.errors.status_of
+        self.code = Code[code.name] if code.name in Code.__members__ else Code.UNKNOWN
 
 
 class StoreSource:
@@ -147,8 +147,7 @@ class _Sink:
 class ShardStore:
     def __init__(self, node_id: str, agreement_key: X25519PrivateKey, cache: Path,
                  local_dir: str = "", broadcaster: str = "", rpc_timeout_s: float = 10.0,
-                 max_message_bytes: int = 64 << 20,
-                 credentials: grpc.ChannelCredentials | None = None, attempts: int = 4) -> None:
+                 transport: Transport | None = None) -> None:
         self.node_id = node_id
         self._key = agreement_key
         self.cache = cache
@@ -157,10 +156,7 @@ class ShardStore:
         self._local: dict[str, Path] | None = None  # sha -> file (or dir, for meta)
         self.broadcaster = broadcaster
         self._timeout_s = rpc_timeout_s
-        self._max_message = max_message_bytes
-        self._credentials = credentials
-        self._attempts = max(1, attempts)
-        self._rng = random.Random()
+        self._transport = transport  # the node's own (its certificate); needed to fetch
 
     # ---- finding -------------------------------------------------------------
     def _local_index(self) -> dict[str, Path]:
@@ -205,13 +201,13 @@ class ShardStore:
         missing = [r for r in refs if self.find(r) is None]
         if not missing:
             return 0, len(refs)
-        if not self.broadcaster:
+        if not self.broadcaster or self._transport is None:
             raise Precondition(f"shards {[r.name for r in missing]} are not held locally "
                                "and no --broadcaster is configured")
         # The Prepare's own deadline bounds the fetch: the broadcaster aborts then anyway.
         deadline = time.monotonic() + (timeout_s if timeout_s else 10 * self._timeout_s)
         gate = asyncio.Semaphore(_PARALLEL_FETCHES)
-        async with aio_channel(self.broadcaster, self._max_message, self._credentials) as ch:
+        async with self._transport.aio_channel(self.broadcaster) as ch:
             stub = bpb_grpc.BroadcasterStub(ch)
 
             async def one(ref: na.ShardRef) -> None:
@@ -242,7 +238,7 @@ class ShardStore:
         log.info("fetched shard %s (%s, %d bytes)", ref.name, ref.sha256[:12], ref.size_bytes)
 
     async def _stream(self, stub: Any, ref: na.ShardRef, sink: _Sink, deadline: float) -> None:
-        received, failures = 0, 0
+        received = 0
         while True:
             remaining = deadline - time.monotonic()
             request = bpb.FetchShardRequest(sha256=ref.sha256, node_id=self.node_id,
@@ -264,12 +260,11 @@ class ShardStore:
                                       f"stream ended at {received} of {total} bytes")
                 return
             except grpc.aio.AioRpcError as exc:
-                # Resumable: a retry continues from `received`, and progress
-                # since the last failure earns a fresh set of attempts.
-                failures = 1 if received > before else failures + 1
-                if exc.code() not in RETRYABLE or failures >= self._attempts:
+                # The channel already retried (with backoff) a stream that failed
+                # before its first chunk; one that broke after progress resumes
+                # from `received` on a fresh call, which gets those retries again.
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or received == before:
                     raise FetchFailed(ref.name, exc.code(), exc.details() or "") from None
-                await asyncio.sleep(backoff_delay(failures, self._rng))
 
     def _publish(self, ref: na.ShardRef, tmp: Path) -> None:
         if ref.name == bundle.META_SHARD:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from edgesplit.rpc.config import load_config
 from edgesplit.rpc.server import Registration, RunningServer, run_service
+from edgesplit.rpc.transport import Transport, TransportSettings
 from edgesplit.v1 import orchestrator_pb2_grpc
 from services.orchestrator.config import OrchestratorConfig
 from services.orchestrator.loop import ControlLoop
@@ -17,7 +18,7 @@ from services.orchestrator.store import Store
 
 async def serve(config: OrchestratorConfig) -> None:
     store = Store(config.db)
-    loop = ControlLoop(config, store)
+    loop = ControlLoop(config, store, Transport(TransportSettings.of(config)))
     tasks: list[asyncio.Task[None]] = []
 
     async def on_ready(_: RunningServer) -> None:

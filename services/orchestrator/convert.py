@@ -1,4 +1,4 @@
-"""The orchestrator's boundary (STYLE.md 4): its peers' messages <-> core values.
+"""The orchestrator's boundary (docs/architecture.md §10.4): its peers' messages <-> core values.
 
 The control loop holds core values only (``edgesplit.core.control``); a plan
 becomes a proto here, on its way into an RPC (Revise, Apply, Status) or the

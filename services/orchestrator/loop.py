@@ -22,8 +22,8 @@ from edgesplit.core.environment import LinkAssumption
 from edgesplit.core.triggers import TriggerConfig
 from edgesplit.core.types import CostBreakdown, Mode, Plan, Weights, Workload
 from edgesplit.rpc import convert as cv
-from edgesplit.rpc.client import aio_channel
 from edgesplit.rpc.errors import Precondition, Unavailable
+from edgesplit.rpc.transport import Transport, TransportSettings
 from edgesplit.v1 import broadcaster_pb2 as bc
 from edgesplit.v1 import broadcaster_pb2_grpc as bc_grpc
 from edgesplit.v1 import monitor_pb2, monitor_pb2_grpc
@@ -61,7 +61,8 @@ def control_config(c: OrchestratorConfig) -> ctl.ControlConfig:
 
 
 class ControlLoop:
-    def __init__(self, config: OrchestratorConfig, store: Store) -> None:
+    def __init__(self, config: OrchestratorConfig, store: Store,
+                 transport: Transport | None = None) -> None:
         self.config = config
         self.control = control_config(config)
         self.store = store
@@ -74,8 +75,9 @@ class ControlLoop:
                                                      self.plan.epoch if self.plan else 0))
         self.last_decision: pb.Decision | None = None
         self._lock = asyncio.Lock()  # one rollout at a time
-        self._channels = [aio_channel(a) for a in (config.monitor, config.split_reviser,
-                                                   config.broadcaster)]
+        transport = transport or Transport(TransportSettings.of(config))
+        self._channels = [transport.aio_channel(a) for a in (config.monitor, config.split_reviser,
+                                                             config.broadcaster)]
         self.monitor = monitor_pb2_grpc.MonitorStub(self._channels[0])
         self.reviser = sr_grpc.SplitReviserStub(self._channels[1])
         self.broadcaster = bc_grpc.BroadcasterStub(self._channels[2])

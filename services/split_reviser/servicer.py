@@ -1,4 +1,4 @@
-"""SplitReviser.Revise: decode, call the pure planner, encode (STYLE.md 4)."""
+"""SplitReviser.Revise: decode, call the pure planner, encode (docs/architecture.md §10.4)."""
 
 from __future__ import annotations
 

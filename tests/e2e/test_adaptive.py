@@ -21,7 +21,7 @@ import pytest
 from edgesplit.procs import start_service
 from edgesplit.scenario.runner import Run, default_show
 from edgesplit.scenario.spec import parse_scenario
-from edgesplit.testbed import generate
+from edgesplit.testbed import TRANSPORT, generate
 from edgesplit.v1 import broadcaster_pb2, broadcaster_pb2_grpc, orchestrator_pb2_grpc
 from edgesplit.v1 import orchestrator_pb2 as opb
 
@@ -58,12 +58,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
 
 
 def _status(run: Run) -> opb.OrchestratorStatus:
-    with grpc.insecure_channel(run.addr["orchestrator"]) as ch:
+    with TRANSPORT.sync_channel(run.addr["orchestrator"]) as ch:
         return orchestrator_pb2_grpc.OrchestratorStub(ch).Status(opb.StatusRequest(), timeout=10)
 
 
 def _history(run: Run) -> list[opb.Decision]:
-    with grpc.insecure_channel(run.addr["orchestrator"]) as ch:
+    with TRANSPORT.sync_channel(run.addr["orchestrator"]) as ch:
         stub = orchestrator_pb2_grpc.OrchestratorStub(ch)
         return list(stub.History(opb.HistoryRequest(limit=500), timeout=10).decisions)
 
@@ -89,7 +89,7 @@ def test_1_orchestrator_restart_keeps_epoch_without_rollout(stack: Run, tmp_path
     after = _status(stack).plan
     assert after == before
     assert len(_history(stack)) == decisions  # no new decision, so no rollout
-    with grpc.insecure_channel(stack.addr["broadcaster"]) as ch:
+    with TRANSPORT.sync_channel(stack.addr["broadcaster"]) as ch:
         current = broadcaster_pb2_grpc.BroadcasterStub(ch).Current(
             broadcaster_pb2.CurrentRequest(), timeout=10)
     assert current.plan.epoch == before.epoch

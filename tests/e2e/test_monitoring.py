@@ -27,8 +27,7 @@ import pytest
 
 from edgesplit import testbed as tb
 from edgesplit.cli import main as cli_main
-from edgesplit.rpc.client import sync_channel
-from edgesplit.testbed import ROOT, ensure_model, generate
+from edgesplit.testbed import ROOT, TRANSPORT, ensure_model, generate
 from edgesplit.v1 import monitor_pb2 as mpb
 from edgesplit.v1 import monitor_pb2_grpc as mpb_grpc
 from tests.conftest import ServiceProcess, start_service
@@ -59,7 +58,7 @@ class Rig:
     restarted: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def state(self) -> mpb.EnvironmentState:
-        with sync_channel(self.monitor.address) as ch:
+        with TRANSPORT.sync_channel(self.monitor.address) as ch:
             return mpb_grpc.MonitorStub(ch).GetState(mpb.GetStateRequest(), timeout=5)
 
     def wait(self, pred: Callable[[mpb.EnvironmentState], bool], timeout_s: float,
@@ -108,7 +107,7 @@ class Rig:
                "--listen", "127.0.0.1:0", "--ready-file", str(ready),
                "--state-dir", str(base / node_id), "--shard-dir", self.bed.shard_dir,
                "--control-public-key", str(base / "keys" / "control.ed25519.pub.pem"),
-               "--testbed-admin", "true", *self.agent_args]
+               "--testbed-admin", *self.agent_args]
         with open(node.log, "ab") as log:
             proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True,

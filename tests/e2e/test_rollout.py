@@ -20,11 +20,10 @@ import pytest
 
 from edgesplit import testbed as tb
 from edgesplit.core.types import Plan
-from edgesplit.rpc.client import sync_channel
 from edgesplit.rpc.convert import plan_from_proto, plan_to_proto
 from edgesplit.security.keys import ensure_dev_keys, generate_signing_key
 from edgesplit.security.signing import sign_envelope
-from edgesplit.testbed import ensure_model, generate, plan_from_cuts
+from edgesplit.testbed import TRANSPORT, ensure_model, generate, plan_from_cuts
 from edgesplit.v1 import broadcaster_pb2 as bpb
 from edgesplit.v1 import broadcaster_pb2_grpc as bpb_grpc
 from edgesplit.v1 import node_agent_pb2 as na
@@ -114,7 +113,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     except BaseException:
         broadcaster.stop()
         raise
-    channel = sync_channel(broadcaster.address)
+    channel = TRANSPORT.sync_channel(broadcaster.address)
     try:
         yield Rig(tmp, bed, broadcaster, bpb_grpc.BroadcasterStub(channel),
                   _reference(tmp / "model"))

@@ -25,6 +25,7 @@ from edgesplit.model.errors import ModelFileError
 from edgesplit.model.fake import FakeSegmentRunner
 from edgesplit.rpc.convert import plan_to_proto
 from edgesplit.rpc.server import RunningServer, create_server
+from edgesplit.rpc.transport import Transport
 from edgesplit.security.keys import ensure_dev_keys
 from edgesplit.testbed import node_agreement_key, plan_from_cuts
 from edgesplit.v1 import broadcaster_pb2 as bpb
@@ -36,6 +37,8 @@ from services.broadcaster.config import BroadcasterConfig
 from services.broadcaster.registry import Registry
 from services.node_agent import __main__ as agent_main
 from services.node_agent.config import NodeAgentConfig
+
+TRANSPORT = Transport()  # the tests' own client side: plaintext, loopback
 
 LAYERS = 4
 BIG = 3 * (1 << 20) + 12345  # layer.1: several 1 MiB chunks and a partial one
@@ -124,7 +127,7 @@ class Cluster:
     channels: list[grpc.aio.Channel]
 
     def node(self, node_id: str) -> na_grpc.NodeAgentStub:
-        ch = grpc.aio.insecure_channel(self.addresses[node_id])
+        ch = TRANSPORT.aio_channel(self.addresses[node_id])
         self.channels.append(ch)
         return na_grpc.NodeAgentStub(ch)
 
@@ -176,7 +179,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         servers.append(running)
         addresses[node] = f"127.0.0.1:{running.port}"
     write_inventory(tmp_path / "inventory.json", addresses, tmp_path)
-    channel = grpc.aio.insecure_channel(baddr)
+    channel = TRANSPORT.aio_channel(baddr)
     c = Cluster(tmp_path, digest, shards, faults, bpb_grpc.BroadcasterStub(channel),
                 rollout.registry, addresses, servers, [channel])
     yield c

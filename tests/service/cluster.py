@@ -11,8 +11,8 @@ from typing import Any
 from edgesplit.core.types import Plan
 from edgesplit.model.shard import Manifest
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
-from edgesplit.rpc.client import aio_channel
 from edgesplit.rpc.server import create_server
+from edgesplit.rpc.transport import Transport
 from edgesplit.security.keys import generate_signing_key, save_public_key
 from edgesplit.testbed import even_plan
 from edgesplit.v1 import inference_pb2, inference_pb2_grpc
@@ -32,6 +32,7 @@ class Cluster:
     servers: list[Any] = field(default_factory=list)
     dataplanes: list[Any] = field(default_factory=list)
     channels: dict[str, Any] = field(default_factory=dict)
+    transport: Transport = field(default_factory=Transport)  # plaintext, loopback
     epoch: int = 0
 
     @classmethod
@@ -57,7 +58,7 @@ class Cluster:
 
     def channel(self, node: str) -> Any:
         if node not in self.channels:
-            self.channels[node] = aio_channel(self.addresses[node])
+            self.channels[node] = self.transport.aio_channel(self.addresses[node])
         return self.channels[node]
 
     def stub(self, node: str) -> na_grpc.NodeAgentStub:

@@ -12,6 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from edgesplit.rpc.transport import Transport
 from tests.conftest import start_service
 
 SERVICES = {
@@ -42,9 +43,9 @@ def _reflected_services(channel: grpc.Channel) -> set[str]:
 def test_service_lifecycle(name: str, tmp_path: Path) -> None:
     metrics_port = _free_port()
     sp = start_service(name, tmp_path, ["--metrics-listen", f"127.0.0.1:{metrics_port}",
-                                        "--reflection", "true"])
+                                        "--reflection"])
     try:
-        with grpc.insecure_channel(sp.address) as channel:
+        with Transport().sync_channel(sp.address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             for service in ["", *SERVICES[name]]:
                 reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)

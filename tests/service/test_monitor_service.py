@@ -21,8 +21,8 @@ from prometheus_client import REGISTRY
 from edgesplit.cli import main as cli_main
 from edgesplit.core.inventory import NodeInventory
 from edgesplit.core.monitor import MonitorConfig as ReducerConfig
-from edgesplit.rpc.client import channel_credentials
 from edgesplit.rpc.server import create_server
+from edgesplit.rpc.transport import Transport, TransportSettings
 from edgesplit.security.tls import make_dev_ca
 from edgesplit.v1 import common_pb2
 from edgesplit.v1 import monitor_pb2 as mpb
@@ -71,11 +71,13 @@ async def monitor(tmp: Path, **overrides: Any) -> AsyncIterator[tuple[str, Monit
         await server.server.stop(0)
 
 
+PLAIN = Transport()  # the tests' own client side without TLS
+
+
 async def send(address: str, *reports: mpb.NodeReport,
-               creds: grpc.ChannelCredentials | None = None) -> list[mpb.ReportAck]:
+               transport: Transport = PLAIN) -> list[mpb.ReportAck]:
     """One stream, one ack per report."""
-    ch = (grpc.aio.secure_channel(address, creds) if creds else grpc.aio.insecure_channel(address))
-    async with ch:
+    async with transport.aio_channel(address) as ch:
         call = mpb_grpc.MonitorStub(ch).Report(timeout=10)
         acks = []
         for r in reports:
@@ -86,7 +88,7 @@ async def send(address: str, *reports: mpb.NodeReport,
 
 
 async def get_state(address: str) -> mpb.EnvironmentState:
-    async with grpc.aio.insecure_channel(address) as ch:
+    async with PLAIN.aio_channel(address) as ch:
         return await mpb_grpc.MonitorStub(ch).GetState(mpb.GetStateRequest(), timeout=5)
 
 
@@ -127,7 +129,7 @@ async def test_reports_fold_into_state_and_watch_streams(tmp_path: Path) -> None
         # slower than it declares): the served profile keeps the 5 FLOP/token
         # estimate, while node-0's own measured time is in its layer_seconds.
         assert state.profile.layers[0].flops_per_token == pytest.approx(5.0)
-        async with grpc.aio.insecure_channel(address) as ch:
+        async with PLAIN.aio_channel(address) as ch:
             watch = mpb_grpc.MonitorStub(ch).WatchState(mpb.WatchStateRequest(), timeout=5)
             versions = []
             async for st in watch:
@@ -181,10 +183,10 @@ async def test_mtls_certificate_naming_another_node_is_refused(tmp_path: Path) -
     async with monitor(tmp_path, tls_cert=str(cert), tls_key=str(key),
                        tls_ca=str(ca.ca_cert)) as (address, _):
         n1_cert, n1_key = ca.certs["node-1"]
-        creds = channel_credentials(str(ca.ca_cert), str(n1_cert), str(n1_key))
-        (spoof,) = await send(address, report("node-0", 0), creds=creds)
+        n1 = Transport(TransportSettings(str(ca.ca_cert), str(n1_cert), str(n1_key)))
+        (spoof,) = await send(address, report("node-0", 0), transport=n1)
         assert not spoof.accepted and spoof.reason == "identity_mismatch"
-        (own,) = await send(address, report("node-1", 0), creds=creds)
+        (own,) = await send(address, report("node-1", 0), transport=n1)
         assert own.accepted
     assert refused_metric("identity_mismatch") == before + 1
 
@@ -232,7 +234,7 @@ async def test_reporter_survives_monitor_restart(tmp_path: Path) -> None:
     settings = ReporterSettings(node_id="node-0", monitor=f"127.0.0.1:{port}", interval_s=0.1,
                                 rpc_timeout_s=2.0, probe_bytes=0, backoff_cap_s=0.5)
     reporter = Reporter(settings, fake_dataplane(), Telemetry(), ResourceSampler("cpu"),
-                        incarnation=7)
+                        incarnation=7, transport=PLAIN)
     task = asyncio.create_task(reporter.run())
     try:
         for _ in range(2):  # the same agent, two monitor lifetimes on one address
@@ -301,7 +303,7 @@ async def test_status_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str
 async def test_close_ends_open_streams_at_once(tmp_path: Path) -> None:
     """A stopping monitor ends agents' and watchers' streams instead of waiting out
     its grace period for them; the agents then reconnect to its successor."""
-    async with monitor(tmp_path) as (address, hub), grpc.aio.insecure_channel(address) as ch:
+    async with monitor(tmp_path) as (address, hub), PLAIN.aio_channel(address) as ch:
         stub = mpb_grpc.MonitorStub(ch)
         call = stub.Report(timeout=10)
         await call.write(report("node-0", 0))

@@ -25,8 +25,8 @@ from edgesplit.model.runner import TorchSegmentRunner
 from edgesplit.model.shard import Manifest, ShardDir
 from edgesplit.model.wire import from_wire, to_wire
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
-from edgesplit.rpc.client import aio_channel
 from edgesplit.rpc.server import create_server
+from edgesplit.rpc.transport import Transport, TransportSettings
 from edgesplit.security.channel import LinkKeys
 from edgesplit.security.header import FrameHeader
 from edgesplit.security.keys import (
@@ -111,7 +111,8 @@ async def rig(shards: Path, tmp_path: Path) -> AsyncIterator[Rig]:
 
     rec = await create_server(rec_config, [Registration(
         na_grpc.add_NodeAgentServicer_to_server, recorder, "edgesplit.v1.NodeAgent")])
-    channel = aio_channel(f"127.0.0.1:{agent.port}", MAX_MSG * 4)
+    channel = Transport(TransportSettings(max_message_bytes=MAX_MSG * 4)).aio_channel(
+        f"127.0.0.1:{agent.port}")
     stub = na_grpc.NodeAgentStub(channel)
     info = await stub.GetInfo(na.InfoRequest(), timeout=5)
     from edgesplit.security.keys import load_agreement_key

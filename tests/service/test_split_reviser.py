@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from edgesplit.rpc.client import aio_channel
 from edgesplit.rpc.config import ServiceConfig
 from edgesplit.rpc.server import Registration, create_server
+from edgesplit.rpc.transport import Transport
 from edgesplit.v1 import common_pb2 as c
 from edgesplit.v1 import split_reviser_pb2 as sr
 from edgesplit.v1 import split_reviser_pb2_grpc as sr_grpc
@@ -40,7 +40,7 @@ async def stub() -> AsyncIterator[sr_grpc.SplitReviserStub]:
     server = await create_server(ServiceConfig(), [Registration(
         sr_grpc.add_SplitReviserServicer_to_server, SplitReviserServicer(),
         "edgesplit.v1.SplitReviser")])
-    channel = aio_channel(f"127.0.0.1:{server.port}")
+    channel = Transport().aio_channel(f"127.0.0.1:{server.port}")
     yield sr_grpc.SplitReviserStub(channel)
     await channel.close()
     await server.server.stop(0)
@@ -97,7 +97,7 @@ async def test_oversized_instances_are_refused_before_solving(grow, field) -> No
         sr_grpc.add_SplitReviserServicer_to_server,
         SplitReviserServicer(Limits(max_nodes=4, max_layers=LAYERS + 4, max_routes=2)),
         "edgesplit.v1.SplitReviser")])
-    channel = aio_channel(f"127.0.0.1:{server.port}")
+    channel = Transport().aio_channel(f"127.0.0.1:{server.port}")
     try:
         stub = sr_grpc.SplitReviserStub(channel)
         assert (await stub.Revise(_request(), timeout=30)).feasible  # within the limits

@@ -1,20 +1,17 @@
 """The broadcaster's pure rules: epoch admission, fetch grants, wrapped shard
-keys in assignments, the model-files bundle, capped retries."""
+keys in assignments, the model-files bundle (retries: tests/service/test_transport.py)."""
 
 from __future__ import annotations
 
 import base64
-import random
 from pathlib import Path
 
-import grpc
 import pytest
 
 from edgesplit.core.types import NodeId, Plan
 from edgesplit.model import bundle
 from edgesplit.model.errors import ModelFileError
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, shard_key_context
-from edgesplit.rpc.client import call_with_retry
 from edgesplit.rpc.errors import InvalidRequest, Precondition
 from edgesplit.security.errors import KeyUnwrapError
 from edgesplit.security.keys import generate_agreement_key, public_bytes
@@ -101,34 +98,6 @@ def test_bundle_is_canonical_and_safe(tmp_path: Path) -> None:
         bundle.unpack(bundle.pack({"tokenizer.json": b"{}"}))  # no config.json
     with pytest.raises(ModelFileError):
         bundle.unpack(b"not json")
-
-
-def _rpc_error(code: grpc.StatusCode) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), "x")
-
-
-async def test_retries_only_retryable_codes_and_only_a_few_times() -> None:
-    calls: list[float] = []
-
-    def failing(codes: list[grpc.StatusCode]):  # type: ignore[no-untyped-def]
-        async def call(timeout: float) -> str:
-            calls.append(timeout)
-            if codes:
-                raise _rpc_error(codes.pop(0))
-            return "ok"
-        return call
-
-    rng = random.Random(0)
-    assert await call_with_retry(failing([grpc.StatusCode.UNAVAILABLE] * 2), 5.0, 4, rng) == "ok"
-    assert len(calls) == 3 and all(t <= 5.0 for t in calls)
-    calls.clear()
-    with pytest.raises(grpc.aio.AioRpcError):
-        await call_with_retry(failing([grpc.StatusCode.FAILED_PRECONDITION]), 5.0, 4, rng)
-    assert len(calls) == 1  # not retryable
-    calls.clear()
-    with pytest.raises(grpc.aio.AioRpcError):
-        await call_with_retry(failing([grpc.StatusCode.UNAVAILABLE] * 9), 5.0, 3, rng)
-    assert len(calls) == 3  # capped
 
 
 INVENTORY = """

@@ -1,5 +1,5 @@
 """The committed generated code equals what the pinned grpcio-tools makes
-from protos/ (STYLE.md 8)."""
+from protos/ (docs/architecture.md §10.6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Error types carry the gRPC status name the boundary maps them to."""
+"""Error types carry the status code the boundary maps them to."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from edgesplit.security import errors
 
 
 @pytest.mark.parametrize(
-    ("exc", "status"),
+    ("exc", "code"),
     [
         (errors.BadSignature("x"), "UNAUTHENTICATED"),
         (errors.UnknownSigner("x"), "PERMISSION_DENIED"),
@@ -24,9 +24,9 @@ from edgesplit.security import errors
         (errors.FrameRejected("misrouted"), "PERMISSION_DENIED"),
     ],
 )
-def test_status_names(exc: errors.SecurityError, status: str) -> None:
+def test_status_codes(exc: errors.SecurityError, code: str) -> None:
     assert isinstance(exc, errors.SecurityError)
-    assert exc.status == status
+    assert exc.code.name == code
 
 
 def test_frame_rejected_reason_is_a_closed_set() -> None:

@@ -1,0 +1,74 @@
+"""The base of every error that may cross an RPC boundary, and its status code.
+
+Every domain error names the status code it means (docs/architecture.md,
+"Errors"): the class carries a :class:`Code` — an enum spelled like gRPC's
+``StatusCode`` — and ``edgesplit.rpc.errors`` maps it to gRPC in one place.
+Because the code travels with the class (not with its name), renaming a class
+cannot turn its error into INTERNAL. This module imports neither grpc nor torch,
+so ``edgesplit.core``, ``edgesplit.model`` and ``edgesplit.security`` can
+subclass it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Code(enum.Enum):
+    """The status codes domain errors use; names and meanings as gRPC's."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"  # bad input whatever the server's state
+    NOT_FOUND = "NOT_FOUND"  # the named session, shard or epoch is not here
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"  # the state does not allow it now
+    PERMISSION_DENIED = "PERMISSION_DENIED"  # this caller may not do this
+    UNAUTHENTICATED = "UNAUTHENTICATED"  # the caller's proof (signature) is wrong
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"  # too large, no memory, too many
+    UNAVAILABLE = "UNAVAILABLE"  # a dependency is not there now: retry
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    DATA_LOSS = "DATA_LOSS"  # stored or streamed bytes failed their check
+    OUT_OF_RANGE = "OUT_OF_RANGE"
+    ABORTED = "ABORTED"
+    UNKNOWN = "UNKNOWN"
+
+
+class DomainError(Exception):
+    """Base of edgesplit's errors. ``code`` is the status the boundary answers
+    with; a subclass sets it (class-wide, or per instance in ``__init__`` when
+    it depends on a reason)."""
+
+    code: Code = Code.UNKNOWN
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if not isinstance(cls.code, Code):
+            raise TypeError(f"{cls.__name__}.code must be an edgesplit.errors.Code")
+
+
+class InvalidRequest(DomainError, ValueError):
+    """Bad input whatever the server's state."""
+
+    code = Code.INVALID_ARGUMENT
+
+
+class NotFound(DomainError, LookupError):
+    """The named thing (session, shard, epoch) does not exist here."""
+
+    code = Code.NOT_FOUND
+
+
+class Precondition(DomainError, RuntimeError):
+    """The server's state does not allow this now (stale epoch, wrong phase)."""
+
+    code = Code.FAILED_PRECONDITION
+
+
+class TooLarge(DomainError, ValueError):
+    """A message or request exceeds a configured limit."""
+
+    code = Code.RESOURCE_EXHAUSTED
+
+
+class Unavailable(DomainError, RuntimeError):
+    """A dependency cannot be reached now; the caller may retry."""
+
+    code = Code.UNAVAILABLE

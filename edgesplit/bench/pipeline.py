@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM
 
+    from edgesplit.core.route import format_route
     from edgesplit.testbed import Testbed, ensure_model
 
     base = Path(args.dir)
@@ -103,7 +104,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _log(f"starting {args.nodes} node agents ...")
     bed = Testbed.up(args.nodes, shards, bed_dir, extra_args=extra)
     try:
-        bed.apply(bed.even_plan(), wire_dtype=args.wire_dtype)
+        plan = bed.even_plan()  # the production route shape (core.route)
+        bed.apply(plan, wire_dtype=args.wire_dtype)
         entry = bed.nodes[0].address
         _log("warm-up ...")
         _monolithic(model, ids[:8], 4, args.device)
@@ -138,4 +140,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "bytes_per_token_per_hop": decode_frame_bytes(args.hidden, args.wire_dtype),
         "wire_dtype": args.wire_dtype,
         "tokens_match": mono_tokens == split_tokens,
+        "route": format_route(plan.routes[0]),
     }

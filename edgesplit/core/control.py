@@ -26,6 +26,7 @@ from types import MappingProxyType
 
 from edgesplit.core import types as t
 from edgesplit.core.environment import EnvironmentState, LinkAssumption, complete_links
+from edgesplit.core.inventory import NodeInventory
 from edgesplit.core.planner import solve
 from edgesplit.core.triggers import (
     TriggerConfig,
@@ -85,13 +86,13 @@ class Observation:
 
     ``env`` is what the triggers watch; ``cluster`` is the planner's view of
     it with unmeasured links completed by the one rule (``complete_links``);
-    ``unmeasured`` names those links; ``profile`` has measured layer costs.
+    ``unmeasured`` counts those links; ``profile`` has measured layer costs.
     """
 
     env: EnvironmentState
     cluster: ClusterState
     profile: t.ModelProfile
-    unmeasured: tuple[tuple[t.NodeId, t.NodeId], ...] = ()
+    unmeasured: int = 0
 
     @property
     def plannable(self) -> bool:
@@ -105,6 +106,16 @@ def observation(
     gives it) completed with ``config.assumed_link``."""
     done, unmeasured = complete_links(cluster, config.assumed_link)
     return Observation(env, done, profile, unmeasured)
+
+
+def observe_environment(
+    env: EnvironmentState, inventory: NodeInventory, profile: t.ModelProfile,
+    config: ControlConfig,
+) -> Observation:
+    """The same ``Observation`` in-process (the simulator's way): what the
+    monitor derives and serves in ``GetState``, derived here by the same rules."""
+    return observation(env, env.to_cluster_state(inventory),
+                       env.measured_profile(profile, inventory), config)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,16 +228,22 @@ NO_ANSWERS: Answers = MappingProxyType({})
 
 
 # ---- one interval ---------------------------------------------------------------------
-def observe(history: ControlHistory, env: EnvironmentState, config: ControlConfig) -> ControlHistory:
+def observe(
+    history: ControlHistory, env: EnvironmentState, config: ControlConfig,
+    now: float | None = None,
+) -> ControlHistory:
     """Fold one E(t) in: the request rate (from the monitor's finished-request
-    count, so plans are judged by the traffic actually served) and first contact."""
+    count, so plans are judged by the traffic actually served) and first contact,
+    at ``now`` (default ``env.now``: pass the caller's clock when the monitor's
+    is another machine's)."""
     rate, last = history.rate, history.last_count
     if last is not None and env.now > last[1]:
         sample = max(0, env.requests_total - last[0]) / (env.now - last[1])
-        rate = sample if rate is None else (1 - config.rate_alpha) * rate + config.rate_alpha * sample
+        a = config.rate_alpha
+        rate = sample if rate is None else (1 - a) * rate + a * sample
     heard = history.first_heard_at
     if heard is None and any(n.alive and n.reports for n in env.nodes.values()):
-        heard = env.now
+        heard = env.now if now is None else now
     return replace(history, rate=rate, last_count=(env.requests_total, env.now),
                    first_heard_at=heard)
 
@@ -254,7 +271,8 @@ def step(
         privacy_violation=privacy_high and not is_private(plan, obs.cluster, config))
     fired = tuple(sorted({trig.kind.value for trig in decision.fired}))
     if not decision.act:
-        return Wait(decision.reason, held_by_cooldown=bool(fired) and decision.suppressed_by_cooldown)
+        held = bool(fired) and decision.suppressed_by_cooldown
+        return Wait(decision.reason, held_by_cooldown=held)
     urgent = any(trig.urgent for trig in decision.fired)
     if not urgent and now < history.quiet_until:
         return Wait("the same state was just answered with keep")
@@ -311,12 +329,18 @@ def decide(
     now: float,
     config: ControlConfig,
     planner: Callable[[PlanRequest], PlanAnswer] = solve_request,
+    *,
+    private: bool = False,
 ) -> Wait | Keep | Reconfigure | Refuse:
-    """``step`` with its ``Revise`` questions answered by a synchronous ``planner``."""
+    """``step`` (``private_route`` when ``private``) with its ``Revise``
+    questions answered by a synchronous ``planner``."""
     answers: dict[Mode, PlanAnswer] = {}
-    while isinstance(action := step(obs, plan, history, now, config, answers), Revise):
+    while True:
+        action = (private_route(obs, plan, history, config, answers) if private
+                  else step(obs, plan, history, now, config, answers))
+        if not isinstance(action, Revise):
+            return action
         answers[action.request.mode] = planner(action.request)
-    return action
 
 
 def is_private(plan: Plan, cluster: ClusterState, config: ControlConfig) -> bool:

@@ -49,6 +49,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from edgesplit.core.route import route_error
+from edgesplit.core.trust import trusts
 from edgesplit.core.types import (
     ClusterState,
     CostBreakdown,
@@ -210,9 +211,8 @@ def evaluate(
             seconds += (embed_s if s.has_embed else 0.0) + (head_s if s.has_head else 0.0)
             per_node[s.node] += seconds
             compute += seconds
-            if not nodes[s.node].trusts_entry(r.entry):
-                sensitive = max(0, min(s.end, depth) - s.start)
-                penalty += sensitive + int(s.has_embed) + int(s.has_head)
+            if not trusts(nodes[s.node], r.entry):
+                penalty += s.sensitive_items(depth)
         hops = [(a, b) for a, b in zip(r.nodes, r.nodes[1:], strict=False) if a != b]
         act = profile.activation_bytes_per_token
         one = sum(hop_seconds(state.link(a, b), 1, act) for a, b in hops)

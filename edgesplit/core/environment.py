@@ -66,21 +66,23 @@ class LinkAssumption:
     bandwidth_bps: float = 100e6
 
 
-def complete_links(
-    cluster: ClusterState, assume: LinkAssumption | None
-) -> tuple[ClusterState, tuple[tuple[NodeId, NodeId], ...]]:
+def complete_links(cluster: ClusterState, assume: LinkAssumption | None) -> tuple[ClusterState, int]:
     """The one rule for unmeasured links: between two live nodes, ``assume``
     stands in for a link without both figures measured (so the planner may
     still route over it); with ``assume=None`` such a link stays absent.
 
-    Returns the completed cluster and the directed links that were missing.
+    Returns the completed cluster and how many directed links were missing.
+    Linear in the links unless links are assumed (then quadratic in live nodes).
     """
     alive = [n.node_id for n in cluster.nodes if n.alive]
-    have = {(lk.src, lk.dst) for lk in cluster.links}
-    missing = tuple((a, b) for a in alive for b in alive if a != b and (a, b) not in have)
+    live = set(alive)
+    have = {(lk.src, lk.dst) for lk in cluster.links
+            if lk.src != lk.dst and lk.src in live and lk.dst in live}
+    missing = len(alive) * (len(alive) - 1) - len(have)
     if assume is None or not missing:
         return cluster, missing
-    extra = tuple(LinkState(a, b, assume.rtt_s, assume.bandwidth_bps) for a, b in missing)
+    extra = tuple(LinkState(a, b, assume.rtt_s, assume.bandwidth_bps)
+                  for a in alive for b in alive if a != b and (a, b) not in have)
     return replace(cluster, links=(*cluster.links, *extra)), missing
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from edgesplit.core.planner_bounds import Relax, lagrangian
 from edgesplit.core.planner_dp import Path, RouteProblem
 from edgesplit.core.planner_problem import EMPTY, Instance
+from edgesplit.core.trust import trusts
 from edgesplit.core.types import (
     ClusterState,
     Epoch,
@@ -119,7 +120,7 @@ def solve_milp(
         node_e = inst.nodes[e]
         _, embed_s, head_s = inst.times[e]
         constant += inst.scale * (embed_s + head_s)
-        if not node_e.trusts_entry(entry):
+        if not trusts(node_e, entry):
             if high:
                 return MilpResult("infeasible", None, None, None)
             constant += 2 * weights.gamma
@@ -127,7 +128,7 @@ def solve_milp(
             add_row([(xi(r, l, v), 1.0) for v in range(n)], 1.0, 1.0)
             for v, node in enumerate(inst.nodes):
                 integrality[xi(r, l, v)] = 1
-                pinned = l < inst.depth and not node.trusts_entry(entry)
+                pinned = l < inst.depth and not trusts(node, entry)
                 c[xi(r, l, v)] = inst.scale * inst.times[v][0][l]
                 if pinned and high:
                     ub[xi(r, l, v)] = 0.0

@@ -66,6 +66,7 @@ from dataclasses import dataclass, replace
 from edgesplit.core.cost import evaluate, infeasible, memory_use, objective
 from edgesplit.core.planner_problem import EMPTY, Instance
 from edgesplit.core.planner_search import Job, Outcome, SolverOptions, solve_route
+from edgesplit.core.trust import trusts
 from edgesplit.core.types import (
     ClusterState,
     CostBreakdown,
@@ -216,7 +217,7 @@ def _precheck(
             known = any(n.node_id == entry for n in state.nodes)
             return f"entry {entry} is {'dead' if known else 'not in the cluster'}"
         node = inst.nodes[inst.index[entry]]
-        if inst.workload.privacy is Privacy.HIGH and not node.trusts_entry(entry):
+        if inst.workload.privacy is Privacy.HIGH and not trusts(node, entry):
             return f"privacy=high: entry {entry} is untrusted and must hold embed and head"
         overhead = inst.entry_overhead(inst.index[entry], EMPTY)
         if overhead > node.memory_bytes:
@@ -226,7 +227,7 @@ def _precheck(
             room = sum(
                 n.memory_bytes - (overhead if n.node_id == entry else 0)
                 for n in inst.nodes
-                if n.trusts_entry(entry)
+                if trusts(n, entry)
             )
             if room < pinned:
                 return (

@@ -22,6 +22,7 @@ from edgesplit.core.cost import (
 )
 from edgesplit.core.planner_dp import Path, RouteProblem
 from edgesplit.core.route import route_from_cuts
+from edgesplit.core.trust import trusts
 from edgesplit.core.types import (
     ClusterState,
     LayerKey,
@@ -147,7 +148,7 @@ class Instance:
         ends: list[int] = []
         for w, full in enumerate(keep):
             node = self.nodes[full]
-            trusted = node.trusts_entry(entry)
+            trusted = trusts(node, entry)
             layer_s = self.times[full][0]
             held = occ.held.get(node.node_id, frozenset())
             cap = node.memory_bytes - occ.used.get(node.node_id, 0)
@@ -201,7 +202,7 @@ class Instance:
         node_e = self.nodes[keep[e]]
         _, embed_s, head_s = self.times[keep[e]]
         constant = self.scale * (embed_s + head_s)
-        if not node_e.trusts_entry(entry) and not high:
+        if not trusts(node_e, entry) and not high:
             constant += 2 * gamma
         hop = (
             self.hop

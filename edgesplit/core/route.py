@@ -1,6 +1,6 @@
 """The one route shape: its validator, its formatter and its builder.
 
-A route is the ring one request passes (docs/architecture.md):
+A route is the ring one request passes (docs/architecture.md §5.1):
 
 * ``segments[0]`` runs on the entry with ``Part.EMBED`` and layers ``[0, k)``
   (``k`` may be 0: the entry then only embeds);

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from edgesplit.core.environment import EnvironmentState
 from edgesplit.core.inventory import NodeInventory
+from edgesplit.core.trust import rule_of, untrusted_sensitive
 from edgesplit.core.types import ClusterState, CostBreakdown, Mode, NodeId, NodeState, Plan, Route
 
 
@@ -91,14 +92,8 @@ def untrusted_sensitive_nodes(
     The entry itself is skipped: the client chose it and it already holds the
     raw input, so no plan can do better there.
     """
-    bad: list[NodeId] = []
-    for seg in route.segments:
-        if not seg.is_sensitive(privacy_depth) or seg.node == route.entry or seg.node in bad:
-            continue
-        node = nodes.get(seg.node)
-        if node is None or not node.trusts_entry(route.entry):
-            bad.append(seg.node)
-    return tuple(bad)
+    bad = untrusted_sensitive(route, privacy_depth, rule_of(nodes))
+    return tuple(n for n in bad if n != route.entry)
 
 
 def evaluate_triggers(

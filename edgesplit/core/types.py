@@ -158,8 +158,8 @@ class NodeState:
     ``flops_per_s`` is the node's effective speed; ``layer_seconds`` (if given)
     holds measured per-token decode time per layer key (index, ``Part.EMBED``,
     ``Part.HEAD``) on this node and wins over the FLOPs estimate. ``trusted_by``
-    lists entry nodes that trust this node with sensitive layers (an entry
-    always trusts itself when TRUSTED).
+    lists entry nodes that trust this node with sensitive layers (empty: any
+    entry); ``edgesplit.core.trust.trusts`` is the rule that reads both.
     """
 
     node_id: NodeId
@@ -172,10 +172,6 @@ class NodeState:
     trusted_by: tuple[NodeId, ...] = ()
     address: str = ""
 
-    def trusts_entry(self, entry: NodeId) -> bool:
-        if self.trust is not Trust.TRUSTED:
-            return False
-        return self.node_id == entry or entry in self.trusted_by or not self.trusted_by
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,11 +260,14 @@ class Segment:
     def num_layers(self) -> int:
         return self.end - self.start
 
+    def sensitive_items(self, privacy_depth: int) -> int:
+        """How many of embed, head and the first ``privacy_depth`` layers this
+        segment holds: the parts that see raw input or output, pinned to
+        trusted nodes (``edgesplit.core.trust``)."""
+        return len(self.parts) + max(0, min(self.end, privacy_depth) - self.start)
+
     def is_sensitive(self, privacy_depth: int) -> bool:
-        """Holds embed, head or one of the first ``privacy_depth`` layers: the
-        parts that see raw input or output, pinned to trusted nodes."""
-        return (self.has_embed or self.has_head
-                or (self.num_layers > 0 and self.start < privacy_depth))
+        return self.sensitive_items(privacy_depth) > 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,11 +39,12 @@ class ConversionError(DomainError, ValueError):
         self.field = field
 
 
-_PART_TO_PROTO: dict[Part, int] = {Part.EMBED: pb.PART_EMBED, Part.HEAD: pb.PART_HEAD}
+_PART_TO_PROTO: dict[Part, pb.Part] = {Part.EMBED: pb.PART_EMBED,
+                                                  Part.HEAD: pb.PART_HEAD}
 _PART_FROM_PROTO: dict[int, Part] = {v: k for k, v in _PART_TO_PROTO.items()}
 
 
-def part_to_proto(p: Part) -> int:
+def part_to_proto(p: Part) -> pb.Part:
     return _PART_TO_PROTO[p]
 
 

@@ -6,6 +6,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from edgesplit.core.trust import listed, untrusted_sensitive
 from edgesplit.rpc.convert import plan_from_proto
 from edgesplit.scenario.runner import Live, RequestRecord, _met
 from edgesplit.scenario.spec import Scenario
@@ -34,8 +35,7 @@ def privacy_violations(sc: Scenario, records: list[RequestRecord], live: Live) -
             if plan is None:
                 continue
             for route in plan_from_proto(plan).routes:
-                if any(seg.is_sensitive(PRIVACY_DEPTH) and seg.node != route.entry
-                       and seg.node not in trusted for seg in route.segments):
+                if untrusted_sensitive(route, PRIVACY_DEPTH, listed(trusted)):
                     bad += 1
     return bad
 

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from edgesplit.core.inventory import NodeInventory
+from edgesplit.core.trust import trusted_by_all
 from edgesplit.core.types import NodeId, Plan
 from edgesplit.rpc.errors import InvalidRequest, Precondition
 from services.monitor.loaders import ConfigFileError, ControlInventory, load_control_inventory
@@ -69,6 +70,7 @@ def check_plan_nodes(plan: Plan, inventory: ControlInventory) -> None:
                            "in the broadcaster's inventory")
 
 
-def trusted_by_entry(inventory: ControlInventory, entry: NodeId) -> list[str]:
-    """Nodes the inventory lets ``entry`` trust with sensitive layers (pure)."""
-    return sorted(n.node_id for n in inventory.nodes if n.trusts_entry(entry))
+def trusted_for(plan: Plan, inventory: ControlInventory) -> tuple[NodeId, ...]:
+    """The signed trusted list of ``plan``'s assignments: the inventory's nodes
+    every entry of the plan trusts (``core.trust.trusted_by_all``; pure)."""
+    return trusted_by_all(inventory.nodes, [r.entry for r in plan.routes])

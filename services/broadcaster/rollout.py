@@ -29,12 +29,13 @@ import enum
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edgesplit.core.trust import listed, untrusted_sensitive
 from edgesplit.core.types import Plan
 from edgesplit.rpc.assignments import (
     PeerInfo,
@@ -52,7 +53,7 @@ from edgesplit.security.shards import wrap_key
 from edgesplit.v1 import common_pb2
 from edgesplit.v1 import node_agent_pb2 as na
 from services.broadcaster import metrics as m
-from services.broadcaster.inventory import InventoryFile, check_plan_nodes, trusted_by_entry
+from services.broadcaster.inventory import InventoryFile, check_plan_nodes, trusted_for
 from services.broadcaster.nodes import NodeClients, NodeResult
 from services.broadcaster.registry import ModelEntry, Registry
 from services.monitor.loaders import ControlInventory
@@ -92,6 +93,16 @@ def grants_of(plan: Plan, model: ModelEntry) -> dict[str, frozenset[str]]:
             mine = out.setdefault(seg.node, set(common))
             mine.update(model.shards[p].sha256 for p in segment_parts(seg) if p in model.shards)
     return {node: frozenset(shas) for node, shas in out.items()}
+
+
+def leaky_routes(plan: Plan, trusted_nodes: Sequence[str], privacy_depth: int
+                 ) -> dict[str, tuple[str, ...]]:
+    """Entry -> untrusted nodes holding its route's sensitive parts, for routes a
+    privacy=high request may not use. The entries run this same check
+    (``core.trust``) on the same signed list, so this is what they will refuse."""
+    rule = listed(trusted_nodes)
+    out = {r.entry: untrusted_sensitive(r, privacy_depth, rule) for r in plan.routes}
+    return {entry: tuple(nodes) for entry, nodes in out.items() if nodes}
 
 
 @dataclass(frozen=True)
@@ -176,6 +187,12 @@ class Rollout:
             "partial" if self.current == plan else "aborted")
         m.ROLLOUTS.labels(outcome).inc()
         m.ROLLOUT_SECONDS.labels(outcome).observe(result.elapsed_s)
+        if result.committed:
+            leaks = leaky_routes(plan, trusted_for(plan, inventory), inventory.privacy_depth)
+            m.PRIVATE_ROUTES.set(len(plan.routes) - len(leaks))
+            for entry, holders in sorted(leaks.items()):
+                log.info("epoch %d: privacy=high requests at %s are refused (sensitive parts "
+                         "on %s, not in the trusted nodes)", plan.epoch, entry, ", ".join(holders))
         log.info("epoch %d %s in %.3fs: %s", plan.epoch, outcome, result.elapsed_s,
                  ", ".join(f"{n.node_id}={n.state}{'/' + n.code if n.code else ''}"
                            for n in result.nodes))
@@ -260,10 +277,8 @@ class Rollout:
         expires = int((time.time() + self._ttl_s) * 1000)
         unsigned = build_assignments(
             plan, model.shards, peers, model.num_layers, expires, opts.wire_dtype,
-            privacy_depth=inventory.privacy_depth,
+            trusted_for(plan, inventory), inventory.privacy_depth,
             common_shards=[META] if META in model.shards else [], wrap=wrap)
-        for node, a in unsigned.items():  # whom this node, as an entry, may trust
-            a.trusted_nodes[:] = trusted_by_entry(inventory, node)
         return {n: sign_assignment(a, self._key) for n, a in unsigned.items()}
 
     def _grants(self, plan: Plan | None, model: ModelEntry | None = None

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from edgesplit.core.trust import listed, untrusted_sensitive
 from edgesplit.core.types import Route
 from edgesplit.model.base import SamplingParams, WireTensor
 from edgesplit.rpc.errors import InvalidRequest, Precondition, TooLarge, Unavailable, maps_errors
@@ -31,13 +32,9 @@ MAX_ATTEMPTS = 4  # replays of one request before it fails UNAVAILABLE
 
 
 def privacy_ok(es: EpochState, route: Route) -> bool:
-    """Sensitive parts (embed, head, the first privacy_depth layers) only on
-    the entry or nodes this plan marks trusted."""
-    depth = es.assignment.privacy_depth
-    for seg in route.segments:
-        if seg.is_sensitive(depth) and seg.node != route.entry and seg.node not in es.trusted:
-            return False
-    return True
+    """Sensitive parts only on nodes the signed assignment lists as trusted
+    (the entry too): the one check of ``edgesplit.core.trust``."""
+    return not untrusted_sensitive(route, es.assignment.privacy_depth, listed(es.trusted))
 
 
 class IncrementalText:

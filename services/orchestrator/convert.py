@@ -26,7 +26,8 @@ from edgesplit.v1 import common_pb2, monitor_pb2
 from edgesplit.v1 import orchestrator_pb2 as pb
 from edgesplit.v1 import split_reviser_pb2 as sr
 
-_MODES = {Mode.PLACEMENT: common_pb2.PLAN_MODE_PLACEMENT, Mode.RESPLIT: common_pb2.PLAN_MODE_RESPLIT}
+_MODES = {Mode.PLACEMENT: common_pb2.PLAN_MODE_PLACEMENT,
+          Mode.RESPLIT: common_pb2.PLAN_MODE_RESPLIT}
 
 
 def observation_from_proto(m: monitor_pb2.EnvironmentState, config: ControlConfig) -> Observation:

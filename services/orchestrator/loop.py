@@ -71,8 +71,7 @@ class ControlLoop:
         self.cost: CostBreakdown | None = None
         self.reconfigurations = resumed.reconfigurations
         self.history = ctl.ControlHistory(last_reconfigured_at=resumed.last_reconfigured_at,
-                                      last_epoch=max(resumed.last_tried,
-                                                     self.plan.epoch if self.plan else 0))
+                                          last_epoch=resumed.last_epoch)
         self.last_decision: pb.Decision | None = None
         self._lock = asyncio.Lock()  # one rollout at a time
         transport = transport or Transport(TransportSettings.of(config))
@@ -139,7 +138,7 @@ class ControlLoop:
         if now < self.history.retry_at:
             return None  # not even E(t): nothing would be rolled out anyway
         obs = await self.observe()
-        self.history = ctl.observe(self.history, obs.env, self.control)
+        self.history = ctl.observe(self.history, obs.env, self.control, now)
         if self.plan is None and obs.plannable and await self.adopt_serving():
             return None
         action = await self.decide(obs, now)
@@ -149,8 +148,8 @@ class ControlLoop:
             return None
         return await self.carry_out(action, obs, now, started)
 
-    async def carry_out(self, action: ctl.Keep | ctl.Reconfigure | ctl.Refuse, obs: ctl.Observation,
-                        now: float, started: float) -> pb.Decision:
+    async def carry_out(self, action: ctl.Keep | ctl.Reconfigure | ctl.Refuse,
+                        obs: ctl.Observation, now: float, started: float) -> pb.Decision:
         if isinstance(action, ctl.Refuse):
             raise Precondition(action.reason)
         if isinstance(action, ctl.Keep):
@@ -165,7 +164,7 @@ class ControlLoop:
                        started: float) -> pb.Decision:
         old_epoch = self.plan.epoch if self.plan else 0
         c = self.config
-        self.store.note_tried(a.plan.epoch)  # on disk before the epoch is spent
+        self.store.spend_epoch(a.plan.epoch)
         try:
             result = await self.broadcaster.Apply(
                 oc.apply_request(a.plan, wire_dtype=c.wire_dtype,
@@ -195,9 +194,10 @@ class ControlLoop:
         return self._record(now, a.triggers, a.change, outcome, a.old_cost, a.cost, old_epoch,
                             new_epoch, detail, elapsed)
 
-    def _record(self, now: float, fired: tuple[str, ...], change: ctl.Change, outcome: ctl.Outcome,
-                old: CostBreakdown | None, new: CostBreakdown | None, old_epoch: int,
-                new_epoch: int, detail: str, elapsed: float = 0.0) -> pb.Decision:
+    def _record(self, now: float, fired: tuple[str, ...], change: ctl.Change,
+                outcome: ctl.Outcome, old: CostBreakdown | None, new: CostBreakdown | None,
+                old_epoch: int, new_epoch: int, detail: str, elapsed: float = 0.0
+                ) -> pb.Decision:
         last = self.last_decision
         if outcome is not ctl.Outcome.COMMITTED and last is not None \
                 and last.outcome == outcome.value and tuple(last.triggers) == fired \

@@ -37,7 +37,7 @@ class Resumed:
     plan: Plan | None
     last_reconfigured_at: float | None
     reconfigurations: dict[str, int] = field(default_factory=dict)
-    last_tried: int = 0  # highest epoch ever handed to the broadcaster
+    last_epoch: int = 0  # highest epoch ever tried (committed or not): never reused
 
 
 class Store:
@@ -48,8 +48,8 @@ class Store:
         # at most), so simplicity beats a pool.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        # Each commit is on disk before it returns: epochs are single-use, so
-        # one noted as tried must stay tried after a crash.
+        # Each commit is on disk before it returns: a spent epoch must stay spent
+        # after a crash (WAL's default, NORMAL, may lose the last commits).
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
@@ -80,10 +80,12 @@ class Store:
                                  (json.dumps(reconfigured_at).encode(),))
             self._db.execute("COMMIT")
 
-    def note_tried(self, epoch: int) -> None:
-        """Committed before the Apply that uses ``epoch`` is sent."""
+    def spend_epoch(self, epoch: int) -> None:
+        """Written before a rollout is asked for: an aborted one spends its epoch
+        at the broadcaster and the agents, so a restarted orchestrator must not
+        offer it again."""
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO kv VALUES ('last_tried', ?)",
+            self._db.execute("INSERT OR REPLACE INTO kv VALUES ('last_epoch', ?)",
                              (json.dumps(epoch).encode(),))
 
     def resume(self) -> Resumed:
@@ -98,7 +100,7 @@ class Store:
         if "plan" in rows:
             plan = cv.plan_from_proto(common_pb2.Plan.FromString(rows["plan"]), "stored plan")
         at = json.loads(rows["reconfigured_at"]) if "reconfigured_at" in rows else None
-        tried = int(json.loads(rows["last_tried"])) if "last_tried" in rows else 0
+        tried = max(json.loads(rows.get("last_epoch", b"0")), plan.epoch if plan else 0)
         return Resumed(plan, at, counts, tried)
 
     def history(self, limit: int, before_id: int = 0) -> list[pb.Decision]:

@@ -25,6 +25,7 @@ from services.node_agent import __main__ as agent_main
 from services.node_agent.config import NodeAgentConfig
 from tests.service.broadcaster_cluster import (
     NODES,
+    TRANSPORT,
     Cluster,
     Faults,
     Flaky,
@@ -158,7 +159,7 @@ async def _restarted(cluster: Cluster, tmp: Path) -> tuple[RunningServer, grpc.a
                               inventory=str(tmp / "inventory.json"), rpc_timeout_s=5.0)
     _, regs = broadcaster_main.build(bconf)
     server = await create_server(bconf, regs)
-    return server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    return server, TRANSPORT.aio_channel(f"127.0.0.1:{server.port}")
 
 
 async def test_the_tried_epoch_survives_a_broadcaster_restart(cluster: Cluster) -> None:

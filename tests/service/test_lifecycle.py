@@ -82,10 +82,11 @@ async def test_a_taken_port_is_refused_not_shared() -> None:
 async def test_reflection_is_off_unless_enabled() -> None:
     from edgesplit.rpc.config import ServiceConfig
     from edgesplit.rpc.server import create_server
+    from edgesplit.rpc.transport import Transport
 
     running = await create_server(ServiceConfig(listen="127.0.0.1:0"), [])
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        async with Transport().aio_channel(f"127.0.0.1:{running.port}") as channel:
             stub = reflection_pb2_grpc.ServerReflectionStub(channel)
             call = stub.ServerReflectionInfo(
                 iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgesplit.core.types import NodeId, Plan
+from edgesplit.core.types import Plan
 from edgesplit.model import bundle
 from edgesplit.model.errors import ModelFileError
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, shard_key_context
@@ -17,9 +17,9 @@ from edgesplit.security.errors import KeyUnwrapError
 from edgesplit.security.keys import generate_agreement_key, public_bytes
 from edgesplit.security.shards import unwrap_key, wrap_key
 from edgesplit.testbed import plan_from_cuts
-from services.broadcaster.inventory import InventoryFile, check_plan_nodes, trusted_by_entry
+from services.broadcaster.inventory import InventoryFile, check_plan_nodes, trusted_for
 from services.broadcaster.registry import ModelEntry
-from services.broadcaster.rollout import Verdict, admit, grants_of
+from services.broadcaster.rollout import Verdict, admit, grants_of, leaky_routes
 from services.monitor.loaders import ConfigFileError, load_control_inventory
 
 NAMES = ["meta", "embed", "layer.0", "layer.1", "layer.2", "layer.3", "head"]
@@ -100,6 +100,15 @@ def test_bundle_is_canonical_and_safe(tmp_path: Path) -> None:
         bundle.unpack(b"not json")
 
 
+def test_leaky_routes_are_what_the_entries_will_refuse() -> None:
+    p = plan(1)  # n0 [0,1) +embed, n1 [1,3), n2 [3,4), n0 [4,4) +head
+    assert leaky_routes(p, ["n0"], privacy_depth=1) == {}
+    assert leaky_routes(p, ["n0"], privacy_depth=2) == {"n0": ("n1",)}  # layer 1 on n1
+    assert leaky_routes(p, ["n0", "n1"], privacy_depth=2) == {}
+    # the entry is checked too: an entry not on the list cannot serve privacy=high
+    assert leaky_routes(p, [], privacy_depth=0) == {"n0": ("n0",)}
+
+
 INVENTORY = """
 privacy_depth: 2
 nodes:
@@ -121,9 +130,11 @@ def test_the_control_inventory_binds_keys_and_trust(tmp_path: Path) -> None:
     inv = load_control_inventory(path)
     assert inv.privacy_depth == 2
     assert dict(inv.agreement_keys) == {"n0": base64.b64decode(key), "n2": base64.b64decode(key)}
-    assert trusted_by_entry(inv, NodeId("n0")) == ["n0", "n1"]  # n2 untrusted, n3 not n0's
-    assert trusted_by_entry(inv, NodeId("n2")) == ["n0", "n3"]  # n0: no trusted_by = anyone
     ok = plan_from_cuts(["n0", "n2"], [2], 4, MODEL.digest, 1)
+    # n0: no trusted_by, so any entry's; n1 only n0's; n2 untrusted; n3 only n2's
+    assert trusted_for(ok, inv) == ("n0", "n1")
+    n2_entry = plan_from_cuts(["n2", "n0"], [2], 4, MODEL.digest, 1)
+    assert trusted_for(n2_entry, inv) == ("n0", "n3")
     check_plan_nodes(ok, inv)
     with pytest.raises(Precondition, match="n1"):  # listed, but no key enrolled
         check_plan_nodes(plan_from_cuts(["n0", "n1"], [2], 4, MODEL.digest, 1), inv)

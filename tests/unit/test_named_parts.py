@@ -45,6 +45,7 @@ from edgesplit.rpc.convert_monitor import (
     state_to_proto,
 )
 from edgesplit.v1 import common_pb2 as pb
+from edgesplit.v1 import monitor_pb2 as mpb
 
 A, B = NodeId("a"), NodeId("b")
 
@@ -149,3 +150,17 @@ def test_measured_head_and_embed_time_change_the_planners_figure() -> None:
     # and 50 ms replace the estimates in the decode step, one to one.
     assert slow - base == pytest.approx(0.020 + 0.050 - 0.001)
     assert plan.routes[0].segments[0].parts == EMBED_ONLY
+
+
+def test_status_lists_layer_times_by_name_in_execution_order() -> None:
+    from edgesplit.cli.status_cmd import monitor_data
+
+    def timing(ref: pb.LayerRef, s: float) -> mpb.LayerTiming:
+        return mpb.LayerTiming(layer=ref, decode_s_per_token=s)
+
+    view = mpb.NodeView(state=pb.NodeState(node_id="a"), layers=[
+        timing(pb.LayerRef(part=pb.PART_HEAD), 0.3), timing(pb.LayerRef(index=1), 0.2),
+        timing(pb.LayerRef(part=pb.PART_EMBED), 0.1)])
+    data = monitor_data(mpb.EnvironmentState(nodes=[view]))
+    assert [(t["layer"], t["decode_s_per_token"]) for t in data["nodes"][0]["layers"]] == [
+        ("embed", 0.1), (1, 0.2), ("head", 0.3)]

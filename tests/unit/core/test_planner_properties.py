@@ -20,6 +20,8 @@ from edgesplit.core.planner_bounds import lagrangian
 from edgesplit.core.planner_dp import dssr, path_cost, relaxed_route
 from edgesplit.core.planner_instances import small_instance
 from edgesplit.core.planner_problem import Instance
+from edgesplit.core.route import route_error, route_from_cuts
+from edgesplit.core.trust import trusts
 from edgesplit.core.types import (
     ClusterState,
     Mode,
@@ -62,6 +64,12 @@ def violations(plan: Plan, state: ClusterState, profile: ModelProfile, wl: Workl
         others = [s.node for s in segs if s.node != r.entry]
         if len(others) != len(set(others)):
             bad.append(f"{r.entry}: a node holds two segments")
+        # The one route shape: the core validator agrees, and the builder gives it back.
+        why = route_error(r, L)
+        if why:
+            bad.append(why)
+        elif route_from_cuts(r.entry, [r.entry, *r.nodes[1:-1]], r.cuts, L) != r:
+            bad.append(f"{r.entry}: route_from_cuts does not rebuild it from its cuts")
         for s in segs:
             node = nodes.get(s.node)
             if node is None or not node.alive:
@@ -77,7 +85,7 @@ def violations(plan: Plan, state: ClusterState, profile: ModelProfile, wl: Workl
             if s.has_head:
                 held.add("head")
             sensitive = s.has_embed or s.has_head or s.start < min(wl.privacy_depth, L)
-            if wl.privacy is Privacy.HIGH and sensitive and not node.trusts_entry(r.entry):
+            if wl.privacy is Privacy.HIGH and sensitive and not trusts(node, r.entry):
                 bad.append(f"{r.entry}: sensitive layers on untrusted {s.node}")
         for a, b in zip(r.nodes, r.nodes[1:], strict=False):
             if a != b and (a, b) not in links:

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from edgesplit.core.route import RouteError
 from edgesplit.model import pipeline
 from edgesplit.model.base import SamplingParams
 from edgesplit.model.errors import (
@@ -98,3 +99,20 @@ def test_replay_after_truncate_reproduces_logits() -> None:
     for r in runners:
         r.truncate("s", 4)
     assert pipeline.step(runners, "s", [5], 4) == first
+
+
+def test_pipeline_runs_only_the_one_route_shape() -> None:
+    """``pipeline.generate`` checks its chain with ``core.route.check_route``."""
+    with pytest.raises(RouteError, match="old test-bed shape"):  # head on the first runner
+        pipeline.generate([FakeSegmentRunner(0, 3, has_embed=True, has_head=True),
+                           FakeSegmentRunner(3, 6)], [1, 2], 4)
+    with pytest.raises(RouteError, match="embed and head on one segment"):
+        pipeline.generate([FakeSegmentRunner(0, 6, has_embed=True, has_head=True)], [1, 2], 4)
+    with pytest.raises(RouteError, match="head segment must hold no layers"):
+        pipeline.generate([FakeSegmentRunner(0, 3, has_embed=True),
+                           FakeSegmentRunner(3, 6, has_head=True)], [1, 2], 4)
+    with pytest.raises(RouteError, match="gap"):
+        pipeline.generate([FakeSegmentRunner(0, 2, has_embed=True), FakeSegmentRunner(3, 6),
+                           FakeSegmentRunner(6, 6, has_head=True)], [1, 2], 4)
+    assert [(s.start, s.end, s.has_embed, s.has_head) for s in pipeline.chain_specs([0, 0, 6])] \
+        == [(0, 0, True, False), (0, 6, False, False), (6, 6, False, True)]

@@ -19,6 +19,12 @@ $(STAMP): pyproject.toml
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null) \
 	    || echo "warning: docker-compose not installed; compose test will be skipped"; \
 	fi
+	@# tmux runs `status --watch` in an 80-column terminal in the tests.
+	@if ! command -v tmux >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing tmux (Debian) for the status --watch test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null) \
+	    || echo "warning: tmux not installed; the status --watch test will be skipped"; \
+	fi
 	touch $(STAMP)
 
 # Default tiers; pytest exits non-zero (5) when nothing ran, which fails make.

@@ -14,6 +14,7 @@ alone is ``snapshot_call_ms_p95``). Targets: ``state_build_ms_p95 <= 10`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cycles", type=int, default=30, help="simulated 1 s report cycles")
     parser.add_argument("--layers", type=int, default=32, help="layers each node measures")
     parser.add_argument("--peers", type=int, default=5, help="links each node reports")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated reports")
 
 
 @dataclass
@@ -97,6 +98,8 @@ def _observe(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from edgesplit.cli.progress import progress
+
     rng = random.Random(args.seed)
     ids = [NodeId(f"n{i:05d}") for i in range(args.nodes)]
     agents = [
@@ -116,8 +119,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     snapshot_ms: list[float] = []  # release of the previous snapshot + the new one
     call_ms: list[float] = []  # the snapshot call alone
     states = [monitor.snapshot(0.0)]
+    # Progress on stderr; closed below (an error ends the process, and the bar with it).
+    bar = contextlib.ExitStack()
+    advance = bar.enter_context(progress(f"monitor: {args.nodes} nodes", args.cycles))
     for cycle in range(1, args.cycles + 1):
         now = float(cycle)
+        advance()
         reports: list[NodeReport] = []
         for agent in agents:
             if now < agent.silent_until:
@@ -150,6 +157,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t2 = time.perf_counter()
         snapshot_ms.append((t2 - t0) * 1e3)
         call_ms.append((t2 - t1) * 1e3)
+    bar.close()
     state = states[-1]
     inventory = NodeInventory(
         tuple(NodeState(nid, Trust.TRUSTED, 16 * GIB, 1e12, address=f"{nid}:7000") for nid in ids)

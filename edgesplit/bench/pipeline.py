@@ -19,14 +19,14 @@ from typing import Any
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--hidden", type=int, default=1024)
-    p.add_argument("--layers", type=int, default=16)
-    p.add_argument("--family", default="qwen3")
+    p.add_argument("--hidden", type=int, default=1024, help="hidden size of the generated model")
+    p.add_argument("--layers", type=int, default=16, help="decoder layers of the generated model")
+    p.add_argument("--family", default="qwen3", help="architecture family of the generated model")
     p.add_argument("--nodes", type=int, default=3, help="hops of the split")
-    p.add_argument("--prompt-tokens", type=int, default=64)
-    p.add_argument("--new-tokens", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--wire-dtype", default="float32")
+    p.add_argument("--prompt-tokens", type=int, default=64, help="prompt length")
+    p.add_argument("--new-tokens", type=int, default=64, help="tokens generated per run")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each side")
+    p.add_argument("--wire-dtype", default="float32", help="dtype of activations between nodes")
     p.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
     p.add_argument("--dir", default="var/bench", help="where the generated model is cached")
 

@@ -29,6 +29,7 @@ privacy), so the balance step is off and the figures are about the solver.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import time
 from dataclasses import dataclass
@@ -65,7 +66,9 @@ FAMILIES = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a few instances (seconds)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random instances")
+    parser.add_argument("--png", default="", help="also draw solve time against cluster size "
+                                                 "into this PNG")
     parser.add_argument(
         "--milp-time-limit", type=float, default=None, help="seconds per HiGHS run (15; quick 5)"
     )
@@ -115,6 +118,8 @@ def _reference(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from edgesplit.cli.progress import progress
+
     quick = bool(getattr(args, "quick", False))
     milp_limit = args.milp_time_limit if args.milp_time_limit is not None else (5 if quick else 15)
     exact_states = (
@@ -132,6 +137,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ratios: dict[str, list[float]] = {name: [] for name in BASELINES}
     details: dict[str, Any] = {}
     instances = 0
+    # Progress on stderr; closed below (an error ends the process, and the bar with it).
+    bar = contextlib.ExitStack()
+    advance = bar.enter_context(progress(
+        "planner", sum(fam.quick if quick else fam.count for fam in FAMILIES)))
     for fam in FAMILIES:
         profile = profile_for(fam.layers)
         times: list[float] = []
@@ -145,6 +154,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # missing links they would nearly always be infeasible rather than slow.
             state, wl = random_cluster(rng, fam.nodes, missing_links=0.0), random_workload(rng)
             instances += 1
+            advance(description=f"planner {fam.name}")
             t0 = time.perf_counter()
             res = solve(state, profile, wl, [ENTRY], weights=WEIGHTS)
             times.append((time.perf_counter() - t0) * 1000)
@@ -188,6 +198,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "baseline_infeasible": infeasible_baselines,
             "vs_baselines": {k: (sum(v) / len(v) if v else None) for k, v in fam_ratios.items()},
         }
+    bar.close()
+    if getattr(args, "png", ""):
+        from edgesplit.cli.plots import solve_time_png
+
+        solve_time_png(args.png, [(fam.nodes, fam.layers, solve_ms[fam.name])
+                                  for fam in FAMILIES if fam.name in solve_ms])
     return {
         "instances": instances,
         "exact_matches_milp_fraction": matches / proven if proven else None,

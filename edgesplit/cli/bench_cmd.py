@@ -12,6 +12,7 @@ BENCHES = {
     "planner": "planner solve time, optimality and gains over baselines",
     "pipeline": "split vs monolithic generation speed",
     "monitor": "monitor state build time for many simulated nodes",
+    "gateway": "OpenAI gateway vs direct gRPC: tokens/s and time to first token",
 }
 
 

@@ -12,20 +12,22 @@ def register(sub: Any) -> None:
     msub = p.add_subparsers(dest="model_command", required=True)
 
     t = msub.add_parser("tiny", help="write a seeded random model with a local tokenizer")
-    t.add_argument("dir")
-    t.add_argument("--family", default="qwen3", choices=["qwen3", "qwen2", "llama", "mistral"])
-    t.add_argument("--layers", type=int, default=4)
-    t.add_argument("--hidden", type=int, default=64)
-    t.add_argument("--heads", type=int, default=4)
-    t.add_argument("--kv-heads", type=int, default=2)
-    t.add_argument("--intermediate", type=int, default=None)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("dir", help="directory to write the model into")
+    t.add_argument("--family", default="qwen3", choices=["qwen3", "qwen2", "llama", "mistral"],
+                   help="architecture family")
+    t.add_argument("--layers", type=int, default=4, help="decoder layers")
+    t.add_argument("--hidden", type=int, default=64, help="hidden size")
+    t.add_argument("--heads", type=int, default=4, help="attention heads")
+    t.add_argument("--kv-heads", type=int, default=2, help="key/value heads (grouped query)")
+    t.add_argument("--intermediate", type=int, default=None,
+                   help="MLP width (default: the family's multiple of --hidden)")
+    t.add_argument("--seed", type=int, default=0, help="weights seed: same seed, same model")
     t.set_defaults(handler=_tiny)
 
     s = msub.add_parser("shard", help="one safetensors file per layer + embed + head, "
                                       "with a manifest of SHA-256 digests")
-    s.add_argument("dir")
-    s.add_argument("out")
+    s.add_argument("dir", help="Hugging Face model directory")
+    s.add_argument("out", help="shard directory to write")
     s.set_defaults(handler=_shard)
 
     f = msub.add_parser("profile", help="per-layer bytes, FLOPs, activation and KV bytes "
@@ -47,9 +49,14 @@ def _tiny(args: argparse.Namespace) -> int:
 
 
 def _shard(args: argparse.Namespace) -> int:
+    from edgesplit.cli.progress import progress
+    from edgesplit.model.loader import read_config
     from edgesplit.model.shard import shard_model
 
-    manifest = shard_model(args.dir, args.out)
+    parts = int(read_config(args.dir)["num_hidden_layers"]) + 2  # + embed and head
+    with progress(f"sharding {args.dir}", parts) as advance:
+        manifest = shard_model(args.dir, args.out,
+                               on_part=lambda name, _total: advance(description=f"wrote {name}"))
     total = sum(s.bytes for s in manifest.shards)
     print(f"{len(manifest.shards)} shards, {total / 2**20:.1f} MiB, "
           f"model digest {manifest.model_digest} -> {args.out}")

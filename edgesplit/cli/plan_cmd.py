@@ -23,7 +23,8 @@ def register(sub: Any) -> None:
         help="profile JSON from `edgesplit model profile DIR --json`, or a directory holding "
         "profile.json",
     )
-    p.add_argument("--mode", choices=("resplit", "placement"), default="resplit")
+    p.add_argument("--mode", choices=("resplit", "placement"), default="resplit",
+                   help="resplit: cuts free; placement: keep the cuts, move segments")
     p.add_argument(
         "--entry",
         action="append",
@@ -36,6 +37,8 @@ def register(sub: Any) -> None:
         "Default for placement: the static split",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--png", default="", help="also draw the plan (nodes, segments, links with "
+                                             "their bandwidth) into this PNG")
     p.set_defaults(handler=run)
 
 
@@ -70,17 +73,23 @@ def _cost(cost: Any) -> dict[str, Any]:
     return _finite(d)  # type: ignore[no-any-return]
 
 
-def compute(args: argparse.Namespace) -> dict[str, Any]:
+def _load_cluster(path: str) -> Any:
     import yaml
 
+    from edgesplit.core.cluster_config import cluster_from_dict
+
+    with open(path, encoding="utf-8") as f:
+        return cluster_from_dict(yaml.safe_load(f))
+
+
+def compute(args: argparse.Namespace) -> dict[str, Any]:
     from edgesplit.core.baselines import BASELINES
-    from edgesplit.core.cluster_config import cluster_from_dict, plan_from_dict, plan_to_dict
+    from edgesplit.core.cluster_config import plan_from_dict, plan_to_dict
     from edgesplit.core.cost import evaluate
     from edgesplit.core.planner import solve
     from edgesplit.core.types import Epoch, Mode, NodeId
 
-    with open(args.cluster, encoding="utf-8") as f:
-        config = cluster_from_dict(yaml.safe_load(f))
+    config = _load_cluster(args.cluster)
     profile = _load_profile(args.model)
     entries = [NodeId(e) for e in args.entry] if args.entry else list(config.entries)
     entries = entries or [config.state.nodes[0].node_id]
@@ -161,4 +170,10 @@ def _show(out: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     out = compute(args)
     print(json.dumps(out, indent=2, sort_keys=True) if args.json else _show(out))
+    if args.png:
+        from edgesplit.cli.plots import plan_png
+
+        plan_png(args.png, out, _load_cluster(args.cluster).state)
+        if not args.json:
+            print(f"picture: {args.png}")
     return 0 if out["feasible"] else 1

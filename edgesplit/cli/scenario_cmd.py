@@ -26,7 +26,8 @@ def register(sub: Any) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", choices=["adaptive", "static", "both"], default="both")
+    p.add_argument("--mode", choices=["adaptive", "static", "both"], default="both",
+                   help="adaptive: the orchestrator adapts; static: it keeps its first plan")
     p.add_argument("--duration", type=float, default=None, help="seconds of load per mode "
                                                                 "(default: the scenario's)")
     p.add_argument("--json", action="store_true", help="print only the JSON result")
@@ -43,7 +44,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def execute(args: argparse.Namespace) -> dict[str, Any]:
-    from edgesplit.scenario.report import cdf_png, summarize, table
+    from edgesplit.scenario.report import cdf_png, summarize, table, timeline_png
     from edgesplit.scenario.runner import default_show, run_mode
     from edgesplit.scenario.spec import load_scenario
 
@@ -54,11 +55,13 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
     show(f"scenario {sc.name}: {sc.description}")
     results: dict[str, dict[str, Any]] = {}
     steps: dict[str, list[float]] = {}
+    runs: dict[str, Any] = {}
     for mode in modes:
         start = time.monotonic()
         records, history, live = run_mode(sc, mode, duration, show)
         results[mode] = summarize(sc, mode, duration, records, history, live)
         steps[mode] = [s for r in records if r.ok for s in r.steps_s]
+        runs[mode] = (records, history, live)
         show(f"[{mode}] done in {time.monotonic() - start:.0f}s")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -66,10 +69,12 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
     (out / f"scenario-{sc.name}.json").write_text(json.dumps(report, indent=2))
     cdf_png(out / f"scenario-{sc.name}-cdf.png", steps, sc.sla_step_s,
             f"{sc.name}: decode step latency, adaptive vs static")
+    timeline_png(out / f"scenario-{sc.name}-timeline.png", sc, runs, duration)
     if not args.json:
         print(table(results))
         print(f"report: {out / f'scenario-{sc.name}.json'}, "
-              f"CDF: {out / f'scenario-{sc.name}-cdf.png'}")
+              f"CDF: {out / f'scenario-{sc.name}-cdf.png'}, "
+              f"timeline: {out / f'scenario-{sc.name}-timeline.png'}")
     return report
 
 

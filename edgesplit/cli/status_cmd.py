@@ -2,7 +2,7 @@
 
 Each source of status is a :class:`Section`: a flag naming its address, a
 ``fetch`` that returns plain JSON-able data, and a ``render`` that turns that
-data into table lines. ``--json`` prints ``{section: data}``; ``--watch``
+data into rich tables that fit the terminal (80 columns when piped). ``--json`` prints ``{section: data}``; ``--watch``
 repeats every ``--interval`` seconds (one JSON document per line with
 ``--json``). To add a source (say ``--orchestrator``), append a ``Section`` to
 ``SECTIONS``: flags, JSON and refresh come with it.
@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from edgesplit.cli.common import add_tls_arguments
 
 Data = dict[str, Any]
 
@@ -43,7 +45,7 @@ class Section:
     flag: str
     help: str
     fetch: Callable[[str, Connection], Data]
-    render: Callable[[str, Data], list[str]]
+    render: Callable[[str, Data], list[Any]]  # rich renderables
 
 
 # ---- monitor ------------------------------------------------------------------------
@@ -109,12 +111,16 @@ def _ms(s: float | None) -> str:
     return "-" if s is None else f"{s * 1e3:.2f} ms" if s < 0.1 else f"{s * 1e3:.0f} ms"
 
 
+def _per_token_ms(s: float | None) -> str:
+    return "-" if s is None else f"{s * 1e3:.2f}"
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.0f}%"
 
 
 def _bytes(n: float | None) -> str:
-    return "-" if n is None else f"{n / 2**30:.1f}G"
+    return "-" if n is None else f"{n / 2**30:.1f}G"  # GiB
 
 
 def _bps(x: float | None) -> str:
@@ -126,36 +132,56 @@ def _bps(x: float | None) -> str:
     return f"{x:.0f} bit/s"
 
 
-def _table(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+def _table(headers: list[str], rows: list[list[str]], *, right: int = 1,
+           flexible: int = 0) -> Any:
+    """A rich table sized to the console (80 columns when not a terminal): no
+    box, one space between columns; columns from ``right`` on are numbers.
+    Only the ``flexible`` column gives way when space is short (its text
+    folds onto more lines inside the cell); the others keep their width."""
+    from rich import box
+    from rich.table import Table
+
+    t = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False,
+              header_style="bold")
+    for i, h in enumerate(headers):
+        if i == flexible:  # wraps inside its cell; rich shrinks wrapping columns first
+            t.add_column(h, overflow="fold")
+        else:
+            t.add_column(h, justify="right" if i >= right else "left", no_wrap=True)
+    for r in rows:
+        t.add_row(*r)
+    return t
 
 
-def render_monitor(address: str, d: Data) -> list[str]:
+def render_monitor(address: str, d: Data) -> list[Any]:
+    from rich.text import Text
+
     refused = sum(d["reports"]["refused"].values())
     sla = "-" if d["sla_hit_rate"] is None else f"{d['sla_hit_rate'] * 100:.0f}%"
-    head = (f"monitor {address}  E(t) v{d['version']}  latency {_ms(d['latency_ewma_s'])}  "
-            f"TTFT {_ms(d['ttft_ewma_s'])}  SLA {sla} of {d['window_requests']}  "
-            f"reports {d['reports']['accepted']} ok / {d['reports']['stale']} stale / "
-            f"{refused} refused")
-    lines = [head]
-    rows = [["NODE", "ALIVE", "AGE", "CPU", "GPU", "MEM", "QUEUE", "SESS", "EPOCH",
-             "DECODE/TOK", "PREFILL/TOK", "LOAD"]]
+    head = Text.assemble(
+        (f"monitor {address}", "bold"),
+        f"  E(t) v{d['version']}  latency {_ms(d['latency_ewma_s'])}  "
+        f"TTFT {_ms(d['ttft_ewma_s'])}  SLA {sla} of {d['window_requests']}  reports "
+        f"{d['reports']['accepted']} ok / {d['reports']['stale']} stale / {refused} refused")
+    gpu = any(n["gpu_utilization"] is not None for n in d["nodes"])  # a column only if used
+    headers = ["NODE", "ALIVE", "AGE", "CPU", *(["GPU"] if gpu else []), "MEM GiB", "QUEUE",
+               "SESS", "EPOCH", "DEC ms", "LOAD"]  # prefill per token: in --json
+    rows = []
     for n in d["nodes"]:
         age = "never" if n["last_seen_age_s"] is None else f"{n['last_seen_age_s']:.1f}s"
-        mem = f"{_bytes(n['memory_used_bytes'])}/{_bytes(n['memory_total_bytes'])}"
+        used, total = n["memory_used_bytes"], n["memory_total_bytes"]
+        mem = f"{'-' if used is None else f'{used / 2**30:.1f}'}/{total / 2**30:.0f}"
         rows.append([n["node"], "yes" if n["alive"] else "DEAD", age, _pct(n["cpu_utilization"]),
-                     _pct(n["gpu_utilization"]), mem, f"{n['queue_depth']:.1f}",
-                     f"{n['active_sessions']:.0f}", str(n["committed_epoch"]),
-                     _ms(n["decode_s_per_token"]), _ms(n["prefill_s_per_token"]),
+                     *([_pct(n["gpu_utilization"])] if gpu else []), mem,
+                     f"{n['queue_depth']:.1f}", f"{n['active_sessions']:.0f}",
+                     str(n["committed_epoch"]), _per_token_ms(n["decode_s_per_token"]),
                      _pct(n["own_load"])])
-    lines += _table(rows)
+    out: list[Any] = [head, _table(headers, rows, right=2)]
     if d["links"]:
-        rows = [["LINK", "RTT", "BANDWIDTH", "SOURCE", "AGE"]]
-        rows += [[f"{lk['src']}->{lk['dst']}", _ms(lk["rtt_s"]), _bps(lk["bandwidth_bps"]),
-                  lk["source"], f"{lk['age_s']:.1f}s"] for lk in d["links"]]
-        lines += ["", *_table(rows)]
-    return lines
+        rows = [[f"{lk['src']}->{lk['dst']}", _ms(lk["rtt_s"]), _bps(lk["bandwidth_bps"]),
+                 lk["source"], f"{lk['age_s']:.1f}s"] for lk in d["links"]]
+        out.append(_table(["LINK", "RTT", "BANDWIDTH", "SOURCE", "AGE"], rows))
+    return out
 
 
 # ---- orchestrator ---------------------------------------------------------------------
@@ -188,24 +214,34 @@ def _ints(d: Any) -> Any:
     return d
 
 
-def render_orchestrator(address: str, d: Data) -> list[str]:
+def render_orchestrator(address: str, d: Data) -> list[Any]:
+    from rich.text import Text
+
     st = d["status"]
     plan = st.get("plan", {})
-    head = (f"orchestrator {address}: epoch {plan.get('epoch', 0)}, cool-down left "
-            f"{st.get('cooldown_left_s', 0):.1f} s, reconfigurations "
-            f"{st.get('reconfigurations', {}) or '{}'}")
-    lines = [head]
+    out: list[Any] = [Text.assemble(
+        (f"orchestrator {address}", "bold"),
+        f"  epoch {plan.get('epoch', 0)}  cool-down left {st.get('cooldown_left_s', 0):.1f} s")]
     for route in plan.get("routes", []):
         segs = " -> ".join(f"{s.get('node_id')}[{s.get('start', 0)},{s.get('end', 0)})"
                            for s in route.get("segments", []))
-        lines.append(f"  route of {route.get('entry')}: {segs} -> {route.get('entry')}")
-    rows = [["id", "triggers", "action", "outcome", "epoch", "to commit", "detail"]]
-    for dec in d["history"]:
-        rows.append([str(dec.get("id", "")), ",".join(dec.get("triggers", [])) or "-",
-                     dec.get("action", ""), dec.get("outcome", ""),
-                     f"{dec.get('old_epoch', 0)}->{dec.get('new_epoch', 0)}",
-                     _ms(dec.get("trigger_to_commit_s")), dec.get("detail", "")[:40]])
-    return lines + _table(rows)
+        out.append(Text(f"  route of {route.get('entry')}: {segs} -> {route.get('entry')}"))
+    counts = st.get("reconfigurations", {})
+    if counts:
+        rows = [[k, str(v)] for k, v in sorted(counts.items())]
+        out.append(_table(["RECONFIGURED BY", "TIMES"],
+                          [*rows, ["total", str(sum(counts.values()))]]))
+    else:
+        out.append(Text("  reconfigurations: none yet"))
+    rows = [[str(dec.get("id", "")), ",".join(dec.get("triggers", [])) or "-",
+             dec.get("action", ""), dec.get("outcome", ""),
+             f"{dec.get('old_epoch', 0)}->{dec.get('new_epoch', 0)}",
+             _ms(dec.get("trigger_to_commit_s")), dec.get("detail", "")[:40]]
+            for dec in d["history"]]
+    if rows:
+        out.append(_table(["ID", "TRIGGERS", "ACTION", "OUTCOME", "EPOCH", "COMMIT", "DETAIL"],
+                          rows, right=5, flexible=6))
+    return out
 
 
 SECTIONS: list[Section] = [
@@ -225,9 +261,7 @@ def register(sub: Any) -> None:
     p.add_argument("--watch", action="store_true", help="refresh every --interval seconds")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
     p.add_argument("--timeout", type=float, default=5.0, help="deadline of each call, seconds")
-    p.add_argument("--tls-ca", default="", help="PEM CA (enables TLS)")
-    p.add_argument("--tls-cert", default="", help="PEM client certificate (mTLS)")
-    p.add_argument("--tls-key", default="", help="PEM client key (mTLS)")
+    add_tls_arguments(p)
     p.set_defaults(handler=_status)
 
 
@@ -253,17 +287,27 @@ def _print(args: argparse.Namespace, data: Data, clear: bool) -> None:
     if args.json:
         print(json.dumps(data, indent=None if args.watch else 2), flush=True)
         return
-    lines: list[str] = []
+    from rich.console import Console
+    from rich.text import Text
+
+    parts: list[Any] = []
+    if args.watch:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime())
+        parts.append(Text(f"edgesplit status  {stamp}  every {args.interval:g} s "
+                          "(Ctrl-C stops)", style="dim"))
     for s in SECTIONS:
         d = data.get(s.name)
         if d is None:
             continue
         address = getattr(args, s.name)
-        lines += [f"{s.name} {address}: {d['error']}"] if "error" in d else s.render(address, d)
-        lines.append("")
+        parts += [Text(f"{s.name} {address}: {d['error']}")] if "error" in d else \
+            s.render(address, d)
+        parts.append(Text(""))
+    console = Console(highlight=False, soft_wrap=False)
     if clear:
-        sys.stdout.write("\x1b[H\x1b[2J")  # home + clear: the table refreshes in place
-    print("\n".join(lines).rstrip(), flush=True)
+        console.clear()  # home + clear: the table refreshes in place
+    for part in parts[:-1] if parts else parts:
+        console.print(part)
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -7,22 +7,31 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgesplit.cli.generate_cmd import ENTRY_FILE
+
+GATEWAY_FILE = "gateway.json"  # in the state directory: pid and address of its gateway
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("testbed", help="run a local test bed of node agents")
     p.add_argument("--dir", default="var/testbed", help="state directory of the test bed")
     tsub = p.add_subparsers(dest="testbed_command", required=True)
     up = tsub.add_parser("up", help="start N node agents and roll out a static plan")
-    up.add_argument("--nodes", type=int, default=3)
+    up.add_argument("--nodes", type=int, default=3, help="node agents to start")
     up.add_argument("--model", default="", help="HF model directory (default: a generated "
                                                  "tiny model under --dir)")
     up.add_argument("--plan", default="", help="YAML/JSON plan: {cuts: [..]} or "
                                                "{segments: [[node, start, end], ..]}")
     up.add_argument("--wire-dtype", default="float32",
-                    choices=["float32", "bfloat16", "float16"])
+                    choices=["float32", "bfloat16", "float16"],
+                    help="dtype of activations between nodes")
+    up.add_argument("--gateway", action=argparse.BooleanOptionalAction, default=True,
+                    help="also start the OpenAI gateway in front of the entry")
+    up.add_argument("--gateway-listen", default="127.0.0.1:0",
+                    help="HTTP address of the gateway (port 0: a free one)")
     up.set_defaults(handler=_up)
     st = tsub.add_parser("status", help="what each node holds")
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--json", action="store_true", help="print JSON")
     st.set_defaults(handler=_status)
     down = tsub.add_parser("down", help="stop the test bed's node agents")
     down.set_defaults(handler=_down)
@@ -68,10 +77,22 @@ def _up(args: argparse.Namespace) -> int:
     for n in bed.nodes:
         print(f"  {n.node_id:8} {n.address:22} pid {n.pid}")
     route = plan.routes[0]
+    (base / ENTRY_FILE).write_text(route.entry)  # what `edgesplit generate` sends to
     print("route:", " -> ".join(f"{s.node}[{s.start},{s.end})" for s in route.segments),
           f"-> {route.entry} (epoch {plan.epoch})")
-    print(f"entry: {bed.nodes[0].address}   try: edgesplit generate --entry "
-          f"{bed.nodes[0].address} \"Hello\"")
+    entry = bed.node(route.entry)
+    print(f"entry: {entry.address}   try: edgesplit generate --testbed-dir {base} \"Hello\"")
+    if args.gateway:
+        from services.gateway.launch import start_gateway
+
+        name = Path(args.model).name if args.model else "tiny"
+        gw = start_gateway(base, shards, entries={entry.node_id: entry.address},
+                           listen=args.gateway_listen, extra_args=("--model-name", name))
+        (base / GATEWAY_FILE).write_text(json.dumps({"pid": gw.proc.pid,
+                                                    "address": gw.address}))
+        print(f"gateway: http://{gw.address}/v1   try: curl http://{gw.address}/v1/completions "
+              f"-H 'content-type: application/json' -d '{{\"model\": \"{name}\", "
+              f"\"prompt\": \"Hello\", \"max_tokens\": 8}}'")
     return 0
 
 
@@ -104,6 +125,21 @@ def _status(args: argparse.Namespace) -> int:
 def _down(args: argparse.Namespace) -> int:
     from edgesplit.testbed import Testbed
 
-    Testbed.load(Path(args.dir)).down()
+    base = Path(args.dir)
+    bed = Testbed.load(base)
+    gateway = base / GATEWAY_FILE
+    if gateway.exists():
+        import psutil
+
+        try:
+            proc = psutil.Process(json.loads(gateway.read_text())["pid"])
+            proc.terminate()  # SIGTERM: the gateway drains its streams, then exits
+            proc.wait(10)
+        except psutil.NoSuchProcess:
+            pass
+        except psutil.TimeoutExpired:
+            proc.kill()
+        gateway.unlink()
+    bed.down()
     print("test bed stopped")
     return 0

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,10 +119,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def shard_model(model_dir: str | Path, out_dir: str | Path) -> Manifest:
+def shard_model(model_dir: str | Path, out_dir: str | Path,
+                on_part: Callable[[str, int], None] | None = None) -> Manifest:
     """Split a HF checkpoint into per-part safetensors shards plus a manifest.
 
     Reads one part at a time, so peak memory is about one layer, not the model.
+    ``on_part(name, total)`` is called after each part is written (progress).
     """
     from safetensors.torch import save
 
@@ -130,7 +132,8 @@ def shard_model(model_dir: str | Path, out_dir: str | Path) -> Manifest:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     infos: list[ShardInfo] = []
-    for part in part_names(src.num_layers):
+    parts = part_names(src.num_layers)
+    for part in parts:
         tensors = {k: v.contiguous() for k, v in src.read_part(part).items()}
         data = save(tensors, metadata={"part": part})
         file = f"{part}.safetensors"
@@ -147,6 +150,8 @@ def shard_model(model_dir: str | Path, out_dir: str | Path) -> Manifest:
             )
         )
         del tensors, data
+        if on_part is not None:
+            on_part(part, len(parts))
     for name in _AUX_FILES:
         if (src.root / name).is_file():
             shutil.copyfile(src.root / name, out / name)

@@ -55,6 +55,7 @@ class Live:
     decisions: list[str] = field(default_factory=list)
     plans: dict[int, Any] = field(default_factory=dict)  # epoch -> Plan proto
     utilization: list[float] = field(default_factory=list)  # mean over plan nodes, per poll
+    started_at: float = 0.0  # unix time of run time 0 (the timeline places decisions by it)
 
 
 def free_ports(n: int) -> list[int]:
@@ -180,6 +181,7 @@ class Run:
                                           "--report-interval-s", "0.5",
                                           "--bandwidth-probe-cycles", "2",
                                           "--step-timeout-s", "8", "--rpc-timeout-s", "5"])
+        self._start_gateway(shards, monitor.address, listen[sc.entry.id])
         for n in sc.nodes:
             self._conditions(n.id, compute_slowdown=n.slowdown,
                              background_utilization=n.background_utilization)
@@ -188,6 +190,19 @@ class Run:
                 if a != b:
                     link = sc.link(a, b)
                     self._link(a, b, link.delay_ms, link.bandwidth_mbps)
+
+    def _start_gateway(self, shards: Path, monitor: str, entry: str) -> None:
+        """The OpenAI gateway in front of the scenario's entry (the load itself
+        goes to the entry directly, so both modes measure the same path)."""
+        from services.gateway.launch import start_gateway
+
+        gateway = start_gateway(self.base, shards, monitor=monitor,
+                                entries={self.sc.entry.id: entry},
+                                extra_args=("--model-name", self.sc.name))
+        self.services.append(gateway)
+        self.addr["gateway"] = gateway.address
+        self.show(f"[{self.mode}] OpenAI gateway: http://{gateway.address}/v1 "
+                  f"(model {self.sc.name!r})")
 
     def _conditions(self, node: str, **fields: Any) -> None:
         assert self.bed is not None
@@ -226,6 +241,7 @@ class Run:
         await self.wait_for_plan()
         orch = orchestrator_pb2_grpc.OrchestratorStub(TRANSPORT.aio_channel(self.addr["orchestrator"]))
         self.t0 = time.monotonic()
+        self.live.started_at = time.time()
         stop = asyncio.Event()
         if self.sc.load.requests_per_s > 0:
             tasks = [asyncio.create_task(self._arrivals(stop))]

@@ -27,6 +27,8 @@ class NodeSpec:
     slowdown: float = 1.0
     entry: bool = False
     background_utilization: float = 0.0
+    # Simulator only (the test bed ignores it): a class of edgesplit/sim/data/hardware.yaml.
+    hardware: str = ""
 
     @property
     def trusted(self) -> bool:
@@ -37,8 +39,13 @@ class NodeSpec:
 class LinkSpec:
     a: str
     b: str
-    delay_ms: float
-    bandwidth_mbps: float
+    delay_ms: float = 0.0  # one way
+    bandwidth_mbps: float = 1000.0
+    # Simulator only: a trace (edgesplit/sim/data/traces name or CSV path) that
+    # replaces the fixed figures, read from ``trace_offset_s`` on; ``delay_ms``
+    # then adds to the trace's one-way delay (e.g. a backhaul behind the radio).
+    trace: str = ""
+    trace_offset_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,7 @@ class LoadSpec:
 @dataclass(frozen=True)
 class Event:
     at: float
-    kind: str  # "link", "node", "kill", "restart", "privacy_burst"
+    kind: str  # "link", "node", "kill", "restart", "privacy_burst", "load"
     args: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
@@ -73,6 +80,8 @@ class Event:
                    f"background {a.get('background_utilization', '-')}"
         if self.kind in ("kill", "restart"):
             return f"{self.kind} {a['node']}"
+        if self.kind == "load":
+            return f"load: {a.get('requests_per_s', '-')} requests/s"
         return f"privacy=high burst of {a.get('count', 1)}"
 
 
@@ -91,6 +100,9 @@ class Scenario:
     # Orchestrator settings for this scenario (flag name -> value), e.g.
     # {"latency_trigger_s": 0.25}; the seed's defaults otherwise.
     orchestrator: dict[str, Any] = field(default_factory=dict)
+    # Simulator settings (edgesplit.sim.setup.SimSettings fields), e.g. {"model":
+    # "llama-2-7b"}; the test bed ignores them.
+    sim: dict[str, Any] = field(default_factory=dict)
 
     @property
     def entry(self) -> NodeSpec:
@@ -122,7 +134,10 @@ def _event(raw: dict[str, Any], ids: set[str]) -> Event:
         return Event(at, "node", raw)
     if "privacy_burst" in raw:
         return Event(at, "privacy_burst", dict(raw["privacy_burst"] or {}))
-    raise ScenarioError(f"event at {at}: expected link, node, kill, restart or privacy_burst")
+    if "load" in raw:  # a change of the open-loop request rate (the simulator's)
+        return Event(at, "load", dict(raw["load"] or {}))
+    raise ScenarioError(f"event at {at}: expected link, node, kill, restart, privacy_burst "
+                        "or load")
 
 
 def parse_scenario(data: dict[str, Any]) -> Scenario:
@@ -147,7 +162,8 @@ def parse_scenario(data: dict[str, Any]) -> Scenario:
             model=dict(data.get("model", {})), nodes=nodes, links=links,
             default_link=LinkSpec("*", "*", float(d["delay_ms"]), float(d["bandwidth_mbps"])),
             load=LoadSpec(**data.get("load", {})), events=events,
-            orchestrator=dict(data.get("orchestrator", {})))
+            orchestrator=dict(data.get("orchestrator", {})),
+            sim=dict(data.get("sim", {})))
     except (KeyError, TypeError) as exc:
         raise ScenarioError(f"bad scenario: {exc}") from exc
 

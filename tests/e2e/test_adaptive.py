@@ -180,3 +180,48 @@ def test_4_status_cli_shows_orchestrator_and_monitor(stack: Run) -> None:
         [sys.executable, "-m", "edgesplit.cli", "status", "--orchestrator",
          stack.addr["orchestrator"]], capture_output=True, text=True, check=True, timeout=60)
     assert "route of entry" in table.stdout
+
+
+def test_5_status_watch_fits_80_columns_in_tmux(stack: Run) -> None:
+    """``status --watch`` in a real 80-column terminal: a timestamp, the
+    reconfiguration counts as a table, and no line the terminal had to wrap."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    from edgesplit.testbed import ROOT
+
+    tmux = shutil.which("tmux")
+    if tmux is None:
+        pytest.skip("tmux is not installed (`make setup` installs it from Debian)")
+    server = ["-L", f"edgesplit-test-{os.getpid()}"]  # a private tmux server
+    watch = (f"{sys.executable} -m edgesplit.cli status --watch --interval 0.5 "
+             f"--orchestrator {stack.addr['orchestrator']} --monitor {stack.addr['monitor']}")
+    subprocess.run([tmux, *server, "new-session", "-d", "-s", "watch", "-x", "80", "-y", "60",
+                    "-c", str(ROOT), "-e", f"PYTHONPATH={os.environ.get('PYTHONPATH', ROOT)}",
+                    watch], check=True, timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            joined = subprocess.run([tmux, *server, "capture-pane", "-p", "-J", "-t", "watch"],
+                                    capture_output=True, text=True, check=True).stdout
+            if "RECONFIGURED BY" in joined and "NODE" in joined:
+                break
+            assert time.monotonic() < deadline, f"status --watch showed:\n{joined}"
+            time.sleep(0.3)
+        plain = subprocess.run([tmux, *server, "capture-pane", "-p", "-t", "watch"],
+                               capture_output=True, text=True, check=True).stdout
+    finally:
+        subprocess.run([tmux, *server, "kill-server"], check=False, timeout=30)
+    print(joined)
+    # -J joins lines the terminal wrapped: the same lines both ways means none was.
+    # (-J also keeps trailing spaces, which are no content)
+    lines = [line.rstrip() for line in joined.splitlines()]
+    assert lines == [line.rstrip() for line in plain.splitlines()]
+    assert all(len(line) <= 80 for line in lines)
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", joined)
+    assert re.search(r"^failover\s+\d+\s*$", joined, re.MULTILINE), joined
+    assert re.search(r"^total\s+\d+\s*$", joined, re.MULTILINE)
+    assert "{" not in joined  # no raw dicts

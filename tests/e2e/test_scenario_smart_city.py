@@ -23,3 +23,4 @@ def test_smart_city_adaptive_beats_static(tmp_path: Path) -> None:
     assert adaptive["reconfigurations"] >= 1
     assert static["sla_hit_rate"] < adaptive["sla_hit_rate"] - 0.1
     assert (tmp_path / "scenario-smart-city-cdf.png").stat().st_size > 0
+    assert (tmp_path / "scenario-smart-city-timeline.png").stat().st_size > 0

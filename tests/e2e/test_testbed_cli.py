@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+import pytest
+
 from edgesplit.testbed import Testbed
 
 
@@ -27,6 +30,19 @@ def test_testbed_up_generate_status_down(tmp_path: Path) -> None:
         gen = _cli("generate", "--entry", entry.group(1), "Hello edge", "--max-new-tokens", "6")
         assert gen.returncode == 0, gen.stderr
         assert "6 tokens" in gen.stderr or "finish=" in gen.stderr
+        # Without --entry: the running bed's entry, and it says where it sent the request.
+        found = _cli("generate", "--testbed-dir", base, "Hello edge", "--max-new-tokens", "6")
+        assert found.returncode == 0, found.stderr
+        assert found.stdout == gen.stdout
+        assert f"-> {entry.group(1)} (node-0 of the test bed in {base})" in found.stderr
+        # The bed's OpenAI gateway answers with the same greedy text.
+        gateway = re.search(r"gateway: (http://\S+/v1)", up.stdout)
+        assert gateway, up.stdout
+        reply = httpx.post(gateway.group(1) + "/completions", timeout=60,
+                           json={"model": "tiny", "prompt": "Hello edge", "max_tokens": 6,
+                                 "temperature": 0})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["choices"][0]["text"] == gen.stdout
         status = _cli("testbed", "--dir", base, "status", "--json")
         rows = json.loads(status.stdout)
         assert [r["node"] for r in rows] == ["node-0", "node-1", "node-2"]
@@ -40,3 +56,5 @@ def test_testbed_up_generate_status_down(tmp_path: Path) -> None:
         down = _cli("testbed", "--dir", base, "down")
     assert down.returncode == 0, down.stderr
     assert not (Path(base) / "testbed.json").exists()
+    with pytest.raises(httpx.ConnectError):  # the gateway went down with the bed
+        httpx.get(gateway.group(1) + "/models", timeout=5)

@@ -64,6 +64,7 @@ INTENDED: dict[str, Code] = {
 NOT_AT_A_BOUNDARY = {
     "edgesplit.scenario.spec.ScenarioError",  # the scenario CLI reports it
     "services.node_agent.dataplane.StepFailed",  # the entry replays or fails the request
+    "services.gateway.errors.APIError",  # HTTP only: the gateway's handlers turn it into a reply
 }
 
 

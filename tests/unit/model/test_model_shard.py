@@ -13,7 +13,7 @@ import torch
 
 from edgesplit.model import pipeline
 from edgesplit.model.errors import ModelFileError, ShardDigestMismatch, UnsupportedModel
-from edgesplit.model.loader import ModelDir, part_of
+from edgesplit.model.loader import ModelDir, part_names, part_of
 from edgesplit.model.runner import TorchSegmentRunner, chain_runners
 from edgesplit.model.shard import Manifest, ShardDir, model_digest, sha256_file, shard_model
 
@@ -197,3 +197,12 @@ def test_untied_model_without_lm_head_rejected(
     save_file(tensors, tmp_path / "model.safetensors")
     with pytest.raises(ModelFileError, match="lm_head"):
         ModelDir(tmp_path)
+
+
+def test_shard_progress_names_every_part_in_order(tiny_model: Callable[..., Path],
+                                                  tmp_path: Path) -> None:
+    """``model shard`` shows progress from this callback: one call per part written."""
+    seen: list[tuple[str, int]] = []
+    m = shard_model(tiny_model("qwen3"), tmp_path / "out", on_part=lambda n, t: seen.append((n, t)))
+    assert [n for n, _ in seen] == part_names(m.num_layers)
+    assert {t for _, t in seen} == {m.num_layers + 2}

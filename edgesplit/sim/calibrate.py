@@ -1,0 +1,119 @@
+"""``edgesplit sim calibrate``: one built-in test-bed scenario on the test bed
+and in the simulator, and how far apart they are.
+
+The simulator is given what the test bed measures and sets: the FLOP/s this
+machine decodes the scenario's model at (``scenario.runner.calibrate``, the
+speed of a slowdown-1 node), each node's slow-down, and the emulated link
+delays and bandwidths; the same YAML file drives both. Compared: p50 and p95
+decode-step latency, SLA hit rate and the median time from a decision to its
+commit. The test bed figure is the median over ``runs`` runs.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edgesplit.scenario.spec import load_scenario
+from edgesplit.sim.metrics import summarize
+from edgesplit.sim.setup import build_setup
+from edgesplit.sim.simulation import Simulation
+
+KEYS = ("p50_ms", "p95_ms", "sla_hit_rate", "time_to_reconfigure_ms")
+
+
+def measured_speed(sc: Any, steps: int = 16) -> tuple[float, float]:
+    """(FLOP/s, seconds per layer per pass) of one test-bed agent thread on this
+    machine (needs torch): a 16-token prefill and 16 decode steps, timed as
+    ``scenario.runner.calibrate`` times decode, fitted to ``overhead + tokens *
+    flops / speed`` per layer, because a small model's step on a CPU is mostly
+    fixed cost and prefill is far cheaper than its tokens' decode steps."""
+    import time
+
+    import torch
+
+    from edgesplit.cli.model_cmd import profile_json
+    from edgesplit.model.runner import TorchSegmentRunner
+    from edgesplit.model.shard import ShardDir
+    from edgesplit.testbed import ensure_model
+
+    m = sc.model
+    tag = f"{m.get('family', 'qwen3')}-l{m.get('layers', 12)}-h{m.get('hidden', 384)}"
+    cache = Path("var/scenario-models")
+    shards = ensure_model(cache / f"model-{tag}", cache / f"shards-{tag}",
+                          family=m.get("family", "qwen3"), layers=m.get("layers", 12),
+                          hidden=m.get("hidden", 384), heads=m.get("heads", 6),
+                          kv_heads=m.get("kv_heads", 2), seed=m.get("seed", 0))
+    profile = profile_json(str(shards))
+    layers = min(4, len(profile["layers"]))
+    runner = TorchSegmentRunner(ShardDir(shards), 0, layers, has_embed=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the test bed's agents run it
+    try:
+        prefill = []
+        for k in range(3):
+            start = time.thread_time()
+            runner.forward(f"cal-{k}", runner.embed(list(range(3, 19))), 0)
+            prefill.append(time.thread_time() - start)
+        start = time.thread_time()
+        for i in range(steps):
+            runner.forward("cal-0", runner.embed([7]), 16 + i)
+        decode = (time.thread_time() - start) / steps / layers
+    finally:
+        torch.set_num_threads(threads)
+    t16 = min(prefill) / layers
+    flops = sum(c["flops_per_token"] for c in profile["layers"][:layers]) / layers
+    per_token = max((t16 - decode) / 15.0, decode * 0.02)
+    overhead = max(0.0, decode - per_token)
+    return flops / per_token, overhead
+
+
+def relative_error(sim: float | None, bed: float | None) -> float | None:
+    if sim is None or bed is None:
+        return None
+    if bed == 0:
+        return 0.0 if sim == 0 else None
+    return round(abs(sim - bed) / abs(bed), 4)
+
+
+def testbed_figures(sc: Any, mode: str, duration_s: float, runs: int,
+                    show: Callable[..., None]) -> dict[str, Any]:
+    from edgesplit.scenario.report import summarize as bed_summarize
+    from edgesplit.scenario.runner import run_mode
+
+    results = []
+    for _ in range(runs):
+        records, history, live = run_mode(sc, mode, duration_s, show)
+        results.append(bed_summarize(sc, mode, duration_s, records, history, live))
+    out: dict[str, Any] = {"runs": runs}
+    for k in KEYS:
+        values = [r[k] for r in results if r.get(k) is not None]
+        out[k] = statistics.median(values) if values else None
+    return out
+
+
+def simulated_figures(sc: Any, mode: str, duration_s: float, base_flops: float,
+                      overhead_s: float = 0.0, seed: int = 0) -> dict[str, Any]:
+    # The test bed's own cadence: reports and decisions every 0.5 s, a 10 s cool-down.
+    setup = build_setup(sc, {"base_flops": base_flops, "testbed_layer_overhead_s": overhead_s,
+                             "report_interval_s": 0.5,
+                             "interval_s": 0.5, "cooldown_s": 10.0, "link_alpha": 0.6})
+    sim = Simulation(setup, mode, seed, duration_s)
+    full = summarize(sim, sim.run())
+    return {k: full[k] for k in KEYS}
+
+
+def calibrate(name: str, runs: int = 1, duration_s: float | None = None,
+              mode: str = "adaptive", show: Callable[..., None] = print) -> dict[str, Any]:
+    sc = load_scenario(name)
+    duration = sc.duration_s if duration_s is None else duration_s
+    base, overhead = measured_speed(sc)
+    show(f"test-bed agent thread: {base / 1e9:.2f} GFLOP/s + {overhead * 1e3:.2f} ms "
+         "per layer per pass")
+    bed = testbed_figures(sc, mode, duration, runs, show)
+    sim = simulated_figures(sc, mode, duration, base, overhead)
+    return {"scenario": sc.name, "mode": mode, "duration_s": duration,
+            "base_flops": base, "layer_overhead_s": overhead, "testbed": bed, "sim": sim,
+            "relative_error": {k: relative_error(sim[k], bed[k]) for k in KEYS}}

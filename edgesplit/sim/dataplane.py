@@ -1,0 +1,282 @@
+"""The simulated data plane (DESIGN.md 3): sessions, frames per hop, batching,
+replay on failure, drain on epoch change (agents keep ``retained_epochs`` older epochs).
+
+A request becomes a session on its entry's newest committed route. Its
+prompt runs as one prefill pass per hop (the time to first token); then each
+decode step carries one token around the ring. Every node batches what waits
+for it (``world.SimNode``), and the sessions of one pass bound for the same
+next hop travel in one frame. A session stays on the epoch it started on
+(drain) unless that epoch's route breaks: then the entry replays its token
+history on the newest route (a prefill of prompt + generated tokens), and the
+step in progress absorbs the pause. A session that finds no working route
+for ``stall_timeout_s`` fails, as does every session of a dead entry.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from edgesplit.core.types import NodeId, Plan, Route
+from edgesplit.sim.world import Clock, LayerTable, SimLink, SimNode, Work
+
+
+@dataclass(slots=True, eq=False)
+class Session:
+    sid: int
+    entry: NodeId
+    privacy_high: bool
+    arrived: float
+    prompt: int
+    new_tokens: int
+    route: Route | None = None
+    epoch: int = 0
+    generated: int = 0  # tokens produced (the first comes out of prefill)
+    step_started: float = 0.0
+    ttft: float = 0.0
+    steps: list[float] = field(default_factory=list)
+    generation: int = 0  # bumped on replay: work queued before it is stale
+    broken_since: float | None = None
+    done: bool = False
+    epochs: set[int] = field(default_factory=set)
+    client: int | None = None  # closed-loop client that sent it
+
+
+@dataclass(slots=True)
+class Finished:
+    """One request's outcome, as the test bed's ``RequestRecord``."""
+
+    arrived: float
+    ok: bool
+    privacy_high: bool
+    ttft_s: float
+    steps_s: tuple[float, ...]
+    error: str = ""
+    entry: str = ""
+    finished: float = 0.0
+    epochs: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DataPlaneConfig:
+    max_in_flight: int = 16  # per entry; an arrival beyond it is refused
+    failure_detect_s: float = 1.0  # a hop's failure reaches the entry after this
+    retry_s: float = 0.5  # the entry retries a broken route this often ...
+    stall_timeout_s: float = 30.0  # ... and fails the request after this long
+    # Agents keep this many committed epochs before the newest (node_agent
+    # ``retained_epochs``); a session on an older one replays on the newest.
+    retained_epochs: int = 2
+    stall_step_s: float = 2.0  # a step longer than this is logged as a stall
+
+
+class DataPlane:
+    def __init__(self, clock: Clock, nodes: dict[NodeId, SimNode],
+                 links: dict[tuple[NodeId, NodeId], SimLink], table: LayerTable,
+                 config: DataPlaneConfig, on_finish: Callable[[Session, Finished], None],
+                 gate: Callable[[Session, Route], bool] | None = None) -> None:
+        self.clock, self.nodes, self.links, self.table = clock, nodes, links, table
+        self.config = config
+        self.on_finish = on_finish
+        # The entry's check before a session (re)starts on a route (privacy);
+        # False means the gate took the session over.
+        self.gate = gate or (lambda s, r: True)
+        self.stalls: list[float] = []  # times of steps longer than stall_step_s
+        self.routes: dict[NodeId, tuple[int, Route, float]] = {}  # entry -> (epoch, route, at)
+        self.active: dict[int, Session] = {}
+        self.in_flight: dict[NodeId, int] = {}
+        self.step_latencies = array("d")  # every decode step of every finished request
+        self.next_sid = 0
+
+    # ---- plans -------------------------------------------------------------------
+    def commit(self, plan: Plan) -> None:
+        """New sessions take ``plan``'s routes from now on; old ones drain."""
+        for r in plan.routes:
+            self.routes[r.entry] = (plan.epoch, r, self.clock.now)
+
+    def route_ok(self, route: Route) -> bool:
+        return all(self.nodes[s.node].alive for s in route.segments)
+
+    # ---- requests ------------------------------------------------------------------
+    def admit(self, entry: NodeId, privacy_high: bool, prompt: int, new_tokens: int) -> Session | None:
+        """A new session, or None (and a failed record) if the entry refuses it."""
+        now = self.clock.now
+        self.next_sid += 1
+        s = Session(self.next_sid, entry, privacy_high, now, prompt, new_tokens)
+        if not self.nodes[entry].alive:
+            self._finish(s, "UNAVAILABLE: entry down")
+            return None
+        if self.in_flight.get(entry, 0) >= self.config.max_in_flight:
+            self._finish(s, "OVERLOADED: too many in flight")
+            return None
+        self.in_flight[entry] = self.in_flight.get(entry, 0) + 1
+        self.active[s.sid] = s
+        return s
+
+    def start(self, s: Session) -> None:
+        """Begin (or replay) ``s`` on its entry's newest route."""
+        if s.done:
+            return
+        cur = self.routes.get(s.entry)
+        now = self.clock.now
+        if cur is None or not self.route_ok(cur[1]):
+            if s.broken_since is None:
+                s.broken_since = now
+            if now - s.broken_since >= self.config.stall_timeout_s:
+                self.fail(s, "UNAVAILABLE: no working route")
+            else:
+                self.clock.at(now + self.config.retry_s, self.start, s)
+            return
+        if not self.gate(s, cur[1]):
+            return
+        s.epoch, s.route, _ = cur
+        s.epochs.add(s.epoch)
+        s.broken_since = None
+        s.generation += 1
+        if s.generated == 0:
+            s.step_started = now
+        history = s.prompt + s.generated  # every token known so far
+        self._enqueue(s.route.segments[0].node, Work(s, 0, history, 0, s.generation))
+
+    def fail(self, s: Session, error: str) -> None:
+        if not s.done:
+            self._finish(s, error)
+
+    def _finish(self, s: Session, error: str = "") -> None:
+        s.done = True
+        if s.sid in self.active:
+            del self.active[s.sid]
+            self.in_flight[s.entry] -= 1
+        ok = not error
+        if ok:
+            self.step_latencies.extend(s.steps)
+        self.on_finish(s, Finished(s.arrived, ok, s.privacy_high, s.ttft, tuple(s.steps), error,
+                                   s.entry, self.clock.now, tuple(sorted(s.epochs))))
+
+    # ---- hops ------------------------------------------------------------------------
+    def _enqueue(self, node_id: NodeId, w: Work) -> None:
+        node = self.nodes[node_id]
+        if not node.alive:
+            self._broken(w.session, w.generation)
+            return
+        node.queue.append(w)
+        if not node.running:
+            self._start_pass(node)
+
+    def _broken(self, s: Session, generation: int) -> None:
+        """Work of ``s`` hit a dead node: the entry learns it after the detect delay."""
+        if s.done or generation != s.generation:
+            return
+        s.generation += 1  # whatever else is in flight for s is void
+        self.clock.at(self.clock.now + self.config.failure_detect_s, self.start, s)
+
+    def _start_pass(self, node: SimNode) -> None:
+        queue, batch, segs = node.queue, [], []
+        decode = prefill_tokens = 0
+        keep: list[Work] = []
+        for w in queue:
+            s = w.session
+            if s.done or w.generation != s.generation:
+                continue  # stale: the session replayed or ended
+            if w.prefill:
+                take = prefill_tokens == 0 or prefill_tokens + w.tokens <= node.prefill_chunk
+                if take:
+                    prefill_tokens += w.tokens
+            else:
+                take = decode < node.max_batch
+                decode += take
+            if take:
+                batch.append(w)
+                assert s.route is not None
+                segs.append(s.route.segments[w.hop])
+            else:
+                keep.append(w)
+        node.queue = keep
+        if not batch:
+            return
+        seconds = node.pass_seconds(self.table, batch, segs)
+        node.running = True
+        node.busy_s += seconds
+        node.busy_since_report += seconds
+        self.clock.at(self.clock.now + seconds, self._end_pass, node, batch, node.incarnation)
+
+    def _end_pass(self, node: SimNode, batch: list[Work], incarnation: int) -> None:
+        if incarnation != node.incarnation:
+            return  # the node died during the pass; its work died with it
+        node.running = False
+        now = self.clock.now
+        frames: dict[NodeId, list[Work]] = {}
+        for w in batch:
+            s = w.session
+            if s.done or w.generation != s.generation:
+                continue
+            assert s.route is not None
+            segs = s.route.segments
+            if w.hop + 1 == len(segs):
+                self._step_done(s, now)
+                continue
+            nxt = segs[w.hop + 1].node
+            w2 = Work(s, w.hop + 1, w.tokens, w.context, w.generation)
+            if nxt == node.node_id:
+                node.queue.append(w2)
+            else:
+                frames.setdefault(nxt, []).append(w2)
+        act = self.table.act_bytes
+        for nxt, works in frames.items():
+            nbytes = act * sum(w.tokens for w in works)
+            link = self.links.get((node.node_id, nxt))
+            if link is None:
+                for w in works:
+                    self._broken(w.session, w.generation)
+                continue
+            node.bytes_sent[nxt] = node.bytes_sent.get(nxt, 0) + nbytes
+            self.clock.at(link.send(now, nbytes), self._deliver, nxt, works)
+        if node.queue:
+            self._start_pass(node)
+
+    def _deliver(self, node_id: NodeId, works: list[Work]) -> None:
+        for w in works:
+            if not w.session.done and w.generation == w.session.generation:
+                self._enqueue(node_id, w)
+
+    def _step_done(self, s: Session, now: float) -> None:
+        if s.generated == 0:
+            s.ttft = now - s.step_started
+        else:
+            s.steps.append(now - s.step_started)
+            if now - s.step_started > self.config.stall_step_s:
+                self.stalls.append(now)
+        s.generated += 1
+        if s.generated >= s.new_tokens:
+            self._finish(s)
+            return
+        s.step_started = now
+        assert s.route is not None
+        cur = self.routes.get(s.entry)
+        if cur is not None and cur[0] - s.epoch > self.config.retained_epochs:
+            self.start(s)  # the old epoch is retired: replay on the new one
+            return
+        ctx = s.prompt + s.generated - 1
+        self._enqueue(s.route.segments[0].node, Work(s, 0, 1, ctx, s.generation))
+
+    # ---- failures ----------------------------------------------------------------------
+    def kill(self, node_id: NodeId) -> None:
+        node = self.nodes[node_id]
+        node.alive = False
+        node.incarnation += 1
+        node.running = False
+        dropped = node.queue
+        node.queue = []
+        for w in dropped:
+            self._broken(w.session, w.generation)
+        for s in list(self.active.values()):
+            if s.entry == node_id:
+                self.fail(s, "UNAVAILABLE: entry down")
+            elif s.route is not None and any(seg.node == node_id for seg in s.route.segments):
+                self._broken(s, s.generation)
+
+    def restart(self, node_id: NodeId) -> None:
+        node = self.nodes[node_id]
+        if not node.alive:
+            node.alive = True
+            node.seq = 0  # a new incarnation reports from seq 0

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: setup test test-slow test-all demo lint protos bench clean
+.PHONY: setup test test-slow test-compose test-all demo lint protos bench clean
 
 setup: $(STAMP)
 
@@ -32,7 +32,12 @@ test: setup
 	$(PYTEST) -q tests
 
 test-slow: setup
-	$(PYTEST) -q -m slow tests
+	$(PYTEST) -q -m "slow and not compose" tests
+
+# docker compose on a real engine (starts its own dockerd as root when none
+# answers; skips with the reason otherwise). Prints each phase's time.
+test-compose: setup
+	$(PYTEST) -q -s -rs -m compose tests/compose
 
 test-all: setup
 	$(PYTEST) -q -m "slow or not slow" tests

@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 @dataclass
 class ServiceProcess:
@@ -43,8 +41,10 @@ def start_service(name: str, tmp: Path, args: Sequence[str] = (),
     cmd = [sys.executable, "-m", f"services.{name}", "--listen", listen,
            "--ready-file", str(ready), *args]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # The child runs in our working directory, so a relative path means the same
+    # to both, from a checkout or from an installed package.
     with log.open("ab") as fh:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
                                 env=full_env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -127,7 +127,7 @@ class Testbed:
             full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **QUIET_THREADS,
                         **(env or {})}
             with log.open("ab") as fh:
-                proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+                proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
                                         env=full_env, start_new_session=True)
             procs.append((node_id, proc, ready, log))
             self_cmds[node_id] = (cmd, full_env)
@@ -166,7 +166,7 @@ class Testbed:
         ready = Path(cmd[cmd.index("--ready-file") + 1])
         ready.unlink(missing_ok=True)
         with open(node.log, "ab") as fh:
-            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
                                     env=env, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while not ready.exists():

@@ -15,7 +15,7 @@ from importlib import metadata
 
 # Sub-command modules, in help order; each defines register(subparsers)
 # (``demo`` is registered by ``scenario_cmd``).
-COMMANDS = ("model", "plan", "bench", "testbed", "generate", "status", "scenario", "sim")
+COMMANDS = ("model", "plan", "bench", "testbed", "generate", "status", "scenario", "sim", "pki")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -60,6 +60,16 @@ class MilpResult:
         return self.status == "optimal"
 
 
+def _require_milp_extra() -> None:
+    """numpy and scipy are the ``milp`` extra, not run-time dependencies: say so."""
+    import importlib.util
+
+    missing = [m for m in ("numpy", "scipy") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"the MILP certifier needs {' and '.join(missing)}: "
+                          "pip install 'edgesplit[milp]'")
+
+
 def solve_milp(
     state: ClusterState,
     profile: ModelProfile,
@@ -73,6 +83,7 @@ def solve_milp(
     epoch: Epoch = FIRST_EPOCH,
 ) -> MilpResult:
     """Solve the planning problem with HiGHS (see the module doc)."""
+    _require_milp_extra()
     import numpy as np
     from scipy.optimize import Bounds, LinearConstraint, milp  # type: ignore[import-untyped]
     from scipy.sparse import coo_matrix  # type: ignore[import-untyped]
@@ -258,6 +269,7 @@ def relaxed_bound(prob: RouteProblem) -> tuple[float, Path | None]:
     An independent implementation of ``planner_dp.relaxed_route``: same
     optimum, used to cross-check it and to bound large instances quickly.
     """
+    _require_milp_extra()
     import numpy as np
 
     n, m, e = prob.n, prob.m, prob.entry
@@ -323,6 +335,7 @@ def _relaxed_np(
 
 def numpy_relax(prob: RouteProblem) -> Relax:
     """A ``planner_bounds.Relax`` backend over numpy arrays built once for ``prob``."""
+    _require_milp_extra()
     import numpy as np
 
     prefix = np.array(prob.prefix, dtype=float)

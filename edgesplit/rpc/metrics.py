@@ -6,13 +6,26 @@ labels are bounded (service, method, gRPC code).
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
+import platform
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Histogram, Info, start_http_server
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("edgesplit")
+    except importlib.metadata.PackageNotFoundError:  # a checkout on PYTHONPATH
+        return "0+unknown"
+
+
+BUILD = Info("edgesplit_build", "The edgesplit release and the Python it runs on")
+BUILD.info({"version": _version(), "python": platform.python_version()})
 
 RPC_HANDLED = Counter(
     "edgesplit_rpc_server_handled_total",

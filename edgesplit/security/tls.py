@@ -102,9 +102,11 @@ def _load_ca(
     return cert, key
 
 
-def _new_ca(now: dt.datetime, days: int) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _new_ca(
+    now: dt.datetime, days: int, common_name: str = "edgesplit dev CA"
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgesplit dev CA")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -140,9 +142,11 @@ def _new_leaf(
     ca_key: ec.EllipticCurvePrivateKey,
     now: dt.datetime,
     days: int,
+    sans: Sequence[x509.GeneralName] = (),
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A leaf for ``name``; ``sans`` replaces the default SANs (name, localhost, 127.0.0.1)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = [
+    sans = list(sans) or [
         x509.DNSName(name),
         x509.DNSName("localhost"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),

@@ -124,6 +124,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
     @maps_errors
     async def Generate(self, request: inference_pb2.GenerateRequest,
                        context: Any) -> AsyncIterator[inference_pb2.GenerateResponse]:
+        arrived = time.perf_counter()
         max_new = request.max_new_tokens or 16
         if max_new > self.config.max_new_tokens:
             raise InvalidRequest(f"max_new_tokens {max_new} > {self.config.max_new_tokens}")
@@ -138,14 +139,15 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         async with self._slots:
             outcome = "failed"
             try:
-                async for reply in self._generate(request, params, max_new, es, route):
+                async for reply in self._generate(request, params, max_new, es, route, arrived):
                     yield reply
                 outcome = "ok"
             finally:
                 m.REQUESTS.labels(outcome).inc()
+                m.REQUEST_SECONDS.labels(outcome).observe(time.perf_counter() - arrived)
 
     async def _generate(self, request: inference_pb2.GenerateRequest, params: SamplingParams,
-                        max_new: int, es: EpochState, route: Route
+                        max_new: int, es: EpochState, route: Route, arrived: float
                         ) -> AsyncIterator[inference_pb2.GenerateResponse]:
         rid = request.request_id or uuid.uuid4().hex[:16]
         history = await self._prompt_ids(request)
@@ -161,6 +163,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         sampler = head.new_sampler(SamplingParams(params.temperature, params.top_p,
                                                   params.seed, tuple(stops | eos)))
         prompt_len = len(history)
+        m.PROMPT_TOKENS.inc(prompt_len)
         detok = IncrementalText(tok, prompt_len)
         attempt, cached, ring_step = 0, 0, 0
         session = f"{rid}.{attempt}"
@@ -178,6 +181,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                     session, cached, ring_step = f"{rid}.{attempt}", 0, 0
                     m.REPLAYS.inc()
                 step_start = time.perf_counter()
+                if ring_step == 0 and attempt == 0:
+                    m.QUEUE_SECONDS.observe(step_start - arrived)
                 try:
                     out = await self.dp.ring_step(es, route, session, ring_step,
                                                   history[cached:], cached,

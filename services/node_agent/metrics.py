@@ -15,6 +15,13 @@ TTFT = Histogram("edgesplit_time_to_first_token_seconds",
 STEP = Histogram("edgesplit_decode_step_seconds",
                  "Entry node: one decode step around the ring", buckets=LATENCY_BUCKETS)
 TOKENS = Counter("edgesplit_tokens_generated_total", "Entry node: tokens generated")
+PROMPT_TOKENS = Counter("edgesplit_prompt_tokens_total", "Entry node: prompt tokens received")
+REQUEST_SECONDS = Histogram("edgesplit_request_duration_seconds",
+                            "Entry node: Generate from arrival to its last token, by outcome",
+                            ["outcome"], buckets=LATENCY_BUCKETS + (60.0, 120.0, 300.0))
+QUEUE_SECONDS = Histogram("edgesplit_request_queue_seconds",
+                          "Entry node: arrival until the request's first ring step starts "
+                          "(admission, tokenising, route)", buckets=LATENCY_BUCKETS)
 REQUESTS = Counter("edgesplit_requests_total", "Entry node: Generate calls by outcome",
                    ["outcome"])
 FRAMES_SENT = Counter("edgesplit_frames_sent_total", "Frames (chunks) sent, by peer", ["peer"])

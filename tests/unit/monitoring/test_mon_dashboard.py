@@ -10,14 +10,26 @@ import yaml
 from prometheus_client import REGISTRY
 
 import edgesplit.rpc.metrics  # noqa: F401 - imported to register its metrics
+import services.broadcaster.metrics
 import services.monitor.metrics
-import services.node_agent.metrics  # noqa: F401
+import services.node_agent.metrics
+import services.orchestrator.loop
+import services.split_reviser.servicer
+from edgesplit.v1 import monitor_pb2 as mpb
 
 ROOT = Path(__file__).resolve().parents[3]
 GRAFANA = ROOT / "deploy" / "grafana"
 
 
 def exported() -> set[str]:
+    # The monitor exports E(t) from its latest state only: give it one with
+    # every kind of figure (a GPU node, a link, judged requests).
+    state = mpb.EnvironmentState(requests_total=1, window_requests=1)
+    for node in ("n1", "n2"):
+        v = state.nodes.add(reports=1, has_gpu=True)
+        v.state.node_id, v.state.alive = node, True
+    state.link_views.add(src="n1", dst="n2", rtt_s=0.01, bandwidth_bps=1e6)
+    services.monitor.metrics.publish(state)
     names: set[str] = set()
     for family in REGISTRY.collect():
         names.update(s.name for s in family.samples)
@@ -36,6 +48,10 @@ def test_dashboard_reads_existing_metrics() -> None:
     assert used <= known, sorted(used - known)
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
+    assert not any(re.search(r"\[\d+[smh]\]", e) for e in exprs), "use $__rate_interval"
+    for p in dash["panels"]:  # one unit per panel: no bytes beside ratios
+        if p["type"] != "row":
+            assert p["fieldConfig"]["defaults"].get("unit"), p["title"]
 
 
 def test_provisioning_files_parse() -> None:

@@ -1,0 +1,279 @@
+"""``docker compose up`` serves, on a real Docker engine (``make test-compose``).
+
+One run, phase by phase (each phase's time is printed and written to
+var/compose/phases.json): an engine (started here if none answers), a base
+image bootstrapped from Debian packages, the image built from a loopback
+wheelhouse, ``docker-compose up`` with every container's health checked here
+(compose v1 has no ``--wait``), a first plan from the orchestrator, tokens
+streamed to the client container and to the host through the published port,
+a node on the route killed mid-generation with the greedy tokens identical to
+a fault-free run, broadcaster and orchestrator restarted with the epoch kept,
+then ``down -v``. Network targets: 127.0.0.1 and the compose network's own
+containers only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from edgesplit.rpc.transport import Transport
+from edgesplit.v1 import inference_pb2, inference_pb2_grpc, orchestrator_pb2, orchestrator_pb2_grpc
+from tests.compose.engine import (
+    ROOT,
+    VAR,
+    Engine,
+    EngineUnavailable,
+    base_image,
+    sh,
+    wheel_server,
+    wheelhouse,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.compose]
+
+PROJECT = "edgesplit-ct"
+IMAGE = "edgesplit:compose-test"
+COMPOSE = ROOT / "deploy" / "compose.yaml"
+RUNNING = ("monitor", "split-reviser", "broadcaster", "orchestrator", "node-a", "node-b",
+           "node-c")
+PROMPT = "the quick brown fox"
+LONG = 300  # tokens of the generation a node dies in
+
+
+class Phases:
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        print(f"\n== {name} ...", flush=True)
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.times[name] = round(time.monotonic() - start, 1)
+            print(f"== {name}: {self.times[name]:.1f} s", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Stack:
+    """The compose project under test."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.port = 0
+        self.env = {**engine.env, "EDGESPLIT_IMAGE": IMAGE,
+                    "EDGESPLIT_PUBLISH_ADDR": "127.0.0.1",
+                    "EDGESPLIT_CLIENT_DIR": str(VAR / "client"),
+                    "COMPOSE_PROJECT_NAME": PROJECT}
+        self.env.pop("EDGESPLIT_MODEL_DIR", None)
+        self.transport = Transport()  # plaintext: see deploy/compose.yaml
+
+    def compose(self, *args: str, timeout: float = 600, check: bool = True,
+                quiet: bool = False) -> Any:
+        return sh(["docker-compose", "-f", str(COMPOSE), "-p", PROJECT, *args], env=self.env,
+                  timeout=timeout, check=check, quiet=quiet)
+
+    def up(self) -> None:
+        """``up -d`` publishing the entry on a port free right now (another process on
+        this machine may take one chosen earlier: then once more on another)."""
+        for attempt in range(2):
+            self.port = free_port()
+            self.env["EDGESPLIT_ENTRY_PORT"] = str(self.port)
+            out = self.compose("up", "-d", "--no-build", check=False, quiet=True)
+            if out.returncode == 0:
+                return
+            taken = "already in use" in out.stderr or "already allocated" in out.stderr
+            assert taken and attempt == 0, out.stderr[-4000:]
+            self.compose("down", check=False, quiet=True)
+
+    def container(self, service: str) -> str:
+        cid: str = self.compose("ps", "-q", service, quiet=True).stdout.strip()
+        assert cid, f"no container for {service}"
+        return cid
+
+    def inspect(self, service: str) -> dict[str, Any]:
+        out = sh(["docker", "inspect", self.container(service)], env=self.env, quiet=True)
+        data: dict[str, Any] = json.loads(out.stdout)[0]
+        return data
+
+    def address(self, service: str) -> str:
+        nets = self.inspect(service)["NetworkSettings"]["Networks"]
+        return f"{next(iter(nets.values()))['IPAddress']}:50051"
+
+    def logs(self) -> str:
+        out = self.compose("logs", "--no-color", "--tail=40", check=False, quiet=True)
+        return str(out.stdout)[-12000:]
+
+    def wait_healthy(self, services: tuple[str, ...], timeout_s: float = 480) -> None:
+        """Every container running and healthy, none restarted; init exited 0."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            states = {s: self.inspect(s)["State"] for s in services}
+            bad = {s: st for s, st in states.items()
+                   if st["Status"] in ("exited", "dead") or st.get("Restarting")}
+            assert not bad, f"not running: {sorted(bad)}\n{self.logs()}"
+            restarted = {s: self.inspect(s)["RestartCount"] for s in services}
+            assert not any(restarted.values()), f"restarted: {restarted}\n{self.logs()}"
+            waiting = [s for s, st in states.items() if st["Health"]["Status"] != "healthy"]
+            if not waiting:
+                return
+            assert time.monotonic() < deadline, f"not healthy: {waiting}\n{self.logs()}"
+            time.sleep(1)
+
+    def status(self) -> orchestrator_pb2.OrchestratorStatus:
+        with self.transport.sync_channel(self.address("orchestrator")) as ch:
+            reply: orchestrator_pb2.OrchestratorStatus = orchestrator_pb2_grpc.OrchestratorStub(
+                ch).Status(orchestrator_pb2.StatusRequest(), timeout=10)
+            return reply
+
+    def generate(self, n: int, on_token: Any = None, timeout_s: float = 300
+                 ) -> list[inference_pb2.GenerateResponse]:
+        req = inference_pb2.GenerateRequest(prompt=PROMPT, max_new_tokens=n)
+        replies = []
+        with self.transport.sync_channel(f"127.0.0.1:{self.port}") as ch:
+            for r in inference_pb2_grpc.InferenceStub(ch).Generate(req, timeout=timeout_s):
+                replies.append(r)
+                if on_token is not None:
+                    on_token(r)
+        return replies
+
+
+def wait_first_plan(stack: Stack, timeout_s: float = 420) -> orchestrator_pb2.OrchestratorStatus:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = stack.status()
+        if status.plan.epoch > 0:
+            return status
+        assert time.monotonic() < deadline, f"no plan after {timeout_s}s\n{stack.logs()}"
+        time.sleep(1)
+
+
+def route_nodes(status: orchestrator_pb2.OrchestratorStatus) -> list[str]:
+    (route,) = status.plan.routes
+    return [s.node_id for s in route.segments]
+
+
+def check_metrics(stack: Stack, services: tuple[str, ...]) -> None:
+    """Every service's /metrics after traffic passes ``promtool check metrics``."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        print("promtool not installed (apt-get install prometheus): skipped")
+        return
+    for service in services:
+        host = stack.address(service).rsplit(":", 1)[0]
+        with urllib.request.urlopen(f"http://{host}:9400/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        assert "edgesplit_build_info{" in text, service
+        out = sh([promtool, "check", "metrics"], input=text.encode(), check=False, quiet=True)
+        assert out.returncode == 0, f"{service}: {out.stdout}{out.stderr}"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose not installed (apt-get install docker-compose)")
+    eng = Engine()
+    try:
+        print(f"\nengine: {eng.start()}")
+    except EngineUnavailable as exc:
+        pytest.skip(f"no Docker engine: {exc}")
+    try:
+        yield eng
+    finally:
+        eng.stop()
+
+
+def test_compose_up_serves_survives_a_node_and_keeps_its_epoch(engine: Engine) -> None:
+    phases = Phases()
+    stack = Stack(engine)
+    try:
+        with phases("base image"):
+            print(base_image(engine))
+        with phases("wheelhouse"):
+            house = wheelhouse()
+        with phases("image build"), wheel_server(house) as url:
+            sh(["docker", "build", "--network=host", "-f", "deploy/Dockerfile", "-t", IMAGE,
+                "--build-arg", "BASE_IMAGE=edgesplit-base:bookworm",
+                "--build-arg", "PIP_NO_INDEX=1", "--build-arg", f"PIP_FIND_LINKS={url}",
+                "--build-arg", f"REVISION={os.environ.get('EDGESPLIT_REVISION', 'test')}",
+                str(ROOT)], env={**engine.env, "DOCKER_BUILDKIT": "0"}, timeout=1800,
+               quiet=True)
+            user = sh(["docker", "image", "inspect", "-f", "{{.Config.User}}", IMAGE],
+                      env=engine.env, quiet=True).stdout.strip()
+            assert user == "10001:10001"
+        with phases("up to all healthy"):
+            stack.up()
+            stack.wait_healthy(RUNNING)
+            init = stack.inspect("init")["State"]
+            assert init["Status"] == "exited" and init["ExitCode"] == 0, stack.logs()
+        with phases("first plan"):
+            status = wait_first_plan(stack)
+            nodes = route_nodes(status)
+            print(f"epoch {status.plan.epoch}: route {nodes}")
+            assert nodes[0] == "node-a" and len(set(nodes)) >= 2, "the plan must split"
+        with phases("generate from the client container"):
+            out = stack.compose("run", "--rm", "client", "edgesplit", "generate", "Hello",
+                                "--max-new-tokens", "16", quiet=True)
+            assert out.stdout.strip(), out.stderr
+            assert "tokens, finish=" in out.stderr, out.stderr
+        with phases("generate from the host"):
+            seen: list[float] = []
+            replies = stack.generate(32, on_token=lambda r: seen.append(time.monotonic()))
+            assert len(replies) > 1 and seen[-1] > seen[0]  # streamed, not one batch
+        with phases("promtool check metrics"):
+            check_metrics(stack, RUNNING)
+        with phases("fault-free reference"):
+            reference = [r.token_id for r in stack.generate(LONG)]
+            assert len(reference) > 100, "the tiny model stopped early: no time to kill"
+            status = stack.status()
+            victim = next(n for n in route_nodes(status) if n != "node-a")
+            epoch_before = status.plan.epoch
+        with phases(f"kill {victim} mid-generation"):
+            got: list[int] = []
+            killed = threading.Event()
+
+            def on_token(r: inference_pb2.GenerateResponse) -> None:
+                got.append(r.token_id)
+                if len(got) == 60 and not killed.is_set():
+                    killed.set()
+                    sh(["docker", "kill", stack.container(victim)], env=engine.env, quiet=True)
+
+            stack.generate(LONG, on_token=on_token)
+            assert killed.is_set()
+            assert got == reference, "greedy tokens differ after the failover"
+            after = stack.status()
+            print(f"failover: epoch {epoch_before} -> {after.plan.epoch}, "
+                  f"route {route_nodes(after)}")
+            assert victim not in route_nodes(after)
+        with phases("restart broadcaster and orchestrator"):
+            kept = stack.status().plan.epoch
+            stack.compose("restart", "broadcaster", "orchestrator", quiet=True)
+            alive = tuple(s for s in RUNNING if s != victim)
+            stack.wait_healthy(alive)
+            status = stack.status()
+            assert status.plan.epoch == kept, (kept, status.plan.epoch)
+            replies = stack.generate(16)
+            assert [r.token_id for r in replies] == reference[:16]
+            assert {r.epoch for r in replies} == {kept}
+    finally:
+        with phases("down -v"):
+            stack.compose("down", "-v", "--remove-orphans", check=False, quiet=True)
+        VAR.mkdir(parents=True, exist_ok=True)
+        (VAR / "phases.json").write_text(json.dumps(phases.times, indent=1))
+        print("\nphases (s): " + json.dumps(phases.times))

@@ -1,4 +1,11 @@
-"""Start services as real processes on 127.0.0.1 (tests, scenarios, demo)."""
+"""The one launcher for services as real processes on 127.0.0.1 (test bed,
+tests, scenarios, demo).
+
+A service is ``python -m services.NAME --listen ADDR --ready-file FILE ...``;
+it is ready once it has written its bound address to the ready file. A
+restart runs the same command again on the *same* address, so peers and
+plans that name it reach the new process.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +15,63 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Launch:
+    """How to start one service process (kept to start it again)."""
+
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    ready: Path
+    log: Path
+    detach: bool = False  # own session: outlives the caller (``edgesplit testbed up``)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "cmd": self.cmd, "env": self.env, "ready": str(self.ready),
+                "log": str(self.log), "detach": self.detach}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Launch:
+        return cls(raw["name"], list(raw["cmd"]), dict(raw["env"]), Path(raw["ready"]),
+                   Path(raw["log"]), bool(raw["detach"]))
+
+    def with_listen(self, address: str) -> Launch:
+        cmd = list(self.cmd)
+        cmd[cmd.index("--listen") + 1] = address
+        return Launch(self.name, cmd, self.env, self.ready, self.log, self.detach)
+
+    def popen(self) -> subprocess.Popen[bytes]:
+        self.ready.unlink(missing_ok=True)
+        with self.log.open("ab") as fh:
+            return subprocess.Popen(self.cmd, stdout=fh, stderr=subprocess.STDOUT,
+                                    env=self.env, start_new_session=self.detach)
 
 
 @dataclass
 class ServiceProcess:
-    name: str
+    launch: Launch
     proc: subprocess.Popen[bytes]
     address: str
-    log: Path
-    args: tuple[str, ...] = ()  # the extra arguments it was started with
+    args: tuple[str, ...] = field(default=())  # the extra arguments it was started with
+
+    @property
+    def name(self) -> str:
+        return self.launch.name
+
+    @property
+    def log(self) -> Path:
+        return self.launch.log
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     def stop(self, timeout: float = 10.0) -> int:
         if self.proc.poll() is None:
@@ -30,28 +83,93 @@ class ServiceProcess:
                 self.proc.wait()
         return self.proc.returncode
 
+    def kill(self) -> None:
+        """SIGKILL: a crash, no goodbye."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self, timeout: float = 60.0) -> None:
+        """Start it again with the same command on the same address."""
+        self.stop()
+        again = relaunch(self.launch, self.address, timeout)
+        self.proc, self.address = again.proc, again.address
+
+
+def prepare(name: str, base: Path, args: Sequence[str] = (), env: dict[str, str] | None = None,
+            listen: str = "127.0.0.1:0", log_name: str = "", detach: bool = False) -> Launch:
+    base.mkdir(parents=True, exist_ok=True)
+    log_name = log_name or name
+    ready = base / f"{log_name}.{time.monotonic_ns()}.ready"
+    cmd = [sys.executable, "-m", f"services.{name}", "--listen", listen,
+           "--ready-file", str(ready), *args]
+    return Launch(name, cmd, {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, ready,
+                  base / f"{log_name}.log", detach)
+
+
+def wait_ready(started: Sequence[tuple[Launch, subprocess.Popen[bytes]]],
+               timeout: float) -> list[str]:
+    """The address of each once all are ready; kills them all if one is not."""
+    deadline = time.monotonic() + timeout
+    addresses = []
+    for launch, proc in started:
+        while not launch.ready.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                for _, p in started:
+                    p.kill()
+                raise RuntimeError(f"{launch.name} did not start; see {launch.log}:\n"
+                                   f"{launch.log.read_text()[-4000:]}")
+            time.sleep(0.05)
+        addresses.append(launch.ready.read_text())
+    return addresses
+
 
 def start_service(name: str, tmp: Path, args: Sequence[str] = (),
                   env: dict[str, str] | None = None, timeout: float = 60.0,
                   listen: str = "127.0.0.1:0") -> ServiceProcess:
     """Start ``python -m services.NAME``; wait until it serves (its ready file)."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    ready = tmp / f"{name}.{time.monotonic_ns()}.ready"
-    log = tmp / f"{name}.log"
-    cmd = [sys.executable, "-m", f"services.{name}", "--listen", listen,
-           "--ready-file", str(ready), *args]
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    # The child runs in our working directory, so a relative path means the same
-    # to both, from a checkout or from an installed package.
-    with log.open("ab") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
-                                env=full_env)
-    deadline = time.monotonic() + timeout
+    launch = prepare(name, tmp, args, env, listen)
+    proc = launch.popen()
+    (address,) = wait_ready([(launch, proc)], timeout)
+    return ServiceProcess(launch, proc, address, tuple(args))
+
+
+def relaunch(launch: Launch, address: str, timeout: float = 60.0,
+             attempts: int = 20) -> ServiceProcess:
+    """Start ``launch`` again on ``address``. The port is retried briefly: the
+    killed process's socket may take a moment to be released."""
+    again = launch.with_listen(address)
+    for attempt in range(attempts):
+        proc = again.popen()
+        try:
+            (bound,) = wait_ready([(again, proc)], timeout)
+            return ServiceProcess(again, proc, bound)
+        except RuntimeError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25)
+    raise AssertionError("unreachable")
+
+
+def terminate(pid: int, timeout_s: float = 10.0) -> None:
+    """SIGTERM ``pid`` (not necessarily our child), SIGKILL after ``timeout_s``."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if ready.exists():
-            return ServiceProcess(name, proc, ready.read_text(), log, tuple(args))
-        if proc.poll() is not None:
-            break
+        try:
+            os.kill(pid, 0)
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                return
+        except ChildProcessError:
+            pass  # not our child (a later CLI call): poll with kill(0)
+        except ProcessLookupError:
+            return
         time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"{name} did not start:\n{log.read_text()[-4000:]}")
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

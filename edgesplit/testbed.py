@@ -11,8 +11,6 @@ import base64
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgesplit import procs
 from edgesplit.core.route import route_from_cuts
 from edgesplit.core.types import Epoch, NodeId, Plan
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
@@ -27,8 +26,10 @@ from edgesplit.rpc.transport import Transport
 from edgesplit.security.keys import ensure_dev_keys, public_bytes
 from edgesplit.v1 import node_agent_pb2 as na
 from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
+from edgesplit.v1 import testbed_admin_pb2 as ta
+from edgesplit.v1 import testbed_admin_pb2_grpc as ta_grpc
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = procs.ROOT
 DEFAULT_DIR = Path("var/testbed")
 INVENTORY = "inventory.json"  # the bed as the control plane's inventory (write_inventory)
 # The test bed's own client side: plaintext, for its loopback agents only.
@@ -94,6 +95,7 @@ class Testbed:
     nodes: list[NodeProc] = field(default_factory=list)
     epoch: int = 0
     control_key: str = ""
+    # node id -> how it was started (procs.Launch fields), to start it again
     commands: dict[str, Any] = field(default_factory=dict)
 
     # ---- lifecycle -------------------------------------------------------------
@@ -104,48 +106,30 @@ class Testbed:
            node_ids: Sequence[str] = (), listen: dict[str, str] | None = None,
            torch_threads: int = 0) -> Testbed:
         base.mkdir(parents=True, exist_ok=True)
-        keys = ensure_dev_keys(base / "keys", "control")
+        ensure_dev_keys(base / "keys", "control")
         control_pub = base / "keys" / "control.ed25519.pub.pem"
         bed = cls(str(base), str(shard_dir), control_key=str(base / "keys"))
-        procs = []
-        self_cmds: dict[str, tuple[list[str], dict[str, str]]] = {}
+        started = []
         for i in range(n):
             node_id = node_ids[i] if node_ids else f"node-{i}"
-            ready = base / f"{node_id}.ready"
-            ready.unlink(missing_ok=True)
-            log = base / f"{node_id}.log"
-            cmd = [sys.executable, "-m", "services.node_agent", "--node-id", node_id,
-                   "--listen", (listen or {}).get(node_id, "127.0.0.1:0"),
-                   "--ready-file", str(ready),
-                   "--state-dir", str(base / node_id), "--shard-dir", str(shard_dir),
-                   "--control-public-key", str(control_pub),
-                   *(["--testbed-admin"] if admin else []),
-                   # Agents share this machine: each reports its own load.
-                   "--utilization-scope", "process",
-                   *(["--torch-threads", str(torch_threads)] if torch_threads else []),
-                   *extra_args]
-            full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **QUIET_THREADS,
-                        **(env or {})}
-            with log.open("ab") as fh:
-                proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
-                                        env=full_env, start_new_session=True)
-            procs.append((node_id, proc, ready, log))
-            self_cmds[node_id] = (cmd, full_env)
-        deadline = time.monotonic() + timeout_s
-        for node_id, proc, ready, log in procs:
-            while not ready.exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    for _, p, _, _ in procs:
-                        p.kill()
-                    raise RuntimeError(f"{node_id} did not start; see {log}:\n"
-                                       f"{log.read_text()[-3000:]}")
-                time.sleep(0.05)
-            bed.nodes.append(NodeProc(node_id, ready.read_text(), proc.pid, str(log)))
+            args = ["--node-id", node_id, "--state-dir", str(base / node_id),
+                    "--shard-dir", str(shard_dir), "--control-public-key", str(control_pub),
+                    *(["--testbed-admin"] if admin else []),
+                    # Agents share this machine: each reports its own load.
+                    "--utilization-scope", "process",
+                    *(["--torch-threads", str(torch_threads)] if torch_threads else []),
+                    *extra_args]
+            launch = procs.prepare("node_agent", base, args, {**QUIET_THREADS, **(env or {})},
+                                   (listen or {}).get(node_id, "127.0.0.1:0"),
+                                   log_name=node_id, detach=True)
+            started.append((launch, launch.popen()))  # all at once: they start in parallel
+        addresses = procs.wait_ready(started, timeout_s)
+        for (launch, proc), address in zip(started, addresses, strict=True):
+            node_id = launch.cmd[launch.cmd.index("--node-id") + 1]
+            bed.nodes.append(NodeProc(node_id, address, proc.pid, str(launch.log)))
+            bed.commands[node_id] = launch.to_json()
         for node in bed.nodes:
-            info = bed.info(node.node_id)
-            node.x25519_public = info.x25519_public.hex()
-        del keys
-        bed.commands = self_cmds
+            node.x25519_public = bed.info(node.node_id).x25519_public.hex()
         bed.save()
         bed.write_inventory(base / INVENTORY)  # for a broadcaster: --inventory BASE/inventory.json
         return bed
@@ -160,25 +144,17 @@ class Testbed:
             pass
 
     def restart(self, node_id: str, timeout_s: float = 60.0) -> None:
-        """Start a killed node again with the same command line (same port)."""
-        cmd, env = self.commands[node_id]
+        """Start a killed node again: same command line, same port (so the
+        plans and peers that name its address reach it), same state directory."""
         node = self.node(node_id)
-        ready = Path(cmd[cmd.index("--ready-file") + 1])
-        ready.unlink(missing_ok=True)
-        with open(node.log, "ab") as fh:
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
-                                    env=env, start_new_session=True)
-        deadline = time.monotonic() + timeout_s
-        while not ready.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{node_id} did not restart; see {node.log}")
-            time.sleep(0.05)
-        node.pid, node.address = proc.pid, ready.read_text()
+        launch = procs.Launch.from_json(self.commands[node_id])
+        again = procs.relaunch(launch, node.address, timeout_s)
+        node.pid, node.address = again.pid, again.address
         self.save()
 
     def down(self, timeout_s: float = 10.0) -> None:
         for node in self.nodes:
-            _terminate(node.pid, timeout_s)
+            procs.terminate(node.pid, timeout_s)
         Path(self.base, "testbed.json").unlink(missing_ok=True)
 
     def save(self) -> None:
@@ -210,10 +186,10 @@ class Testbed:
         with self.agent(node_id) as agent:
             return agent.GetInfo(na.InfoRequest(), timeout=10)
 
-    def set_conditions(self, node_id: str, replace: bool = False, **fields: Any) -> na.Conditions:
+    def set_conditions(self, node_id: str, replace: bool = False, **fields: Any) -> ta.Conditions:
         with TRANSPORT.sync_channel(self.node(node_id).address) as ch:
-            req = na.SetConditionsRequest(conditions=na.Conditions(**fields), replace=replace)
-            return na_grpc.TestbedAdminStub(ch).SetConditions(req, timeout=10)
+            req = ta.SetConditionsRequest(conditions=ta.Conditions(**fields), replace=replace)
+            return ta_grpc.TestbedAdminStub(ch).SetConditions(req, timeout=10)
 
     def manifest(self) -> Any:
         from edgesplit.model.shard import Manifest
@@ -268,29 +244,6 @@ class Testbed:
 # Idle torch workers must not spin while another node computes: on a small
 # machine that would steal the active node's cores.
 QUIET_THREADS = {"OMP_WAIT_POLICY": "PASSIVE"}
-
-
-def _terminate(pid: int, timeout_s: float) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done == pid:
-                return
-        except ChildProcessError:
-            pass  # not our child (a later CLI call): poll with kill(0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def generate(address: str, prompt: str = "", token_ids: Sequence[int] = (),

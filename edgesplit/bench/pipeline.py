@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=3, help="runs of each side")
     p.add_argument("--wire-dtype", default="float32", help="dtype of activations between nodes")
     p.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
+    p.add_argument("--torch-threads", type=int, default=0,
+                   help="torch intra-op threads on both sides (0: torch's default)")
     p.add_argument("--dir", default="var/bench", help="where the generated model is cached")
 
 
@@ -61,33 +63,37 @@ def _split(address: str, ids: list[int], new: int) -> tuple[float, list[int], li
 
 
 def decode_frame_bytes(hidden: int, wire_dtype: str) -> int:
-    """Bytes of one decode-step frame ([1, 1, hidden]) as the agents send it."""
-    import torch
-
-    from edgesplit.model.wire import to_wire
+    """Bytes of one decode-step link message ([1, 1, hidden]) as the agents send it."""
+    from edgesplit.model.base import WIRE_DTYPES, WireTensor
     from edgesplit.security.channel import FrameSealer
     from edgesplit.security.header import FrameHeader
     from edgesplit.v1 import node_agent_pb2 as na
 
-    wire = to_wire(torch.zeros(1, 1, hidden), wire_dtype)
+    wire = WireTensor(bytes(hidden * WIRE_DTYPES[wire_dtype]), (1, 1, hidden), wire_dtype)
     header = FrameHeader("0123456789abcdef.0", 10, 1, 1, "node-0", "node-1", wire.shape,
                          wire.dtype, 0, 1, "node-0", 74)
     nonce, ct = FrameSealer(os.urandom(32), "node-0", receiver_id="node-1").seal(header,
                                                                                  wire.data)
-    frame = na.Frame(header=na.FrameHeader(session_id=header.session_id, step=10, hop=1,
-                                           epoch=1, src="node-0", dst="node-1",
-                                           shape=wire.shape, dtype=wire.dtype, chunks=1,
-                                           entry="node-0", start_pos=74),
-                     nonce=nonce, ciphertext=ct)
-    return frame.ByteSize()
+    msg = na.LinkMessage(seq=1 << 20, frame=na.Frame(header=na.FrameHeader(**header.as_dict()),
+                                                     nonce=nonce, ciphertext=ct))
+    return msg.ByteSize()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from edgesplit.testbed import QUIET_THREADS
+
+    # Both sides under one thread policy: the agents run with QUIET_THREADS, so
+    # the monolithic reference does too (set before torch starts its threads).
+    for key, value in QUIET_THREADS.items():
+        os.environ.setdefault(key, value)
     import torch
     from transformers import AutoModelForCausalLM
 
     from edgesplit.core.route import format_route
     from edgesplit.testbed import Testbed, ensure_model
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
 
     base = Path(args.dir)
     tag = f"{args.family}-h{args.hidden}-l{args.layers}"
@@ -102,7 +108,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     extra = ["--device", args.device] if args.device != "cpu" else []
     bed_dir = Path(tempfile.mkdtemp(prefix="edgesplit-bench-"))
     _log(f"starting {args.nodes} node agents ...")
-    bed = Testbed.up(args.nodes, shards, bed_dir, extra_args=extra)
+    # Production agents: no emulation wrappers, no TestbedAdmin.
+    bed = Testbed.up(args.nodes, shards, bed_dir, extra_args=extra, admin=False,
+                     torch_threads=args.torch_threads)
     try:
         plan = bed.even_plan()  # the production route shape (core.route)
         bed.apply(plan, wire_dtype=args.wire_dtype)
@@ -139,6 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "split_decode_step_ms_p50": round(statistics.median(steps) * 1000, 2) if steps else None,
         "bytes_per_token_per_hop": decode_frame_bytes(args.hidden, args.wire_dtype),
         "wire_dtype": args.wire_dtype,
+        "torch_threads": args.torch_threads or torch.get_num_threads(),
         "tokens_match": mono_tokens == split_tokens,
         "route": format_route(plan.routes[0]),
     }

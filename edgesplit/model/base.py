@@ -60,10 +60,12 @@ class WireTensor:
     """A tensor as it crosses the network: little-endian raw bytes, shape, dtype.
 
     Validated on construction so that a malformed frame is rejected before any
-    runner (or torch) sees it.
+    runner (or torch) sees it. ``data`` may be any bytes-like buffer: a runner's
+    encoder hands out a view of the tensor's memory, an opened frame its
+    (writable) payload, so neither side copies for the other.
     """
 
-    data: bytes
+    data: bytes | bytearray | memoryview
     shape: tuple[int, ...]
     dtype: str
 
@@ -73,9 +75,10 @@ class WireTensor:
         if any(not isinstance(d, int) or d < 0 for d in self.shape):
             raise BadFrameShape(f"bad shape {self.shape!r}")
         want = math.prod(self.shape) * WIRE_DTYPES[self.dtype]
-        if len(self.data) != want:
+        have = memoryview(self.data).nbytes
+        if have != want:
             raise BadFrameShape(
-                f"payload has {len(self.data)} bytes, shape {self.shape} {self.dtype} needs {want}"
+                f"payload has {have} bytes, shape {self.shape} {self.dtype} needs {want}"
             )
 
 
@@ -107,12 +110,16 @@ H = TypeVar("H")
 
 
 class SegmentRunner(Protocol[H]):
-    """What a node agent needs from one loaded segment.
+    """What a node agent needs from one loaded segment, and nothing more.
 
     ``forward`` keeps one KV cache per session for this segment's layers. A step
     must start where the session's cache ends (``start_pos == cached length``);
     ``start_pos == 0`` on an unknown session opens it. Validation happens before
     the cache is touched, and a failed step leaves the cache as it was.
+
+    ``encode_hidden`` / ``decode_hidden`` are the only codec between the
+    runner's hidden type ``H`` and the bytes of a frame, so the data plane
+    moves frames without knowing (or importing) the tensor library.
     """
 
     @property
@@ -120,6 +127,11 @@ class SegmentRunner(Protocol[H]):
 
     @property
     def hidden_size(self) -> int: ...
+
+    # Entry checks on a request: token ids below vocab_size, prompt plus new
+    # tokens within max_length.
+    vocab_size: int
+    max_length: int
 
     def embed(self, token_ids: Sequence[int]) -> H: ...
 
@@ -134,8 +146,6 @@ class SegmentRunner(Protocol[H]):
     def decode_hidden(self, wire: WireTensor) -> H: ...
 
     def session_length(self, session_id: str) -> int | None: ...
-
-    def truncate(self, session_id: str, length: int) -> None: ...
 
     def end_session(self, session_id: str) -> bool: ...
 

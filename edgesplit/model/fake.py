@@ -80,6 +80,7 @@ class FakeSegmentRunner:
         self._spec = SegmentSpec(start, end, has_embed, has_head)
         self._hidden = hidden_size
         self.vocab_size = vocab_size
+        self.max_length = max_length
         self._sessions: SessionTable[_FakeCache] = SessionTable(max_length, clock)
         self.calls = 0  # forward calls, for tests that count work
 

@@ -219,3 +219,22 @@ def _window(c: Mapping[str, Any], family: str, layer: int) -> int | None:
         return int(c["sliding_window"]) if layer >= int(c.get("max_window_layers", 28)) else None
     w = c.get("sliding_window")
     return None if w is None else int(w)
+
+
+def profile_json(path: str, dtype: str | None = None) -> dict[str, Any]:
+    """The planner's profile schema plus descriptive fields."""
+    prof = profile_model(path, dtype=dtype)
+    core = prof.to_core(name=path.rstrip("/").rsplit("/", 1)[-1])
+
+    def cost(c: Any, part: Any) -> dict[str, Any]:
+        return {"weight_bytes": c.weight_bytes, "flops_per_token": c.flops_per_token,
+                "kv_bytes_per_token": c.kv_bytes_per_token, "params": part.params}
+
+    return {
+        "name": core.name, "digest": core.digest, "family": prof.family,
+        "dtype": prof.dtype, "num_layers": prof.num_layers, "hidden_size": prof.hidden_size,
+        "total_params": prof.total_params,
+        "activation_bytes_per_token": core.activation_bytes_per_token,
+        "embed": cost(core.embed, prof.embed), "head": cost(core.head, prof.head),
+        "layers": [cost(c, p) for c, p in zip(core.layers, prof.layers, strict=True)],
+    }

@@ -45,8 +45,9 @@ def to_wire(tensor: torch.Tensor, wire_dtype: str = "float32") -> WireTensor:
     if not tensor.is_floating_point():
         raise BadFrameDtype(f"cannot send a {tensor.dtype} tensor as hidden state")
     flat = tensor.detach().to(device="cpu", dtype=dt).contiguous().reshape(-1)
-    # View as bytes: numpy has no bfloat16, uint8 works for every dtype.
-    data = flat.view(torch.uint8).numpy().tobytes()
+    # A view of the tensor's bytes (numpy has no bfloat16, uint8 works for every
+    # dtype): sealing reads it once, nothing copies it before.
+    data = memoryview(flat.view(torch.uint8).numpy())
     return WireTensor(data=data, shape=tuple(int(d) for d in tensor.shape), dtype=wire_dtype)
 
 
@@ -65,16 +66,20 @@ def from_wire(
     if expect_shape is not None and not _shape_matches(wire.shape, expect_shape):
         raise BadFrameShape(f"frame shape {wire.shape}, expected {expect_shape}")
     dt = torch_dtype(wire.dtype)  # WireTensor validated the byte count already
+    view = memoryview(wire.data)
+    writable = not view.readonly
     with warnings.catch_warnings():
-        # frombuffer warns on read-only bytes; the tensor is copied before it is returned.
+        # frombuffer warns on read-only bytes; such a tensor is copied before it is returned.
         warnings.simplefilter("ignore", UserWarning)
         raw = (
-            torch.frombuffer(wire.data, dtype=torch.uint8)
-            if wire.data
+            torch.frombuffer(view, dtype=torch.uint8)
+            if view.nbytes
             else torch.empty(0, dtype=torch.uint8)
         )
     t = raw.view(dt).reshape(wire.shape)
     on_cpu = device is None or torch.device(device).type == "cpu"
     if (dtype is None or dtype == dt) and on_cpu:
-        return t.clone()  # own the memory instead of aliasing the frame's bytes
+        # A frame's own (writable) payload becomes the tensor as it is; read-only
+        # bytes belong to someone else and are copied.
+        return t if writable else t.clone()
     return t.to(device=device, dtype=dtype)  # a copy already

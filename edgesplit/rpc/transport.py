@@ -6,7 +6,7 @@ certificate, uses the servers' message limits and keepalive, and retries the
 idempotent methods of :data:`IDEMPOTENT` through gRPC's own service-config
 ``retryPolicy`` (capped attempts, exponential backoff, inside the call's own
 deadline) instead of a hand-written loop. Nothing else is retried: a retried
-``Forward`` or ``Apply`` would run twice.
+``Link`` message or ``Apply`` would run twice.
 """
 
 from __future__ import annotations

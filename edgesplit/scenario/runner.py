@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 
+from edgesplit.model.profile import profile_json
 from edgesplit.procs import start_service
 from edgesplit.scenario.spec import BASE_FLOPS, Event, Scenario
 from edgesplit.testbed import TRANSPORT, Testbed, ensure_model, node_agreement_key
@@ -128,8 +129,6 @@ class Run:
                               family=m.get("family", "qwen3"), layers=m.get("layers", 12),
                               hidden=m.get("hidden", 384), heads=m.get("heads", 6),
                               kv_heads=m.get("kv_heads", 2), seed=m.get("seed", 0))
-        from edgesplit.cli.model_cmd import profile_json
-
         profile = profile_json(str(shards))
         (base / "profile.json").write_text(json.dumps(profile))
         ids = [n.id for n in sc.nodes]

@@ -41,6 +41,7 @@ __all__ = [
 
 AeadName = Literal["aes-256-gcm", "chacha20-poly1305"]
 NONCE_LEN: Final = 12
+TAG_LEN: Final = 16  # both AEADs append a 16-byte tag
 KEY_LEN: Final = 32
 DEFAULT_WINDOW: Final = 1024  # frames a link may reorder by before old ones count as replays
 _COUNTER_LIMIT: Final = 1 << 64
@@ -165,6 +166,14 @@ class FrameOpener:
         return None if win is None else win.check(ctr)
 
     def open(self, nonce: bytes, header: FrameHeader, ciphertext: bytes | memoryview) -> bytes:
+        plaintext = bytearray(max(len(ciphertext) - TAG_LEN, 0))
+        self.open_into(nonce, header, ciphertext, plaintext)
+        return bytes(plaintext)
+
+    def open_into(self, nonce: bytes, header: FrameHeader, ciphertext: bytes | memoryview,
+                  out: bytearray | memoryview) -> None:
+        """Like :meth:`open`, decrypting into ``out`` (``len(ciphertext) - 16``
+        bytes) instead of a new buffer: the frame's bytes are written once."""
         if len(nonce) != NONCE_LEN:
             raise FrameRejected("bad_header", f"nonce must be {NONCE_LEN} bytes")
         if (
@@ -175,13 +184,15 @@ class FrameOpener:
             raise FrameRejected(
                 "misrouted", f"{header.src}->{header.dst} epoch {header.epoch} on this link"
             )
+        if len(ciphertext) < TAG_LEN or len(out) != len(ciphertext) - TAG_LEN:
+            raise FrameRejected("bad_header", "ciphertext shorter than its tag or buffer size")
         prefix, ctr = nonce[:4], int.from_bytes(nonce[4:], "big")
         # Cheap pre-check: don't spend AEAD work on an obvious replay.
         reason = self._replay_reason(prefix, ctr)
         if reason is not None:
             raise FrameRejected("replay", reason)
         try:
-            plaintext = self._cipher.decrypt(nonce, ciphertext, header.encode())
+            self._cipher.decrypt_into(nonce, ciphertext, header.encode(), out)
         except InvalidTag:
             raise FrameRejected("decrypt_failed", "authentication failed") from None
         # Only authenticated frames touch the window, so forged nonces cannot
@@ -199,7 +210,6 @@ class FrameOpener:
             else:
                 self._windows.move_to_end(prefix)
             win.mark(ctr)
-        return plaintext
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,8 @@ number formats, escapes all vary).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import dataclass, fields
+from typing import Any, Final
 
 from edgesplit.security.errors import FrameRejected
 
@@ -66,6 +66,18 @@ class FrameHeader:
         ):
             raise FrameRejected("bad_header", f"shape must be <= {_MAX_DIMS} unsigned dims")
 
+    @classmethod
+    def from_proto(cls, msg: Any) -> FrameHeader:
+        """From the wire message (``edgesplit.v1.FrameHeader``), whose fields are
+        this class's, by name: the header is spelled out once, here."""
+        values = {name: getattr(msg, name) for name in FIELDS}
+        values["shape"] = tuple(values["shape"])
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Keyword arguments for the wire message: ``FrameHeader(**h.as_dict())``."""
+        return {name: getattr(self, name) for name in FIELDS}
+
     def encode(self) -> bytes:
         """Canonical bytes: fixed field order, fixed-width ints, length-prefixed strings."""
         return b"".join(
@@ -89,3 +101,6 @@ class FrameHeader:
                 ),
             )
         )
+
+
+FIELDS: Final = tuple(f.name for f in fields(FrameHeader))

@@ -1,4 +1,4 @@
-"""The simulated data plane (DESIGN.md 3): sessions, frames per hop, batching,
+"""The simulated data plane (docs/architecture.md §3): sessions, frames per hop, batching,
 replay on failure, drain on epoch change (agents keep ``retained_epochs`` older epochs).
 
 A request becomes a session on its entry's newest committed route. Its

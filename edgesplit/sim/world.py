@@ -11,7 +11,7 @@ as one forward pass, priced by the roofline of its hardware class
 (``hardware.HardwareClass.batch_seconds``), stretched by background load and
 any emulated slow-down. A ``SimLink`` is a directed link that serialises one
 frame at a time at its current bandwidth and delivers it half a round trip
-later (DESIGN.md 3: one long-lived stream per link, acks not waiting).
+later (docs/data-plane.md: one long-lived stream per link, acks not waiting).
 """
 
 from __future__ import annotations

@@ -25,19 +25,13 @@ _sym_db = _symbol_database.Default()
 from edgesplit.v1 import common_pb2 as edgesplit_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x65\x64gesplit/v1/node_agent.proto\x12\x0c\x65\x64gesplit.v1\x1a\x19\x65\x64gesplit/v1/common.proto\"D\n\x0eSignedEnvelope\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"Q\n\x08ShardRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x13\n\x0bwrapped_key\x18\x04 \x01(\x0c\"?\n\x04Peer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x15\n\rx25519_public\x18\x03 \x01(\x0c\"x\n\x0cRouteSegment\x12\r\n\x05\x65ntry\x18\x01 \x01(\t\x12&\n\x07segment\x18\x02 \x01(\x0b\x32\x15.edgesplit.v1.Segment\x12\x0b\n\x03hop\x18\x03 \x01(\r\x12\x11\n\tprev_node\x18\x04 \x01(\t\x12\x11\n\tnext_node\x18\x05 \x01(\t\"\xb6\x02\n\nAssignment\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x15\n\rexpires_at_ms\x18\x03 \x01(\x04\x12\x14\n\x0cmodel_digest\x18\x04 \x01(\t\x12,\n\x08segments\x18\x05 \x03(\x0b\x32\x1a.edgesplit.v1.RouteSegment\x12&\n\x06shards\x18\x06 \x03(\x0b\x32\x16.edgesplit.v1.ShardRef\x12!\n\x05peers\x18\x07 \x03(\x0b\x32\x12.edgesplit.v1.Peer\x12 \n\x04plan\x18\x08 \x01(\x0b\x32\x12.edgesplit.v1.Plan\x12\x12\n\nwire_dtype\x18\t \x01(\t\x12\x15\n\rtrusted_nodes\x18\n \x03(\t\x12\x15\n\rprivacy_depth\x18\x0b \x01(\r\"B\n\x0ePrepareRequest\x12\x30\n\nassignment\x18\x01 \x01(\x0b\x32\x1c.edgesplit.v1.SignedEnvelope\"b\n\x0fPrepareResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x16\n\x0eshards_fetched\x18\x03 \x01(\r\x12\x15\n\rshards_cached\x18\x04 \x01(\r\"\x1e\n\rCommitRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"2\n\x0e\x43ommitResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\x1d\n\x0c\x41\x62ortRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"(\n\rAbortResponse\x12\x17\n\x0f\x63ommitted_epoch\x18\x01 \x01(\x04\"\xc4\x01\n\x0b\x46rameHeader\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\x0b\n\x03hop\x18\x03 \x01(\r\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\x12\x0b\n\x03src\x18\x05 \x01(\t\x12\x0b\n\x03\x64st\x18\x06 \x01(\t\x12\r\n\x05shape\x18\x07 \x03(\r\x12\r\n\x05\x64type\x18\x08 \x01(\t\x12\r\n\x05\x63hunk\x18\t \x01(\r\x12\x0e\n\x06\x63hunks\x18\n \x01(\r\x12\r\n\x05\x65ntry\x18\x0b \x01(\t\x12\x11\n\tstart_pos\x18\x0c \x01(\r\"U\n\x05\x46rame\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.edgesplit.v1.FrameHeader\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\"u\n\x08\x46rameAck\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\x16\n\x0e\x63hunks_missing\x18\x03 \x01(\r\x12\x14\n\x0cprocessing_s\x18\x04 \x01(\x01\x12\x19\n\x11\x65mulated_return_s\x18\x05 \x01(\x01\"\x83\x01\n\x0bStepFailure\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x10\n\x08reporter\x18\x04 \x01(\t\x12\x13\n\x0b\x66\x61iled_node\x18\x05 \x01(\t\x12\x0c\n\x04\x63ode\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"6\n\x11\x45ndSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"%\n\x12\x45ndSessionResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"\r\n\x0bInfoRequest\"\xcb\x01\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rx25519_public\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63ommitted_epoch\x18\x03 \x01(\x04\x12\x16\n\x0eprepared_epoch\x18\x04 \x01(\x04\x12,\n\x08segments\x18\x05 \x03(\x0b\x32\x1a.edgesplit.v1.RouteSegment\x12\x10\n\x08sessions\x18\x06 \x01(\r\x12\x16\n\x0ekv_cache_bytes\x18\x07 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\",\n\x0cProbeRequest\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"X\n\rProbeResponse\x12\x16\n\x0ereceived_bytes\x18\x01 \x01(\x04\x12\x14\n\x0cprocessing_s\x18\x02 \x01(\x01\x12\x19\n\x11\x65mulated_return_s\x18\x03 \x01(\x01\"\xaa\x03\n\nConditions\x12\x18\n\x10\x63ompute_slowdown\x18\x01 \x01(\x01\x12>\n\x0clink_delay_s\x18\x02 \x03(\x0b\x32(.edgesplit.v1.Conditions.LinkDelaySEntry\x12J\n\x12link_bandwidth_bps\x18\x03 \x03(\x0b\x32..edgesplit.v1.Conditions.LinkBandwidthBpsEntry\x12\x39\n\tlink_down\x18\x04 \x03(\x0b\x32&.edgesplit.v1.Conditions.LinkDownEntry\x12\x1e\n\x16\x62\x61\x63kground_utilization\x18\x05 \x01(\x01\x1a\x31\n\x0fLinkDelaySEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x37\n\x15LinkBandwidthBpsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a/\n\rLinkDownEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x08:\x02\x38\x01\"U\n\x14SetConditionsRequest\x12,\n\nconditions\x18\x01 \x01(\x0b\x32\x18.edgesplit.v1.Conditions\x12\x0f\n\x07replace\x18\x02 \x01(\x08\x32\x9e\x04\n\tNodeAgent\x12\x46\n\x07Prepare\x12\x1c.edgesplit.v1.PrepareRequest\x1a\x1d.edgesplit.v1.PrepareResponse\x12\x43\n\x06\x43ommit\x12\x1b.edgesplit.v1.CommitRequest\x1a\x1c.edgesplit.v1.CommitResponse\x12@\n\x05\x41\x62ort\x12\x1a.edgesplit.v1.AbortRequest\x1a\x1b.edgesplit.v1.AbortResponse\x12\x36\n\x07\x46orward\x12\x13.edgesplit.v1.Frame\x1a\x16.edgesplit.v1.FrameAck\x12\x39\n\x04\x46\x61il\x12\x19.edgesplit.v1.StepFailure\x1a\x16.edgesplit.v1.FrameAck\x12O\n\nEndSession\x12\x1f.edgesplit.v1.EndSessionRequest\x1a .edgesplit.v1.EndSessionResponse\x12<\n\x07GetInfo\x12\x19.edgesplit.v1.InfoRequest\x1a\x16.edgesplit.v1.NodeInfo\x12@\n\x05Probe\x12\x1a.edgesplit.v1.ProbeRequest\x1a\x1b.edgesplit.v1.ProbeResponse2\xa3\x01\n\x0cTestbedAdmin\x12M\n\rSetConditions\x12\".edgesplit.v1.SetConditionsRequest\x1a\x18.edgesplit.v1.Conditions\x12\x44\n\rGetConditions\x12\x19.edgesplit.v1.InfoRequest\x1a\x18.edgesplit.v1.Conditionsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x65\x64gesplit/v1/node_agent.proto\x12\x0c\x65\x64gesplit.v1\x1a\x19\x65\x64gesplit/v1/common.proto\"D\n\x0eSignedEnvelope\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"Q\n\x08ShardRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x13\n\x0bwrapped_key\x18\x04 \x01(\x0c\"?\n\x04Peer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x15\n\rx25519_public\x18\x03 \x01(\x0c\"x\n\x0cRouteSegment\x12\r\n\x05\x65ntry\x18\x01 \x01(\t\x12&\n\x07segment\x18\x02 \x01(\x0b\x32\x15.edgesplit.v1.Segment\x12\x0b\n\x03hop\x18\x03 \x01(\r\x12\x11\n\tprev_node\x18\x04 \x01(\t\x12\x11\n\tnext_node\x18\x05 \x01(\t\"\xb6\x02\n\nAssignment\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x15\n\rexpires_at_ms\x18\x03 \x01(\x04\x12\x14\n\x0cmodel_digest\x18\x04 \x01(\t\x12,\n\x08segments\x18\x05 \x03(\x0b\x32\x1a.edgesplit.v1.RouteSegment\x12&\n\x06shards\x18\x06 \x03(\x0b\x32\x16.edgesplit.v1.ShardRef\x12!\n\x05peers\x18\x07 \x03(\x0b\x32\x12.edgesplit.v1.Peer\x12 \n\x04plan\x18\x08 \x01(\x0b\x32\x12.edgesplit.v1.Plan\x12\x12\n\nwire_dtype\x18\t \x01(\t\x12\x15\n\rtrusted_nodes\x18\n \x03(\t\x12\x15\n\rprivacy_depth\x18\x0b \x01(\r\"B\n\x0ePrepareRequest\x12\x30\n\nassignment\x18\x01 \x01(\x0b\x32\x1c.edgesplit.v1.SignedEnvelope\"b\n\x0fPrepareResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x16\n\x0eshards_fetched\x18\x03 \x01(\r\x12\x15\n\rshards_cached\x18\x04 \x01(\r\"\x1e\n\rCommitRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"2\n\x0e\x43ommitResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\x1d\n\x0c\x41\x62ortRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"(\n\rAbortResponse\x12\x17\n\x0f\x63ommitted_epoch\x18\x01 \x01(\x04\"\xc4\x01\n\x0b\x46rameHeader\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\x0b\n\x03hop\x18\x03 \x01(\r\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\x12\x0b\n\x03src\x18\x05 \x01(\t\x12\x0b\n\x03\x64st\x18\x06 \x01(\t\x12\r\n\x05shape\x18\x07 \x03(\r\x12\r\n\x05\x64type\x18\x08 \x01(\t\x12\r\n\x05\x63hunk\x18\t \x01(\r\x12\x0e\n\x06\x63hunks\x18\n \x01(\r\x12\r\n\x05\x65ntry\x18\x0b \x01(\t\x12\x11\n\tstart_pos\x18\x0c \x01(\r\"U\n\x05\x46rame\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.edgesplit.v1.FrameHeader\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\"\x83\x01\n\x0bStepFailure\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x10\n\x08reporter\x18\x04 \x01(\t\x12\x13\n\x0b\x66\x61iled_node\x18\x05 \x01(\t\x12\x0c\n\x04\x63ode\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"/\n\nEndSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"\xac\x01\n\x0bLinkMessage\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12$\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x13.edgesplit.v1.FrameH\x00\x12/\n\x0b\x65nd_session\x18\x03 \x01(\x0b\x32\x18.edgesplit.v1.EndSessionH\x00\x12\x31\n\x0cstep_failure\x18\x04 \x01(\x0b\x32\x19.edgesplit.v1.StepFailureH\x00\x42\x06\n\x04kind\"4\n\x07LinkAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\r\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\r\n\x0bInfoRequest\"\xcb\x01\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rx25519_public\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63ommitted_epoch\x18\x03 \x01(\x04\x12\x16\n\x0eprepared_epoch\x18\x04 \x01(\x04\x12,\n\x08segments\x18\x05 \x03(\x0b\x32\x1a.edgesplit.v1.RouteSegment\x12\x10\n\x08sessions\x18\x06 \x01(\r\x12\x16\n\x0ekv_cache_bytes\x18\x07 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\",\n\x0cProbeRequest\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\'\n\rProbeResponse\x12\x16\n\x0ereceived_bytes\x18\x01 \x01(\x04\x32\x98\x03\n\tNodeAgent\x12\x46\n\x07Prepare\x12\x1c.edgesplit.v1.PrepareRequest\x1a\x1d.edgesplit.v1.PrepareResponse\x12\x43\n\x06\x43ommit\x12\x1b.edgesplit.v1.CommitRequest\x1a\x1c.edgesplit.v1.CommitResponse\x12@\n\x05\x41\x62ort\x12\x1a.edgesplit.v1.AbortRequest\x1a\x1b.edgesplit.v1.AbortResponse\x12<\n\x04Link\x12\x19.edgesplit.v1.LinkMessage\x1a\x15.edgesplit.v1.LinkAck(\x01\x30\x01\x12<\n\x07GetInfo\x12\x19.edgesplit.v1.InfoRequest\x1a\x16.edgesplit.v1.NodeInfo\x12@\n\x05Probe\x12\x1a.edgesplit.v1.ProbeRequest\x1a\x1b.edgesplit.v1.ProbeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgesplit.v1.node_agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONDITIONS_LINKDELAYSENTRY']._loaded_options = None
-  _globals['_CONDITIONS_LINKDELAYSENTRY']._serialized_options = b'8\001'
-  _globals['_CONDITIONS_LINKBANDWIDTHBPSENTRY']._loaded_options = None
-  _globals['_CONDITIONS_LINKBANDWIDTHBPSENTRY']._serialized_options = b'8\001'
-  _globals['_CONDITIONS_LINKDOWNENTRY']._loaded_options = None
-  _globals['_CONDITIONS_LINKDOWNENTRY']._serialized_options = b'8\001'
   _globals['_SIGNEDENVELOPE']._serialized_start=74
   _globals['_SIGNEDENVELOPE']._serialized_end=142
   _globals['_SHARDREF']._serialized_start=144
@@ -64,34 +58,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FRAMEHEADER']._serialized_end=1249
   _globals['_FRAME']._serialized_start=1251
   _globals['_FRAME']._serialized_end=1336
-  _globals['_FRAMEACK']._serialized_start=1338
-  _globals['_FRAMEACK']._serialized_end=1455
-  _globals['_STEPFAILURE']._serialized_start=1458
-  _globals['_STEPFAILURE']._serialized_end=1589
-  _globals['_ENDSESSIONREQUEST']._serialized_start=1591
-  _globals['_ENDSESSIONREQUEST']._serialized_end=1645
-  _globals['_ENDSESSIONRESPONSE']._serialized_start=1647
-  _globals['_ENDSESSIONRESPONSE']._serialized_end=1684
-  _globals['_INFOREQUEST']._serialized_start=1686
-  _globals['_INFOREQUEST']._serialized_end=1699
-  _globals['_NODEINFO']._serialized_start=1702
-  _globals['_NODEINFO']._serialized_end=1905
-  _globals['_PROBEREQUEST']._serialized_start=1907
-  _globals['_PROBEREQUEST']._serialized_end=1951
-  _globals['_PROBERESPONSE']._serialized_start=1953
-  _globals['_PROBERESPONSE']._serialized_end=2041
-  _globals['_CONDITIONS']._serialized_start=2044
-  _globals['_CONDITIONS']._serialized_end=2470
-  _globals['_CONDITIONS_LINKDELAYSENTRY']._serialized_start=2315
-  _globals['_CONDITIONS_LINKDELAYSENTRY']._serialized_end=2364
-  _globals['_CONDITIONS_LINKBANDWIDTHBPSENTRY']._serialized_start=2366
-  _globals['_CONDITIONS_LINKBANDWIDTHBPSENTRY']._serialized_end=2421
-  _globals['_CONDITIONS_LINKDOWNENTRY']._serialized_start=2423
-  _globals['_CONDITIONS_LINKDOWNENTRY']._serialized_end=2470
-  _globals['_SETCONDITIONSREQUEST']._serialized_start=2472
-  _globals['_SETCONDITIONSREQUEST']._serialized_end=2557
-  _globals['_NODEAGENT']._serialized_start=2560
-  _globals['_NODEAGENT']._serialized_end=3102
-  _globals['_TESTBEDADMIN']._serialized_start=3105
-  _globals['_TESTBEDADMIN']._serialized_end=3268
+  _globals['_STEPFAILURE']._serialized_start=1339
+  _globals['_STEPFAILURE']._serialized_end=1470
+  _globals['_ENDSESSION']._serialized_start=1472
+  _globals['_ENDSESSION']._serialized_end=1519
+  _globals['_LINKMESSAGE']._serialized_start=1522
+  _globals['_LINKMESSAGE']._serialized_end=1694
+  _globals['_LINKACK']._serialized_start=1696
+  _globals['_LINKACK']._serialized_end=1748
+  _globals['_INFOREQUEST']._serialized_start=1750
+  _globals['_INFOREQUEST']._serialized_end=1763
+  _globals['_NODEINFO']._serialized_start=1766
+  _globals['_NODEINFO']._serialized_end=1969
+  _globals['_PROBEREQUEST']._serialized_start=1971
+  _globals['_PROBEREQUEST']._serialized_end=2015
+  _globals['_PROBERESPONSE']._serialized_start=2017
+  _globals['_PROBERESPONSE']._serialized_end=2056
+  _globals['_NODEAGENT']._serialized_start=2059
+  _globals['_NODEAGENT']._serialized_end=2467
 # @@protoc_insertion_point(module_scope)

@@ -161,20 +161,6 @@ class Frame(_message.Message):
     ciphertext: bytes
     def __init__(self, header: _Optional[_Union[FrameHeader, _Mapping]] = ..., nonce: _Optional[bytes] = ..., ciphertext: _Optional[bytes] = ...) -> None: ...
 
-class FrameAck(_message.Message):
-    __slots__ = ("session_id", "step", "chunks_missing", "processing_s", "emulated_return_s")
-    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
-    STEP_FIELD_NUMBER: _ClassVar[int]
-    CHUNKS_MISSING_FIELD_NUMBER: _ClassVar[int]
-    PROCESSING_S_FIELD_NUMBER: _ClassVar[int]
-    EMULATED_RETURN_S_FIELD_NUMBER: _ClassVar[int]
-    session_id: str
-    step: int
-    chunks_missing: int
-    processing_s: float
-    emulated_return_s: float
-    def __init__(self, session_id: _Optional[str] = ..., step: _Optional[int] = ..., chunks_missing: _Optional[int] = ..., processing_s: _Optional[float] = ..., emulated_return_s: _Optional[float] = ...) -> None: ...
-
 class StepFailure(_message.Message):
     __slots__ = ("session_id", "step", "epoch", "reporter", "failed_node", "code", "detail")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -193,7 +179,7 @@ class StepFailure(_message.Message):
     detail: str
     def __init__(self, session_id: _Optional[str] = ..., step: _Optional[int] = ..., epoch: _Optional[int] = ..., reporter: _Optional[str] = ..., failed_node: _Optional[str] = ..., code: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
 
-class EndSessionRequest(_message.Message):
+class EndSession(_message.Message):
     __slots__ = ("session_id", "epoch")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -201,11 +187,27 @@ class EndSessionRequest(_message.Message):
     epoch: int
     def __init__(self, session_id: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
 
-class EndSessionResponse(_message.Message):
-    __slots__ = ("existed",)
-    EXISTED_FIELD_NUMBER: _ClassVar[int]
-    existed: bool
-    def __init__(self, existed: _Optional[bool] = ...) -> None: ...
+class LinkMessage(_message.Message):
+    __slots__ = ("seq", "frame", "end_session", "step_failure")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    END_SESSION_FIELD_NUMBER: _ClassVar[int]
+    STEP_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    frame: Frame
+    end_session: EndSession
+    step_failure: StepFailure
+    def __init__(self, seq: _Optional[int] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., end_session: _Optional[_Union[EndSession, _Mapping]] = ..., step_failure: _Optional[_Union[StepFailure, _Mapping]] = ...) -> None: ...
+
+class LinkAck(_message.Message):
+    __slots__ = ("seq", "code", "detail")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    code: int
+    detail: str
+    def __init__(self, seq: _Optional[int] = ..., code: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class InfoRequest(_message.Message):
     __slots__ = ()
@@ -240,54 +242,7 @@ class ProbeRequest(_message.Message):
     def __init__(self, src: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
 
 class ProbeResponse(_message.Message):
-    __slots__ = ("received_bytes", "processing_s", "emulated_return_s")
+    __slots__ = ("received_bytes",)
     RECEIVED_BYTES_FIELD_NUMBER: _ClassVar[int]
-    PROCESSING_S_FIELD_NUMBER: _ClassVar[int]
-    EMULATED_RETURN_S_FIELD_NUMBER: _ClassVar[int]
     received_bytes: int
-    processing_s: float
-    emulated_return_s: float
-    def __init__(self, received_bytes: _Optional[int] = ..., processing_s: _Optional[float] = ..., emulated_return_s: _Optional[float] = ...) -> None: ...
-
-class Conditions(_message.Message):
-    __slots__ = ("compute_slowdown", "link_delay_s", "link_bandwidth_bps", "link_down", "background_utilization")
-    class LinkDelaySEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: float
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
-    class LinkBandwidthBpsEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: float
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
-    class LinkDownEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: bool
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[bool] = ...) -> None: ...
-    COMPUTE_SLOWDOWN_FIELD_NUMBER: _ClassVar[int]
-    LINK_DELAY_S_FIELD_NUMBER: _ClassVar[int]
-    LINK_BANDWIDTH_BPS_FIELD_NUMBER: _ClassVar[int]
-    LINK_DOWN_FIELD_NUMBER: _ClassVar[int]
-    BACKGROUND_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
-    compute_slowdown: float
-    link_delay_s: _containers.ScalarMap[str, float]
-    link_bandwidth_bps: _containers.ScalarMap[str, float]
-    link_down: _containers.ScalarMap[str, bool]
-    background_utilization: float
-    def __init__(self, compute_slowdown: _Optional[float] = ..., link_delay_s: _Optional[_Mapping[str, float]] = ..., link_bandwidth_bps: _Optional[_Mapping[str, float]] = ..., link_down: _Optional[_Mapping[str, bool]] = ..., background_utilization: _Optional[float] = ...) -> None: ...
-
-class SetConditionsRequest(_message.Message):
-    __slots__ = ("conditions", "replace")
-    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
-    REPLACE_FIELD_NUMBER: _ClassVar[int]
-    conditions: Conditions
-    replace: bool
-    def __init__(self, conditions: _Optional[_Union[Conditions, _Mapping]] = ..., replace: _Optional[bool] = ...) -> None: ...
+    def __init__(self, received_bytes: _Optional[int] = ...) -> None: ...

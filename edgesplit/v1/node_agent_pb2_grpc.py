@@ -50,20 +50,10 @@ class NodeAgentStub:
                 request_serializer=edgesplit_dot_v1_dot_node__agent__pb2.AbortRequest.SerializeToString,
                 response_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.AbortResponse.FromString,
                 _registered_method=True)
-        self.Forward = channel.unary_unary(
-                '/edgesplit.v1.NodeAgent/Forward',
-                request_serializer=edgesplit_dot_v1_dot_node__agent__pb2.Frame.SerializeToString,
-                response_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.FrameAck.FromString,
-                _registered_method=True)
-        self.Fail = channel.unary_unary(
-                '/edgesplit.v1.NodeAgent/Fail',
-                request_serializer=edgesplit_dot_v1_dot_node__agent__pb2.StepFailure.SerializeToString,
-                response_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.FrameAck.FromString,
-                _registered_method=True)
-        self.EndSession = channel.unary_unary(
-                '/edgesplit.v1.NodeAgent/EndSession',
-                request_serializer=edgesplit_dot_v1_dot_node__agent__pb2.EndSessionRequest.SerializeToString,
-                response_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.EndSessionResponse.FromString,
+        self.Link = channel.stream_stream(
+                '/edgesplit.v1.NodeAgent/Link',
+                request_serializer=edgesplit_dot_v1_dot_node__agent__pb2.LinkMessage.SerializeToString,
+                response_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.LinkAck.FromString,
                 _registered_method=True)
         self.GetInfo = channel.unary_unary(
                 '/edgesplit.v1.NodeAgent/GetInfo',
@@ -102,22 +92,9 @@ class NodeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Forward(self, request, context):
-        """Deliver one (chunk of an) encrypted frame from the previous hop.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Fail(self, request, context):
-        """Tell the route's entry that a step failed downstream.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def EndSession(self, request, context):
-        """Drop a session's state on this node.
+    def Link(self, request_iterator, context):
+        """The long-lived stream of one (sender, receiver) link: frames and session
+        control in, one ack per message out, with a bounded window in flight.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -155,20 +132,10 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     request_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.AbortRequest.FromString,
                     response_serializer=edgesplit_dot_v1_dot_node__agent__pb2.AbortResponse.SerializeToString,
             ),
-            'Forward': grpc.unary_unary_rpc_method_handler(
-                    servicer.Forward,
-                    request_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.Frame.FromString,
-                    response_serializer=edgesplit_dot_v1_dot_node__agent__pb2.FrameAck.SerializeToString,
-            ),
-            'Fail': grpc.unary_unary_rpc_method_handler(
-                    servicer.Fail,
-                    request_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.StepFailure.FromString,
-                    response_serializer=edgesplit_dot_v1_dot_node__agent__pb2.FrameAck.SerializeToString,
-            ),
-            'EndSession': grpc.unary_unary_rpc_method_handler(
-                    servicer.EndSession,
-                    request_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.EndSessionRequest.FromString,
-                    response_serializer=edgesplit_dot_v1_dot_node__agent__pb2.EndSessionResponse.SerializeToString,
+            'Link': grpc.stream_stream_rpc_method_handler(
+                    servicer.Link,
+                    request_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.LinkMessage.FromString,
+                    response_serializer=edgesplit_dot_v1_dot_node__agent__pb2.LinkAck.SerializeToString,
             ),
             'GetInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetInfo,
@@ -274,7 +241,7 @@ class NodeAgent:
             _registered_method=True)
 
     @staticmethod
-    def Forward(request,
+    def Link(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -284,66 +251,12 @@ class NodeAgent:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_stream(
+            request_iterator,
             target,
-            '/edgesplit.v1.NodeAgent/Forward',
-            edgesplit_dot_v1_dot_node__agent__pb2.Frame.SerializeToString,
-            edgesplit_dot_v1_dot_node__agent__pb2.FrameAck.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Fail(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/edgesplit.v1.NodeAgent/Fail',
-            edgesplit_dot_v1_dot_node__agent__pb2.StepFailure.SerializeToString,
-            edgesplit_dot_v1_dot_node__agent__pb2.FrameAck.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def EndSession(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/edgesplit.v1.NodeAgent/EndSession',
-            edgesplit_dot_v1_dot_node__agent__pb2.EndSessionRequest.SerializeToString,
-            edgesplit_dot_v1_dot_node__agent__pb2.EndSessionResponse.FromString,
+            '/edgesplit.v1.NodeAgent/Link',
+            edgesplit_dot_v1_dot_node__agent__pb2.LinkMessage.SerializeToString,
+            edgesplit_dot_v1_dot_node__agent__pb2.LinkAck.FromString,
             options,
             channel_credentials,
             insecure,
@@ -398,126 +311,6 @@ class NodeAgent:
             '/edgesplit.v1.NodeAgent/Probe',
             edgesplit_dot_v1_dot_node__agent__pb2.ProbeRequest.SerializeToString,
             edgesplit_dot_v1_dot_node__agent__pb2.ProbeResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-
-class TestbedAdminStub:
-    """Test-bed only: emulated compute and link conditions, changeable at run time.
-    """
-
-    def __init__(self, channel):
-        """Constructor.
-
-        Args:
-            channel: A grpc.Channel.
-        """
-        self.SetConditions = channel.unary_unary(
-                '/edgesplit.v1.TestbedAdmin/SetConditions',
-                request_serializer=edgesplit_dot_v1_dot_node__agent__pb2.SetConditionsRequest.SerializeToString,
-                response_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.Conditions.FromString,
-                _registered_method=True)
-        self.GetConditions = channel.unary_unary(
-                '/edgesplit.v1.TestbedAdmin/GetConditions',
-                request_serializer=edgesplit_dot_v1_dot_node__agent__pb2.InfoRequest.SerializeToString,
-                response_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.Conditions.FromString,
-                _registered_method=True)
-
-
-class TestbedAdminServicer:
-    """Test-bed only: emulated compute and link conditions, changeable at run time.
-    """
-
-    def SetConditions(self, request, context):
-        """Merge or replace the node's emulated conditions.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def GetConditions(self, request, context):
-        """Read the node's emulated conditions.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-
-def add_TestbedAdminServicer_to_server(servicer, server):
-    rpc_method_handlers = {
-            'SetConditions': grpc.unary_unary_rpc_method_handler(
-                    servicer.SetConditions,
-                    request_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.SetConditionsRequest.FromString,
-                    response_serializer=edgesplit_dot_v1_dot_node__agent__pb2.Conditions.SerializeToString,
-            ),
-            'GetConditions': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetConditions,
-                    request_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.InfoRequest.FromString,
-                    response_serializer=edgesplit_dot_v1_dot_node__agent__pb2.Conditions.SerializeToString,
-            ),
-    }
-    generic_handler = grpc.method_handlers_generic_handler(
-            'edgesplit.v1.TestbedAdmin', rpc_method_handlers)
-    server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('edgesplit.v1.TestbedAdmin', rpc_method_handlers)
-
-
- # This class is part of an EXPERIMENTAL API.
-class TestbedAdmin:
-    """Test-bed only: emulated compute and link conditions, changeable at run time.
-    """
-
-    @staticmethod
-    def SetConditions(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/edgesplit.v1.TestbedAdmin/SetConditions',
-            edgesplit_dot_v1_dot_node__agent__pb2.SetConditionsRequest.SerializeToString,
-            edgesplit_dot_v1_dot_node__agent__pb2.Conditions.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetConditions(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/edgesplit.v1.TestbedAdmin/GetConditions',
-            edgesplit_dot_v1_dot_node__agent__pb2.InfoRequest.SerializeToString,
-            edgesplit_dot_v1_dot_node__agent__pb2.Conditions.FromString,
             options,
             channel_credentials,
             insecure,

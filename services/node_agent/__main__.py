@@ -7,6 +7,7 @@ import asyncio
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +15,38 @@ from edgesplit.core.types import Segment
 from edgesplit.rpc.config import load_config
 from edgesplit.rpc.server import Registration, RunningServer, run_service
 from edgesplit.rpc.transport import Transport, TransportSettings
-from edgesplit.security.keys import ensure_dev_keys, load_signing_public_key
+from edgesplit.security.keys import ensure_dev_keys, load_signing_public_key, public_bytes
 from edgesplit.security.signing import trusted_keys
-from edgesplit.v1 import inference_pb2_grpc, node_agent_pb2_grpc
+from edgesplit.v1 import inference_pb2_grpc, node_agent_pb2_grpc, testbed_admin_pb2_grpc
+from services.node_agent.compute import Compute
 from services.node_agent.config import NodeAgentConfig
-from services.node_agent.dataplane import DataPlane
-from services.node_agent.emulation import Emulator
+from services.node_agent.control import Control
+from services.node_agent.emulation import EmulatedNodeAgent, Emulator, TestbedAdminServicer
+from services.node_agent.entry import Entry, EntrySettings
 from services.node_agent.epochs import EpochBook
 from services.node_agent.inference import InferenceServicer
+from services.node_agent.linkstream import LinkPool
 from services.node_agent.reporter import make_reporter
-from services.node_agent.servicer import (
-    NodeAgentServicer,
-    TestbedAdminServicer,
-    housekeeping,
-)
+from services.node_agent.servicer import AgentIdentity, NodeAgentServicer, housekeeping
 from services.node_agent.shards import ShardStore, cache_dir
+from services.node_agent.stage import Stage
+
+
+@dataclass
+class Agent:
+    """The parts of one node agent, wired together (``build``)."""
+
+    control: Control
+    compute: Compute
+    links: LinkPool
+    stage: Stage
+    entry: Entry
+    emulator: Emulator | None  # the test bed's, when --testbed-admin
+
+    async def close(self) -> None:
+        await self.stage.close()
+        await self.links.close()
+        self.compute.close()
 
 
 def torch_runner_factory(config: NodeAgentConfig, store: ShardStore | None = None) -> Any:
@@ -54,10 +72,10 @@ def torch_runner_factory(config: NodeAgentConfig, store: ShardStore | None = Non
 
 
 def build(config: NodeAgentConfig, make_runner: Any = None,
-          transport: Transport | None = None) -> tuple[list[Registration], Any]:
+          transport: Transport | None = None) -> tuple[list[Registration], Agent]:
     """Everything but the event loop. ``transport``: this node's outgoing channels
-    (default: from the config's TLS settings), shared by the data plane, the
-    shard fetches and the reporter (``dp.transport``)."""
+    (default: from the config's TLS settings), shared by the links, the shard
+    fetches and the reporter."""
     transport = transport or Transport(TransportSettings.of(config))
     state = Path(config.state_dir)
     state.mkdir(parents=True, exist_ok=True)
@@ -70,21 +88,30 @@ def build(config: NodeAgentConfig, make_runner: Any = None,
                        ) if config.broadcaster else None
     book = EpochBook(config.node_id, signers, keys.agreement,
                      make_runner or torch_runner_factory(config, store), config.retained_epochs)
-    emulator = Emulator()
-    dp = DataPlane(config.node_id, book, emulator, config.rpc_timeout_s,
-                   config.frame_chunk_bytes, config.max_message_bytes, config.torch_threads,
-                   transport)
+    # The test bed's emulation wraps the compute clock, the links and the replies.
+    emulator = Emulator() if config.testbed_admin else None
+    compute = Compute(config.torch_threads, emulator)
+    links = LinkPool(transport, config.link_window, config.link_stream_lifetime_s,
+                     emulator.wrap_link if emulator else None)
+    chunk = max(1024, min(config.frame_chunk_bytes, config.max_message_bytes - 64 * 1024))
+    stage = Stage(config.node_id, book, compute, links, chunk)
+    control = Control(book, store)
+    entry = Entry(EntrySettings(config.node_id, config.step_timeout_s, config.orchestrator),
+                  control, stage)
+    agent = Agent(control, compute, links, stage, entry, emulator)
+    args = (AgentIdentity(config.node_id, config.device, public_bytes(keys.agreement),
+                          config.probe_max_bytes), control, stage)
+    servicer = EmulatedNodeAgent(emulator, *args) if emulator else NodeAgentServicer(*args)
     regs = [
-        Registration(node_agent_pb2_grpc.add_NodeAgentServicer_to_server,
-                     NodeAgentServicer(config, dp, keys.agreement, store),
+        Registration(node_agent_pb2_grpc.add_NodeAgentServicer_to_server, servicer,
                      "edgesplit.v1.NodeAgent"),
         Registration(inference_pb2_grpc.add_InferenceServicer_to_server,
-                     InferenceServicer(config, dp), "edgesplit.v1.Inference"),
+                     InferenceServicer(config, entry), "edgesplit.v1.Inference"),
     ]
-    if config.testbed_admin:
-        regs.append(Registration(node_agent_pb2_grpc.add_TestbedAdminServicer_to_server,
+    if emulator is not None:
+        regs.append(Registration(testbed_admin_pb2_grpc.add_TestbedAdminServicer_to_server,
                                  TestbedAdminServicer(emulator), "edgesplit.v1.TestbedAdmin"))
-    return regs, dp
+    return regs, agent
 
 
 # transformers' lazy modules are not safe to import from two threads at once:
@@ -118,13 +145,15 @@ def _warm(shard_dir: str) -> None:
 
 
 async def serve(config: NodeAgentConfig) -> None:
-    regs, dp = build(config)
+    transport = Transport(TransportSettings.of(config))
+    regs, agent = build(config, transport=transport)
     tasks: list[asyncio.Task[None]] = []
     # hook: with --monitor, measure on the serving path and push reports (reporter.py)
-    reporter = make_reporter(config, dp, dp.transport) if config.monitor else None
+    reporter = make_reporter(config, agent, transport) if config.monitor else None
 
     async def on_ready(_: RunningServer) -> None:
-        tasks.append(asyncio.create_task(housekeeping(dp, config.session_idle_timeout_s)))
+        tasks.append(asyncio.create_task(housekeeping(agent.control,
+                                                      config.session_idle_timeout_s)))
         if reporter is not None:
             tasks.append(asyncio.create_task(reporter.run()))
         # Import torch/transformers now, in the background, so the first
@@ -134,13 +163,16 @@ async def serve(config: NodeAgentConfig) -> None:
     async def on_stop() -> None:
         for t in tasks:
             t.cancel()
-        await dp.close()
+        await agent.close()
 
     await run_service(config, regs, on_ready=on_ready, on_stop=on_stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = load_config(NodeAgentConfig, argv, prog="python -m services.node_agent")
+    # The compute thread and the event loop share the GIL: hand it over within
+    # 0.2 ms instead of 5 ms, so a frame's I/O never holds up the layers long.
+    sys.setswitchinterval(0.0002)
     asyncio.run(serve(config))
     return 0
 

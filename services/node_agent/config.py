@@ -37,8 +37,14 @@ class NodeAgentConfig(ServiceConfig):
                                                "is greedy; 0 < t below this is INVALID_ARGUMENT)")
     max_sessions_per_client: PositiveInt = opt(8, "entry: concurrent Generate calls of one "
                                                   "client identity before RESOURCE_EXHAUSTED")
+    stream_ahead: NonNegativeInt = opt(2, "entry: tokens generated ahead of the client's "
+                                          "stream (0: each reply is written first)")
     frame_chunk_bytes: int = opt(4 * 1024 * 1024, "split frames larger than this into chunks",
                                  ge=1024)
+    link_window: PositiveInt = opt(64, "link stream: messages sent to a peer and not yet "
+                                       "acked before the sender waits (flow control)")
+    link_stream_lifetime_s: PositiveFloat = opt(600.0, "link stream deadline; a fresh stream "
+                                                       "takes over at half of it")
     retained_epochs: NonNegativeInt = opt(2, "older committed epochs kept so their sessions "
                                              "drain")
     testbed_admin: bool = opt(False, "serve TestbedAdmin (emulated compute/link conditions)")

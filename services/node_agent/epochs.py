@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from edgesplit.core.types import Route, Segment
+from edgesplit.model.base import SegmentRunner
 from edgesplit.rpc.assignments import segment_parts
 from edgesplit.rpc.convert import plan_from_proto, segment_from_proto
 from edgesplit.rpc.errors import InvalidRequest, Precondition
@@ -32,7 +33,8 @@ from edgesplit.v1 import node_agent_pb2 as na
 # (model digest, start, end, has_embed, has_head, shard digests) -> a runner
 # holding exactly those weights; a different digest never reuses a runner.
 RunnerKey = tuple[str, int, int, bool, bool, tuple[str, ...]]
-RunnerFactory = Callable[[Segment, Mapping[str, str]], Any]
+Runner = SegmentRunner[Any]
+RunnerFactory = Callable[[Segment, Mapping[str, str]], Runner]
 
 
 @dataclass
@@ -53,7 +55,7 @@ class EpochState:
     assignment: na.Assignment
     routes: dict[str, Route]  # entry -> full route (from the plan)
     hops: dict[tuple[str, int], Segment]  # (entry, hop) -> segment this node runs
-    runners: dict[tuple[str, int], Any]  # (entry, hop) -> runner
+    runners: dict[tuple[str, int], Runner]  # (entry, hop) -> runner
     peers: dict[str, PeerLink]
     trusted: frozenset[str] = field(default_factory=frozenset)
 
@@ -73,7 +75,7 @@ class EpochBook:
         self._key = agreement_key
         self._make_runner = make_runner
         self._retain = retained
-        self._runners: dict[RunnerKey, Any] = {}
+        self._runners: dict[RunnerKey, Runner] = {}
         self._lock = threading.Lock()
         self.committed: EpochState | None = None
         self.prepared: EpochState | None = None
@@ -86,7 +88,7 @@ class EpochBook:
                 return es
         return self.retired.get(epoch)
 
-    def all_runners(self) -> list[Any]:
+    def all_runners(self) -> list[Runner]:
         return list(self._runners.values())
 
     # ---- Prepare ------------------------------------------------------------
@@ -124,8 +126,8 @@ class EpochBook:
                                      "does not match the plan")
             hops[(rs.entry, rs.hop)] = seg
         built = reused = 0
-        fresh: dict[RunnerKey, Any] = {}
-        runners: dict[tuple[str, int], Any] = {}
+        fresh: dict[RunnerKey, Runner] = {}
+        runners: dict[tuple[str, int], Runner] = {}
         for key, seg in hops.items():
             parts = tuple(expected.get(p, "") for p in segment_parts(seg))
             rkey = (assignment.model_digest, seg.start, seg.end, seg.has_embed, seg.has_head,

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -37,11 +37,15 @@ from edgesplit.rpc.transport import Transport
 from edgesplit.v1 import monitor_pb2 as mpb
 from edgesplit.v1 import monitor_pb2_grpc as mpb_grpc
 from edgesplit.v1 import node_agent_pb2 as na
+from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
 from services.node_agent import metrics as m
 from services.node_agent.config import NodeAgentConfig
 from services.node_agent.links import LinkStats
 from services.node_agent.resources import ResourceSampler
 from services.node_agent.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from services.node_agent.__main__ import Agent
 
 log = logging.getLogger(__name__)
 
@@ -96,20 +100,21 @@ def backoff_delay(attempt: int, rng: random.Random, base_s: float, cap_s: float)
 class Prober:
     """Times links to this node's peers that real frames have not timed lately."""
 
-    def __init__(self, settings: ReporterSettings, dataplane: Any, links: LinkStats,
+    def __init__(self, settings: ReporterSettings, agent: Agent, links: LinkStats,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.s = settings
-        self.dp = dataplane
+        self.agent = agent
         self.links = links
         self._clock = clock
         self.targets: dict[str, str] = {}  # other enrolled nodes, as the monitor names them
+        self._warm: set[str] = set()  # peers probed once already
 
     def peers(self) -> dict[str, str]:
         """Node id -> address of every link to measure: the committed epoch's
         peers (frames flow there) and the monitor's other enrolled nodes (so
         the planner knows links it might move segments onto)."""
         out = {p: a for p, a in self.targets.items() if p != self.s.node_id}
-        es = self.dp.book.committed
+        es = self.agent.control.book.committed
         if es is not None:
             out.update({p: link.address for p, link in es.peers.items() if p != self.s.node_id})
         return out
@@ -139,13 +144,22 @@ class Prober:
         await asyncio.gather(*jobs)
 
     async def _timed(self, peer: str, address: str, payload_bytes: int) -> tuple[int, float]:
-        """One probe through the emulated link, like a frame: (bytes sent, link seconds)."""
+        """One probe (on the test bed through the emulated link, like a frame):
+        (bytes sent, seconds to the reply)."""
         req = na.ProbeRequest(src=self.s.node_id, payload=bytes(payload_bytes))
         size = req.ByteSize()
+        channel = self.agent.links.channel(address)
+        stub = na_grpc.NodeAgentStub(channel)
+        if address not in self._warm:
+            # Once per peer, untimed: a sample times the link, not the set-up of
+            # the connection and of the first call on it.
+            await stub.Probe(na.ProbeRequest(src=self.s.node_id), timeout=self.s.rpc_timeout_s)
+            self._warm.add(address)
         start = time.perf_counter()
-        await self.dp.emulator.transmit(peer, size)
-        reply = await self.dp.stub(address).Probe(req, timeout=self.s.rpc_timeout_s)
-        return size, time.perf_counter() - start - reply.processing_s + reply.emulated_return_s
+        if self.agent.emulator is not None:  # hook: the test bed's emulated link
+            await self.agent.emulator.transmit(peer, size)
+        await stub.Probe(req, timeout=self.s.rpc_timeout_s)
+        return size, time.perf_counter() - start
 
     # Samples are stamped with the cycle's start, not their end: a probe of a
     # long link then does not look fresh for most of the next cycle too.
@@ -172,16 +186,16 @@ class Prober:
 
 
 class Reporter:
-    def __init__(self, settings: ReporterSettings, dataplane: Any, telemetry: Telemetry,
+    def __init__(self, settings: ReporterSettings, agent: Agent, telemetry: Telemetry,
                  sampler: ResourceSampler, incarnation: int, transport: Transport,
                  rng: random.Random | None = None) -> None:
         self.s = settings
         self.transport = transport
-        self.dp = dataplane
+        self.agent = agent
         self.telemetry = telemetry
         self.sampler = sampler
         self.incarnation = incarnation
-        self.prober = Prober(settings, dataplane, telemetry.links)
+        self.prober = Prober(settings, agent, telemetry.links)
         self._rng = rng or random.Random()
         self._seq = 0
         self._previous: AgentCounters | None = None  # counters of the last acked report
@@ -192,17 +206,19 @@ class Reporter:
         """This cycle's report, the counters it was built from and how many requests it carries."""
         counters = self.telemetry.counters()
         requests = self.telemetry.pending_requests()
-        runners = self.dp.book.all_runners()
+        book, emulator = self.agent.control.book, self.agent.emulator
+        runners = book.all_runners()
         resources = self.sampler.sample(
-            queue_depth=self.dp.queue_depth,
+            queue_depth=self.agent.compute.queue_depth,
             active_sessions=sum(r.session_count() for r in runners),
-            background_utilization=self.dp.emulator.conditions.background_utilization)
+            background_utilization=emulator.conditions.background_utilization
+            if emulator is not None else 0.0)
         report = build_report(
             NodeId(self.s.node_id), self._seq, time.time(), resources, counters, self._previous,
             requests, self.telemetry.links.take(), incarnation=self.incarnation,
             sla_step_budget_s=self.s.sla_step_budget_s)
         self._seq += 1
-        committed = self.dp.book.committed
+        committed = book.committed
         return report_to_proto(report, committed.epoch if committed else 0), counters, len(requests)
 
     def on_ack(self, ack: mpb.ReportAck, counters: AgentCounters, requests: int) -> None:
@@ -270,11 +286,12 @@ class Reporter:
             call.cancel()
 
 
-def make_reporter(config: NodeAgentConfig, dataplane: Any, transport: Transport) -> Reporter:
+def make_reporter(config: NodeAgentConfig, agent: Agent, transport: Transport) -> Reporter:
     """Wire telemetry into the data plane and build the reporter (``--monitor`` set)."""
     telemetry = Telemetry()
-    telemetry.attach(dataplane)
-    return Reporter(ReporterSettings.from_config(config), dataplane, telemetry,
-                    ResourceSampler(config.device, scope=config.utilization_scope,
-                                    emulated_busy=lambda: dataplane.emulator.emulated_busy_s),
+    telemetry.attach(agent.compute, agent.stage, agent.entry)
+    emulator = agent.emulator
+    busy = (lambda: emulator.emulated_busy_s) if emulator is not None else (lambda: 0.0)
+    sampler = ResourceSampler(config.device, scope=config.utilization_scope, emulated_busy=busy)
+    return Reporter(ReporterSettings.from_config(config), agent, telemetry, sampler,
                     next_incarnation(Path(config.state_dir)), transport)

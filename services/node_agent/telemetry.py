@@ -1,14 +1,14 @@
 """What the data plane tells the reporter: cumulative counters fed by hooks.
 
-``DataPlane`` calls three hooks (set by :meth:`Telemetry.attach`) on the
+The data plane calls three hooks (set by :meth:`Telemetry.attach`) on the
 serving path; each does a few dict updates and nothing else, so measuring
 costs the serving path next to nothing:
 
 * ``compute_observer(runner, phase, seconds, tokens)`` after each segment
   run: ``seconds`` already includes the emulated compute slow-down, so a
   slowed node reports what it would really take;
-* ``frame_observer(dst, nbytes, seconds, ack)`` after each frame (chunk) is
-  acked: ``seconds`` from before the emulated link to the ack;
+* ``frame_observer(dst, nbytes, seconds)`` after each frame (chunk) is
+  acked (on receipt): ``seconds`` from the send to the ack;
 * ``request_observer(ttft_s, step_latencies_s, ok)`` when a request ends.
 
 The runner times a whole segment, not single layers, so a segment's time is
@@ -54,10 +54,10 @@ class Telemetry:
         # not the agent's memory.
         self._requests: deque[RequestSample] = deque(maxlen=max_requests)
 
-    def attach(self, dataplane: Any) -> None:
-        dataplane.compute_observer = self.on_compute
-        dataplane.frame_observer = self.on_frame
-        dataplane.request_observer = self.on_request
+    def attach(self, compute: Any, stage: Any, entry: Any) -> None:
+        compute.observer = self.on_compute
+        stage.frame_observer = self.on_frame
+        entry.request_observer = self.on_request
 
     # ---- hooks ---------------------------------------------------------------------
     def on_compute(self, runner: Any, phase: str, seconds: float, tokens: int) -> None:
@@ -70,13 +70,11 @@ class Telemetry:
             s, n = table.get(k, (0.0, 0))
             table[k] = (s + share, n + tokens)
 
-    def on_frame(self, dst: str, nbytes: int, seconds: float, ack: Any) -> None:
+    def on_frame(self, dst: str, nbytes: int, seconds: float) -> None:
         peer = NodeId(dst)
         self._bytes[peer] = self._bytes.get(peer, 0) + nbytes
-        # The receiver's handling is not the link; the test bed's emulated
-        # return delay is (see FrameAck.emulated_return_s).
-        rtt = seconds - ack.processing_s + ack.emulated_return_s
-        self.links.observe(dst, nbytes, rtt, LinkSource.PASSIVE, self._clock())
+        # The receiver acks on receipt, before its compute: the time is the link's.
+        self.links.observe(dst, nbytes, seconds, LinkSource.PASSIVE, self._clock())
 
     def on_request(self, ttft_s: float, step_latencies_s: Sequence[float], ok: bool) -> None:
         # A failed request missed its SLA whatever its steps took; a finished

@@ -13,21 +13,19 @@ import json
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from edgesplit import testbed as tb
 from edgesplit.cli import main as cli_main
-from edgesplit.testbed import ROOT, TRANSPORT, ensure_model, generate
+from edgesplit.testbed import TRANSPORT, ensure_model, generate
 from edgesplit.v1 import monitor_pb2 as mpb
 from edgesplit.v1 import monitor_pb2_grpc as mpb_grpc
 from tests.conftest import ServiceProcess, start_service
@@ -55,7 +53,6 @@ class Rig:
     metrics_port: int
     bed: tb.Testbed
     agent_args: list[str]
-    restarted: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def state(self) -> mpb.EnvironmentState:
         with TRANSPORT.sync_channel(self.monitor.address) as ch:
@@ -98,22 +95,8 @@ class Rig:
             raise errors[0]
 
     def restart(self, node_id: str) -> None:
-        """Start ``node_id`` again with its state directory (as Testbed.up did)."""
-        node = self.bed.node(node_id)
-        base = Path(self.bed.base)
-        ready = base / f"{node_id}.ready"
-        ready.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "services.node_agent", "--node-id", node_id,
-               "--listen", "127.0.0.1:0", "--ready-file", str(ready),
-               "--state-dir", str(base / node_id), "--shard-dir", self.bed.shard_dir,
-               "--control-public-key", str(base / "keys" / "control.ed25519.pub.pem"),
-               "--testbed-admin", *self.agent_args]
-        with open(node.log, "ab") as log:
-            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True,
-                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        node.pid = proc.pid  # so bed.down() stops the new process
-        self.restarted.append(proc)
+        """Start ``node_id`` again: its state directory, the same port."""
+        self.bed.restart(node_id)
 
 
 def view(state: mpb.EnvironmentState, node_id: str) -> mpb.NodeView:
@@ -239,7 +222,9 @@ def test_killed_node_is_dead_within_three_cycles_and_alive_after_restart(rig: Ri
     assert dead_after <= 3 * INTERVAL + 0.15, f"dead only after {dead_after:.2f}s"
     assert view(state, "node-0").state.alive and view(state, "node-1").state.alive
     reports = view(state, "node-2").reports
+    address = rig.bed.node("node-2").address
     rig.restart("node-2")
+    assert rig.bed.node("node-2").address == address  # the same port: peers find it
     restarted = time.monotonic()
     state, _ = rig.wait(lambda s: view(s, "node-2").state.alive, timeout_s=60)
     print(f"dead {dead_after:.2f}s after SIGKILL; alive {time.monotonic() - restarted:.1f}s "

@@ -30,13 +30,14 @@ class Cluster:
     addresses: dict[str, str] = field(default_factory=dict)
     publics: dict[str, bytes] = field(default_factory=dict)
     servers: list[Any] = field(default_factory=list)
-    dataplanes: list[Any] = field(default_factory=list)
+    agents: list[Any] = field(default_factory=list)
     channels: dict[str, Any] = field(default_factory=dict)
     transport: Transport = field(default_factory=Transport)  # plaintext, loopback
     epoch: int = 0
 
     @classmethod
-    async def start(cls, n: int, shard_dir: Path, tmp: Path, **overrides: Any) -> Cluster:
+    async def start(cls, n: int, shard_dir: Path, tmp: Path, make_runner: Any = None,
+                    **overrides: Any) -> Cluster:
         control = generate_signing_key()
         save_public_key(control.public_key(), tmp / "control.pub.pem")
         c = cls(shard_dir, Manifest.load(shard_dir), control)
@@ -46,11 +47,11 @@ class Cluster:
                                      shard_dir=str(shard_dir),
                                      control_public_key=str(tmp / "control.pub.pem"),
                                      rpc_timeout_s=20, **overrides)
-            regs, dp = build(config)
+            regs, agent = build(config, make_runner)
             server = await create_server(config, regs)
             await server.set_serving(True)
             c.servers.append(server)
-            c.dataplanes.append(dp)
+            c.agents.append(agent)
             c.addresses[node] = f"127.0.0.1:{server.port}"
             info = await c.stub(node).GetInfo(na.InfoRequest(), timeout=5)
             c.publics[node] = info.x25519_public
@@ -93,7 +94,7 @@ class Cluster:
     async def stop(self) -> None:
         for ch in self.channels.values():
             await ch.close()
-        for dp in self.dataplanes:
-            await dp.close()
+        for agent in self.agents:
+            await agent.close()
         for s in self.servers:
             await s.server.stop(0)

@@ -211,9 +211,10 @@ def test_dead_after_missed_cycles_and_alive_again() -> None:
     assert hub.state().nodes[0].state.alive
 
 
-def fake_dataplane() -> SimpleNamespace:
+def fake_agent() -> SimpleNamespace:
     book = SimpleNamespace(committed=None, all_runners=list)
-    return SimpleNamespace(book=book, queue_depth=0, emulator=Emulator())
+    return SimpleNamespace(control=SimpleNamespace(book=book),
+                           compute=SimpleNamespace(queue_depth=0), emulator=Emulator())
 
 
 def free_port() -> int:
@@ -233,7 +234,7 @@ async def test_reporter_survives_monitor_restart(tmp_path: Path) -> None:
     port = free_port()
     settings = ReporterSettings(node_id="node-0", monitor=f"127.0.0.1:{port}", interval_s=0.1,
                                 rpc_timeout_s=2.0, probe_bytes=0, backoff_cap_s=0.5)
-    reporter = Reporter(settings, fake_dataplane(), Telemetry(), ResourceSampler("cpu"),
+    reporter = Reporter(settings, fake_agent(), Telemetry(), ResourceSampler("cpu"),
                         incarnation=7, transport=PLAIN)
     task = asyncio.create_task(reporter.run())
     try:
@@ -254,7 +255,8 @@ async def test_probes_see_emulated_delay_and_bandwidth(tmp_path: Path) -> None:
 
     servers, dps = [], []
     for node in ("node-0", "node-1"):
-        config = NodeAgentConfig(node_id=node, state_dir=str(tmp_path / node))
+        config = NodeAgentConfig(node_id=node, state_dir=str(tmp_path / node),
+                                 testbed_admin=True)
         regs, dp = build(config, make_runner=lambda seg, digests: None)
         server = await create_server(config, regs)
         servers.append(server)

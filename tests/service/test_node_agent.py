@@ -51,25 +51,51 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Recorder(na_grpc.NodeAgentServicer):
-    """node-2: keeps every frame node-1 forwards."""
+    """node-2: keeps every frame node-1 forwards on its link, and acks it."""
 
     def __init__(self) -> None:
         self.frames: asyncio.Queue[na.Frame] = asyncio.Queue()
 
-    async def Forward(self, request: na.Frame, context: Any) -> na.FrameAck:
-        await self.frames.put(request)
-        return na.FrameAck(session_id=request.header.session_id, step=request.header.step)
+    async def Link(self, request_iterator: Any, context: Any) -> AsyncIterator[na.LinkAck]:
+        async for msg in request_iterator:
+            if msg.HasField("frame"):
+                await self.frames.put(msg.frame)
+            yield na.LinkAck(seq=msg.seq)
+
+
+class LinkEnd:
+    """The test's end of one link stream into the agent (as node-0 would hold it)."""
+
+    def __init__(self, stub: na_grpc.NodeAgentStub) -> None:
+        self.call = stub.Link(timeout=120)
+        self.seq = 0
+
+    async def send(self, msg: na.LinkMessage) -> na.LinkAck:
+        self.seq += 1
+        msg.seq = self.seq
+        await self.call.write(msg)
+        ack = await asyncio.wait_for(self.call.read(), 30)
+        assert ack.seq == self.seq
+        return ack
+
+    async def frame(self, frame: na.Frame) -> grpc.StatusCode:
+        return _status(await self.send(na.LinkMessage(frame=frame)))
+
+
+def _status(ack: na.LinkAck) -> grpc.StatusCode:
+    return next(c for c in grpc.StatusCode if c.value[0] == ack.code)
 
 
 @dataclasses.dataclass
 class Rig:
     stub: na_grpc.NodeAgentStub
+    link: LinkEnd
     control: Any
     keys: dict[str, Any]  # node id -> X25519 private key (node-0, node-2 are the test's)
     addresses: dict[str, str]
     manifest: Manifest
     recorder: Recorder
-    dataplane: Any
+    agent: Any
     shards: Path
 
     def plan(self, epoch: int) -> Plan:
@@ -84,11 +110,12 @@ class Rig:
         return build_assignments(self.plan(epoch), shards, peers, 4,
                                  int((time.time() + ttl_s) * 1000))["node-1"]
 
-    def link(self, me: str) -> LinkKeys:
+    def keys_with(self, me: str) -> LinkKeys:
         return LinkKeys.derive(self.keys[me], self.keys["node-1"].public_key(), me, "node-1",
                                self.epoch)
 
     epoch: int = 1
+    channel: Any = None
 
     async def prepare(self, a: na.Assignment, key: Any = None) -> na.PrepareResponse:
         env = sign_assignment(a, key or self.control)
@@ -103,7 +130,7 @@ async def rig(shards: Path, tmp_path: Path) -> AsyncIterator[Rig]:
                              shard_dir=str(shards),
                              control_public_key=str(tmp_path / "control.pub.pem"),
                              max_message_bytes=MAX_MSG, rpc_timeout_s=5)
-    regs, dp = build(config)
+    regs, agent_parts = build(config)
     agent = await create_server(config, regs)
     recorder = Recorder()
     rec_config = NodeAgentConfig(node_id="node-2")
@@ -122,9 +149,12 @@ async def rig(shards: Path, tmp_path: Path) -> AsyncIterator[Rig]:
     assert public_bytes(keys["node-1"]) == info.x25519_public
     addresses = {"node-0": "127.0.0.1:9", "node-1": f"127.0.0.1:{agent.port}",
                  "node-2": f"127.0.0.1:{rec.port}"}
-    yield Rig(stub, control, keys, addresses, Manifest.load(shards), recorder, dp, shards)
+    link = LinkEnd(stub)
+    yield Rig(stub, link, control, keys, addresses, Manifest.load(shards), recorder,
+              agent_parts, shards, channel=channel)
+    link.call.cancel()
     await channel.close()
-    await dp.close()
+    await agent_parts.close()
     await agent.server.stop(0)
     await rec.server.stop(0)
 
@@ -140,12 +170,9 @@ def _frame(rig: Rig, hidden: torch.Tensor, *, session: str = "s1", step: int = 0
     wire = to_wire(hidden, dtype)
     header = FrameHeader(session, step, hop, rig.epoch, src, dst, wire.shape, wire.dtype, 0, 1,
                          "node-0", start_pos)
-    sealer = sealer or rig.link(src).sealer()
+    sealer = sealer or rig.keys_with(src).sealer()
     nonce, ct = sealer.seal(header, wire.data) if dst == "node-1" else (b"\0" * 12, wire.data)
-    return na.Frame(header=na.FrameHeader(
-        session_id=session, step=step, hop=hop, epoch=rig.epoch, src=src, dst=dst,
-        shape=wire.shape, dtype=wire.dtype, chunk=0, chunks=1, entry="node-0",
-        start_pos=start_pos), nonce=nonce, ciphertext=ct)
+    return na.Frame(header=na.FrameHeader(**header.as_dict()), nonce=nonce, ciphertext=ct)
 
 
 def _rejected(reason: str) -> float:
@@ -153,7 +180,7 @@ def _rejected(reason: str) -> float:
 
 
 def _runner(rig: Rig) -> Any:
-    return next(iter(rig.dataplane.book.committed.runners.values()))
+    return next(iter(rig.agent.control.book.committed.runners.values()))
 
 
 async def _code(call: Any) -> grpc.StatusCode:
@@ -219,16 +246,14 @@ async def test_good_frame_runs_layers_and_forwards_sealed_output(rig: Rig) -> No
     await _committed(rig)
     torch.manual_seed(0)
     x = torch.randn(1, 5, 64)
-    await rig.stub.Forward(_frame(rig, x), timeout=30)
+    assert await rig.link.frame(_frame(rig, x)) == grpc.StatusCode.OK
     out = await asyncio.wait_for(rig.recorder.frames.get(), 30)
     h = out.header
     assert (h.src, h.dst, h.hop, h.start_pos, list(h.shape)) == ("node-1", "node-2", 2, 0,
                                                                  [1, 5, 64])
     opener = LinkKeys.derive(rig.keys["node-2"], rig.keys["node-1"].public_key(), "node-2",
                              "node-1", 1).opener()
-    plain = opener.open(out.nonce, FrameHeader(h.session_id, h.step, h.hop, h.epoch, h.src,
-                                               h.dst, tuple(h.shape), h.dtype, h.chunk,
-                                               h.chunks, h.entry, h.start_pos), out.ciphertext)
+    plain = opener.open(out.nonce, FrameHeader.from_proto(h), out.ciphertext)
     from edgesplit.model.base import WireTensor
 
     got = from_wire(WireTensor(plain, tuple(h.shape), h.dtype))
@@ -239,9 +264,10 @@ async def test_good_frame_runs_layers_and_forwards_sealed_output(rig: Rig) -> No
 async def test_tampered_replayed_misrouted_frames_rejected_cache_untouched(rig: Rig) -> None:
     await _committed(rig)
     x = torch.randn(1, 3, 64)
-    sealer = rig.link("node-0").sealer()
+    sealer = rig.keys_with("node-0").sealer()
     good = _frame(rig, x, sealer=sealer)
-    await rig.stub.Forward(good, timeout=30)
+    assert await rig.link.frame(good) == grpc.StatusCode.OK
+    await asyncio.wait_for(rig.recorder.frames.get(), 30)  # acked first, computed after
     runner = _runner(rig)
     assert runner.session_length("s1") == 3
 
@@ -259,43 +285,70 @@ async def test_tampered_replayed_misrouted_frames_rejected_cache_untouched(rig: 
     cases.append(("misrouted", wrong_src, grpc.StatusCode.PERMISSION_DENIED))
     for reason, frame, code in cases:
         before = _rejected(reason)
-        assert await _code(rig.stub.Forward(frame, timeout=10)) == code, reason
+        assert await rig.link.frame(frame) == code, reason
         assert _rejected(reason) == before + 1, reason
         assert runner.session_length("s1") == 3, reason
 
 
 async def test_wrong_shape_or_dtype_rejected_cache_untouched(rig: Rig) -> None:
     await _committed(rig)
-    await rig.stub.Forward(_frame(rig, torch.randn(1, 2, 64)), timeout=30)
+    assert await rig.link.frame(_frame(rig, torch.randn(1, 2, 64))) == grpc.StatusCode.OK
+    await asyncio.wait_for(rig.recorder.frames.get(), 30)  # acked first, computed after
     runner = _runner(rig)
     before = _rejected("bad_shape")
     bad_shape = _frame(rig, torch.randn(1, 1, 32), step=1, start_pos=2)
-    assert await _code(rig.stub.Forward(bad_shape, timeout=10)) \
-        == grpc.StatusCode.INVALID_ARGUMENT
+    assert await rig.link.frame(bad_shape) == grpc.StatusCode.INVALID_ARGUMENT
     assert _rejected("bad_shape") == before + 1
     bad_dtype = _frame(rig, torch.randn(1, 1, 64), step=1, start_pos=2, dtype="float16")
-    assert await _code(rig.stub.Forward(bad_dtype, timeout=10)) \
-        == grpc.StatusCode.INVALID_ARGUMENT
+    assert await rig.link.frame(bad_dtype) == grpc.StatusCode.INVALID_ARGUMENT
     wrong_pos = _frame(rig, torch.randn(1, 1, 64), step=1, start_pos=7)
-    assert await _code(rig.stub.Forward(wrong_pos, timeout=10)) \
-        == grpc.StatusCode.INVALID_ARGUMENT
+    assert await rig.link.frame(wrong_pos) == grpc.StatusCode.INVALID_ARGUMENT
     assert runner.session_length("s1") == 2
 
 
 async def test_unknown_session_and_epoch(rig: Rig) -> None:
     await _committed(rig)
     later = _frame(rig, torch.randn(1, 1, 64), session="nobody", step=4, start_pos=9)
-    assert await _code(rig.stub.Forward(later, timeout=10)) == grpc.StatusCode.NOT_FOUND
-    assert await _code(rig.stub.EndSession(na.EndSessionRequest(session_id="nobody"),
-                                           timeout=5)) == grpc.StatusCode.NOT_FOUND
+    assert await rig.link.frame(later) == grpc.StatusCode.NOT_FOUND
+    end = na.LinkMessage(end_session=na.EndSession(session_id="nobody", epoch=1))
+    assert _status(await rig.link.send(end)) == grpc.StatusCode.NOT_FOUND
     other_epoch = _frame(rig, torch.randn(1, 1, 64))
     other_epoch.header.epoch = 99
-    assert await _code(rig.stub.Forward(other_epoch, timeout=10)) \
-        == grpc.StatusCode.FAILED_PRECONDITION
+    assert await rig.link.frame(other_epoch) == grpc.StatusCode.FAILED_PRECONDITION
 
 
 async def test_oversized_message_is_resource_exhausted(rig: Rig) -> None:
     await _committed(rig)
     big = _frame(rig, torch.randn(1, 2, 64))
     big.ciphertext = b"\0" * (MAX_MSG + 1)
-    assert await _code(rig.stub.Forward(big, timeout=10)) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await rig.link.send(na.LinkMessage(frame=big))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_a_refused_frame_does_not_end_the_link(rig: Rig) -> None:
+    await _committed(rig)
+    bad = _frame(rig, torch.randn(1, 1, 64), session="nobody", step=4, start_pos=9)
+    assert await rig.link.frame(bad) == grpc.StatusCode.NOT_FOUND
+    assert await rig.link.frame(_frame(rig, torch.randn(1, 2, 64))) == grpc.StatusCode.OK
+    assert (await asyncio.wait_for(rig.recorder.frames.get(), 30)).header.hop == 2
+
+
+async def test_end_session_on_the_link_drops_the_cache(rig: Rig) -> None:
+    await _committed(rig)
+    assert await rig.link.frame(_frame(rig, torch.randn(1, 2, 64))) == grpc.StatusCode.OK
+    await asyncio.wait_for(rig.recorder.frames.get(), 30)  # acked first, computed after
+    runner = _runner(rig)
+    assert runner.session_length("s1") == 2
+    end = na.LinkMessage(end_session=na.EndSession(session_id="s1", epoch=1))
+    assert _status(await rig.link.send(end)) == grpc.StatusCode.OK
+    assert runner.session_length("s1") is None
+
+
+async def test_testbed_admin_is_not_served_in_production(rig: Rig) -> None:
+    from edgesplit.v1 import testbed_admin_pb2 as ta
+    from edgesplit.v1 import testbed_admin_pb2_grpc as ta_grpc
+
+    admin = ta_grpc.TestbedAdminStub(rig.channel)
+    assert await _code(admin.GetConditions(ta.GetConditionsRequest(), timeout=5)) \
+        == grpc.StatusCode.UNIMPLEMENTED

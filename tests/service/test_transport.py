@@ -21,11 +21,13 @@ from edgesplit.rpc.transport import (
     TransportSettings,
     retry_service_config,
 )
+from edgesplit.v1 import broadcaster_pb2 as bpb
+from edgesplit.v1 import broadcaster_pb2_grpc as bpb_grpc
 from edgesplit.v1 import node_agent_pb2 as na
 from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
 
 
-class Scripted(na_grpc.NodeAgentServicer):
+class Scripted(na_grpc.NodeAgentServicer, bpb_grpc.BroadcasterServicer):
     """Answers each method with the next scripted failure code, then succeeds."""
 
     def __init__(self) -> None:
@@ -45,15 +47,17 @@ class Scripted(na_grpc.NodeAgentServicer):
     async def Commit(self, request: Any, context: Any) -> na.CommitResponse:
         return await self._answer("Commit", context, na.CommitResponse())
 
-    async def Forward(self, request: Any, context: Any) -> na.FrameAck:
-        return await self._answer("Forward", context, na.FrameAck())
+    async def Apply(self, request: Any, context: Any) -> bpb.ApplyResponse:
+        return await self._answer("Apply", context, bpb.ApplyResponse())
 
 
 @pytest.fixture
 async def node() -> AsyncIterator[tuple[str, Scripted]]:
     servicer = Scripted()
-    server = await create_server(ServiceConfig(), [Registration(
-        na_grpc.add_NodeAgentServicer_to_server, servicer, "edgesplit.v1.NodeAgent")])
+    server = await create_server(ServiceConfig(), [
+        Registration(na_grpc.add_NodeAgentServicer_to_server, servicer, "edgesplit.v1.NodeAgent"),
+        Registration(bpb_grpc.add_BroadcasterServicer_to_server, servicer,
+                     "edgesplit.v1.Broadcaster")])
     yield f"127.0.0.1:{server.port}", servicer
     await server.server.stop(0)
 
@@ -62,10 +66,12 @@ async def call(address: str, method: str, transport: Transport | None = None,
                timeout: float = 5) -> grpc.StatusCode:
     """The status one call of ``method`` ends with."""
     requests = {"GetInfo": na.InfoRequest(), "Commit": na.CommitRequest(epoch=1),
-                "Forward": na.Frame()}
+                "Apply": bpb.ApplyRequest()}
     async with (transport or Transport()).aio_channel(address) as ch:
+        stub: Any = bpb_grpc.BroadcasterStub(ch) if method == "Apply" \
+            else na_grpc.NodeAgentStub(ch)
         try:
-            await getattr(na_grpc.NodeAgentStub(ch), method)(requests[method], timeout=timeout)
+            await getattr(stub, method)(requests[method], timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             return exc.code()
     return grpc.StatusCode.OK
@@ -78,7 +84,7 @@ U, FP = grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION
     ("GetInfo", [U, U], 4, grpc.StatusCode.OK, 3),  # idempotent: retried on UNAVAILABLE
     ("Commit", [FP], 4, FP, 1),  # any other code is the answer
     ("Commit", [U] * 9, 3, U, 3),  # attempts are capped
-    ("Forward", [U], 4, U, 1),  # would run a frame twice: never retried
+    ("Apply", [U], 4, U, 1),  # would start a rollout twice: never retried
 ])
 async def test_retry_policy(node: tuple[str, Scripted], method: str,
                             script: list[grpc.StatusCode], attempts: int,
@@ -102,8 +108,8 @@ async def test_retries_stay_inside_the_calls_deadline(node: tuple[str, Scripted]
 
 
 def test_only_idempotent_methods_may_be_asked_for() -> None:
-    with pytest.raises(ValueError, match="Forward"):
-        Transport().aio_channel("127.0.0.1:9", retry=["edgesplit.v1.NodeAgent/Forward"])
+    with pytest.raises(ValueError, match="Link"):
+        Transport().aio_channel("127.0.0.1:9", retry=["edgesplit.v1.NodeAgent/Link"])
 
 
 def test_service_config_names_each_method_and_caps_attempts() -> None:

@@ -63,7 +63,8 @@ INTENDED: dict[str, Code] = {
 # Exceptions that never reach an RPC boundary, so they need no code.
 NOT_AT_A_BOUNDARY = {
     "edgesplit.scenario.spec.ScenarioError",  # the scenario CLI reports it
-    "services.node_agent.dataplane.StepFailed",  # the entry replays or fails the request
+    "services.node_agent.stage.StepFailed",  # the entry replays or fails the request
+    "services.node_agent.entry._Retired",  # the entry replays on the newest route
     "services.gateway.errors.APIError",  # HTTP only: the gateway's handlers turn it into a reply
 }
 

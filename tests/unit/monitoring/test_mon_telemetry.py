@@ -42,12 +42,12 @@ def test_segment_time_split_over_layers_per_token() -> None:
 
 def test_frames_requests_and_delivery() -> None:
     t = Telemetry(max_requests=2)
-    ack = SimpleNamespace(processing_s=0.010, emulated_return_s=0.020)
-    t.on_frame("b", 500, 0.040, ack)
-    t.on_frame("b", 500, 0.040, ack)
+
+    t.on_frame("b", 500, 0.040)
+    t.on_frame("b", 500, 0.040)
     assert t.counters().bytes_sent == {"b": 1000}
     (obs,) = t.links.take()
-    assert obs.rtt_s == pytest.approx(0.040 - 0.010 + 0.020)  # receiver's time out, return in
+    assert obs.rtt_s == pytest.approx(0.040)  # acked on receipt: all of it is the link
     t.on_request(0.2, [0.05, 0.06], ok=True)
     t.on_request(0.3, [], ok=False)
     t.on_request(0.1, [0.01], ok=True)  # bounded: the oldest goes

@@ -67,3 +67,11 @@ def test_header_encoding_is_deterministic_and_not_field_ambiguous() -> None:
     x = dataclasses.replace(HDR, session_id="ab", src="c")
     y = dataclasses.replace(HDR, session_id="a", src="bc")
     assert x.encode() != y.encode()
+
+
+def test_the_wire_header_is_the_same_header_by_field_name() -> None:
+    from edgesplit.security.header import FIELDS
+    from edgesplit.v1 import node_agent_pb2 as na
+
+    assert tuple(f.name for f in na.FrameHeader.DESCRIPTOR.fields) == FIELDS
+    assert FrameHeader.from_proto(na.FrameHeader(**HDR.as_dict())) == HDR

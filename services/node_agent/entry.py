@@ -1,0 +1,173 @@
+"""The entry node's side of a request: route, ring steps, replay (docs/data-plane.md).
+
+The entry embeds and runs hop 0, the ring carries hidden states, and the
+route's last hop — the head segment, on this node — samples the next token.
+The entry keeps each request's token history, so when a step fails or the
+session's epoch is retired it replays the history on the current route
+(new hops rebuild their KV caches) and the caller's stream just continues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from edgesplit.core.trust import listed, untrusted_sensitive
+from edgesplit.core.types import Route
+from edgesplit.model.base import SamplingParams, SegmentRunner, TokenSampler
+from edgesplit.rpc.errors import Precondition, Unavailable
+from edgesplit.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from services.node_agent import metrics as m
+from services.node_agent.compute import Timer
+from services.node_agent.control import Control
+from services.node_agent.epochs import EpochState
+from services.node_agent.stage import Stage, Step, StepFailed
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 4  # failed steps of one request before it fails UNAVAILABLE
+# hook (telemetry.py): request_observer(ttft_s, step_latencies_s, ok) when a request ends
+RequestObserver = Callable[[float, Sequence[float], bool], None]
+
+
+def privacy_ok(es: EpochState, route: Route) -> bool:
+    """Sensitive parts only on nodes the signed assignment lists as trusted
+    (the entry too): the one check of ``edgesplit.core.trust``."""
+    return not untrusted_sensitive(route, es.assignment.privacy_depth, listed(es.trusted))
+
+
+@dataclass(frozen=True, slots=True)
+class EntrySettings:
+    node_id: str
+    step_timeout_s: float
+    orchestrator: str = ""  # asked for a private route when privacy=high finds none
+
+
+class _Ring:
+    """The route one attempt of a request runs on, and its session there."""
+
+    def __init__(self, es: EpochState, route: Route, session_id: str) -> None:
+        self.es, self.route, self.session_id = es, route, session_id
+        head = es.runners.get((route.entry, len(route.segments) - 1))
+        if head is None or not head.spec.has_head:
+            raise Precondition(f"route of {route.entry} does not end with the head on it")
+        self.head: SegmentRunner[Any] = head
+        self.cached = 0  # tokens of the history the hops hold
+        self.step = 0
+
+
+class Entry:
+    def __init__(self, settings: EntrySettings, control: Control, stage: Stage) -> None:
+        self.s = settings
+        self.control = control
+        self.book = control.book
+        self.stage = stage
+        self.request_observer: RequestObserver | None = None
+
+    # ---- routes ------------------------------------------------------------------------
+    def route(self, privacy: int) -> tuple[EpochState, Route]:
+        es = self.book.committed
+        if es is None:
+            raise Unavailable("no committed epoch yet on this entry node")
+        route = es.routes.get(self.s.node_id)
+        if route is None:
+            raise Precondition(f"{self.s.node_id} is not an entry node in epoch {es.epoch}")
+        if privacy == common_pb2.PRIVACY_HIGH and not privacy_ok(es, route):
+            raise Precondition("privacy=high: the route puts sensitive layers on nodes "
+                               "this entry does not trust")
+        return es, route
+
+    async def private_route(self, privacy: int) -> tuple[EpochState, Route]:
+        """The newest route the request may use. A privacy=high request with no
+        private route asks the orchestrator to make one, then waits for its
+        epoch; FAILED_PRECONDITION only when no plan can satisfy it (or nobody
+        can be asked). Also used on replay: the failover plan may differ."""
+        try:
+            return self.route(privacy)
+        except Precondition:
+            if privacy != common_pb2.PRIVACY_HIGH or not self.s.orchestrator:
+                raise
+        stub = orchestrator_pb2_grpc.OrchestratorStub(
+            self.stage.links.channel(self.s.orchestrator))
+        reply = await stub.EnsureRoute(  # a FAILED_PRECONDITION passes through
+            orchestrator_pb2.EnsureRouteRequest(entry=self.s.node_id, privacy=privacy),
+            timeout=self.s.step_timeout_s)
+        await self.control.committed_when(lambda es: es.epoch >= reply.epoch,
+                                          self.s.step_timeout_s)
+        return self.route(privacy)
+
+    def head(self, es: EpochState, route: Route) -> SegmentRunner[Any]:
+        return _Ring(es, route, "").head
+
+    # ---- one request -------------------------------------------------------------------
+    async def run(self, request_id: str, history: list[int], max_new: int,
+                  sampling: SamplingParams, privacy: int, es: EpochState, route: Route,
+                  stop: Callable[[int], bool]) -> AsyncIterator[tuple[int, int, float]]:
+        """Generate up to ``max_new`` tokens after ``history`` (extended in place);
+        yields (token, epoch, perf_counter when it was made) per step, stopping
+        after a token ``stop`` accepts."""
+        ring = _Ring(es, route, f"{request_id}.0")
+        sampler = ring.head.new_sampler(sampling)
+        prompt_len, attempt, failures = len(history), 0, 0
+        try:
+            while len(history) - prompt_len < max_new:
+                try:
+                    if self.book.get(ring.es.epoch) is None:
+                        raise _Retired
+                    token = await self._ring_step(ring, history, sampler)
+                except (StepFailed, _Retired) as exc:
+                    if isinstance(exc, StepFailed):
+                        failures += 1
+                        if failures >= MAX_ATTEMPTS:
+                            raise Unavailable(f"step failed {failures} times: {exc}") from exc
+                        log.warning("request %s: %s; replaying", request_id, exc)
+                        # Give the control plane a moment to fail over.
+                        await self.control.committed_when(
+                            lambda e, failed=ring.es.epoch: e.epoch != failed,
+                            self.s.step_timeout_s)
+                    self.end(ring)
+                    attempt += 1
+                    ring = _Ring(*await self.private_route(privacy), f"{request_id}.{attempt}")
+                    m.REPLAYS.inc()
+                    continue
+                history.append(token)
+                yield token, ring.es.epoch, time.perf_counter()
+                if stop(token):
+                    break
+        finally:
+            self.end(ring)
+
+    async def _ring_step(self, ring: _Ring, history: list[int], sampler: TokenSampler) -> int:
+        """Embed the tokens the hops lack, send them round, get the next token."""
+        step = Step(ring.session_id, ring.step, ring.cached)
+        feed = history[ring.cached:]
+        head = ring.head
+
+        def finish(timer: Timer, hidden: Any) -> int:
+            return timer.run(head, "head", 1, lambda: sampler.choose(head.head(hidden)))
+
+        done = self.stage.wait(step, finish)
+        self.stage.advance(ring.es, ring.route, 0, step, lambda r: r.embed(feed))
+        try:
+            token = await asyncio.wait_for(done, self.s.step_timeout_s)
+        except TimeoutError as exc:
+            raise StepFailed("", "DEADLINE_EXCEEDED",
+                             f"step {step.step} did not return in {self.s.step_timeout_s}s"
+                             ) from exc
+        ring.cached, ring.step = len(history), ring.step + 1
+        return token
+
+    def end(self, ring: _Ring) -> None:
+        """Drop the session here and on the route's other nodes."""
+        for runner in {id(r): r for r in ring.es.runners.values()}.values():
+            runner.end_session(ring.session_id)
+        others = {seg.node for seg in ring.route.segments} - {self.s.node_id}
+        if others:
+            self.stage.spawn(self.stage.end_remote(ring.es, others, ring.session_id))
+
+
+class _Retired(Exception):
+    """The session's epoch is no longer held: replay on the newest route."""

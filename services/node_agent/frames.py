@@ -1,0 +1,113 @@
+"""Activation frames: seal into chunks, open and check, reassemble.
+
+No torch here: a frame's payload is the :class:`WireTensor` a runner's codec
+made. The header is :class:`edgesplit.security.header.FrameHeader`; the wire
+message is built from it by field name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from edgesplit.core.types import Route
+from edgesplit.model.base import WIRE_DTYPES, WireTensor
+from edgesplit.model.errors import BadFrameShape
+from edgesplit.security.channel import TAG_LEN
+from edgesplit.security.errors import FrameRejected
+from edgesplit.security.header import FrameHeader
+from edgesplit.v1 import node_agent_pb2 as na
+from services.node_agent.epochs import EpochState
+
+
+def seal(es: EpochState, header: FrameHeader, wire: WireTensor,
+         chunk_bytes: int) -> list[na.Frame]:
+    """The frame (one chunk or several) carrying ``wire`` under ``header``;
+    ``header.shape``/``dtype``/``chunk``/``chunks`` are filled in here."""
+    link = es.peers[header.dst]
+    data = memoryview(wire.data)
+    chunks = max(1, -(-len(data) // chunk_bytes))
+    frames = []
+    for i in range(chunks):
+        h = replace(header, shape=wire.shape, dtype=wire.dtype, chunk=i, chunks=chunks)
+        nonce, ciphertext = link.sealer.seal(h, data[i * chunk_bytes:(i + 1) * chunk_bytes])
+        frames.append(na.Frame(header=na.FrameHeader(**h.as_dict()), nonce=nonce,
+                               ciphertext=ciphertext))
+    return frames
+
+
+def open_frame(es: EpochState, node_id: str, frame: na.Frame, chunks: Reassembly
+               ) -> tuple[Route, FrameHeader, bytearray | None]:
+    """Check the frame is for this node at this hop from the hop before, and
+    open it (AEAD: tampered and replayed frames fail here) straight into the
+    buffer of its payload. The payload once complete, else None (more chunks)."""
+    header = FrameHeader.from_proto(frame.header)
+    route = es.routes.get(header.entry)
+    if header.dst != node_id or route is None:
+        raise FrameRejected("misrouted", f"frame for {header.dst}/{header.entry} at {node_id}")
+    n = len(route.segments)
+    if not 0 < header.hop < n:
+        raise FrameRejected("misrouted", f"hop {header.hop} outside route of {n} segments")
+    if route.segments[header.hop].node != node_id \
+            or route.segments[header.hop - 1].node != header.src:
+        raise FrameRejected("misrouted", f"hop {header.hop} from {header.src} is not this node's")
+    link = es.peers.get(header.src)
+    if link is None:
+        raise FrameRejected("misrouted", f"{header.src} is not a peer in epoch {header.epoch}")
+    ciphertext = frame.ciphertext
+    size = max(len(ciphertext) - TAG_LEN, 0)
+    if header.chunks <= 1:
+        payload = bytearray(size)
+        link.opener.open_into(frame.nonce, header, ciphertext, payload)
+        return route, header, payload
+    slot = chunks.slot(header, size)
+    link.opener.open_into(frame.nonce, header, ciphertext, slot)
+    return route, header, chunks.arrived(header)
+
+
+@dataclass
+class _Parts:
+    total: int
+    data: bytearray
+    seen: set[int] = field(default_factory=set)
+
+
+class Reassembly:
+    """Large frames, written chunk by chunk into one buffer as they open."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[int, str, int, int], _Parts] = {}
+
+    def slot(self, h: FrameHeader, size: int) -> memoryview:
+        """Where chunk ``h.chunk`` (``size`` plaintext bytes) of its frame goes.
+        Chunks before the last are all the same size; the last ends the buffer."""
+        key = (h.epoch, h.session_id, h.step, h.hop)
+        buf = self._open.get(key)
+        if buf is None:
+            nbytes = math.prod(h.shape) * WIRE_DTYPES.get(h.dtype, 0)
+            if not nbytes:
+                raise BadFrameShape(f"frame shape {h.shape} {h.dtype} holds nothing")
+            buf = self._open[key] = _Parts(h.chunks, bytearray(nbytes))
+        if buf.total != h.chunks:
+            del self._open[key]
+            raise FrameRejected("bad_header", "chunk count changed within a frame")
+        last = h.chunk == h.chunks - 1
+        offset = len(buf.data) - size if last else h.chunk * size
+        if offset < 0 or offset + size > len(buf.data) or (not last and size == 0):
+            del self._open[key]
+            raise FrameRejected("bad_header", f"chunk {h.chunk} does not fit its frame")
+        return memoryview(buf.data)[offset:offset + size]
+
+    def arrived(self, h: FrameHeader) -> bytearray | None:
+        """Chunk ``h.chunk`` opened: the whole payload once all have."""
+        key = (h.epoch, h.session_id, h.step, h.hop)
+        buf = self._open[key]
+        buf.seen.add(h.chunk)
+        if len(buf.seen) < buf.total:
+            return None
+        del self._open[key]
+        return buf.data
+
+    def forget(self, session_id: str) -> None:
+        for key in [k for k in self._open if k[1] == session_id]:
+            del self._open[key]

@@ -7,6 +7,7 @@ State (ready files, logs, keys, ``testbed.json``) lives under one directory.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ from edgesplit.core.route import route_from_cuts
 from edgesplit.core.types import Epoch, NodeId, Plan
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
 from edgesplit.rpc.transport import LOOPBACK_PLAINTEXT, Transport
-from edgesplit.security.keys import ensure_dev_keys
+from edgesplit.security.keys import ensure_dev_keys, public_bytes
 from edgesplit.v1 import node_agent_pb2 as na
 from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
 from edgesplit.v1 import testbed_admin_pb2 as ta
@@ -30,6 +31,7 @@ from edgesplit.v1 import testbed_admin_pb2_grpc as ta_grpc
 
 ROOT = procs.ROOT
 DEFAULT_DIR = Path("var/testbed")
+INVENTORY = "inventory.json"  # the bed as the control plane's inventory (write_inventory)
 # The test bed's own client side: plaintext, for its loopback agents only.
 TRANSPORT = Transport(LOOPBACK_PLAINTEXT)
 
@@ -63,6 +65,14 @@ def plan_from_cuts(nodes: Sequence[str], cuts: Sequence[int], num_layers: int, d
     entry = NodeId(nodes[0])
     route = route_from_cuts(entry, [NodeId(n) for n in nodes], cuts, num_layers)
     return Plan(Epoch(epoch), digest, (route,))
+
+
+def node_agreement_key(state_dir: Path, node_id: str) -> str:
+    """Base64 of a node agent's X25519 public key, made (once) where the agent
+    started with ``--state-dir state_dir`` loads it: enrolling a node's key in
+    the control plane's inventory before the node first starts."""
+    keys = ensure_dev_keys(state_dir, node_id)
+    return base64.b64encode(public_bytes(keys.agreement.public_key())).decode()
 
 
 @dataclass
@@ -121,6 +131,7 @@ class Testbed:
         for node in bed.nodes:
             node.x25519_public = bed.info(node.node_id).x25519_public.hex()
         bed.save()
+        bed.write_inventory(base / INVENTORY)  # for a broadcaster: --inventory BASE/inventory.json
         return bed
 
     def kill(self, node_id: str) -> None:
@@ -209,6 +220,20 @@ class Testbed:
                 agent.Commit(na.CommitRequest(epoch=plan.epoch), timeout=30)
         self.epoch = plan.epoch
         self.save()
+
+    def write_inventory(self, path: Path, flops_per_s: float = 1e9) -> Path:
+        """The bed as the control plane's inventory (the schema of
+        ``services.monitor.loaders``): every node trusted, with its address and
+        its enrolled agreement key. The broadcaster signs only by this."""
+        nodes = [{"id": n.node_id, "address": n.address, "trust": "trusted",
+                  "flops_per_s": flops_per_s,
+                  "agreement_public_key": node_agreement_key(Path(self.base, n.node_id),
+                                                             n.node_id)}
+                 for n in self.nodes]
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"nodes": nodes}, indent=1))
+        tmp.replace(path)  # the broadcaster re-reads it: never half a file
+        return path
 
     def even_plan(self, epoch: int | None = None) -> Plan:
         m = self.manifest()

@@ -28,9 +28,11 @@ from edgesplit.cli.model_cmd import profile_json
 from edgesplit.model.shard import MANIFEST, shard_model
 from edgesplit.model.tiny import write_tiny_model
 from edgesplit.security.pki import init_pki
+from edgesplit.testbed import node_agreement_key
 
 DATA, PKI, MODEL = Path("/data"), Path("/pki"), Path("/model")
 OWNER = (int(os.environ.get("EDGESPLIT_UID", "10001")), int(os.environ.get("EDGESPLIT_GID", "10001")))
+STATE = Path("/state")  # the node agents' state volumes, /state/<node id>
 HOST_CLIENT = "host"  # /pki/clients/host is a directory on the host
 
 
@@ -86,6 +88,13 @@ def main() -> int:
     fraction = float(os.environ.get("EDGESPLIT_NODE_MEMORY_FRACTION", "0.6"))
     config = json.loads((shards / "config.json").read_text())
     inv = inventory(nodes, profile, int(config.get("max_position_embeddings", 2048)), fraction)
+    # Enrol each node's X25519 key: made here in the node's own state volume
+    # (where its agent loads it), so the broadcaster signs for that key only.
+    for entry in inv["nodes"]:
+        state = STATE / entry["id"]
+        if state.is_dir():
+            entry["agreement_public_key"] = node_agreement_key(state, entry["id"])
+            hand_over(state, OWNER)
     (DATA / "inventory.json").write_text(json.dumps(inv, indent=1))
     print(f"init: inventory of {nodes} (entry {nodes[0]} trusted), "
           f"{inv['nodes'][0]['memory_bytes'] / 2**20:.1f} MiB each")

@@ -84,6 +84,8 @@ class ServiceConfig(BaseSettings):
     rpc_timeout_s: PositiveFloat = opt(10.0, "deadline of outgoing calls")
     log_level: LogLevel = opt("INFO", "logging level")
     ready_file: str = opt("", "write 'host:port' here once serving (for supervisors and tests)")
+    reflection: bool = opt(False, "serve gRPC server reflection (admin callers only); it lists "
+                                  "every method, so it is off unless asked for")
 
     @classmethod
     def settings_customise_sources(

@@ -1,7 +1,8 @@
 """One server lifecycle for every service (docs/architecture.md §10.7).
 
-``create_server`` builds a ``grpc.aio`` server with health, reflection,
-explicit message limits, agreed keepalive and optional (m)TLS, and binds it;
+``create_server`` builds a ``grpc.aio`` server with health, reflection (only
+with ``reflection: true``), explicit message limits, agreed keepalive and
+optional (m)TLS, and binds it;
 ``run_service`` adds Prometheus metrics, marks the service SERVING, and stops
 gracefully on SIGTERM/SIGINT (health flips to NOT_SERVING first so load
 balancers drain it).
@@ -142,9 +143,9 @@ async def create_server(config: ServiceConfig, services: Sequence[Registration],
     names = tuple(s.name for s in services)
     for reg in services:
         reg.add(reg.servicer, server)
-    reflection.enable_server_reflection(
-        (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    if config.reflection:
+        reflection.enable_server_reflection(
+            (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = (server.add_secure_port(config.listen, creds) if creds
             else server.add_insecure_port(config.listen))
     if port == 0:

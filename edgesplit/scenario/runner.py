@@ -23,7 +23,7 @@ import grpc
 from edgesplit.model.profile import profile_json
 from edgesplit.procs import start_service
 from edgesplit.scenario.spec import BASE_FLOPS, Event, Scenario
-from edgesplit.testbed import TRANSPORT, Testbed, ensure_model
+from edgesplit.testbed import TRANSPORT, Testbed, ensure_model, node_agreement_key
 from edgesplit.v1 import (
     common_pb2,
     inference_pb2,
@@ -137,6 +137,9 @@ class Run:
         self.show(f"[{self.mode}] this machine decodes the model at "
                   f"{self.base_flops / 1e9:.2f} GFLOP/s (a slowdown-1 node)")
         inv = inventory(sc, listen, self.base_flops)
+        for entry in inv["nodes"]:  # enrol each agent's key before it first starts
+            entry["agreement_public_key"] = node_agreement_key(base / "bed" / entry["id"],
+                                                               entry["id"])
         (base / "inventory.json").write_text(json.dumps(inv))
         from edgesplit.security.keys import ensure_dev_keys
 
@@ -153,7 +156,7 @@ class Run:
         broadcaster = start_service("broadcaster", base, [
             "--state-dir", str(base / "broadcaster"), "--shard-dir", str(shards),
             "--signing-key", str(base / "bed" / "keys" / "control.ed25519.pem"),
-            "--trusted-nodes", ",".join(inv["trusted_nodes"])])
+            "--inventory", str(base / "inventory.json")])
         orchestrator = start_service("orchestrator", base, [
             "--monitor", monitor.address, "--split-reviser", reviser.address,
             "--broadcaster", broadcaster.address, "--db", str(base / "orchestrator.sqlite"),

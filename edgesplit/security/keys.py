@@ -98,6 +98,11 @@ def _replace(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)  # the rename itself survives a crash
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _private_pem(key: PrivateKey) -> bytes:

@@ -8,27 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ApplyRequest(_message.Message):
-    __slots__ = ("plan", "prepare_timeout_s", "addresses", "trusted_nodes", "wire_dtype", "privacy_depth")
-    class AddressesEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: str
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    __slots__ = ("plan", "prepare_timeout_s", "wire_dtype")
     PLAN_FIELD_NUMBER: _ClassVar[int]
     PREPARE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
-    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
-    TRUSTED_NODES_FIELD_NUMBER: _ClassVar[int]
     WIRE_DTYPE_FIELD_NUMBER: _ClassVar[int]
-    PRIVACY_DEPTH_FIELD_NUMBER: _ClassVar[int]
     plan: _common_pb2.Plan
     prepare_timeout_s: float
-    addresses: _containers.ScalarMap[str, str]
-    trusted_nodes: _containers.RepeatedScalarFieldContainer[str]
     wire_dtype: str
-    privacy_depth: int
-    def __init__(self, plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., prepare_timeout_s: _Optional[float] = ..., addresses: _Optional[_Mapping[str, str]] = ..., trusted_nodes: _Optional[_Iterable[str]] = ..., wire_dtype: _Optional[str] = ..., privacy_depth: _Optional[int] = ...) -> None: ...
+    def __init__(self, plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., prepare_timeout_s: _Optional[float] = ..., wire_dtype: _Optional[str] = ...) -> None: ...
 
 class NodeOutcome(_message.Message):
     __slots__ = ("node_id", "state", "code", "detail", "prepare_s", "shards_fetched", "shards_cached")

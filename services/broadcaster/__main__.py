@@ -1,5 +1,5 @@
 """``python -m services.broadcaster --listen HOST:PORT [--shard-dir DIR]
-[--signing-key PEM] [--nodes FILE]``"""
+[--signing-key PEM] [--inventory FILE]``"""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgesplit.rpc.config import load_config
@@ -18,6 +17,7 @@ from edgesplit.rpc.transport import Transport, TransportSettings
 from edgesplit.security.keys import ensure_dev_keys, load_signing_key
 from edgesplit.v1 import broadcaster_pb2_grpc
 from services.broadcaster.config import BroadcasterConfig
+from services.broadcaster.inventory import InventoryFile
 from services.broadcaster.nodes import NodeClients
 from services.broadcaster.registry import Registry
 from services.broadcaster.rollout import Rollout
@@ -35,15 +35,6 @@ def signing_key(config: BroadcasterConfig) -> Ed25519PrivateKey:
     return ensure_dev_keys(keys_dir, "control").signing
 
 
-def node_addresses(path: str) -> dict[str, str]:
-    if not path:
-        return {}
-    raw = yaml.safe_load(Path(path).read_text()) or {}  # YAML is a superset of JSON
-    if not isinstance(raw, dict):
-        raise SystemExit(f"{path}: expected a mapping node id -> host:port")
-    return {str(k): str(v) for k, v in raw.items()}
-
-
 def build(config: BroadcasterConfig, transport: Transport | None = None
           ) -> tuple[Rollout, list[Registration]]:
     """Everything but the event loop; also used by in-process tests. ``transport``:
@@ -55,7 +46,8 @@ def build(config: BroadcasterConfig, transport: Transport | None = None
         registry.import_shard_dir(config.shard_dir)  # before serving: Apply needs the model
     clients = NodeClients(transport, config.rpc_timeout_s)
     rollout = Rollout(registry, signing_key(config), clients, state / "rollout.json",
-                      node_addresses(config.nodes), config.assignment_ttl_s)
+                      InventoryFile(config.inventory), config.assignment_ttl_s,
+                      config.max_epoch_step)
     servicer = BroadcasterServicer(config, rollout)
     return rollout, [Registration(broadcaster_pb2_grpc.add_BroadcasterServicer_to_server,
                                   servicer, "edgesplit.v1.Broadcaster")]

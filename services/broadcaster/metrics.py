@@ -17,5 +17,7 @@ SHARD_BYTES = Counter("edgesplit_shard_bytes_served_total",
 FETCH_DENIED = Counter("edgesplit_shard_fetch_denied_total",
                        "FetchShard calls refused: the node is not assigned the shard")
 EPOCH = Gauge("edgesplit_broadcaster_epoch", "Epoch of the committed plan")
+KEY_MISMATCH = Counter("edgesplit_broadcaster_key_mismatch_total",
+                       "Nodes refused a rollout: GetInfo showed a key other than the enrolled one")
 PRIVATE_ROUTES = Gauge("edgesplit_broadcaster_private_routes",
                        "Routes of the committed plan a privacy=high request may use")

@@ -18,6 +18,7 @@ from edgesplit.errors import Code, DomainError
 from edgesplit.rpc.transport import Transport
 from edgesplit.v1 import node_agent_pb2 as na
 from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
+from services.broadcaster import metrics as m
 
 log = logging.getLogger(__name__)
 
@@ -82,19 +83,22 @@ class NodeClients:
         self._channels.clear()
 
     # ---- keys ----------------------------------------------------------------
-    async def public_key(self, node_id: str, address: str) -> bytes:
-        """The node's X25519 key (GetInfo once, then cached per address)."""
-        cached = self._keys.get(node_id)
-        if cached is not None and cached[0] == address:
-            return cached[1]
+    async def check_key(self, node_id: str, address: str, enrolled: bytes) -> bytes:
+        """Check that ``address`` answers as ``node_id`` with its enrolled X25519
+        key (GetInfo once, then cached per address and key). The enrolled key,
+        not the answer, is what gets signed: whoever answers at an address
+        cannot get shard keys wrapped to a key of its choosing."""
+        if self._keys.get(node_id) == (address, enrolled):
+            return enrolled
         stub = self._stub(address)
         info = await stub.GetInfo(na.InfoRequest(), timeout=self.rpc_timeout_s)
         if info.node_id != node_id:  # a wrong address would get another node's shards keys
             raise NodeError(f"{address} is node {info.node_id!r}, not {node_id!r}")
-        if len(info.x25519_public) != 32:
-            raise NodeError(f"{node_id} reported no X25519 key")
-        self._keys[node_id] = (address, bytes(info.x25519_public))
-        return bytes(info.x25519_public)
+        if bytes(info.x25519_public) != enrolled:
+            m.KEY_MISMATCH.inc()
+            raise NodeError(f"{node_id} at {address} does not hold its enrolled X25519 key")
+        self._keys[node_id] = (address, enrolled)
+        return enrolled
 
     def forget(self, node_id: str) -> None:
         """Drop a cached key: the node may have been re-keyed (a failed unwrap)."""

@@ -8,7 +8,17 @@ Epochs are used once. A plan's epoch must be newer than every epoch this
 broadcaster has tried; re-applying the committed plan is a harmless duplicate
 (it only re-drives commits that failed), and anything else at or below the
 last tried epoch is FAILED_PRECONDITION. That keeps every assignment newer
-than what any node holds, which is exactly the rule nodes enforce.
+than what any node holds, which is exactly the rule nodes enforce. An epoch
+may also advance only by a bounded step (``max_epoch_step``): one Apply at
+2^63 would otherwise spend the whole epoch space. Such a plan is refused
+before anything is spent, so the next normal Apply still works.
+
+What the broadcaster signs besides the plan (peers' addresses and X25519
+keys, whom each entry trusts, the privacy depth) comes from its inventory
+(``inventory.py``), never from the caller, and a node whose GetInfo key is not
+the one enrolled there gets nothing signed. The rollout state (last tried
+epoch, committed plan) is written atomically and fsync'd before anything
+is sent to a node.
 """
 
 from __future__ import annotations
@@ -18,10 +28,9 @@ import base64
 import enum
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -39,13 +48,15 @@ from edgesplit.rpc.assignments import (
 )
 from edgesplit.rpc.convert import plan_from_proto, plan_to_proto
 from edgesplit.rpc.errors import InvalidRequest, Precondition
-from edgesplit.security.keys import agreement_public_from_bytes
+from edgesplit.security.keys import agreement_public_from_bytes, write_secret_file
 from edgesplit.security.shards import wrap_key
 from edgesplit.v1 import common_pb2
 from edgesplit.v1 import node_agent_pb2 as na
 from services.broadcaster import metrics as m
+from services.broadcaster.inventory import InventoryFile, check_plan_nodes, trusted_for
 from services.broadcaster.nodes import NodeClients, NodeResult
 from services.broadcaster.registry import ModelEntry, Registry
+from services.monitor.loaders import ControlInventory
 
 log = logging.getLogger(__name__)
 META = "meta"
@@ -56,7 +67,7 @@ class Verdict(enum.Enum):
     DUPLICATE = "duplicate"
 
 
-def admit(plan: Plan, committed: Plan | None, last_tried: int) -> Verdict:
+def admit(plan: Plan, committed: Plan | None, last_tried: int, max_step: int) -> Verdict:
     """Whether a plan may roll out now (pure)."""
     if committed is not None and plan.epoch == committed.epoch:
         if plan == committed:
@@ -67,6 +78,9 @@ def admit(plan: Plan, committed: Plan | None, last_tried: int) -> Verdict:
     if plan.epoch <= last_tried:
         raise Precondition(f"epoch {plan.epoch} was already tried (and aborted); "
                            f"roll out with an epoch above {last_tried}")
+    if plan.epoch - last_tried > max_step:
+        raise InvalidRequest(f"epoch {plan.epoch} jumps more than {max_step} past the last "
+                             f"tried {last_tried}")
     return Verdict.NEW
 
 
@@ -96,10 +110,7 @@ class ApplyOptions:
     """Per-call settings, already merged with the broadcaster's defaults."""
 
     prepare_timeout_s: float
-    addresses: Mapping[str, str] = field(default_factory=dict)
-    trusted_nodes: Sequence[str] = ()
     wire_dtype: str = "float32"
-    privacy_depth: int = 1
 
 
 @dataclass
@@ -115,20 +126,20 @@ class Rollout:
     """The rollout state machine plus what it must remember across restarts."""
 
     def __init__(self, registry: Registry, signing_key: Ed25519PrivateKey, clients: NodeClients,
-                 state_path: str | Path, addresses: Mapping[str, str] | None = None,
-                 assignment_ttl_s: float = 600.0) -> None:
+                 state_path: str | Path, inventory: InventoryFile,
+                 assignment_ttl_s: float = 600.0, max_epoch_step: int = 1000) -> None:
         self.registry = registry
         self._key = signing_key
         self.clients = clients
         self._state_path = Path(state_path)
+        self.inventory = inventory
         self._ttl_s = assignment_ttl_s
+        self._max_step = max(1, max_epoch_step)
         self._lock = asyncio.Lock()  # one rollout at a time
         self.current: Plan | None = None
         self._last_tried = 0
-        self._addresses: dict[str, str] = {}
         self._uncommitted: set[str] = set()  # decided, but Commit failed there
         self._load()
-        self._addresses.update(addresses or {})
         self._granted: dict[str, frozenset[str]] = self._grants(self.current)
         self._pending: dict[str, frozenset[str]] = {}
 
@@ -155,8 +166,11 @@ class Rollout:
     async def _apply(self, plan: Plan, opts: ApplyOptions) -> RolloutResult:
         start = time.perf_counter()
         async with self._lock:
-            if admit(plan, self.current, self._last_tried) is Verdict.DUPLICATE:
-                nodes = await self._recommit(plan)
+            inventory = self.inventory.current()
+            verdict = admit(plan, self.current, self._last_tried, self._max_step)
+            check_plan_nodes(plan, inventory)
+            if verdict is Verdict.DUPLICATE:
+                nodes = await self._recommit(plan, inventory)
                 m.ROLLOUTS.labels("duplicate").inc()
                 return RolloutResult(not self._uncommitted, plan.epoch, nodes,
                                      time.perf_counter() - start, duplicate=True)
@@ -165,21 +179,16 @@ class Rollout:
                 raise Precondition(f"the registry holds no model {plan.model_digest!r}")
             for route in plan.routes:
                 validate_route(route, model.num_layers)
-            addresses = {**self._addresses, **opts.addresses}
-            unknown = sorted(set(plan.nodes) - addresses.keys())
-            if unknown:
-                raise InvalidRequest(f"no address for nodes {unknown}; pass ApplyRequest.addresses")
-            self._addresses.update(opts.addresses)
             self._last_tried = plan.epoch  # from here on the epoch is spent
             self._save()
-            result = await self._two_phase(plan, model, addresses, opts)
+            result = await self._two_phase(plan, model, inventory, opts)
         result.elapsed_s = time.perf_counter() - start
         outcome = "committed" if result.committed else (
             "partial" if self.current == plan else "aborted")
         m.ROLLOUTS.labels(outcome).inc()
         m.ROLLOUT_SECONDS.labels(outcome).observe(result.elapsed_s)
         if result.committed:
-            leaks = leaky_routes(plan, opts.trusted_nodes, opts.privacy_depth)
+            leaks = leaky_routes(plan, trusted_for(plan, inventory), inventory.privacy_depth)
             m.PRIVATE_ROUTES.set(len(plan.routes) - len(leaks))
             for entry, holders in sorted(leaks.items()):
                 log.info("epoch %d: privacy=high requests at %s are refused (sensitive parts "
@@ -189,20 +198,21 @@ class Rollout:
                            for n in result.nodes))
         return result
 
-    async def _two_phase(self, plan: Plan, model: ModelEntry, addresses: Mapping[str, str],
+    async def _two_phase(self, plan: Plan, model: ModelEntry, inventory: ControlInventory,
                          opts: ApplyOptions) -> RolloutResult:
         nodes = sorted(plan.nodes)
+        addresses = {n: inventory.nodes.index[n].address for n in nodes}
         old_epoch = self.current.epoch if self.current else 0
-        keys = await asyncio.gather(*(self.clients.public_key(n, addresses[n]) for n in nodes),
-                                    return_exceptions=True)
+        keys = await asyncio.gather(*(self.clients.check_key(n, addresses[n],
+                                                             inventory.agreement_keys[n])
+                                      for n in nodes), return_exceptions=True)
         failed = [NodeResult(n, "failed").failed(k) for n, k in zip(nodes, keys)
                   if isinstance(k, BaseException)]
         if failed:
             results = failed + [NodeResult(n, "aborted") for n, k in zip(nodes, keys)
                                 if not isinstance(k, BaseException)]
             return await self._abort(plan, addresses, results, old_epoch)
-        peer_keys = {str(n): k for n, k in zip(nodes, keys) if isinstance(k, bytes)}
-        envelopes = await asyncio.to_thread(self._sign, plan, model, addresses, peer_keys, opts)
+        envelopes = await asyncio.to_thread(self._sign, plan, model, inventory, opts)
         self._pending = self._grants(plan, model)  # before Prepare: nodes fetch while preparing
         results = list(await asyncio.gather(*(
             self.clients.prepare(n, addresses[n], envelopes[n], opts.prepare_timeout_s)
@@ -210,7 +220,12 @@ class Rollout:
         if not all(r.ok for r in results):
             return await self._abort(plan, addresses, results, old_epoch)
         # Decision point: every node holds the new epoch, so it is committed.
+        # The decision is on disk before any Commit leaves: a crash after one
+        # node switched still restarts with the new plan (and every node to
+        # re-drive), never with the old one.
         self.current, self._granted, self._pending = plan, self._pending, {}
+        self._uncommitted = set(nodes)
+        self._save()
         commits = await asyncio.gather(*(self.clients.commit(n, addresses[n], plan.epoch)
                                          for n in nodes))
         for r, (code, detail) in zip(results, commits):
@@ -236,22 +251,24 @@ class Rollout:
                 self.clients.forget(r.node_id)  # re-read its key next time (re-keyed node?)
         return RolloutResult(False, old_epoch, sorted(results, key=lambda r: r.node_id), 0.0)
 
-    async def _recommit(self, plan: Plan) -> list[NodeResult]:
+    async def _recommit(self, plan: Plan, inventory: ControlInventory) -> list[NodeResult]:
         """A duplicate Apply re-sends Commit where it failed before; else a no-op."""
         if not self._uncommitted:
             return []
         pending = sorted(self._uncommitted)
-        commits = await asyncio.gather(*(self.clients.commit(n, self._addresses[n], plan.epoch)
-                                         for n in pending))
+        commits = await asyncio.gather(*(
+            self.clients.commit(n, inventory.nodes.index[n].address, plan.epoch)
+            for n in pending))
         results = [NodeResult(n, "failed" if code else "committed", code, detail)
                    for n, (code, detail) in zip(pending, commits)]
         self._uncommitted = {r.node_id for r in results if not r.ok}
         self._save()
         return results
 
-    def _sign(self, plan: Plan, model: ModelEntry, addresses: Mapping[str, str],
-              keys: Mapping[str, bytes], opts: ApplyOptions) -> dict[str, na.SignedEnvelope]:
-        peers = {n: PeerInfo(n, addresses[n], keys[n]) for n in keys}
+    def _sign(self, plan: Plan, model: ModelEntry, inventory: ControlInventory,
+              opts: ApplyOptions) -> dict[str, na.SignedEnvelope]:
+        keys: Mapping[str, bytes] = inventory.agreement_keys
+        peers = {n: PeerInfo(n, inventory.nodes.index[n].address, keys[n]) for n in plan.nodes}
 
         def wrap(node: str, shard: ShardEntry) -> bytes:
             return wrap_key(self.registry.key(shard.sha256), agreement_public_from_bytes(keys[node]),
@@ -260,7 +277,7 @@ class Rollout:
         expires = int((time.time() + self._ttl_s) * 1000)
         unsigned = build_assignments(
             plan, model.shards, peers, model.num_layers, expires, opts.wire_dtype,
-            opts.trusted_nodes, opts.privacy_depth,
+            trusted_for(plan, inventory), inventory.privacy_depth,
             common_shards=[META] if META in model.shards else [], wrap=wrap)
         return {n: sign_assignment(a, self._key) for n, a in unsigned.items()}
 
@@ -277,20 +294,17 @@ class Rollout:
             "last_tried": self._last_tried,
             "plan": base64.b64encode(plan_to_proto(self.current).SerializeToString()).decode()
             if self.current else "",
-            "addresses": self._addresses,
             "uncommitted": sorted(self._uncommitted),
         }
-        self._state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._state_path.with_name(self._state_path.name + ".tmp")
-        tmp.write_text(json.dumps(raw, indent=1, sort_keys=True))
-        os.replace(tmp, self._state_path)  # a crash never leaves half a state file
+        # Temp file, fsync, rename (and the directory fsync'd): a crash leaves
+        # the old state or the new, and an acknowledged epoch is on disk.
+        write_secret_file(self._state_path, json.dumps(raw, indent=1, sort_keys=True).encode())
 
     def _load(self) -> None:
         if not self._state_path.exists():
             return
         raw = json.loads(self._state_path.read_text())
         self._last_tried = int(raw.get("last_tried", 0))
-        self._addresses = dict(raw.get("addresses", {}))
         self._uncommitted = set(raw.get("uncommitted", []))
         if raw.get("plan"):
             self.current = plan_from_proto(

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from edgesplit.errors import Code, DomainError
+from edgesplit.rpc.authz import caller
 from edgesplit.rpc.convert import plan_from_proto, plan_to_proto
 from edgesplit.rpc.errors import InvalidRequest, maps_errors
 from edgesplit.v1 import broadcaster_pb2 as pb
@@ -31,14 +32,7 @@ def options_from_request(request: pb.ApplyRequest, config: BroadcasterConfig) ->
     dtype = request.wire_dtype or config.wire_dtype
     if dtype not in _WIRE_DTYPES:
         raise InvalidRequest(f"wire_dtype must be one of {_WIRE_DTYPES}")
-    return ApplyOptions(
-        prepare_timeout_s=timeout,
-        addresses=dict(request.addresses),
-        trusted_nodes=tuple(request.trusted_nodes) or config.trusted_nodes,
-        wire_dtype=dtype,
-        privacy_depth=(request.privacy_depth if request.HasField("privacy_depth")
-                       else config.privacy_depth),
-    )
+    return ApplyOptions(prepare_timeout_s=timeout, wire_dtype=dtype)
 
 
 def result_to_proto(r: RolloutResult) -> pb.ApplyResponse:
@@ -76,6 +70,11 @@ class BroadcasterServicer(pb_grpc.BroadcasterServicer):
     async def FetchShard(self, request: pb.FetchShardRequest,
                          context: Any) -> AsyncIterator[pb.ShardChunk]:
         # Permission first, so an unassigned caller cannot even probe which digests exist.
+        # With mTLS the certificate names the node: it fetches for itself only.
+        who = caller(context)
+        if who is not None and who.name != request.node_id:
+            m.FETCH_DENIED.inc()
+            raise NotAssigned(f"{who.uri} may not fetch for node {request.node_id!r}")
         if not self.rollout.may_fetch(request.node_id, request.sha256):
             m.FETCH_DENIED.inc()
             raise NotAssigned(f"node {request.node_id!r} is not assigned shard "

@@ -33,7 +33,8 @@ def build_hub(config: MonitorConfig) -> MonitorHub:
         log.warning("no --inventory and --enroll-open is off: every report will be refused")
     profile = load_profile(config.profile) if config.profile else None
     return MonitorHub(reducer, inventory, enroll_open=config.enroll_open,
-                      default_flops_per_s=config.default_flops_per_s, profile=profile)
+                      default_flops_per_s=config.default_flops_per_s,
+                      max_open_enrolments=config.max_open_enrolments, profile=profile)
 
 
 def registrations(config: MonitorConfig, hub: MonitorHub) -> list[Registration]:

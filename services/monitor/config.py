@@ -6,7 +6,7 @@ The reducer's settings default to the pure reducer's own
 
 from __future__ import annotations
 
-from pydantic import PositiveFloat, PositiveInt
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 
 from edgesplit.core.monitor import MonitorConfig as ReducerConfig
 from edgesplit.rpc.config import EwmaWeight, ServiceConfig, opt
@@ -22,6 +22,9 @@ class MonitorConfig(ServiceConfig):
                              "refused")
     enroll_open: bool = opt(False, "dev only: enrol any node on its first report (untrusted, "
                                    "--default-flops-per-s)")
+    max_open_enrolments: NonNegativeInt = opt(64, "with --enroll-open: reports naming further "
+                                                  "new node ids are refused (enrolment_full) "
+                                                  "beyond this many")
     default_flops_per_s: PositiveFloat = opt(1e9, "declared speed of openly enrolled nodes "
                                                   "until their measured layer times replace it")
     profile: str = opt("", "model profile JSON (`edgesplit model profile DIR --json`); served "

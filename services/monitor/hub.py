@@ -30,17 +30,22 @@ log = logging.getLogger(__name__)
 
 IDENTITY_MISMATCH = "identity_mismatch"
 MALFORMED = "malformed"
+ENROLMENT_FULL = "enrolment_full"
 
 
 class MonitorHub:
     def __init__(self, reducer: MonitorConfig, inventory: NodeInventory, *,
                  enroll_open: bool = False, default_flops_per_s: float = 1e9,
-                 profile: ModelProfile | None = None,
+                 max_open_enrolments: int = 64, profile: ModelProfile | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         self.config = reducer
         self.inventory = inventory
         self.enroll_open = enroll_open
+        # Open enrolment takes any node id a report names: without a bound a
+        # stream of made-up ids would grow the state (and E(t)) without end.
+        self.max_open_enrolments = max(0, max_open_enrolments)
+        self.open_enrolled = 0
         self.default_flops_per_s = default_flops_per_s
         self.profile = profile
         self._clock = clock
@@ -70,6 +75,9 @@ class MonitorHub:
             return self._refuse(ack, MALFORMED, msg.node_id, str(exc))
         now = self._clock()
         if self.enroll_open and report.node_id not in self.monitor.enrolled:
+            if self.open_enrolled >= self.max_open_enrolments:
+                return self._refuse(ack, ENROLMENT_FULL, msg.node_id,
+                                    f"{self.open_enrolled} nodes already enrolled openly")
             self._enroll(report.node_id, report.resources.memory_total_bytes, now)
         try:
             outcome = self.monitor.ingest(report, now)
@@ -112,6 +120,8 @@ class MonitorHub:
         self.monitor.enroll(node_id, now)
         spec = default_node_state(node_id, memory_bytes, self.default_flops_per_s)
         self.inventory = NodeInventory((*self.inventory.nodes, spec))
+        self.open_enrolled += 1
+        m.OPEN_ENROLLED.set(self.open_enrolled)
         log.info("enrolled %s openly (untrusted, %.3g FLOP/s until measured)",
                  node_id, self.default_flops_per_s)
 

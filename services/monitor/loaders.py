@@ -6,9 +6,14 @@ and the entry instead of surfacing later as a planner failure.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -74,16 +79,21 @@ def node_from_entry(entry: dict[str, Any]) -> NodeState:
         address=str(entry.get("address", "")))
 
 
-def load_inventory(path: str | Path) -> NodeInventory:
-    """``{nodes: [...]}`` or a bare list, in YAML or JSON (JSON is YAML)."""
+def _inventory_doc(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The file's top-level mapping (empty for a bare list) and its node entries."""
     raw = yaml.safe_load(Path(path).read_text())
     entries = raw.get("nodes") if isinstance(raw, dict) else raw
     if not isinstance(entries, list):
         raise ConfigFileError(f"{path}: expected a list of nodes (or {{nodes: [...]}})")
-    nodes = []
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise ConfigFileError(f"{path}: nodes[{i}] is not a mapping")
+    return (raw if isinstance(raw, dict) else {}), entries
+
+
+def _inventory_of(path: str | Path, entries: list[dict[str, Any]]) -> NodeInventory:
+    nodes = []
+    for i, entry in enumerate(entries):
         try:
             nodes.append(node_from_entry(entry))
         except (ValueError, TypeError) as exc:
@@ -92,6 +102,53 @@ def load_inventory(path: str | Path) -> NodeInventory:
         return NodeInventory(tuple(nodes))
     except ValueError as exc:
         raise ConfigFileError(f"{path}: {exc}") from exc
+
+
+def load_inventory(path: str | Path) -> NodeInventory:
+    """``{nodes: [...]}`` or a bare list, in YAML or JSON (JSON is YAML)."""
+    return _inventory_of(path, _inventory_doc(path)[1])
+
+
+@dataclass(frozen=True)
+class ControlInventory:
+    """The inventory as the control plane signs by: the nodes (address, trust,
+    ``trusted_by``), each node's enrolled X25519 key and the privacy depth.
+
+    The same file as the monitor's; a node's ``agreement_public_key`` (base64
+    of the raw 32 bytes) binds its key to its id, and a top-level
+    ``privacy_depth`` (default 1) says how many first layers are sensitive.
+    """
+
+    nodes: NodeInventory
+    agreement_keys: Mapping[NodeId, bytes]
+    privacy_depth: int = 1
+
+
+def _agreement_key(raw: Any) -> bytes:
+    try:
+        key = base64.b64decode(str(raw), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("agreement_public_key is not base64") from None
+    if len(key) != 32:
+        raise ValueError(f"agreement_public_key must be 32 bytes, not {len(key)}")
+    return key
+
+
+def load_control_inventory(path: str | Path) -> ControlInventory:
+    doc, entries = _inventory_doc(path)
+    nodes = _inventory_of(path, entries)
+    keys: dict[NodeId, bytes] = {}
+    for i, (entry, node) in enumerate(zip(entries, nodes.nodes, strict=True)):
+        if entry.get("agreement_public_key"):
+            try:
+                keys[node.node_id] = _agreement_key(entry["agreement_public_key"])
+            except ValueError as exc:
+                raise ConfigFileError(f"{path}: nodes[{i}]: {exc}") from exc
+    depth = doc.get("privacy_depth", 1)
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+        raise ConfigFileError(f"{path}: privacy_depth must be a whole number >= 0, "
+                              f"not {depth!r}")
+    return ControlInventory(nodes, MappingProxyType(keys), depth)
 
 
 def load_profile(path: str | Path) -> ModelProfile:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, Counter, Metric
+from prometheus_client import REGISTRY, Counter, Gauge, Metric
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -20,8 +20,12 @@ from edgesplit.v1 import monitor_pb2 as mpb
 REPORTS = Counter("edgesplit_monitor_reports_total",
                   "Node reports received, by outcome (accepted, stale, refused)", ["outcome"])
 REFUSED = Counter("edgesplit_monitor_reports_refused_total",
-                  "Node reports refused, by reason (not_enrolled, identity_mismatch, malformed)",
+                  "Node reports refused, by reason (not_enrolled, identity_mismatch, malformed, "
+                  "enrolment_full)",
                   ["reason"])
+OPEN_ENROLLED = Gauge("edgesplit_monitor_open_enrolments",
+                      "Nodes enrolled openly (--enroll-open) so far; capped by "
+                      "--max-open-enrolments")
 
 
 class StateCollector(Collector):

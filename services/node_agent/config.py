@@ -29,6 +29,14 @@ class NodeAgentConfig(ServiceConfig):
     max_sessions: PositiveInt = opt(64, "entry: concurrent Generate calls before "
                                         "RESOURCE_EXHAUSTED")
     max_new_tokens: PositiveInt = opt(4096, "upper bound a request may ask for")
+    max_prompt_bytes: PositiveInt = opt(256 * 1024, "entry: UTF-8 bytes of prompt text, "
+                                                    "checked before tokenising (INVALID_ARGUMENT "
+                                                    "beyond)")
+    max_prompt_tokens: PositiveInt = opt(32768, "entry: length of a pre-tokenised prompt")
+    min_temperature: PositiveFloat = opt(0.01, "entry: lowest non-zero sampling temperature (0 "
+                                               "is greedy; 0 < t below this is INVALID_ARGUMENT)")
+    max_sessions_per_client: PositiveInt = opt(8, "entry: concurrent Generate calls of one "
+                                                  "client identity before RESOURCE_EXHAUSTED")
     stream_ahead: NonNegativeInt = opt(2, "entry: tokens generated ahead of the client's "
                                           "stream (0: each reply is written first)")
     frame_chunk_bytes: int = opt(4 * 1024 * 1024, "split frames larger than this into chunks",

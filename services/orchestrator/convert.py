@@ -18,8 +18,7 @@ from edgesplit.core.control import (
     PlanRequest,
     observation,
 )
-from edgesplit.core.trust import trusted_by_all
-from edgesplit.core.types import CostBreakdown, Mode, NodeId, NodeState, Plan
+from edgesplit.core.types import CostBreakdown, Mode, NodeId, Plan
 from edgesplit.rpc import convert as cv
 from edgesplit.rpc.convert_monitor import cluster_from_state_proto, environment_from_proto
 from edgesplit.v1 import broadcaster_pb2 as bc
@@ -55,16 +54,11 @@ def answer_from_proto(m: sr.ReviseResponse) -> PlanAnswer:
         reason=m.reason)
 
 
-def apply_request(plan: Plan, nodes: Iterable[NodeState], *, wire_dtype: str, privacy_depth: int,
-                  prepare_timeout_s: float) -> bc.ApplyRequest:
-    nodes = tuple(nodes)
-    # Trust comes from the monitor's inventory, the one place it is configured:
-    # nodes trusted by every entry of the plan may hold sensitive layers.
-    trusted = trusted_by_all(nodes, [r.entry for r in plan.routes])
-    return bc.ApplyRequest(plan=cv.plan_to_proto(plan),
-                           addresses={n.node_id: n.address for n in nodes if n.address},
-                           trusted_nodes=trusted, wire_dtype=wire_dtype,
-                           privacy_depth=privacy_depth, prepare_timeout_s=prepare_timeout_s)
+def apply_request(plan: Plan, *, wire_dtype: str, prepare_timeout_s: float) -> bc.ApplyRequest:
+    # The plan only: addresses, keys, trust and the privacy depth are the
+    # broadcaster's own (its inventory), never the caller's.
+    return bc.ApplyRequest(plan=cv.plan_to_proto(plan), wire_dtype=wire_dtype,
+                           prepare_timeout_s=prepare_timeout_s)
 
 
 def decision_to_proto(*, at: float, triggers: Iterable[str], change: Change, outcome: Outcome,

@@ -167,8 +167,7 @@ class ControlLoop:
         self.store.spend_epoch(a.plan.epoch)
         try:
             result = await self.broadcaster.Apply(
-                oc.apply_request(a.plan, obs.cluster.nodes, wire_dtype=c.wire_dtype,
-                                 privacy_depth=c.privacy_depth,
+                oc.apply_request(a.plan, wire_dtype=c.wire_dtype,
                                  prepare_timeout_s=c.apply_timeout_s / 2),
                 timeout=c.apply_timeout_s)
         except grpc.aio.AioRpcError as exc:

@@ -48,6 +48,9 @@ class Store:
         # at most), so simplicity beats a pool.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # Each commit is on disk before it returns: a spent epoch must stay spent
+        # after a crash (WAL's default, NORMAL, may lose the last commits).
+        self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
 

@@ -58,8 +58,7 @@ class Rig:
         return plan_from_cuts(NODES, cuts, LAYERS, digest, epoch if epoch is not None else last + 1)
 
     def apply(self, plan: Plan, **kw: object) -> bpb.ApplyResponse:
-        req = bpb.ApplyRequest(plan=plan_to_proto(plan), addresses=self.addresses,
-                               trusted_nodes=NODES, **kw)  # type: ignore[arg-type]
+        req = bpb.ApplyRequest(plan=plan_to_proto(plan), **kw)  # type: ignore[arg-type]
         return self.stub.Apply(req, timeout=120)
 
     def committed(self) -> Plan:
@@ -105,7 +104,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     ensure_dev_keys(base / "keys", "control")  # the bed's control key signs for the broadcaster
     broadcaster = start_service("broadcaster", tmp, [
         "--state-dir", str(tmp / "bc"), "--shard-dir", str(shard_dir),
-        "--signing-key", str(base / "keys" / "control.ed25519.pem")])
+        "--signing-key", str(base / "keys" / "control.ed25519.pem"),
+        "--inventory", str(base / tb.INVENTORY)])  # written by Testbed.up
     try:
         # No local shards: the last --shard-dir wins over the one Testbed.up passes.
         bed = tb.Testbed.up(len(NODES), shard_dir, base,

@@ -27,7 +27,7 @@ from edgesplit.rpc.convert import plan_to_proto
 from edgesplit.rpc.server import RunningServer, create_server
 from edgesplit.rpc.transport import LOOPBACK_PLAINTEXT, Transport
 from edgesplit.security.keys import ensure_dev_keys
-from edgesplit.testbed import plan_from_cuts
+from edgesplit.testbed import node_agreement_key, plan_from_cuts
 from edgesplit.v1 import broadcaster_pb2 as bpb
 from edgesplit.v1 import broadcaster_pb2_grpc as bpb_grpc
 from edgesplit.v1 import node_agent_pb2 as na
@@ -135,11 +135,28 @@ class Cluster:
         return await self.node(node_id).GetInfo(na.InfoRequest(), timeout=5)
 
     async def apply(self, plan: Plan, **kw: Any) -> bpb.ApplyResponse:
-        req = bpb.ApplyRequest(plan=plan_to_proto(plan), addresses=self.addresses, **kw)
+        req = bpb.ApplyRequest(plan=plan_to_proto(plan), **kw)
         return await self.broadcaster.Apply(req, timeout=30)
+
+    def enrol(self, **override: Any) -> None:
+        """Rewrite the broadcaster's inventory from ``addresses`` (re-read on the next Apply)."""
+        write_inventory(self.tmp / "inventory.json", self.addresses, self.tmp, **override)
 
     def cached(self, node_id: str) -> set[str]:
         return {p.name for p in (self.tmp / node_id / "shards").iterdir()}
+
+
+def write_inventory(path: Path, addresses: Mapping[str, str], state_root: Path,
+                    **override: Any) -> None:
+    """The broadcaster's inventory: each node trusted, at its address, with the
+    X25519 key its agent keeps under ``state_root / node``; ``override`` replaces
+    fields per node (``{"node-1": {...}}``)."""
+    nodes = [{"id": n, "address": a, "trust": "trusted", "flops_per_s": 1e9,
+              "agreement_public_key": node_agreement_key(state_root / n, n),
+              **override.get(n, {})} for n, a in addresses.items()]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"nodes": nodes}))
+    tmp.replace(path)
 
 
 @pytest.fixture
@@ -148,7 +165,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     ensure_dev_keys(tmp_path / "keys", "control")
     bconf = BroadcasterConfig(insecure=True, state_dir=str(tmp_path / "bc"), shard_dir=str(tmp_path / "src"),
                               signing_key=str(tmp_path / "keys" / "control.ed25519.pem"),
-                              rpc_timeout_s=5.0)
+                              inventory=str(tmp_path / "inventory.json"), rpc_timeout_s=5.0)
     rollout, regs = broadcaster_main.build(bconf)
     bserver = await create_server(bconf, regs)
     baddr = f"127.0.0.1:{bserver.port}"
@@ -161,6 +178,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         running = await create_server(conf, nregs, [Flaky(node, faults)])
         servers.append(running)
         addresses[node] = f"127.0.0.1:{running.port}"
+    write_inventory(tmp_path / "inventory.json", addresses, tmp_path)
     channel = TRANSPORT.aio_channel(baddr)
     c = Cluster(tmp_path, digest, shards, faults, bpb_grpc.BroadcasterStub(channel),
                 rollout.registry, addresses, servers, [channel])

@@ -106,6 +106,7 @@ async def test_a_slow_node_times_out_and_aborts(cluster: Cluster) -> None:
 async def test_an_unreachable_node_aborts_everywhere(cluster: Cluster) -> None:
     await cluster.apply(plan_of(cluster.digest, 1, (1, 3)))
     cluster.addresses["node-3"] = "127.0.0.1:1"  # nothing listens there
+    cluster.enrol()
     plan = plan_of(cluster.digest, 2, (1, 2, 3), ("node-0", "node-1", "node-2", "node-3"))
     reply = await cluster.apply(plan)
     assert not reply.committed and reply.epoch == 1
@@ -154,8 +155,7 @@ async def test_state_survives_a_broadcaster_restart(cluster: Cluster) -> None:
 async def test_a_caller_giving_up_does_not_strand_the_rollout(cluster: Cluster) -> None:
     await cluster.apply(plan_of(cluster.digest, 1, (1, 3)))
     cluster.faults.slow_s["node-1"] = 1.0
-    req = bpb.ApplyRequest(plan=plan_to_proto(plan_of(cluster.digest, 2, (2, 3))),
-                           addresses=cluster.addresses)
+    req = bpb.ApplyRequest(plan=plan_to_proto(plan_of(cluster.digest, 2, (2, 3))))
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await cluster.broadcaster.Apply(req, timeout=0.3)
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED

@@ -1,5 +1,5 @@
 """Every service starts as a real process, reports SERVING, answers reflection
-with its own name, exposes metrics and stops cleanly on SIGTERM."""
+(when enabled) with its own name, exposes metrics and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def _reflected_services(channel: grpc.Channel) -> set[str]:
 @pytest.mark.parametrize("name", sorted(SERVICES))
 def test_service_lifecycle(name: str, tmp_path: Path) -> None:
     metrics_port = _free_port()
-    sp = start_service(name, tmp_path, ["--metrics-listen", f"127.0.0.1:{metrics_port}"])
+    sp = start_service(name, tmp_path, ["--metrics-listen", f"127.0.0.1:{metrics_port}",
+                                        "--reflection"])
     try:
         with Transport(LOOPBACK_PLAINTEXT).sync_channel(sp.address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
@@ -76,3 +77,22 @@ async def test_a_taken_port_is_refused_not_shared() -> None:
             await create_server(ServiceConfig(listen=f"127.0.0.1:{first.port}", insecure=True), [])
     finally:
         await first.server.stop(0)
+
+
+async def test_reflection_is_off_unless_enabled() -> None:
+    from edgesplit.rpc.config import ServiceConfig
+    from edgesplit.rpc.server import create_server
+    from edgesplit.rpc.transport import Transport
+
+    running = await create_server(ServiceConfig(listen="127.0.0.1:0"), [])
+    try:
+        async with Transport(LOOPBACK_PLAINTEXT).aio_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            call = stub.ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                async for _ in call:
+                    pass
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await running.server.stop(0)

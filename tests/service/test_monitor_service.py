@@ -160,6 +160,23 @@ async def test_open_enrolment_admits_unknown_nodes(tmp_path: Path) -> None:
         assert views["dev-9"].state.trust == 0 and views["dev-9"].state.memory_bytes == 16 << 30
 
 
+async def test_open_enrolment_is_off_by_default_and_bounded_when_on(tmp_path: Path) -> None:
+    assert MonitorConfig().enroll_open is False
+    before = refused_metric("enrolment_full")
+    async with monitor(tmp_path, enroll_open=True, max_open_enrolments=3) as (address, hub):
+        acks = [a for i in range(10) for a in await send(address, report(f"fake-{i}", 0))]
+        assert [a.accepted for a in acks] == [True] * 3 + [False] * 7
+        assert {a.reason for a in acks[3:]} == {"enrolment_full"}
+        state = await get_state(address)
+        ids = {v.state.node_id for v in state.nodes}
+        assert ids == {"node-0", "node-1", "fake-0", "fake-1", "fake-2"}
+        assert state.reports_refused["enrolment_full"] == 7
+        (known,) = await send(address, report("fake-1", 1))  # enrolled ones still report
+        assert known.accepted and hub.open_enrolled == 3
+    assert refused_metric("enrolment_full") == before + 7
+    assert REGISTRY.get_sample_value("edgesplit_monitor_open_enrolments") == 3
+
+
 async def test_mtls_certificate_naming_another_node_is_refused(tmp_path: Path) -> None:
     init_pki(tmp_path / "pki", nodes=["node-0", "node-1"], admins=["ops"])
     svc, n1_dir = tmp_path / "pki" / "services" / "monitor", tmp_path / "pki" / "nodes" / "node-1"

@@ -3,6 +3,7 @@ keys in assignments, the model-files bundle (retries: tests/service/test_transpo
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -11,13 +12,15 @@ from edgesplit.core.types import Plan
 from edgesplit.model import bundle
 from edgesplit.model.errors import ModelFileError
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, shard_key_context
-from edgesplit.rpc.errors import Precondition
+from edgesplit.rpc.errors import InvalidRequest, Precondition
 from edgesplit.security.errors import KeyUnwrapError
 from edgesplit.security.keys import generate_agreement_key, public_bytes
 from edgesplit.security.shards import unwrap_key, wrap_key
 from edgesplit.testbed import plan_from_cuts
+from services.broadcaster.inventory import InventoryFile, check_plan_nodes, trusted_for
 from services.broadcaster.registry import ModelEntry
 from services.broadcaster.rollout import Verdict, admit, grants_of, leaky_routes
+from services.monitor.loaders import ConfigFileError, load_control_inventory
 
 NAMES = ["meta", "embed", "layer.0", "layer.1", "layer.2", "layer.3", "head"]
 SHARDS = {n: ShardEntry(n, f"{i:064x}", 100 + i) for i, n in enumerate(NAMES)}
@@ -29,15 +32,23 @@ def plan(epoch: int, cuts: tuple[int, int] = (1, 3)) -> Plan:
 
 
 def test_admit_epochs_are_used_once() -> None:
-    assert admit(plan(1), None, 0) is Verdict.NEW
-    assert admit(plan(3), plan(2), 2) is Verdict.NEW
-    assert admit(plan(2), plan(2), 2) is Verdict.DUPLICATE
+    assert admit(plan(1), None, 0, 10) is Verdict.NEW
+    assert admit(plan(3), plan(2), 2, 10) is Verdict.NEW
+    assert admit(plan(2), plan(2), 2, 10) is Verdict.DUPLICATE
     with pytest.raises(Precondition):
-        admit(plan(2, (2, 3)), plan(2), 2)  # same epoch, another plan
+        admit(plan(2, (2, 3)), plan(2), 2, 10)  # same epoch, another plan
     with pytest.raises(Precondition):
-        admit(plan(1), plan(2), 2)  # older
+        admit(plan(1), plan(2), 2, 10)  # older
     with pytest.raises(Precondition):
-        admit(plan(3), plan(2), 3)  # tried and aborted
+        admit(plan(3), plan(2), 3, 10)  # tried and aborted
+
+
+def test_admit_bounds_the_epoch_step() -> None:
+    assert admit(plan(12), plan(2), 2, 10) is Verdict.NEW  # exactly the step
+    with pytest.raises(InvalidRequest):
+        admit(plan(13), plan(2), 2, 10)
+    with pytest.raises(InvalidRequest):
+        admit(plan(2**63), None, 0, 1000)
 
 
 def test_grants_are_each_nodes_own_shards_plus_meta() -> None:
@@ -97,3 +108,65 @@ def test_leaky_routes_are_what_the_entries_will_refuse() -> None:
     # the entry is checked too: an entry not on the list cannot serve privacy=high
     assert leaky_routes(p, [], privacy_depth=0) == {"n0": ("n0",)}
 
+
+INVENTORY = """
+privacy_depth: 2
+nodes:
+  - {id: n0, trust: trusted, flops_per_s: 1.0e9, address: "h0:1", agreement_public_key: KEY0}
+  - {id: n1, trust: trusted, trusted_by: [n0], flops_per_s: 1.0e9, address: "h1:1"}
+  - {id: n2, trust: untrusted, flops_per_s: 1.0e9, address: "h2:1", agreement_public_key: KEY0}
+  - {id: n3, trust: trusted, trusted_by: [n2], flops_per_s: 1.0e9}
+"""
+
+
+def _key() -> str:
+    return base64.b64encode(public_bytes(generate_agreement_key())).decode()
+
+
+def test_the_control_inventory_binds_keys_and_trust(tmp_path: Path) -> None:
+    key = _key()
+    path = tmp_path / "inv.yaml"
+    path.write_text(INVENTORY.replace("KEY0", key))
+    inv = load_control_inventory(path)
+    assert inv.privacy_depth == 2
+    assert dict(inv.agreement_keys) == {"n0": base64.b64decode(key), "n2": base64.b64decode(key)}
+    ok = plan_from_cuts(["n0", "n2"], [2], 4, MODEL.digest, 1)
+    # n0: no trusted_by, so any entry's; n1 only n0's; n2 untrusted; n3 only n2's
+    assert trusted_for(ok, inv) == ("n0", "n1")
+    n2_entry = plan_from_cuts(["n2", "n0"], [2], 4, MODEL.digest, 1)
+    assert trusted_for(n2_entry, inv) == ("n0", "n3")
+    check_plan_nodes(ok, inv)
+    with pytest.raises(Precondition, match="n1"):  # listed, but no key enrolled
+        check_plan_nodes(plan_from_cuts(["n0", "n1"], [2], 4, MODEL.digest, 1), inv)
+    with pytest.raises(InvalidRequest, match="n9"):
+        check_plan_nodes(plan_from_cuts(["n0", "n9"], [2], 4, MODEL.digest, 1), inv)
+
+
+@pytest.mark.parametrize(("bad", "match"), [
+    ("agreement_public_key: '!!notbase64'", "not base64"),
+    (f"agreement_public_key: {base64.b64encode(b'short').decode()}", "32 bytes"),
+])
+def test_a_bad_enrolled_key_names_the_file_and_node(tmp_path: Path, bad: str, match: str) -> None:
+    path = tmp_path / "inv.yaml"
+    path.write_text(f"nodes:\n  - {{id: n0, flops_per_s: 1.0e9, {bad}}}\n")
+    with pytest.raises(ConfigFileError, match=rf"inv.yaml: nodes\[0\]: .*{match}"):
+        load_control_inventory(path)
+
+
+@pytest.mark.parametrize("depth", ["-1", "two", "true"])
+def test_a_bad_privacy_depth_is_refused(tmp_path: Path, depth: str) -> None:
+    path = tmp_path / "inv.yaml"
+    path.write_text(f"privacy_depth: {depth}\nnodes: []\n")
+    with pytest.raises(ConfigFileError, match="privacy_depth"):
+        load_control_inventory(path)
+
+
+def test_the_inventory_file_is_reread_when_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yaml"
+    source = InventoryFile(path)  # not there yet: nothing known, nothing refused at start
+    assert len(source.current().nodes) == 0
+    path.write_text(INVENTORY.replace("KEY0", _key()))
+    assert source.current().nodes.ids == ("n0", "n1", "n2", "n3")
+    path.write_text("nodes: 7\n")  # an edit that breaks it: refused, not half-used
+    with pytest.raises(Precondition, match="inventory unusable"):
+        source.current()

@@ -56,6 +56,8 @@ INTENDED: dict[str, Code] = {
     "services.broadcaster.nodes.NodeError": Code.FAILED_PRECONDITION,
     "services.broadcaster.servicer.NotAssigned": Code.PERMISSION_DENIED,
     "services.monitor.loaders.ConfigFileError": Code.INVALID_ARGUMENT,
+    "services.node_agent.admission.Rejected": Code.INVALID_ARGUMENT,
+    "services.node_agent.admission.QuotaExceeded": Code.RESOURCE_EXHAUSTED,
     "services.node_agent.shards.FetchFailed": Code.UNKNOWN,  # the registry's code, below
 }
 

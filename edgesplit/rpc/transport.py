@@ -133,7 +133,8 @@ class Transport:
     def _plaintext_to(self, target: str) -> bool:
         if self._credentials is not None:
             return False
-        if self.settings.insecure and not is_loopback(target):
+        # An unset address ("") reaches nothing; anything else must be loopback.
+        if self.settings.insecure and target and not is_loopback(target):
             raise InsecureSetup(f"insecure: plaintext to {target} refused, not a loopback address")
         return True
 

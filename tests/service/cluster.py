@@ -12,7 +12,7 @@ from edgesplit.core.types import Plan
 from edgesplit.model.shard import Manifest
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
 from edgesplit.rpc.server import create_server
-from edgesplit.rpc.transport import Transport
+from edgesplit.rpc.transport import LOOPBACK_PLAINTEXT, Transport
 from edgesplit.security.keys import generate_signing_key, save_public_key
 from edgesplit.testbed import even_plan
 from edgesplit.v1 import inference_pb2, inference_pb2_grpc
@@ -32,7 +32,7 @@ class Cluster:
     servers: list[Any] = field(default_factory=list)
     agents: list[Any] = field(default_factory=list)
     channels: dict[str, Any] = field(default_factory=dict)
-    transport: Transport = field(default_factory=Transport)  # plaintext, loopback
+    transport: Transport = field(default_factory=lambda: Transport(LOOPBACK_PLAINTEXT))  # plaintext, loopback
     epoch: int = 0
 
     @classmethod

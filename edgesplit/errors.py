@@ -12,6 +12,8 @@ subclass it.
 from __future__ import annotations
 
 import enum
+import logging
+import secrets
 
 
 class Code(enum.Enum):
@@ -80,3 +82,11 @@ class InsecureSetup(DomainError, ValueError):
     not loopback."""
 
     code = Code.FAILED_PRECONDITION
+
+
+def internal_error(exc: BaseException, logger: logging.Logger) -> str:
+    """Log ``exc`` with its traceback under a fresh error id; return the only
+    thing the client is told: a generic message naming that id."""
+    error_id = secrets.token_hex(6)
+    logger.error("internal error %s: %s: %s", error_id, type(exc).__name__, exc, exc_info=exc)
+    return f"internal error (id {error_id})"

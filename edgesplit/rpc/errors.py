@@ -23,6 +23,7 @@ from edgesplit.errors import (
     Precondition,
     TooLarge,
     Unavailable,
+    internal_error,
 )
 
 __all__ = ["InvalidRequest", "NotFound", "Precondition", "TooLarge", "Unavailable",
@@ -73,7 +74,6 @@ async def _abort_or_raise(exc: Exception, context: Any) -> None:
     if isinstance(exc, grpc.aio.AioRpcError):  # a dependency's verdict passes through
         await context.abort(exc.code(), f"{exc.details()}")
     code = status_of(exc)
-    if code is None:
-        log.exception("unhandled error")
-        await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+    if code is None:  # the details stay in this server's log, under the id the client gets
+        await context.abort(grpc.StatusCode.INTERNAL, internal_error(exc, log))
     await context.abort(code, str(exc) or type(exc).__name__)

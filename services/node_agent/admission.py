@@ -168,11 +168,3 @@ class RateLimitedLog:
             msg, args = msg + " (%d similar suppressed)", (*args, dropped)
         self._log.warning(msg, *args)
         return True
-
-
-def internal_error(exc: BaseException, logger: logging.Logger) -> str:
-    """Log ``exc`` with its traceback under a fresh error id; return the only
-    thing the client is told: a generic message naming that id."""
-    error_id = secrets.token_hex(6)
-    logger.error("internal error %s: %s: %s", error_id, type(exc).__name__, exc, exc_info=exc)
-    return f"internal error (id {error_id})"

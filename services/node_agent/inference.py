@@ -7,18 +7,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from edgesplit.model.base import SamplingParams
+from edgesplit.rpc.authz import caller
 from edgesplit.rpc.errors import InvalidRequest, TooLarge, maps_errors
 from edgesplit.v1 import inference_pb2, inference_pb2_grpc
 from services.node_agent import metrics as m
+from services.node_agent.admission import (
+    AdmissionLimits,
+    RateLimitedLog,
+    Rejected,
+    SessionQuota,
+    check_prompt,
+    check_request_id,
+    check_temperature,
+    client_key,
+    new_session_id,
+)
 from services.node_agent.config import NodeAgentConfig
 from services.node_agent.entry import Entry
 from services.node_agent.shards import model_files_dir
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -83,6 +97,10 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         self.entry = entry
         self._tokenizer: Any = None
         self._slots = asyncio.Semaphore(config.max_sessions)
+        self.limits = AdmissionLimits(config.max_prompt_bytes, config.max_prompt_tokens,
+                                      config.min_temperature, config.max_sessions_per_client)
+        self.quota = SessionQuota(config.max_sessions_per_client)
+        self._malformed = RateLimitedLog(log)
 
     async def tokenizer(self) -> Any:
         if self._tokenizer is None:
@@ -101,7 +119,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         if request.token_ids:
             return list(request.token_ids)
         tok = await self.tokenizer()
-        ids: list[int] = tok.encode(request.prompt)
+        # Off the event loop: other sessions' steps go on while a long prompt tokenises.
+        ids: list[int] = await asyncio.get_running_loop().run_in_executor(
+            None, tok.encode, request.prompt)
         if not ids:
             raise InvalidRequest("prompt tokenizes to nothing")
         return ids
@@ -110,6 +130,13 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
     async def Generate(self, request: inference_pb2.GenerateRequest,
                        context: Any) -> AsyncIterator[inference_pb2.GenerateResponse]:
         arrived = time.perf_counter()
+        try:  # bounded checks first: nothing is tokenised or looked up before them
+            check_prompt(request.prompt, request.token_ids, self.limits)
+            check_request_id(request.request_id)
+            check_temperature(request.sampling.temperature, self.limits)
+        except Rejected as exc:
+            self._malformed.warning("refused Generate from %s: %s", context.peer(), exc)
+            raise
         max_new = request.max_new_tokens or 16
         if max_new > self.config.max_new_tokens:
             raise InvalidRequest(f"max_new_tokens {max_new} > {self.config.max_new_tokens}")
@@ -121,20 +148,23 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         es, route = await self.entry.private_route(request.privacy)  # before tokenizing
         if self._slots.locked():
             raise TooLarge(f"entry is serving {self.config.max_sessions} sessions already")
-        async with self._slots:
-            outcome = "failed"
-            try:
-                async for reply in self._generate(request, params, max_new, es, route, arrived):
-                    yield reply
-                outcome = "ok"
-            finally:
-                m.REQUESTS.labels(outcome).inc()
-                m.REQUEST_SECONDS.labels(outcome).observe(time.perf_counter() - arrived)
+        who = caller(context)  # its quota: by certificate identity, else by address
+        with self.quota.hold(client_key(who.uri if who else None, context.peer())):
+            async with self._slots:
+                outcome = "failed"
+                try:
+                    async for reply in self._generate(request, params, max_new, es, route,
+                                                      arrived):
+                        yield reply
+                    outcome = "ok"
+                finally:
+                    m.REQUESTS.labels(outcome).inc()
+                    m.REQUEST_SECONDS.labels(outcome).observe(time.perf_counter() - arrived)
 
     async def _generate(self, request: inference_pb2.GenerateRequest, params: SamplingParams,
                         max_new: int, es: Any, route: Any, arrived: float
                         ) -> AsyncIterator[inference_pb2.GenerateResponse]:
-        rid = request.request_id or uuid.uuid4().hex[:16]
+        rid = request.request_id  # a label the client chose: echoed, never a session key
         history = await self._prompt_ids(request)
         tok = await self.tokenizer()
         head = self.entry.head(es, route)
@@ -155,7 +185,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         latencies: list[float] = []  # hook: TTFT then each step, for the monitor's report
         ok: bool | None = None  # hook: True when the loop ends normally, False on an error
         try:
-            tokens = self.entry.run(rid, history, max_new, sampling, request.privacy, es,
+            tokens = self.entry.run(new_session_id(), history, max_new, sampling, request.privacy, es,
                                     route, lambda t: t in stops or t in eos)
             # The entry extends ``history`` as it goes, maybe ahead of this loop.
             index = -1

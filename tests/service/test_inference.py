@@ -3,6 +3,7 @@ wire dtypes, seeded sampling, stop tokens, privacy=high, bad requests."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -118,6 +119,12 @@ async def test_privacy_high_refused_on_an_untrusted_route(cluster: Cluster) -> N
     ({"token_ids": PROMPT, "sampling": inference_pb2.SamplingParams(temperature=-1)},
      grpc.StatusCode.INVALID_ARGUMENT),
     ({"token_ids": PROMPT * 200}, grpc.StatusCode.INVALID_ARGUMENT),  # beyond the context
+    # Admission (services/node_agent/admission.py), before any route or tokeniser work:
+    ({"prompt": "x" * (8 << 20)}, grpc.StatusCode.INVALID_ARGUMENT),  # 8 MB of text
+    ({"token_ids": PROMPT, "request_id": "r" * 300}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"token_ids": PROMPT, "request_id": "a/b"}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"token_ids": PROMPT, "sampling": inference_pb2.SamplingParams(temperature=1e-300)},
+     grpc.StatusCode.INVALID_ARGUMENT),
 ])
 async def test_bad_requests(cluster: Cluster, request_kw: dict[str, object],
                             code: grpc.StatusCode) -> None:
@@ -126,6 +133,32 @@ async def test_bad_requests(cluster: Cluster, request_kw: dict[str, object],
     with pytest.raises(grpc.aio.AioRpcError) as err:
         _ = [r async for r in cluster.inference().Generate(req, timeout=60)]
     assert err.value.code() == code
+
+
+async def test_per_client_quota_and_an_unharmed_entry(model: Path, tmp_path: Path) -> None:
+    """One client (here: one address) may hold max_sessions_per_client sessions;
+    the next is RESOURCE_EXHAUSTED at once, and greedy output is unchanged after."""
+    c = await Cluster.start(2, model / "shards", tmp_path, max_sessions_per_client=1)
+    try:
+        await c.apply(c.plan(["node-0", "node-1"]))
+        before = await c.generate(PROMPT, 4)
+        held = c.inference().Generate(
+            inference_pb2.GenerateRequest(token_ids=PROMPT, max_new_tokens=64), timeout=60)
+        await held.read()  # the first token: the session is admitted and running
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await c.generate(PROMPT, 2)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        held.cancel()  # frees the slot once the entry sees the cancellation
+        for _ in range(100):
+            try:
+                after = await c.generate(PROMPT, 4)
+                break
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                await asyncio.sleep(0.05)
+        assert after == before
+    finally:
+        await c.stop()
 
 
 async def test_not_an_entry_and_no_epoch(model: Path, tmp_path: Path) -> None:

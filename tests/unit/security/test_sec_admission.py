@@ -11,6 +11,7 @@ import sys
 import grpc
 import pytest
 
+from edgesplit.errors import internal_error
 from edgesplit.rpc.errors import status_of
 from services.node_agent.admission import (
     AdmissionLimits,
@@ -22,7 +23,6 @@ from services.node_agent.admission import (
     check_request_id,
     check_temperature,
     client_key,
-    internal_error,
     new_session_id,
 )
 

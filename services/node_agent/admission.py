@@ -56,7 +56,7 @@ class AdmissionLimits:
     max_prompt_bytes: int = 256 * 1024  # UTF-8 bytes of prompt text
     max_prompt_tokens: int = 32_768  # length of a pre-tokenised prompt
     min_temperature: float = 1e-2  # below it (and above 0) logits / t overflows
-    max_sessions_per_client: int = 8
+    max_sessions_per_client: int = 32
 
 
 def check_prompt(prompt: str, token_ids: Sequence[int], limits: AdmissionLimits) -> None:

@@ -35,8 +35,11 @@ class NodeAgentConfig(ServiceConfig):
     max_prompt_tokens: PositiveInt = opt(32768, "entry: length of a pre-tokenised prompt")
     min_temperature: PositiveFloat = opt(0.01, "entry: lowest non-zero sampling temperature (0 "
                                                "is greedy; 0 < t below this is INVALID_ARGUMENT)")
-    max_sessions_per_client: PositiveInt = opt(8, "entry: concurrent Generate calls of one "
-                                                  "client identity before RESOURCE_EXHAUSTED")
+    max_sessions_per_client: PositiveInt = opt(32, "entry: concurrent Generate calls of one "
+                                                   "client identity (or, without a "
+                                                   "certificate, one address) before "
+                                                   "RESOURCE_EXHAUSTED; the gateway, which "
+                                                   "keeps per-key quotas itself, is exempt")
     stream_ahead: NonNegativeInt = opt(2, "entry: tokens generated ahead of the client's "
                                           "stream (0: each reply is written first)")
     frame_chunk_bytes: int = opt(4 * 1024 * 1024, "split frames larger than this into chunks",

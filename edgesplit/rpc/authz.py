@@ -17,16 +17,18 @@ See docs/architecture.md, "Security model".
 
 from __future__ import annotations
 
-import enum
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from prometheus_client import Counter
 
-SPIFFE_PREFIX = "spiffe://edgesplit/"
+from edgesplit.security.identity import Identity, Role
+
+__all__ = ["POLICY", "AuthorizationInterceptor", "Identity", "Role", "caller", "decide",
+           "identities"]
+
 _URI_KEY = "x509_subject_alternative_name"
 
 DENIED = Counter(
@@ -34,40 +36,6 @@ DENIED = Counter(
     "Calls refused before the handler ran, by method and reason",
     ["grpc_method", "reason"],
 )
-
-
-class Role(enum.StrEnum):
-    NODE = "node"  # a node agent
-    ORCHESTRATOR = "orchestrator"
-    BROADCASTER = "broadcaster"
-    MONITOR = "monitor"
-    SPLIT_REVISER = "split-reviser"
-    GATEWAY = "gateway"  # the HTTP front door, calls Generate for its clients
-    CLIENT = "client"  # an application calling Generate
-    ADMIN = "admin"  # an operator: status, history, test-bed conditions
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    role: Role
-    name: str
-
-    @property
-    def uri(self) -> str:
-        return f"{SPIFFE_PREFIX}{self.role.value}/{self.name}"
-
-    @classmethod
-    def parse(cls, uri: str) -> Identity | None:
-        """``spiffe://edgesplit/<role>/<name>`` -> Identity; anything else None."""
-        if not uri.startswith(SPIFFE_PREFIX):
-            return None
-        role, _, name = uri[len(SPIFFE_PREFIX):].partition("/")
-        if not name or "/" in name:
-            return None
-        try:
-            return cls(Role(role), name)
-        except ValueError:
-            return None
 
 
 _R = Role

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgesplit.security.errors import KeyMaterialError
+from edgesplit.security.identity import SPIFFE_PREFIX, Identity, Role
 from edgesplit.security.keys import (
     generate_signing_key,
     key_id,
@@ -57,15 +58,14 @@ __all__ = [
 
 # The roles of the authorisation table (edgesplit.rpc.authz.Role): a service's
 # role is its kind, so its URI reads spiffe://edgesplit/monitor/monitor.
-Role = Literal["monitor", "split-reviser", "broadcaster", "orchestrator", "gateway",
+RoleName = Literal["monitor", "split-reviser", "broadcaster", "orchestrator", "gateway",
                "node", "client", "admin"]
-DEFAULT_SERVICES: Final[tuple[Role, ...]] = (
+DEFAULT_SERVICES: Final[tuple[RoleName, ...]] = (
     "monitor", "split-reviser", "broadcaster", "orchestrator", "gateway")
-ROLE_DIRS: Final[dict[Role, str]] = {
+ROLE_DIRS: Final[dict[RoleName, str]] = {
     **{s: "services" for s in DEFAULT_SERVICES}, "node": "nodes", "client": "clients",
     "admin": "admins"}
 SIGNER: Final = "broadcaster"  # the one service that signs assignments
-SPIFFE_PREFIX: Final = "spiffe://edgesplit/"
 CA_DIR: Final = "ca"
 CA_CERT, CA_KEY = "ca.pem", "ca.key"
 CERT, KEY = "tls.pem", "tls.key"
@@ -73,18 +73,6 @@ SIGNING_KEY, SIGNING_PUB = "control.ed25519.pem", "control.ed25519.pub.pem"
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}")  # a DNS label or name
 LEAF_DAYS: Final = 365
 CA_DAYS: Final = 3650
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who a certificate names: its role and its name within that role."""
-
-    role: Role
-    name: str
-
-    @property
-    def uri(self) -> str:
-        return f"{SPIFFE_PREFIX}{self.role}/{self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +104,7 @@ def identity_of(cert: x509.Certificate) -> Identity | None:
     for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
         role, _, name = uri.removeprefix(SPIFFE_PREFIX).partition("/")
         if uri.startswith(SPIFFE_PREFIX) and role in ROLE_DIRS and _NAME.fullmatch(name):
-            return Identity(role, name)  # `in ROLE_DIRS` narrows role to Role
+            return Identity(Role(role), name)
     return None
 
 

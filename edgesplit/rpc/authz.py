@@ -17,13 +17,13 @@ See docs/architecture.md, "Security model".
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
 from prometheus_client import Counter
 
+from edgesplit.rpc.handlers import call_unary, replies, rewrap
 from edgesplit.security.identity import Identity, Role
 
 __all__ = ["POLICY", "AuthorizationInterceptor", "Identity", "Role", "caller", "decide",
@@ -138,26 +138,14 @@ async def _refuse(context: Any, method: str) -> bool:
 
 
 def _guarded(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-    kinds = {"unary_unary": grpc.unary_unary_rpc_method_handler,
-             "unary_stream": grpc.unary_stream_rpc_method_handler,
-             "stream_unary": grpc.stream_unary_rpc_method_handler,
-             "stream_stream": grpc.stream_stream_rpc_method_handler}
-    for kind, make in kinds.items():
-        fn = getattr(handler, kind)
-        if fn is None:
-            continue
-        wrapped = _wrap_stream(fn, method) if kind.endswith("_stream") else _wrap_unary(fn, method)
-        return make(wrapped, request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer)
-    return handler
+    return rewrap(handler, lambda fn: _wrap_unary(fn, method), lambda fn: _wrap_stream(fn, method))
 
 
 def _wrap_unary(fn: Any, method: str) -> Any:
     async def guarded(request: Any, context: Any) -> Any:
         if await _refuse(context, method):
             return None
-        result = fn(request, context)
-        return await result if inspect.isawaitable(result) else result
+        return await call_unary(fn, request, context)
 
     return guarded
 
@@ -166,14 +154,7 @@ def _wrap_stream(fn: Any, method: str) -> Any:
     async def guarded(request: Any, context: Any) -> Any:
         if await _refuse(context, method):
             return
-        items = fn(request, context)
-        if inspect.isawaitable(items):
-            await items
-        elif hasattr(items, "__aiter__"):
-            async for item in items:
-                yield item
-        else:
-            for item in items:
-                yield item
+        async for item in replies(fn, request, context):
+            yield item
 
     return guarded

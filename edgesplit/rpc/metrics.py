@@ -7,7 +7,6 @@ labels are bounded (service, method, gRPC code).
 from __future__ import annotations
 
 import importlib.metadata
-import inspect
 import platform
 import time
 from collections.abc import Awaitable, Callable
@@ -15,6 +14,8 @@ from typing import Any
 
 import grpc
 from prometheus_client import Counter, Histogram, Info, start_http_server
+
+from edgesplit.rpc.handlers import call_unary, replies, rewrap
 
 
 def _version() -> str:
@@ -61,25 +62,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None:
             return handler
         service, _, method = handler_call_details.method.lstrip("/").partition("/")
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, service, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, service, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(handler.stream_stream, service, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return rewrap(handler, lambda fn: _wrap_unary(fn, service, method),
+                      lambda fn: _wrap_stream(fn, service, method))
 
 
 def _code_of(context: Any, exc: BaseException | None) -> str:
@@ -96,10 +80,7 @@ def _wrap_unary(fn: Any, service: str, method: str) -> Any:
         start = time.perf_counter()
         exc: BaseException | None = None
         try:
-            result = fn(request, context)
-            if inspect.isawaitable(result):
-                result = await result
-            return result
+            return await call_unary(fn, request, context)
         except BaseException as e:
             exc = e
             raise
@@ -115,15 +96,8 @@ def _wrap_stream(fn: Any, service: str, method: str) -> Any:
         start = time.perf_counter()
         exc: BaseException | None = None
         try:
-            items = fn(request, context)
-            if inspect.isawaitable(items):  # a coroutine handler that writes itself
-                await items
-            elif hasattr(items, "__aiter__"):
-                async for item in items:
-                    yield item
-            else:
-                for item in items:
-                    yield item
+            async for item in replies(fn, request, context):
+                yield item
         except BaseException as e:
             exc = e
             raise

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgesplit.cli.model_cmd import profile_json
+from edgesplit.model.profile import profile_json
 from edgesplit.model.shard import MANIFEST, shard_model
 from edgesplit.model.tiny import write_tiny_model
 from edgesplit.security.pki import init_pki

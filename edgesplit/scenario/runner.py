@@ -72,6 +72,17 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+def scenario_model(sc: Scenario) -> Path:
+    """The shard directory of the scenario's seeded model (made once, cached)."""
+    m = sc.model
+    tag = f"{m.get('family', 'qwen3')}-l{m.get('layers', 12)}-h{m.get('hidden', 384)}"
+    cache = Path("var/scenario-models")
+    return ensure_model(cache / f"model-{tag}", cache / f"shards-{tag}",
+                        family=m.get("family", "qwen3"), layers=m.get("layers", 12),
+                        hidden=m.get("hidden", 384), heads=m.get("heads", 6),
+                        kv_heads=m.get("kv_heads", 2), seed=m.get("seed", 0))
+
+
 def calibrate(shards: Path, profile: dict[str, Any], steps: int = 16) -> float:
     """FLOP/s this machine achieves decoding the scenario's model, so that the
     declared speed of a node with slowdown k is this / k (what it will measure)."""
@@ -122,13 +133,7 @@ class Run:
     # ---- set-up ------------------------------------------------------------------
     def start(self) -> None:
         sc, base = self.sc, self.base
-        m = sc.model
-        tag = f"{m.get('family', 'qwen3')}-l{m.get('layers', 12)}-h{m.get('hidden', 384)}"
-        cache = Path("var/scenario-models")
-        shards = ensure_model(cache / f"model-{tag}", cache / f"shards-{tag}",
-                              family=m.get("family", "qwen3"), layers=m.get("layers", 12),
-                              hidden=m.get("hidden", 384), heads=m.get("heads", 6),
-                              kv_heads=m.get("kv_heads", 2), seed=m.get("seed", 0))
+        shards = scenario_model(sc)
         profile = profile_json(str(shards))
         (base / "profile.json").write_text(json.dumps(profile))
         ids = [n.id for n in sc.nodes]

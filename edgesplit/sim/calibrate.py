@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from edgesplit.scenario.spec import load_scenario
@@ -34,18 +33,12 @@ def measured_speed(sc: Any, steps: int = 16) -> tuple[float, float]:
 
     import torch
 
-    from edgesplit.cli.model_cmd import profile_json
+    from edgesplit.model.profile import profile_json
     from edgesplit.model.runner import TorchSegmentRunner
     from edgesplit.model.shard import ShardDir
-    from edgesplit.testbed import ensure_model
+    from edgesplit.scenario.runner import scenario_model
 
-    m = sc.model
-    tag = f"{m.get('family', 'qwen3')}-l{m.get('layers', 12)}-h{m.get('hidden', 384)}"
-    cache = Path("var/scenario-models")
-    shards = ensure_model(cache / f"model-{tag}", cache / f"shards-{tag}",
-                          family=m.get("family", "qwen3"), layers=m.get("layers", 12),
-                          hidden=m.get("hidden", 384), heads=m.get("heads", 6),
-                          kv_heads=m.get("kv_heads", 2), seed=m.get("seed", 0))
+    shards = scenario_model(sc)
     profile = profile_json(str(shards))
     layers = min(4, len(profile["layers"]))
     runner = TorchSegmentRunner(ShardDir(shards), 0, layers, has_embed=True)

@@ -281,3 +281,13 @@ def test_metrics_pass_promtool_and_drop_dead_nodes() -> None:
     out = subprocess.run([promtool, "check", "metrics"], input=exposition, text=True,
                          capture_output=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_compose_init_script_imports() -> None:
+    """The init job runs only inside the image; importing it here catches a moved
+    import (its `profile_json` once pointed at a module that no longer had it)."""
+    spec = importlib.util.spec_from_file_location("compose_init", ROOT / "deploy/compose/init.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert callable(module.main) and callable(module.inventory)

@@ -24,8 +24,9 @@ def register(sub: Any) -> None:
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass in (0, 1]")
     p.add_argument("--seed", type=int, default=0, help="sampling seed: same seed, same tokens")
-    p.add_argument("--privacy", choices=["low", "high"], default="low",
-                   help="high: only routes whose sensitive layers the entry trusts")
+    p.add_argument("--privacy", choices=["low", "high"], default=None,
+                   help="high: only routes whose sensitive layers the entry trusts "
+                        "(default: the entry's --default-privacy)")
     p.add_argument("--timeout", type=float, default=300.0, help="deadline of the call, s")
     add_tls_arguments(p)
     p.set_defaults(handler=_run)
@@ -58,7 +59,7 @@ def _run(args: argparse.Namespace) -> int:
         prompt=args.prompt, max_new_tokens=args.max_new_tokens,
         sampling=inference_pb2.SamplingParams(temperature=args.temperature, top_p=args.top_p,
                                               seed=args.seed),
-        privacy=common_pb2.PRIVACY_HIGH if args.privacy == "high" else common_pb2.PRIVACY_LOW)
+        privacy=common_pb2.Privacy.Value(f"PRIVACY_{(args.privacy or 'unspecified').upper()}"))
     last = None
     with transport(args).sync_channel(address) as channel:
         try:

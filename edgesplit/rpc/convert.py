@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
+from typing import Any, Generic, TypeVar
 
 from edgesplit.core.types import (
     ClusterState,
@@ -39,20 +41,49 @@ class ConversionError(DomainError, ValueError):
         self.field = field
 
 
-_PART_TO_PROTO: dict[Part, pb.Part] = {Part.EMBED: pb.PART_EMBED,
-                                                  Part.HEAD: pb.PART_HEAD}
-_PART_FROM_PROTO: dict[int, Part] = {v: k for k, v in _PART_TO_PROTO.items()}
+E = TypeVar("E", bound=enum.Enum)
+
+
+class EnumCodec(Generic[E]):
+    """A core enum <-> a proto enum, member by member and by name: core
+    ``Privacy.HIGH`` is proto ``PRIVACY_HIGH``. Built at import, so a member
+    without a twin fails there, not in a call. Proto value 0 is always
+    ``*_UNSPECIFIED``: ``decode`` answers ``default`` for it, or rejects it
+    naming the field when there is none."""
+
+    def __init__(self, core: type[E], proto: Any, prefix: str) -> None:
+        self.core = core
+        self._to: dict[E, int] = {m: proto.Value(prefix + m.name) for m in core}
+        self._from: dict[int, E] = {v: k for k, v in self._to.items()}
+        if 0 in self._from or len(self._from) != len(self._to):
+            raise TypeError(f"{prefix}*: value 0 must be {prefix}UNSPECIFIED, values unique")
+        self.name = proto.DESCRIPTOR.name
+
+    def encode(self, value: E) -> Any:
+        return self._to[value]
+
+    def decode(self, value: int, field: str, default: E | None = None) -> E:
+        if value == 0 and default is not None:
+            return default
+        found = self._from.get(value)
+        if found is None:
+            what = "not set" if value == 0 else f"unknown {self.name} {value}"
+            raise ConversionError(field, what)
+        return found
+
+
+PARTS = EnumCodec(Part, pb.Part, "PART_")
+TRUST = EnumCodec(Trust, pb.Trust, "TRUST_")
+PRIVACY = EnumCodec(Privacy, pb.Privacy, "PRIVACY_")
+MODES = EnumCodec(Mode, pb.PlanMode, "PLAN_MODE_")
 
 
 def part_to_proto(p: Part) -> pb.Part:
-    return _PART_TO_PROTO[p]
+    return PARTS.encode(p)
 
 
 def part_from_proto(value: int, field: str) -> Part:
-    try:
-        return _PART_FROM_PROTO[value]
-    except KeyError:
-        raise ConversionError(field, f"unknown part {value}") from None
+    return PARTS.decode(value, field)
 
 
 def layer_ref_to_proto(key: LayerKey) -> pb.LayerRef:
@@ -157,7 +188,7 @@ def profile_from_proto(m: pb.ModelProfile, field: str = "profile") -> ModelProfi
 
 def node_to_proto(n: NodeState) -> pb.NodeState:
     return pb.NodeState(
-        node_id=n.node_id, trust=int(n.trust), memory_bytes=n.memory_bytes,
+        node_id=n.node_id, trust=TRUST.encode(n.trust), memory_bytes=n.memory_bytes,
         flops_per_s=n.flops_per_s, utilization=n.utilization, alive=n.alive,
         layer_seconds=layer_seconds_to_proto(n.layer_seconds), trusted_by=list(n.trusted_by),
         address=n.address)
@@ -171,7 +202,7 @@ def node_from_proto(m: pb.NodeState, field: str = "node") -> NodeState:
     if not 0.0 <= m.utilization <= 1.0:
         raise ConversionError(f"{field}.utilization", "must be in [0, 1]")
     return NodeState(
-        node_id=NodeId(m.node_id), trust=Trust(m.trust), memory_bytes=m.memory_bytes,
+        node_id=NodeId(m.node_id), trust=TRUST.decode(m.trust, f"{field}.trust", Trust.UNTRUSTED), memory_bytes=m.memory_bytes,
         flops_per_s=m.flops_per_s, utilization=m.utilization, alive=m.alive,
         layer_seconds=layer_seconds_from_proto(m.layer_seconds, f"{field}.layer_seconds"),
         trusted_by=tuple(NodeId(t) for t in m.trusted_by), address=m.address)
@@ -214,7 +245,7 @@ def cluster_from_proto(m: pb.ClusterState, field: str = "state") -> ClusterState
 def workload_to_proto(w: Workload) -> pb.Workload:
     return pb.Workload(
         prompt_tokens=w.prompt_tokens, new_tokens=w.new_tokens,
-        requests_per_s=w.requests_per_s, privacy=int(w.privacy),
+        requests_per_s=w.requests_per_s, privacy=PRIVACY.encode(w.privacy),
         privacy_depth=w.privacy_depth, kv_budget_tokens=w.kv_budget_tokens,
         concurrent_sessions=w.concurrent_sessions)
 
@@ -228,7 +259,7 @@ def workload_from_proto(m: pb.Workload) -> Workload:
         prompt_tokens=m.prompt_tokens or d.prompt_tokens,
         new_tokens=m.new_tokens or d.new_tokens,
         requests_per_s=m.requests_per_s or d.requests_per_s,
-        privacy=Privacy(m.privacy), privacy_depth=m.privacy_depth or d.privacy_depth,
+        privacy=PRIVACY.decode(m.privacy, "workload.privacy", d.privacy), privacy_depth=m.privacy_depth or d.privacy_depth,
         kv_budget_tokens=m.kv_budget_tokens or d.kv_budget_tokens,
         concurrent_sessions=m.concurrent_sessions or d.concurrent_sessions)
 
@@ -246,7 +277,7 @@ def weights_to_proto(w: Weights) -> pb.ObjectiveWeights:
 
 
 def mode_from_proto(m: int) -> Mode:
-    return Mode.RESPLIT if m == pb.PLAN_MODE_RESPLIT else Mode.PLACEMENT
+    return MODES.decode(m, "mode", Mode.PLACEMENT)
 
 
 def cost_to_proto(c: CostBreakdown) -> pb.CostBreakdown:

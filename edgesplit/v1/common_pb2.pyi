@@ -9,16 +9,19 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 class Trust(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
+    TRUST_UNSPECIFIED: _ClassVar[Trust]
     TRUST_UNTRUSTED: _ClassVar[Trust]
     TRUST_TRUSTED: _ClassVar[Trust]
 
 class Privacy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
+    PRIVACY_UNSPECIFIED: _ClassVar[Privacy]
     PRIVACY_LOW: _ClassVar[Privacy]
     PRIVACY_HIGH: _ClassVar[Privacy]
 
 class PlanMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
+    PLAN_MODE_UNSPECIFIED: _ClassVar[PlanMode]
     PLAN_MODE_PLACEMENT: _ClassVar[PlanMode]
     PLAN_MODE_RESPLIT: _ClassVar[PlanMode]
 
@@ -27,10 +30,13 @@ class Part(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PART_UNSPECIFIED: _ClassVar[Part]
     PART_EMBED: _ClassVar[Part]
     PART_HEAD: _ClassVar[Part]
+TRUST_UNSPECIFIED: Trust
 TRUST_UNTRUSTED: Trust
 TRUST_TRUSTED: Trust
+PRIVACY_UNSPECIFIED: Privacy
 PRIVACY_LOW: Privacy
 PRIVACY_HIGH: Privacy
+PLAN_MODE_UNSPECIFIED: PlanMode
 PLAN_MODE_PLACEMENT: PlanMode
 PLAN_MODE_RESPLIT: PlanMode
 PART_UNSPECIFIED: Part

@@ -54,11 +54,16 @@ class Gateway:
         self.tokenizer: Any = None
 
     # ---- the shared path of both endpoints ------------------------------------------
-    def _privacy_high(self, request: Request, body: CompletionRequest | ChatRequest) -> bool:
-        raw = request.headers.get(PRIVACY_HEADER, body.privacy or "low").strip().lower()
+    def _privacy(self, request: Request, body: CompletionRequest | ChatRequest) -> str | None:
+        """"low", "high", or None when the client states none: then the entry's
+        configured default applies (PRIVACY_UNSPECIFIED), never silently low."""
+        raw = request.headers.get(PRIVACY_HEADER, body.privacy)
+        if raw is None:
+            return None
+        raw = raw.strip().lower()
         if raw not in ("low", "high"):
             raise invalid(f"{PRIVACY_HEADER} must be low or high, not {raw!r}", "privacy")
-        return raw == "high"
+        return raw
 
     def _params(self, request: Request, body: CompletionRequest | ChatRequest,
                 ids: list[int], limit: int | None) -> Params:
@@ -68,7 +73,7 @@ class Gateway:
             top_p=1.0 if body.top_p is None else body.top_p,
             # OpenAI's default is a fresh sample each time; a given seed repeats.
             seed=secrets.randbits(63) if body.seed is None else body.seed,
-            stop=body.stops(), privacy_high=self._privacy_high(request, body))
+            stop=body.stops(), privacy=self._privacy(request, body))
 
     async def serve(self, request: Request, client: Client, kind: str,
                     body: CompletionRequest | ChatRequest, params: Params) -> Response:

@@ -28,6 +28,9 @@ from services.gateway.errors import FAILOVER, APIError, from_grpc
 log = logging.getLogger(__name__)
 FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
 
+_PRIVACY = {None: common_pb2.PRIVACY_UNSPECIFIED, "low": common_pb2.PRIVACY_LOW,
+            "high": common_pb2.PRIVACY_HIGH}
+
 
 @dataclass(frozen=True, slots=True)
 class Params:
@@ -37,7 +40,7 @@ class Params:
     top_p: float
     seed: int
     stop: tuple[str, ...] = ()
-    privacy_high: bool = False
+    privacy: str | None = None  # "low", "high"; None: the entry's default
 
 
 @dataclass(slots=True)
@@ -97,13 +100,13 @@ class Generation:
             max_new_tokens=p.max_tokens - len(self.tokens),
             sampling=inference_pb2.SamplingParams(temperature=p.temperature, top_p=p.top_p,
                                                   seed=p.seed),
-            privacy=common_pb2.PRIVACY_HIGH if p.privacy_high else common_pb2.PRIVACY_LOW,
+            privacy=_PRIVACY[p.privacy],
             request_id=f"{self.request_id}.{len(self.entries_used)}")
 
     def _nothing_left(self, last: grpc.aio.AioRpcError | None) -> APIError:
         if last is not None:
             err = from_grpc(last.code(), last.details() or "", self.retry_after_s)
-            if last.code() == grpc.StatusCode.FAILED_PRECONDITION and self.params.privacy_high:
+            if last.code() == grpc.StatusCode.FAILED_PRECONDITION and self.params.privacy == "high":
                 err.code, err.param = "privacy_unsatisfiable", "privacy"
             return err
         if self.pool.healthy() and not self._tried:

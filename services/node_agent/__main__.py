@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgesplit.core.types import Segment
+from edgesplit.core.types import Privacy, Segment
 from edgesplit.rpc.config import load_config
 from edgesplit.rpc.server import Registration, RunningServer, run_service
 from edgesplit.rpc.transport import Transport, TransportSettings
@@ -96,7 +96,8 @@ def build(config: NodeAgentConfig, make_runner: Any = None,
     chunk = max(1024, min(config.frame_chunk_bytes, config.max_message_bytes - 64 * 1024))
     stage = Stage(config.node_id, book, compute, links, chunk)
     control = Control(book, store)
-    entry = Entry(EntrySettings(config.node_id, config.step_timeout_s, config.orchestrator),
+    entry = Entry(EntrySettings(config.node_id, config.step_timeout_s, config.orchestrator,
+                                Privacy[config.default_privacy.upper()]),
                   control, stage)
     agent = Agent(control, compute, links, stage, entry, emulator)
     args = (AgentIdentity(config.node_id, config.device, public_bytes(keys.agreement),

@@ -54,6 +54,8 @@ class NodeAgentConfig(ServiceConfig):
     monitor: str = opt("", "monitor address host:port to push reports to (empty: off)")
     orchestrator: str = opt("", "orchestrator address: asked for a private route when a "
                                 "privacy=high request finds none")
+    default_privacy: Literal["low", "high"] = opt(
+        "low", "entry: privacy of a Generate request that states none (PRIVACY_UNSPECIFIED)")
     broadcaster: str = opt("", "broadcaster address host:port to fetch shards from")
     utilization_scope: Literal["machine", "process"] = opt(
         "machine", "utilisation reported: 'machine' (one agent per host) or 'process' "

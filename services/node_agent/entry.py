@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgesplit.core.trust import listed, untrusted_sensitive
-from edgesplit.core.types import Route
+from edgesplit.core.types import Privacy, Route
 from edgesplit.model.base import SamplingParams, SegmentRunner, TokenSampler
+from edgesplit.rpc.convert import PRIVACY
 from edgesplit.rpc.errors import Precondition, Unavailable
-from edgesplit.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from edgesplit.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from services.node_agent import metrics as m
 from services.node_agent.compute import Timer
 from services.node_agent.control import Control
@@ -44,6 +45,7 @@ class EntrySettings:
     node_id: str
     step_timeout_s: float
     orchestrator: str = ""  # asked for a private route when privacy=high finds none
+    default_privacy: Privacy = Privacy.LOW  # for a request that states none (UNSPECIFIED)
 
 
 class _Ring:
@@ -68,19 +70,19 @@ class Entry:
         self.request_observer: RequestObserver | None = None
 
     # ---- routes ------------------------------------------------------------------------
-    def route(self, privacy: int) -> tuple[EpochState, Route]:
+    def route(self, privacy: Privacy) -> tuple[EpochState, Route]:
         es = self.book.committed
         if es is None:
             raise Unavailable("no committed epoch yet on this entry node")
         route = es.routes.get(self.s.node_id)
         if route is None:
             raise Precondition(f"{self.s.node_id} is not an entry node in epoch {es.epoch}")
-        if privacy == common_pb2.PRIVACY_HIGH and not privacy_ok(es, route):
+        if privacy is Privacy.HIGH and not privacy_ok(es, route):
             raise Precondition("privacy=high: the route puts sensitive layers on nodes "
                                "this entry does not trust")
         return es, route
 
-    async def private_route(self, privacy: int) -> tuple[EpochState, Route]:
+    async def private_route(self, privacy: Privacy) -> tuple[EpochState, Route]:
         """The newest route the request may use. A privacy=high request with no
         private route asks the orchestrator to make one, then waits for its
         epoch; FAILED_PRECONDITION only when no plan can satisfy it (or nobody
@@ -88,12 +90,13 @@ class Entry:
         try:
             return self.route(privacy)
         except Precondition:
-            if privacy != common_pb2.PRIVACY_HIGH or not self.s.orchestrator:
+            if privacy is not Privacy.HIGH or not self.s.orchestrator:
                 raise
         stub = orchestrator_pb2_grpc.OrchestratorStub(
             self.stage.links.channel(self.s.orchestrator))
         reply = await stub.EnsureRoute(  # a FAILED_PRECONDITION passes through
-            orchestrator_pb2.EnsureRouteRequest(entry=self.s.node_id, privacy=privacy),
+            orchestrator_pb2.EnsureRouteRequest(entry=self.s.node_id,
+                                                privacy=PRIVACY.encode(privacy)),
             timeout=self.s.step_timeout_s)
         await self.control.committed_when(lambda es: es.epoch >= reply.epoch,
                                           self.s.step_timeout_s)
@@ -104,7 +107,7 @@ class Entry:
 
     # ---- one request -------------------------------------------------------------------
     async def run(self, request_id: str, history: list[int], max_new: int,
-                  sampling: SamplingParams, privacy: int, es: EpochState, route: Route,
+                  sampling: SamplingParams, privacy: Privacy, es: EpochState, route: Route,
                   stop: Callable[[int], bool]) -> AsyncIterator[tuple[int, int, float]]:
         """Generate up to ``max_new`` tokens after ``history`` (extended in place);
         yields (token, epoch, perf_counter when it was made) per step, stopping

@@ -12,8 +12,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
+from edgesplit.core.types import Privacy
 from edgesplit.model.base import SamplingParams
 from edgesplit.rpc.authz import Role, caller
+from edgesplit.rpc.convert import PRIVACY
 from edgesplit.rpc.errors import InvalidRequest, TooLarge, maps_errors
 from edgesplit.v1 import inference_pb2, inference_pb2_grpc
 from services.node_agent import metrics as m
@@ -145,7 +147,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
             params = SamplingParams(s.temperature, s.top_p or 1.0, s.seed)
         except ValueError as exc:
             raise InvalidRequest(f"sampling: {exc}") from exc
-        es, route = await self.entry.private_route(request.privacy)  # before tokenizing
+        privacy = PRIVACY.decode(request.privacy, "privacy", self.entry.s.default_privacy)
+        es, route = await self.entry.private_route(privacy)  # before tokenizing
         if self._slots.locked():
             raise TooLarge(f"entry is serving {self.config.max_sessions} sessions already")
         who = caller(context)  # its quota: by certificate identity, else by address
@@ -155,8 +158,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
             async with self._slots:
                 outcome = "failed"
                 try:
-                    async for reply in self._generate(request, params, max_new, es, route,
-                                                      arrived):
+                    async for reply in self._generate(request, params, privacy, max_new, es,
+                                                      route, arrived):
                         yield reply
                     outcome = "ok"
                 finally:
@@ -164,7 +167,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                     m.REQUEST_SECONDS.labels(outcome).observe(time.perf_counter() - arrived)
 
     async def _generate(self, request: inference_pb2.GenerateRequest, params: SamplingParams,
-                        max_new: int, es: Any, route: Any, arrived: float
+                        privacy: Privacy, max_new: int, es: Any, route: Any, arrived: float
                         ) -> AsyncIterator[inference_pb2.GenerateResponse]:
         rid = request.request_id  # a label the client chose: echoed, never a session key
         history = await self._prompt_ids(request)
@@ -187,7 +190,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         latencies: list[float] = []  # hook: TTFT then each step, for the monitor's report
         ok: bool | None = None  # hook: True when the loop ends normally, False on an error
         try:
-            tokens = self.entry.run(new_session_id(), history, max_new, sampling, request.privacy, es,
+            tokens = self.entry.run(new_session_id(), history, max_new, sampling, privacy, es,
                                     route, lambda t: t in stops or t in eos)
             # The entry extends ``history`` as it goes, maybe ahead of this loop.
             index = -1

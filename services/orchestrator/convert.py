@@ -18,16 +18,13 @@ from edgesplit.core.control import (
     PlanRequest,
     observation,
 )
-from edgesplit.core.types import CostBreakdown, Mode, NodeId, Plan
+from edgesplit.core.types import CostBreakdown, NodeId, Plan
 from edgesplit.rpc import convert as cv
 from edgesplit.rpc.convert_monitor import cluster_from_state_proto, environment_from_proto
 from edgesplit.v1 import broadcaster_pb2 as bc
-from edgesplit.v1 import common_pb2, monitor_pb2
+from edgesplit.v1 import monitor_pb2
 from edgesplit.v1 import orchestrator_pb2 as pb
 from edgesplit.v1 import split_reviser_pb2 as sr
-
-_MODES = {Mode.PLACEMENT: common_pb2.PLAN_MODE_PLACEMENT,
-          Mode.RESPLIT: common_pb2.PLAN_MODE_RESPLIT}
 
 
 def observation_from_proto(m: monitor_pb2.EnvironmentState, config: ControlConfig) -> Observation:
@@ -39,7 +36,7 @@ def observation_from_proto(m: monitor_pb2.EnvironmentState, config: ControlConfi
 def revise_request_to_proto(q: PlanRequest) -> sr.ReviseRequest:
     req = sr.ReviseRequest(
         state=cv.cluster_to_proto(q.cluster), profile=cv.profile_to_proto(q.profile),
-        workload=cv.workload_to_proto(q.workload), mode=_MODES[q.mode],
+        workload=cv.workload_to_proto(q.workload), mode=cv.MODES.encode(q.mode),
         weights=cv.weights_to_proto(q.weights), entries=list(q.entries), epoch=q.epoch)
     if q.current is not None:
         req.current.CopyFrom(cv.plan_to_proto(q.current))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from edgesplit.core.types import Privacy
+from edgesplit.rpc.convert import PRIVACY
 from edgesplit.rpc.errors import InvalidRequest, maps_errors
-from edgesplit.v1 import common_pb2
 from edgesplit.v1 import orchestrator_pb2 as pb
 from edgesplit.v1 import orchestrator_pb2_grpc as pb_grpc
 from services.orchestrator.loop import ControlLoop, status
@@ -32,7 +33,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServicer):
                           context: Any) -> pb.EnsureRouteResponse:
         if not request.entry:
             raise InvalidRequest("entry: empty")
-        if request.privacy != common_pb2.PRIVACY_HIGH:
+        if PRIVACY.decode(request.privacy, "privacy") is not Privacy.HIGH:
             plan = self.loop.plan
             return pb.EnsureRouteResponse(epoch=plan.epoch if plan else 0)
         epoch, changed = await self.loop.ensure_private_route(request.entry)

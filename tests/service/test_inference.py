@@ -111,6 +111,22 @@ async def test_privacy_high_refused_on_an_untrusted_route(cluster: Cluster) -> N
     assert len(await cluster.generate(PROMPT, 3, privacy=common_pb2.PRIVACY_HIGH)) == 3
 
 
+async def test_unstated_privacy_means_the_entrys_default(model: Path, tmp_path: Path) -> None:
+    # PRIVACY_UNSPECIFIED is the entry's --default-privacy, not the weaker level:
+    # with default high, a request that forgets privacy is refused a leaky route
+    # exactly like one that asks for high, and one that says low is served.
+    c = await Cluster.start(2, model / "shards", tmp_path, default_privacy="high")
+    try:
+        await c.apply(_leaky_plan(c), trusted=["node-0"])
+        for stated in ({}, {"privacy": common_pb2.PRIVACY_HIGH}):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await c.generate(PROMPT, 2, **stated)
+            assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION, stated
+        assert len(await c.generate(PROMPT, 2, privacy=common_pb2.PRIVACY_LOW)) == 2
+    finally:
+        await c.stop()
+
+
 @pytest.mark.parametrize("request_kw,code", [
     ({"token_ids": PROMPT, "prompt": "both"}, grpc.StatusCode.INVALID_ARGUMENT),
     ({}, grpc.StatusCode.INVALID_ARGUMENT),

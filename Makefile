@@ -19,6 +19,12 @@ $(STAMP): pyproject.toml
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null) \
 	    || echo "warning: docker-compose not installed; compose test will be skipped"; \
 	fi
+	@# buf lints protos/ in the tests (tests/unit/test_buf_lint.py); from npm, into var/.
+	@if [ ! -x var/buf/node_modules/.bin/buf ] && command -v npm >/dev/null 2>&1; then \
+	  echo "installing buf (npm) into var/buf for proto lint"; \
+	  npm install --silent --prefix var/buf @bufbuild/buf@1.75.0 >/dev/null \
+	    || echo "warning: buf not installed; the buf lint test will be skipped"; \
+	fi
 	@# tmux runs `status --watch` in an 80-column terminal in the tests.
 	@if ! command -v tmux >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  echo "installing tmux (Debian) for the status --watch test"; \
@@ -47,6 +53,7 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check edgesplit services tests
+	@if [ -x var/buf/node_modules/.bin/buf ]; then var/buf/node_modules/.bin/buf lint; fi
 	$(BIN)/mypy edgesplit/core
 
 protos: setup

@@ -182,14 +182,14 @@ class Testbed:
         with TRANSPORT.sync_channel(self.node(node_id).address) as ch:
             yield na_grpc.NodeAgentStub(ch)
 
-    def info(self, node_id: str) -> na.NodeInfo:
+    def info(self, node_id: str) -> na.GetInfoResponse:
         with self.agent(node_id) as agent:
-            return agent.GetInfo(na.InfoRequest(), timeout=10)
+            return agent.GetInfo(na.GetInfoRequest(), timeout=10)
 
     def set_conditions(self, node_id: str, replace: bool = False, **fields: Any) -> ta.Conditions:
         with TRANSPORT.sync_channel(self.node(node_id).address) as ch:
             req = ta.SetConditionsRequest(conditions=ta.Conditions(**fields), replace=replace)
-            return ta_grpc.TestbedAdminStub(ch).SetConditions(req, timeout=10)
+            return ta_grpc.TestbedAdminStub(ch).SetConditions(req, timeout=10).conditions
 
     def manifest(self) -> Any:
         from edgesplit.model.shard import Manifest

@@ -98,7 +98,7 @@ def fetch_monitor(address: str, conn: Connection) -> Data:
 
     with conn.channel(address) as ch:
         msg = monitor_pb2_grpc.MonitorStub(ch).GetState(monitor_pb2.GetStateRequest(),
-                                                        timeout=conn.timeout_s)
+                                                        timeout=conn.timeout_s).state
     return monitor_data(msg)
 
 

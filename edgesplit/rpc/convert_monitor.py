@@ -93,9 +93,9 @@ def _opt(x: float) -> float | None:
 
 
 # ---- NodeReport -------------------------------------------------------------------
-def report_to_proto(r: NodeReport, committed_epoch: int = 0) -> mpb.NodeReport:
+def report_to_proto(r: NodeReport, committed_epoch: int = 0) -> mpb.ReportRequest:
     res = r.resources
-    msg = mpb.NodeReport(
+    msg = mpb.ReportRequest(
         node_id=r.node_id, seq=r.seq, sent_at=r.now, incarnation=r.incarnation,
         cpu_utilization=res.cpu_utilization, memory_used_bytes=res.memory_used_bytes,
         memory_total_bytes=res.memory_total_bytes, queue_depth=res.queue_depth,
@@ -116,7 +116,7 @@ def report_to_proto(r: NodeReport, committed_epoch: int = 0) -> mpb.NodeReport:
     return msg
 
 
-def report_from_proto(m: mpb.NodeReport) -> NodeReport:
+def report_from_proto(m: mpb.ReportRequest) -> NodeReport:
     """Structure only; value checks (ranges, NaN) are ``NodeReport.problem``'s job."""
     if not m.node_id:
         raise ConversionError("report.node_id", "empty")

@@ -265,7 +265,7 @@ class Run:
 
         mon = monitor_pb2_grpc.MonitorStub(TRANSPORT.aio_channel(self.addr["monitor"]))
         try:
-            env = await mon.GetState(monitor_pb2.GetStateRequest(), timeout=5)
+            env = (await mon.GetState(monitor_pb2.GetStateRequest(), timeout=5)).state
         except grpc.aio.AioRpcError:
             return
         (self.base / "final_state.json").write_text(MessageToJson(env))
@@ -365,7 +365,7 @@ class Run:
         while not stop.is_set():
             try:
                 st = await orch.Status(orchestrator_pb2.StatusRequest(), timeout=5)
-                env = await mon.GetState(monitor_pb2.GetStateRequest(), timeout=5)
+                env = (await mon.GetState(monitor_pb2.GetStateRequest(), timeout=5)).state
             except grpc.aio.AioRpcError:
                 await asyncio.sleep(1)
                 continue

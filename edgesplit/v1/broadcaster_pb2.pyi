@@ -59,7 +59,7 @@ class FetchShardRequest(_message.Message):
     offset: int
     def __init__(self, sha256: _Optional[str] = ..., node_id: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
 
-class ShardChunk(_message.Message):
+class FetchShardResponse(_message.Message):
     __slots__ = ("offset", "data", "total_bytes")
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]

@@ -48,7 +48,7 @@ class BroadcasterStub:
         self.FetchShard = channel.unary_stream(
                 '/edgesplit.v1.Broadcaster/FetchShard',
                 request_serializer=edgesplit_dot_v1_dot_broadcaster__pb2.FetchShardRequest.SerializeToString,
-                response_deserializer=edgesplit_dot_v1_dot_broadcaster__pb2.ShardChunk.FromString,
+                response_deserializer=edgesplit_dot_v1_dot_broadcaster__pb2.FetchShardResponse.FromString,
                 _registered_method=True)
         self.ListShards = channel.unary_unary(
                 '/edgesplit.v1.Broadcaster/ListShards',
@@ -105,7 +105,7 @@ def add_BroadcasterServicer_to_server(servicer, server):
             'FetchShard': grpc.unary_stream_rpc_method_handler(
                     servicer.FetchShard,
                     request_deserializer=edgesplit_dot_v1_dot_broadcaster__pb2.FetchShardRequest.FromString,
-                    response_serializer=edgesplit_dot_v1_dot_broadcaster__pb2.ShardChunk.SerializeToString,
+                    response_serializer=edgesplit_dot_v1_dot_broadcaster__pb2.FetchShardResponse.SerializeToString,
             ),
             'ListShards': grpc.unary_unary_rpc_method_handler(
                     servicer.ListShards,
@@ -194,7 +194,7 @@ class Broadcaster:
             target,
             '/edgesplit.v1.Broadcaster/FetchShard',
             edgesplit_dot_v1_dot_broadcaster__pb2.FetchShardRequest.SerializeToString,
-            edgesplit_dot_v1_dot_broadcaster__pb2.ShardChunk.FromString,
+            edgesplit_dot_v1_dot_broadcaster__pb2.FetchShardResponse.FromString,
             options,
             channel_credentials,
             insecure,

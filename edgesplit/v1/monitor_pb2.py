@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from edgesplit.v1 import common_pb2 as edgesplit_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64gesplit/v1/monitor.proto\x12\x0c\x65\x64gesplit.v1\x1a\x19\x65\x64gesplit/v1/common.proto\"\x81\x01\n\x0bLayerTiming\x12%\n\x05layer\x18\x05 \x01(\x0b\x32\x16.edgesplit.v1.LayerRef\x12\x1b\n\x13prefill_s_per_token\x18\x02 \x01(\x01\x12\x1a\n\x12\x64\x65\x63ode_s_per_token\x18\x03 \x01(\x01J\x04\x08\x01\x10\x02J\x04\x08\x04\x10\x05R\x06pseudo\"U\n\x0fLinkObservation\x12\x0c\n\x04peer\x18\x01 \x01(\t\x12\r\n\x05rtt_s\x18\x02 \x01(\x01\x12\x15\n\rbandwidth_bps\x18\x03 \x01(\x01\x12\x0e\n\x06source\x18\x04 \x01(\t\"@\n\rRequestSample\x12\x0e\n\x06ttft_s\x18\x01 \x01(\x01\x12\x0e\n\x06step_s\x18\x02 \x03(\x01\x12\x0f\n\x07sla_met\x18\x03 \x01(\x08\"\xdf\x04\n\nNodeReport\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0f\n\x07sent_at\x18\x03 \x01(\x01\x12\x17\n\x0f\x63pu_utilization\x18\x04 \x01(\x01\x12\x19\n\x11memory_used_bytes\x18\x05 \x01(\x04\x12\x1a\n\x12memory_total_bytes\x18\x06 \x01(\x04\x12\x0f\n\x07has_gpu\x18\x07 \x01(\x08\x12\x17\n\x0fgpu_utilization\x18\x08 \x01(\x01\x12\x1d\n\x15gpu_memory_used_bytes\x18\t \x01(\x04\x12\x1e\n\x16gpu_memory_total_bytes\x18\n \x01(\x04\x12\x13\n\x0bqueue_depth\x18\x0b \x01(\r\x12\x17\n\x0f\x61\x63tive_sessions\x18\x0c \x01(\r\x12)\n\x06layers\x18\r \x03(\x0b\x32\x19.edgesplit.v1.LayerTiming\x12;\n\nbytes_sent\x18\x0e \x03(\x0b\x32\'.edgesplit.v1.NodeReport.BytesSentEntry\x12-\n\x08requests\x18\x0f \x03(\x0b\x32\x1b.edgesplit.v1.RequestSample\x12,\n\x05links\x18\x10 \x03(\x0b\x32\x1d.edgesplit.v1.LinkObservation\x12\x17\n\x0f\x63ommitted_epoch\x18\x11 \x01(\x04\x12\x13\n\x0bincarnation\x18\x12 \x01(\x04\x12\x16\n\x0e\x63ompute_busy_s\x18\x13 \x01(\x01\x1a\x30\n\x0e\x42ytesSentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xb1\x01\n\tReportAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12@\n\rprobe_targets\x18\x04 \x03(\x0b\x32).edgesplit.v1.ReportAck.ProbeTargetsEntry\x1a\x33\n\x11ProbeTargetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xae\x04\n\x08NodeView\x12&\n\x05state\x18\x01 \x01(\x0b\x32\x17.edgesplit.v1.NodeState\x12\x17\n\x0flast_seen_age_s\x18\x02 \x01(\x01\x12\x17\n\x0f\x63pu_utilization\x18\x03 \x01(\x01\x12\x17\n\x0fgpu_utilization\x18\x04 \x01(\x01\x12\x19\n\x11memory_used_bytes\x18\x05 \x01(\x04\x12\x13\n\x0bqueue_depth\x18\x06 \x01(\x01\x12\x17\n\x0f\x61\x63tive_sessions\x18\x07 \x01(\r\x12)\n\x06layers\x18\x08 \x03(\x0b\x32\x19.edgesplit.v1.LayerTiming\x12\x17\n\x0f\x63ommitted_epoch\x18\t \x01(\x04\x12\x0f\n\x07reports\x18\n \x01(\x04\x12\x1a\n\x12memory_total_bytes\x18\x0b \x01(\x04\x12\x0f\n\x07has_gpu\x18\x0c \x01(\x08\x12\x1d\n\x15gpu_memory_used_bytes\x18\r \x01(\x04\x12\x1e\n\x16gpu_memory_total_bytes\x18\x0e \x01(\x04\x12\x10\n\x08own_load\x18\x0f \x01(\x01\x12\x41\n\x0fhop_bytes_per_s\x18\x10 \x03(\x0b\x32(.edgesplit.v1.NodeView.HopBytesPerSEntry\x12\x1b\n\x13\x61\x63tive_sessions_avg\x18\x11 \x01(\x01\x1a\x33\n\x11HopBytesPerSEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"z\n\x08LinkView\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\r\n\x05rtt_s\x18\x03 \x01(\x01\x12\x15\n\rbandwidth_bps\x18\x04 \x01(\x01\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\r\n\x05\x61ge_s\x18\x06 \x01(\x01\x12\x0f\n\x07samples\x18\x07 \x01(\x04\"\xc9\x04\n\x10\x45nvironmentState\x12\n\n\x02\x61t\x18\x01 \x01(\x01\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12%\n\x05nodes\x18\x03 \x03(\x0b\x32\x16.edgesplit.v1.NodeView\x12&\n\x05links\x18\x04 \x03(\x0b\x32\x17.edgesplit.v1.LinkState\x12\x16\n\x0elatency_ewma_s\x18\x05 \x01(\x01\x12\x13\n\x0bttft_ewma_s\x18\x06 \x01(\x01\x12\x14\n\x0csla_hit_rate\x18\x07 \x01(\x01\x12\x17\n\x0fwindow_requests\x18\x08 \x01(\r\x12+\n\x07profile\x18\t \x01(\x0b\x32\x1a.edgesplit.v1.ModelProfile\x12*\n\nlink_views\x18\n \x03(\x0b\x32\x16.edgesplit.v1.LinkView\x12\x16\n\x0erequests_total\x18\x0b \x01(\x04\x12\x16\n\x0esla_hits_total\x18\x0c \x01(\x04\x12\x18\n\x10reports_accepted\x18\r \x01(\x04\x12\x15\n\rreports_stale\x18\x0e \x01(\x04\x12K\n\x0freports_refused\x18\x0f \x03(\x0b\x32\x32.edgesplit.v1.EnvironmentState.ReportsRefusedEntry\x12\x19\n\x11report_interval_s\x18\x10 \x01(\x01\x12\x14\n\x0c\x64\x65\x61\x64_after_s\x18\x11 \x01(\x01\x1a\x35\n\x13ReportsRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x11\n\x0fGetStateRequest\"+\n\x11WatchStateRequest\x12\x16\n\x0emin_interval_s\x18\x01 \x01(\x01\x32\xe6\x01\n\x07Monitor\x12?\n\x06Report\x12\x18.edgesplit.v1.NodeReport\x1a\x17.edgesplit.v1.ReportAck(\x01\x30\x01\x12I\n\x08GetState\x12\x1d.edgesplit.v1.GetStateRequest\x1a\x1e.edgesplit.v1.EnvironmentState\x12O\n\nWatchState\x12\x1f.edgesplit.v1.WatchStateRequest\x1a\x1e.edgesplit.v1.EnvironmentState0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64gesplit/v1/monitor.proto\x12\x0c\x65\x64gesplit.v1\x1a\x19\x65\x64gesplit/v1/common.proto\"\x81\x01\n\x0bLayerTiming\x12%\n\x05layer\x18\x05 \x01(\x0b\x32\x16.edgesplit.v1.LayerRef\x12\x1b\n\x13prefill_s_per_token\x18\x02 \x01(\x01\x12\x1a\n\x12\x64\x65\x63ode_s_per_token\x18\x03 \x01(\x01J\x04\x08\x01\x10\x02J\x04\x08\x04\x10\x05R\x06pseudo\"U\n\x0fLinkObservation\x12\x0c\n\x04peer\x18\x01 \x01(\t\x12\r\n\x05rtt_s\x18\x02 \x01(\x01\x12\x15\n\rbandwidth_bps\x18\x03 \x01(\x01\x12\x0e\n\x06source\x18\x04 \x01(\t\"@\n\rRequestSample\x12\x0e\n\x06ttft_s\x18\x01 \x01(\x01\x12\x0e\n\x06step_s\x18\x02 \x03(\x01\x12\x0f\n\x07sla_met\x18\x03 \x01(\x08\"\xe5\x04\n\rReportRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0f\n\x07sent_at\x18\x03 \x01(\x01\x12\x17\n\x0f\x63pu_utilization\x18\x04 \x01(\x01\x12\x19\n\x11memory_used_bytes\x18\x05 \x01(\x04\x12\x1a\n\x12memory_total_bytes\x18\x06 \x01(\x04\x12\x0f\n\x07has_gpu\x18\x07 \x01(\x08\x12\x17\n\x0fgpu_utilization\x18\x08 \x01(\x01\x12\x1d\n\x15gpu_memory_used_bytes\x18\t \x01(\x04\x12\x1e\n\x16gpu_memory_total_bytes\x18\n \x01(\x04\x12\x13\n\x0bqueue_depth\x18\x0b \x01(\r\x12\x17\n\x0f\x61\x63tive_sessions\x18\x0c \x01(\r\x12)\n\x06layers\x18\r \x03(\x0b\x32\x19.edgesplit.v1.LayerTiming\x12>\n\nbytes_sent\x18\x0e \x03(\x0b\x32*.edgesplit.v1.ReportRequest.BytesSentEntry\x12-\n\x08requests\x18\x0f \x03(\x0b\x32\x1b.edgesplit.v1.RequestSample\x12,\n\x05links\x18\x10 \x03(\x0b\x32\x1d.edgesplit.v1.LinkObservation\x12\x17\n\x0f\x63ommitted_epoch\x18\x11 \x01(\x04\x12\x13\n\x0bincarnation\x18\x12 \x01(\x04\x12\x16\n\x0e\x63ompute_busy_s\x18\x13 \x01(\x01\x1a\x30\n\x0e\x42ytesSentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xbb\x01\n\x0eReportResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x45\n\rprobe_targets\x18\x04 \x03(\x0b\x32..edgesplit.v1.ReportResponse.ProbeTargetsEntry\x1a\x33\n\x11ProbeTargetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xae\x04\n\x08NodeView\x12&\n\x05state\x18\x01 \x01(\x0b\x32\x17.edgesplit.v1.NodeState\x12\x17\n\x0flast_seen_age_s\x18\x02 \x01(\x01\x12\x17\n\x0f\x63pu_utilization\x18\x03 \x01(\x01\x12\x17\n\x0fgpu_utilization\x18\x04 \x01(\x01\x12\x19\n\x11memory_used_bytes\x18\x05 \x01(\x04\x12\x13\n\x0bqueue_depth\x18\x06 \x01(\x01\x12\x17\n\x0f\x61\x63tive_sessions\x18\x07 \x01(\r\x12)\n\x06layers\x18\x08 \x03(\x0b\x32\x19.edgesplit.v1.LayerTiming\x12\x17\n\x0f\x63ommitted_epoch\x18\t \x01(\x04\x12\x0f\n\x07reports\x18\n \x01(\x04\x12\x1a\n\x12memory_total_bytes\x18\x0b \x01(\x04\x12\x0f\n\x07has_gpu\x18\x0c \x01(\x08\x12\x1d\n\x15gpu_memory_used_bytes\x18\r \x01(\x04\x12\x1e\n\x16gpu_memory_total_bytes\x18\x0e \x01(\x04\x12\x10\n\x08own_load\x18\x0f \x01(\x01\x12\x41\n\x0fhop_bytes_per_s\x18\x10 \x03(\x0b\x32(.edgesplit.v1.NodeView.HopBytesPerSEntry\x12\x1b\n\x13\x61\x63tive_sessions_avg\x18\x11 \x01(\x01\x1a\x33\n\x11HopBytesPerSEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"z\n\x08LinkView\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\r\n\x05rtt_s\x18\x03 \x01(\x01\x12\x15\n\rbandwidth_bps\x18\x04 \x01(\x01\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\r\n\x05\x61ge_s\x18\x06 \x01(\x01\x12\x0f\n\x07samples\x18\x07 \x01(\x04\"\xc9\x04\n\x10\x45nvironmentState\x12\n\n\x02\x61t\x18\x01 \x01(\x01\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12%\n\x05nodes\x18\x03 \x03(\x0b\x32\x16.edgesplit.v1.NodeView\x12&\n\x05links\x18\x04 \x03(\x0b\x32\x17.edgesplit.v1.LinkState\x12\x16\n\x0elatency_ewma_s\x18\x05 \x01(\x01\x12\x13\n\x0bttft_ewma_s\x18\x06 \x01(\x01\x12\x14\n\x0csla_hit_rate\x18\x07 \x01(\x01\x12\x17\n\x0fwindow_requests\x18\x08 \x01(\r\x12+\n\x07profile\x18\t \x01(\x0b\x32\x1a.edgesplit.v1.ModelProfile\x12*\n\nlink_views\x18\n \x03(\x0b\x32\x16.edgesplit.v1.LinkView\x12\x16\n\x0erequests_total\x18\x0b \x01(\x04\x12\x16\n\x0esla_hits_total\x18\x0c \x01(\x04\x12\x18\n\x10reports_accepted\x18\r \x01(\x04\x12\x15\n\rreports_stale\x18\x0e \x01(\x04\x12K\n\x0freports_refused\x18\x0f \x03(\x0b\x32\x32.edgesplit.v1.EnvironmentState.ReportsRefusedEntry\x12\x19\n\x11report_interval_s\x18\x10 \x01(\x01\x12\x14\n\x0c\x64\x65\x61\x64_after_s\x18\x11 \x01(\x01\x1a\x35\n\x13ReportsRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x11\n\x0fGetStateRequest\"A\n\x10GetStateResponse\x12-\n\x05state\x18\x01 \x01(\x0b\x32\x1e.edgesplit.v1.EnvironmentState\"+\n\x11WatchStateRequest\x12\x16\n\x0emin_interval_s\x18\x01 \x01(\x01\"C\n\x12WatchStateResponse\x12-\n\x05state\x18\x01 \x01(\x0b\x32\x1e.edgesplit.v1.EnvironmentState2\xf0\x01\n\x07Monitor\x12G\n\x06Report\x12\x1b.edgesplit.v1.ReportRequest\x1a\x1c.edgesplit.v1.ReportResponse(\x01\x30\x01\x12I\n\x08GetState\x12\x1d.edgesplit.v1.GetStateRequest\x1a\x1e.edgesplit.v1.GetStateResponse\x12Q\n\nWatchState\x12\x1f.edgesplit.v1.WatchStateRequest\x1a .edgesplit.v1.WatchStateResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgesplit.v1.monitor_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NODEREPORT_BYTESSENTENTRY']._loaded_options = None
-  _globals['_NODEREPORT_BYTESSENTENTRY']._serialized_options = b'8\001'
-  _globals['_REPORTACK_PROBETARGETSENTRY']._loaded_options = None
-  _globals['_REPORTACK_PROBETARGETSENTRY']._serialized_options = b'8\001'
+  _globals['_REPORTREQUEST_BYTESSENTENTRY']._loaded_options = None
+  _globals['_REPORTREQUEST_BYTESSENTENTRY']._serialized_options = b'8\001'
+  _globals['_REPORTRESPONSE_PROBETARGETSENTRY']._loaded_options = None
+  _globals['_REPORTRESPONSE_PROBETARGETSENTRY']._serialized_options = b'8\001'
   _globals['_NODEVIEW_HOPBYTESPERSENTRY']._loaded_options = None
   _globals['_NODEVIEW_HOPBYTESPERSENTRY']._serialized_options = b'8\001'
   _globals['_ENVIRONMENTSTATE_REPORTSREFUSEDENTRY']._loaded_options = None
@@ -46,28 +46,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LINKOBSERVATION']._serialized_end=288
   _globals['_REQUESTSAMPLE']._serialized_start=290
   _globals['_REQUESTSAMPLE']._serialized_end=354
-  _globals['_NODEREPORT']._serialized_start=357
-  _globals['_NODEREPORT']._serialized_end=964
-  _globals['_NODEREPORT_BYTESSENTENTRY']._serialized_start=916
-  _globals['_NODEREPORT_BYTESSENTENTRY']._serialized_end=964
-  _globals['_REPORTACK']._serialized_start=967
-  _globals['_REPORTACK']._serialized_end=1144
-  _globals['_REPORTACK_PROBETARGETSENTRY']._serialized_start=1093
-  _globals['_REPORTACK_PROBETARGETSENTRY']._serialized_end=1144
-  _globals['_NODEVIEW']._serialized_start=1147
-  _globals['_NODEVIEW']._serialized_end=1705
-  _globals['_NODEVIEW_HOPBYTESPERSENTRY']._serialized_start=1654
-  _globals['_NODEVIEW_HOPBYTESPERSENTRY']._serialized_end=1705
-  _globals['_LINKVIEW']._serialized_start=1707
-  _globals['_LINKVIEW']._serialized_end=1829
-  _globals['_ENVIRONMENTSTATE']._serialized_start=1832
-  _globals['_ENVIRONMENTSTATE']._serialized_end=2417
-  _globals['_ENVIRONMENTSTATE_REPORTSREFUSEDENTRY']._serialized_start=2364
-  _globals['_ENVIRONMENTSTATE_REPORTSREFUSEDENTRY']._serialized_end=2417
-  _globals['_GETSTATEREQUEST']._serialized_start=2419
-  _globals['_GETSTATEREQUEST']._serialized_end=2436
-  _globals['_WATCHSTATEREQUEST']._serialized_start=2438
-  _globals['_WATCHSTATEREQUEST']._serialized_end=2481
-  _globals['_MONITOR']._serialized_start=2484
-  _globals['_MONITOR']._serialized_end=2714
+  _globals['_REPORTREQUEST']._serialized_start=357
+  _globals['_REPORTREQUEST']._serialized_end=970
+  _globals['_REPORTREQUEST_BYTESSENTENTRY']._serialized_start=922
+  _globals['_REPORTREQUEST_BYTESSENTENTRY']._serialized_end=970
+  _globals['_REPORTRESPONSE']._serialized_start=973
+  _globals['_REPORTRESPONSE']._serialized_end=1160
+  _globals['_REPORTRESPONSE_PROBETARGETSENTRY']._serialized_start=1109
+  _globals['_REPORTRESPONSE_PROBETARGETSENTRY']._serialized_end=1160
+  _globals['_NODEVIEW']._serialized_start=1163
+  _globals['_NODEVIEW']._serialized_end=1721
+  _globals['_NODEVIEW_HOPBYTESPERSENTRY']._serialized_start=1670
+  _globals['_NODEVIEW_HOPBYTESPERSENTRY']._serialized_end=1721
+  _globals['_LINKVIEW']._serialized_start=1723
+  _globals['_LINKVIEW']._serialized_end=1845
+  _globals['_ENVIRONMENTSTATE']._serialized_start=1848
+  _globals['_ENVIRONMENTSTATE']._serialized_end=2433
+  _globals['_ENVIRONMENTSTATE_REPORTSREFUSEDENTRY']._serialized_start=2380
+  _globals['_ENVIRONMENTSTATE_REPORTSREFUSEDENTRY']._serialized_end=2433
+  _globals['_GETSTATEREQUEST']._serialized_start=2435
+  _globals['_GETSTATEREQUEST']._serialized_end=2452
+  _globals['_GETSTATERESPONSE']._serialized_start=2454
+  _globals['_GETSTATERESPONSE']._serialized_end=2519
+  _globals['_WATCHSTATEREQUEST']._serialized_start=2521
+  _globals['_WATCHSTATEREQUEST']._serialized_end=2564
+  _globals['_WATCHSTATERESPONSE']._serialized_start=2566
+  _globals['_WATCHSTATERESPONSE']._serialized_end=2633
+  _globals['_MONITOR']._serialized_start=2636
+  _globals['_MONITOR']._serialized_end=2876
 # @@protoc_insertion_point(module_scope)

@@ -39,7 +39,7 @@ class RequestSample(_message.Message):
     sla_met: bool
     def __init__(self, ttft_s: _Optional[float] = ..., step_s: _Optional[_Iterable[float]] = ..., sla_met: _Optional[bool] = ...) -> None: ...
 
-class NodeReport(_message.Message):
+class ReportRequest(_message.Message):
     __slots__ = ("node_id", "seq", "sent_at", "cpu_utilization", "memory_used_bytes", "memory_total_bytes", "has_gpu", "gpu_utilization", "gpu_memory_used_bytes", "gpu_memory_total_bytes", "queue_depth", "active_sessions", "layers", "bytes_sent", "requests", "links", "committed_epoch", "incarnation", "compute_busy_s")
     class BytesSentEntry(_message.Message):
         __slots__ = ("key", "value")
@@ -88,7 +88,7 @@ class NodeReport(_message.Message):
     compute_busy_s: float
     def __init__(self, node_id: _Optional[str] = ..., seq: _Optional[int] = ..., sent_at: _Optional[float] = ..., cpu_utilization: _Optional[float] = ..., memory_used_bytes: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., has_gpu: _Optional[bool] = ..., gpu_utilization: _Optional[float] = ..., gpu_memory_used_bytes: _Optional[int] = ..., gpu_memory_total_bytes: _Optional[int] = ..., queue_depth: _Optional[int] = ..., active_sessions: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerTiming, _Mapping]]] = ..., bytes_sent: _Optional[_Mapping[str, int]] = ..., requests: _Optional[_Iterable[_Union[RequestSample, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[LinkObservation, _Mapping]]] = ..., committed_epoch: _Optional[int] = ..., incarnation: _Optional[int] = ..., compute_busy_s: _Optional[float] = ...) -> None: ...
 
-class ReportAck(_message.Message):
+class ReportResponse(_message.Message):
     __slots__ = ("seq", "accepted", "reason", "probe_targets")
     class ProbeTargetsEntry(_message.Message):
         __slots__ = ("key", "value")
@@ -219,8 +219,20 @@ class GetStateRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class GetStateResponse(_message.Message):
+    __slots__ = ("state",)
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    state: EnvironmentState
+    def __init__(self, state: _Optional[_Union[EnvironmentState, _Mapping]] = ...) -> None: ...
+
 class WatchStateRequest(_message.Message):
     __slots__ = ("min_interval_s",)
     MIN_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
     min_interval_s: float
     def __init__(self, min_interval_s: _Optional[float] = ...) -> None: ...
+
+class WatchStateResponse(_message.Message):
+    __slots__ = ("state",)
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    state: EnvironmentState
+    def __init__(self, state: _Optional[_Union[EnvironmentState, _Mapping]] = ...) -> None: ...

@@ -37,18 +37,18 @@ class MonitorStub:
         """
         self.Report = channel.stream_stream(
                 '/edgesplit.v1.Monitor/Report',
-                request_serializer=edgesplit_dot_v1_dot_monitor__pb2.NodeReport.SerializeToString,
-                response_deserializer=edgesplit_dot_v1_dot_monitor__pb2.ReportAck.FromString,
+                request_serializer=edgesplit_dot_v1_dot_monitor__pb2.ReportRequest.SerializeToString,
+                response_deserializer=edgesplit_dot_v1_dot_monitor__pb2.ReportResponse.FromString,
                 _registered_method=True)
         self.GetState = channel.unary_unary(
                 '/edgesplit.v1.Monitor/GetState',
                 request_serializer=edgesplit_dot_v1_dot_monitor__pb2.GetStateRequest.SerializeToString,
-                response_deserializer=edgesplit_dot_v1_dot_monitor__pb2.EnvironmentState.FromString,
+                response_deserializer=edgesplit_dot_v1_dot_monitor__pb2.GetStateResponse.FromString,
                 _registered_method=True)
         self.WatchState = channel.unary_stream(
                 '/edgesplit.v1.Monitor/WatchState',
                 request_serializer=edgesplit_dot_v1_dot_monitor__pb2.WatchStateRequest.SerializeToString,
-                response_deserializer=edgesplit_dot_v1_dot_monitor__pb2.EnvironmentState.FromString,
+                response_deserializer=edgesplit_dot_v1_dot_monitor__pb2.WatchStateResponse.FromString,
                 _registered_method=True)
 
 
@@ -82,18 +82,18 @@ def add_MonitorServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Report': grpc.stream_stream_rpc_method_handler(
                     servicer.Report,
-                    request_deserializer=edgesplit_dot_v1_dot_monitor__pb2.NodeReport.FromString,
-                    response_serializer=edgesplit_dot_v1_dot_monitor__pb2.ReportAck.SerializeToString,
+                    request_deserializer=edgesplit_dot_v1_dot_monitor__pb2.ReportRequest.FromString,
+                    response_serializer=edgesplit_dot_v1_dot_monitor__pb2.ReportResponse.SerializeToString,
             ),
             'GetState': grpc.unary_unary_rpc_method_handler(
                     servicer.GetState,
                     request_deserializer=edgesplit_dot_v1_dot_monitor__pb2.GetStateRequest.FromString,
-                    response_serializer=edgesplit_dot_v1_dot_monitor__pb2.EnvironmentState.SerializeToString,
+                    response_serializer=edgesplit_dot_v1_dot_monitor__pb2.GetStateResponse.SerializeToString,
             ),
             'WatchState': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchState,
                     request_deserializer=edgesplit_dot_v1_dot_monitor__pb2.WatchStateRequest.FromString,
-                    response_serializer=edgesplit_dot_v1_dot_monitor__pb2.EnvironmentState.SerializeToString,
+                    response_serializer=edgesplit_dot_v1_dot_monitor__pb2.WatchStateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -122,8 +122,8 @@ class Monitor:
             request_iterator,
             target,
             '/edgesplit.v1.Monitor/Report',
-            edgesplit_dot_v1_dot_monitor__pb2.NodeReport.SerializeToString,
-            edgesplit_dot_v1_dot_monitor__pb2.ReportAck.FromString,
+            edgesplit_dot_v1_dot_monitor__pb2.ReportRequest.SerializeToString,
+            edgesplit_dot_v1_dot_monitor__pb2.ReportResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -150,7 +150,7 @@ class Monitor:
             target,
             '/edgesplit.v1.Monitor/GetState',
             edgesplit_dot_v1_dot_monitor__pb2.GetStateRequest.SerializeToString,
-            edgesplit_dot_v1_dot_monitor__pb2.EnvironmentState.FromString,
+            edgesplit_dot_v1_dot_monitor__pb2.GetStateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -177,7 +177,7 @@ class Monitor:
             target,
             '/edgesplit.v1.Monitor/WatchState',
             edgesplit_dot_v1_dot_monitor__pb2.WatchStateRequest.SerializeToString,
-            edgesplit_dot_v1_dot_monitor__pb2.EnvironmentState.FromString,
+            edgesplit_dot_v1_dot_monitor__pb2.WatchStateResponse.FromString,
             options,
             channel_credentials,
             insecure,

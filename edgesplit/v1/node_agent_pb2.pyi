@@ -209,11 +209,11 @@ class LinkAck(_message.Message):
     detail: str
     def __init__(self, seq: _Optional[int] = ..., code: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
 
-class InfoRequest(_message.Message):
+class GetInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
-class NodeInfo(_message.Message):
+class GetInfoResponse(_message.Message):
     __slots__ = ("node_id", "x25519_public", "committed_epoch", "prepared_epoch", "segments", "sessions", "kv_cache_bytes", "device")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     X25519_PUBLIC_FIELD_NUMBER: _ClassVar[int]

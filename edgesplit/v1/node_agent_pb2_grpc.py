@@ -57,8 +57,8 @@ class NodeAgentStub:
                 _registered_method=True)
         self.GetInfo = channel.unary_unary(
                 '/edgesplit.v1.NodeAgent/GetInfo',
-                request_serializer=edgesplit_dot_v1_dot_node__agent__pb2.InfoRequest.SerializeToString,
-                response_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.NodeInfo.FromString,
+                request_serializer=edgesplit_dot_v1_dot_node__agent__pb2.GetInfoRequest.SerializeToString,
+                response_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.GetInfoResponse.FromString,
                 _registered_method=True)
         self.Probe = channel.unary_unary(
                 '/edgesplit.v1.NodeAgent/Probe',
@@ -95,6 +95,11 @@ class NodeAgentServicer:
     def Link(self, request_iterator, context):
         """The long-lived stream of one (sender, receiver) link: frames and session
         control in, one ack per message out, with a bounded window in flight.
+        LinkMessage/LinkAck keep their names: they are the per-frame elements of
+        the data plane (what a link carries, acked one by one), not a call's request
+        and response, and other messages (a batched frame) join LinkMessage's oneof.
+        buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -139,8 +144,8 @@ def add_NodeAgentServicer_to_server(servicer, server):
             ),
             'GetInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetInfo,
-                    request_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.InfoRequest.FromString,
-                    response_serializer=edgesplit_dot_v1_dot_node__agent__pb2.NodeInfo.SerializeToString,
+                    request_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.GetInfoRequest.FromString,
+                    response_serializer=edgesplit_dot_v1_dot_node__agent__pb2.GetInfoResponse.SerializeToString,
             ),
             'Probe': grpc.unary_unary_rpc_method_handler(
                     servicer.Probe,
@@ -282,8 +287,8 @@ class NodeAgent:
             request,
             target,
             '/edgesplit.v1.NodeAgent/GetInfo',
-            edgesplit_dot_v1_dot_node__agent__pb2.InfoRequest.SerializeToString,
-            edgesplit_dot_v1_dot_node__agent__pb2.NodeInfo.FromString,
+            edgesplit_dot_v1_dot_node__agent__pb2.GetInfoRequest.SerializeToString,
+            edgesplit_dot_v1_dot_node__agent__pb2.GetInfoResponse.FromString,
             options,
             channel_credentials,
             insecure,

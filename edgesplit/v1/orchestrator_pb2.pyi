@@ -37,7 +37,7 @@ class StatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
-class OrchestratorStatus(_message.Message):
+class StatusResponse(_message.Message):
     __slots__ = ("plan", "cost", "last_reconfigured_at", "cooldown_left_s", "last_decision", "reconfigurations")
     class ReconfigurationsEntry(_message.Message):
         __slots__ = ("key", "value")

@@ -38,7 +38,7 @@ class OrchestratorStub:
         self.Status = channel.unary_unary(
                 '/edgesplit.v1.Orchestrator/Status',
                 request_serializer=edgesplit_dot_v1_dot_orchestrator__pb2.StatusRequest.SerializeToString,
-                response_deserializer=edgesplit_dot_v1_dot_orchestrator__pb2.OrchestratorStatus.FromString,
+                response_deserializer=edgesplit_dot_v1_dot_orchestrator__pb2.StatusResponse.FromString,
                 _registered_method=True)
         self.History = channel.unary_unary(
                 '/edgesplit.v1.Orchestrator/History',
@@ -83,7 +83,7 @@ def add_OrchestratorServicer_to_server(servicer, server):
             'Status': grpc.unary_unary_rpc_method_handler(
                     servicer.Status,
                     request_deserializer=edgesplit_dot_v1_dot_orchestrator__pb2.StatusRequest.FromString,
-                    response_serializer=edgesplit_dot_v1_dot_orchestrator__pb2.OrchestratorStatus.SerializeToString,
+                    response_serializer=edgesplit_dot_v1_dot_orchestrator__pb2.StatusResponse.SerializeToString,
             ),
             'History': grpc.unary_unary_rpc_method_handler(
                     servicer.History,
@@ -123,7 +123,7 @@ class Orchestrator:
             target,
             '/edgesplit.v1.Orchestrator/Status',
             edgesplit_dot_v1_dot_orchestrator__pb2.StatusRequest.SerializeToString,
-            edgesplit_dot_v1_dot_orchestrator__pb2.OrchestratorStatus.FromString,
+            edgesplit_dot_v1_dot_orchestrator__pb2.StatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

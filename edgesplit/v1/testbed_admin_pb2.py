@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n edgesplit/v1/testbed_admin.proto\x12\x0c\x65\x64gesplit.v1\"\xaa\x03\n\nConditions\x12\x18\n\x10\x63ompute_slowdown\x18\x01 \x01(\x01\x12>\n\x0clink_delay_s\x18\x02 \x03(\x0b\x32(.edgesplit.v1.Conditions.LinkDelaySEntry\x12J\n\x12link_bandwidth_bps\x18\x03 \x03(\x0b\x32..edgesplit.v1.Conditions.LinkBandwidthBpsEntry\x12\x39\n\tlink_down\x18\x04 \x03(\x0b\x32&.edgesplit.v1.Conditions.LinkDownEntry\x12\x1e\n\x16\x62\x61\x63kground_utilization\x18\x05 \x01(\x01\x1a\x31\n\x0fLinkDelaySEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x37\n\x15LinkBandwidthBpsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a/\n\rLinkDownEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x08:\x02\x38\x01\"U\n\x14SetConditionsRequest\x12,\n\nconditions\x18\x01 \x01(\x0b\x32\x18.edgesplit.v1.Conditions\x12\x0f\n\x07replace\x18\x02 \x01(\x08\"\x16\n\x14GetConditionsRequest2\xac\x01\n\x0cTestbedAdmin\x12M\n\rSetConditions\x12\".edgesplit.v1.SetConditionsRequest\x1a\x18.edgesplit.v1.Conditions\x12M\n\rGetConditions\x12\".edgesplit.v1.GetConditionsRequest\x1a\x18.edgesplit.v1.Conditionsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n edgesplit/v1/testbed_admin.proto\x12\x0c\x65\x64gesplit.v1\"\xaa\x03\n\nConditions\x12\x18\n\x10\x63ompute_slowdown\x18\x01 \x01(\x01\x12>\n\x0clink_delay_s\x18\x02 \x03(\x0b\x32(.edgesplit.v1.Conditions.LinkDelaySEntry\x12J\n\x12link_bandwidth_bps\x18\x03 \x03(\x0b\x32..edgesplit.v1.Conditions.LinkBandwidthBpsEntry\x12\x39\n\tlink_down\x18\x04 \x03(\x0b\x32&.edgesplit.v1.Conditions.LinkDownEntry\x12\x1e\n\x16\x62\x61\x63kground_utilization\x18\x05 \x01(\x01\x1a\x31\n\x0fLinkDelaySEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x37\n\x15LinkBandwidthBpsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a/\n\rLinkDownEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x08:\x02\x38\x01\"U\n\x14SetConditionsRequest\x12,\n\nconditions\x18\x01 \x01(\x0b\x32\x18.edgesplit.v1.Conditions\x12\x0f\n\x07replace\x18\x02 \x01(\x08\"E\n\x15SetConditionsResponse\x12,\n\nconditions\x18\x01 \x01(\x0b\x32\x18.edgesplit.v1.Conditions\"\x16\n\x14GetConditionsRequest\"E\n\x15GetConditionsResponse\x12,\n\nconditions\x18\x01 \x01(\x0b\x32\x18.edgesplit.v1.Conditions2\xc2\x01\n\x0cTestbedAdmin\x12X\n\rSetConditions\x12\".edgesplit.v1.SetConditionsRequest\x1a#.edgesplit.v1.SetConditionsResponse\x12X\n\rGetConditions\x12\".edgesplit.v1.GetConditionsRequest\x1a#.edgesplit.v1.GetConditionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,8 +47,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONDITIONS_LINKDOWNENTRY']._serialized_end=477
   _globals['_SETCONDITIONSREQUEST']._serialized_start=479
   _globals['_SETCONDITIONSREQUEST']._serialized_end=564
-  _globals['_GETCONDITIONSREQUEST']._serialized_start=566
-  _globals['_GETCONDITIONSREQUEST']._serialized_end=588
-  _globals['_TESTBEDADMIN']._serialized_start=591
-  _globals['_TESTBEDADMIN']._serialized_end=763
+  _globals['_SETCONDITIONSRESPONSE']._serialized_start=566
+  _globals['_SETCONDITIONSRESPONSE']._serialized_end=635
+  _globals['_GETCONDITIONSREQUEST']._serialized_start=637
+  _globals['_GETCONDITIONSREQUEST']._serialized_end=659
+  _globals['_GETCONDITIONSRESPONSE']._serialized_start=661
+  _globals['_GETCONDITIONSRESPONSE']._serialized_end=730
+  _globals['_TESTBEDADMIN']._serialized_start=733
+  _globals['_TESTBEDADMIN']._serialized_end=927
 # @@protoc_insertion_point(module_scope)

@@ -49,6 +49,18 @@ class SetConditionsRequest(_message.Message):
     replace: bool
     def __init__(self, conditions: _Optional[_Union[Conditions, _Mapping]] = ..., replace: _Optional[bool] = ...) -> None: ...
 
+class SetConditionsResponse(_message.Message):
+    __slots__ = ("conditions",)
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    conditions: Conditions
+    def __init__(self, conditions: _Optional[_Union[Conditions, _Mapping]] = ...) -> None: ...
+
 class GetConditionsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class GetConditionsResponse(_message.Message):
+    __slots__ = ("conditions",)
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    conditions: Conditions
+    def __init__(self, conditions: _Optional[_Union[Conditions, _Mapping]] = ...) -> None: ...

@@ -38,12 +38,12 @@ class TestbedAdminStub:
         self.SetConditions = channel.unary_unary(
                 '/edgesplit.v1.TestbedAdmin/SetConditions',
                 request_serializer=edgesplit_dot_v1_dot_testbed__admin__pb2.SetConditionsRequest.SerializeToString,
-                response_deserializer=edgesplit_dot_v1_dot_testbed__admin__pb2.Conditions.FromString,
+                response_deserializer=edgesplit_dot_v1_dot_testbed__admin__pb2.SetConditionsResponse.FromString,
                 _registered_method=True)
         self.GetConditions = channel.unary_unary(
                 '/edgesplit.v1.TestbedAdmin/GetConditions',
                 request_serializer=edgesplit_dot_v1_dot_testbed__admin__pb2.GetConditionsRequest.SerializeToString,
-                response_deserializer=edgesplit_dot_v1_dot_testbed__admin__pb2.Conditions.FromString,
+                response_deserializer=edgesplit_dot_v1_dot_testbed__admin__pb2.GetConditionsResponse.FromString,
                 _registered_method=True)
 
 
@@ -71,12 +71,12 @@ def add_TestbedAdminServicer_to_server(servicer, server):
             'SetConditions': grpc.unary_unary_rpc_method_handler(
                     servicer.SetConditions,
                     request_deserializer=edgesplit_dot_v1_dot_testbed__admin__pb2.SetConditionsRequest.FromString,
-                    response_serializer=edgesplit_dot_v1_dot_testbed__admin__pb2.Conditions.SerializeToString,
+                    response_serializer=edgesplit_dot_v1_dot_testbed__admin__pb2.SetConditionsResponse.SerializeToString,
             ),
             'GetConditions': grpc.unary_unary_rpc_method_handler(
                     servicer.GetConditions,
                     request_deserializer=edgesplit_dot_v1_dot_testbed__admin__pb2.GetConditionsRequest.FromString,
-                    response_serializer=edgesplit_dot_v1_dot_testbed__admin__pb2.Conditions.SerializeToString,
+                    response_serializer=edgesplit_dot_v1_dot_testbed__admin__pb2.GetConditionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -106,7 +106,7 @@ class TestbedAdmin:
             target,
             '/edgesplit.v1.TestbedAdmin/SetConditions',
             edgesplit_dot_v1_dot_testbed__admin__pb2.SetConditionsRequest.SerializeToString,
-            edgesplit_dot_v1_dot_testbed__admin__pb2.Conditions.FromString,
+            edgesplit_dot_v1_dot_testbed__admin__pb2.SetConditionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -133,7 +133,7 @@ class TestbedAdmin:
             target,
             '/edgesplit.v1.TestbedAdmin/GetConditions',
             edgesplit_dot_v1_dot_testbed__admin__pb2.GetConditionsRequest.SerializeToString,
-            edgesplit_dot_v1_dot_testbed__admin__pb2.Conditions.FromString,
+            edgesplit_dot_v1_dot_testbed__admin__pb2.GetConditionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

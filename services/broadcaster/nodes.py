@@ -91,7 +91,7 @@ class NodeClients:
         if self._keys.get(node_id) == (address, enrolled):
             return enrolled
         stub = self._stub(address)
-        info = await stub.GetInfo(na.InfoRequest(), timeout=self.rpc_timeout_s)
+        info = await stub.GetInfo(na.GetInfoRequest(), timeout=self.rpc_timeout_s)
         if info.node_id != node_id:  # a wrong address would get another node's shards keys
             raise NodeError(f"{address} is node {info.node_id!r}, not {node_id!r}")
         if bytes(info.x25519_public) != enrolled:

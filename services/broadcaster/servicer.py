@@ -68,7 +68,7 @@ class BroadcasterServicer(pb_grpc.BroadcasterServicer):
 
     @maps_errors
     async def FetchShard(self, request: pb.FetchShardRequest,
-                         context: Any) -> AsyncIterator[pb.ShardChunk]:
+                         context: Any) -> AsyncIterator[pb.FetchShardResponse]:
         # Permission first, so an unassigned caller cannot even probe which digests exist.
         # With mTLS the certificate names the node: it fetches for itself only.
         who = caller(context)
@@ -88,7 +88,7 @@ class BroadcasterServicer(pb_grpc.BroadcasterServicer):
             data = await asyncio.to_thread(self.registry.read, request.sha256, offset, self.chunk)
             if not data:
                 break
-            yield pb.ShardChunk(offset=offset, data=data, total_bytes=total)
+            yield pb.FetchShardResponse(offset=offset, data=data, total_bytes=total)
             m.SHARD_BYTES.inc(len(data))
             offset += len(data)
 

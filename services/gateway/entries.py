@@ -69,8 +69,8 @@ class EntryPool:
             return
         stub = monitor_pb2_grpc.MonitorStub(self._channel(self.config.monitor, monitor=True))
         try:
-            env = await stub.GetState(monitor_pb2.GetStateRequest(),
-                                      timeout=self.config.rpc_timeout_s)
+            env = (await stub.GetState(monitor_pb2.GetStateRequest(),
+                                       timeout=self.config.rpc_timeout_s)).state
         except grpc.aio.AioRpcError as exc:
             if self.monitor_ok is not False:
                 log.warning("monitor %s: %s; keeping the last state", self.config.monitor,

@@ -63,9 +63,9 @@ class MonitorHub:
         self.closing = asyncio.Event()  # set on shutdown: streams end instead of holding it up
 
     # ---- reports ---------------------------------------------------------------
-    def ingest(self, msg: mpb.NodeReport, identity: frozenset[str] | None = None) -> mpb.ReportAck:
+    def ingest(self, msg: mpb.ReportRequest, identity: frozenset[str] | None = None) -> mpb.ReportResponse:
         """Fold one report in; ``identity`` is the peer certificate's names (None: no mTLS)."""
-        ack = mpb.ReportAck(seq=msg.seq)
+        ack = mpb.ReportResponse(seq=msg.seq)
         if identity is not None and msg.node_id not in identity:
             return self._refuse(ack, IDENTITY_MISMATCH, msg.node_id,
                                 f"certificate names {sorted(identity)}")
@@ -104,11 +104,11 @@ class MonitorHub:
             self._wake.set()  # a node appeared or came back: publish now, not next cycle
         return ack
 
-    def refuse_other(self, msg: mpb.NodeReport, reason: str, detail: str) -> mpb.ReportAck:
+    def refuse_other(self, msg: mpb.ReportRequest, reason: str, detail: str) -> mpb.ReportResponse:
         """Refuse a report for a reason the servicer found (counted like any refusal)."""
-        return self._refuse(mpb.ReportAck(seq=msg.seq), reason, msg.node_id, detail)
+        return self._refuse(mpb.ReportResponse(seq=msg.seq), reason, msg.node_id, detail)
 
-    def _refuse(self, ack: mpb.ReportAck, reason: str, node: str, detail: str) -> mpb.ReportAck:
+    def _refuse(self, ack: mpb.ReportResponse, reason: str, node: str, detail: str) -> mpb.ReportResponse:
         self._refused_here[reason] += 1
         m.REPORTS.labels("refused").inc()
         m.REFUSED.labels(reason).inc()

@@ -61,8 +61,8 @@ class MonitorServicer(mpb_grpc.MonitorServicer):
         self.verify_identity = verify_identity
 
     @maps_errors
-    async def Report(self, request_iterator: AsyncIterator[mpb.NodeReport],
-                     context: Any) -> AsyncIterator[mpb.ReportAck]:
+    async def Report(self, request_iterator: AsyncIterator[mpb.ReportRequest],
+                     context: Any) -> AsyncIterator[mpb.ReportResponse]:
         identity = peer_identity(context) if self.verify_identity else None
         bound = ""
         async for report in until_set(request_iterator, self.hub.closing):
@@ -75,13 +75,13 @@ class MonitorServicer(mpb_grpc.MonitorServicer):
             yield self.hub.ingest(report, identity)
 
     @maps_errors
-    async def GetState(self, request: mpb.GetStateRequest, context: Any) -> mpb.EnvironmentState:
-        return self.hub.state()
+    async def GetState(self, request: mpb.GetStateRequest, context: Any) -> mpb.GetStateResponse:
+        return mpb.GetStateResponse(state=self.hub.state())
 
     @maps_errors
     async def WatchState(self, request: mpb.WatchStateRequest,
-                         context: Any) -> AsyncIterator[mpb.EnvironmentState]:
+                         context: Any) -> AsyncIterator[mpb.WatchStateResponse]:
         if request.min_interval_s < 0:
             raise InvalidRequest("min_interval_s must be >= 0")
         async for state in self.hub.watch(request.min_interval_s):
-            yield state
+            yield mpb.WatchStateResponse(state=state)

@@ -80,8 +80,8 @@ class Control:
                 return None
         return self.book.committed
 
-    def info(self, node_id: str, public: bytes, device: str) -> na.NodeInfo:
-        info = na.NodeInfo(node_id=node_id, x25519_public=public, device=device)
+    def info(self, node_id: str, public: bytes, device: str) -> na.GetInfoResponse:
+        info = na.GetInfoResponse(node_id=node_id, x25519_public=public, device=device)
         if self.book.committed is not None:
             info.committed_epoch = self.book.committed.epoch
             info.segments.extend(self.book.committed.assignment.segments)

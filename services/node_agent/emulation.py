@@ -225,13 +225,14 @@ class TestbedAdminServicer(ta_grpc.TestbedAdminServicer):
 
     @maps_errors
     async def SetConditions(self, request: ta.SetConditionsRequest,
-                            context: Any) -> ta.Conditions:
+                            context: Any) -> ta.SetConditionsResponse:
         try:
-            return self.emulator.update(request.conditions, request.replace).to_proto()
+            now = self.emulator.update(request.conditions, request.replace).to_proto()
+            return ta.SetConditionsResponse(conditions=now)
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
 
     @maps_errors
     async def GetConditions(self, request: ta.GetConditionsRequest,
-                            context: Any) -> ta.Conditions:
-        return self.emulator.conditions.to_proto()
+                            context: Any) -> ta.GetConditionsResponse:
+        return ta.GetConditionsResponse(conditions=self.emulator.conditions.to_proto())

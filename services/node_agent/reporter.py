@@ -202,7 +202,7 @@ class Reporter:
         self._refusal_logged = ""
 
     # ---- one report ------------------------------------------------------------------
-    def next_report(self) -> tuple[mpb.NodeReport, AgentCounters, int]:
+    def next_report(self) -> tuple[mpb.ReportRequest, AgentCounters, int]:
         """This cycle's report, the counters it was built from and how many requests it carries."""
         counters = self.telemetry.counters()
         requests = self.telemetry.pending_requests()
@@ -221,7 +221,7 @@ class Reporter:
         committed = book.committed
         return report_to_proto(report, committed.epoch if committed else 0), counters, len(requests)
 
-    def on_ack(self, ack: mpb.ReportAck, counters: AgentCounters, requests: int) -> None:
+    def on_ack(self, ack: mpb.ReportResponse, counters: AgentCounters, requests: int) -> None:
         # Any answer, refusal included, means the monitor has seen these figures:
         # the next report starts from here (a refusal would not want them later either).
         self._previous = counters

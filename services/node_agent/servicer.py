@@ -85,7 +85,7 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
         return na.ProbeResponse(received_bytes=len(request.payload))
 
     @maps_errors
-    async def GetInfo(self, request: na.InfoRequest, context: Any) -> na.NodeInfo:
+    async def GetInfo(self, request: na.GetInfoRequest, context: Any) -> na.GetInfoResponse:
         return self.control.info(self.me.node_id, self.me.x25519_public, self.me.device)
 
 

@@ -75,8 +75,8 @@ def decision_to_proto(*, at: float, triggers: Iterable[str], change: Change, out
 def status_to_proto(plan: Plan | None, cost: CostBreakdown | None,
                     reconfigurations: dict[str, int], last_reconfigured_at: float | None,
                     cooldown_left_s: float, last_decision: pb.Decision | None
-                    ) -> pb.OrchestratorStatus:
-    s = pb.OrchestratorStatus(reconfigurations=reconfigurations)
+                    ) -> pb.StatusResponse:
+    s = pb.StatusResponse(reconfigurations=reconfigurations)
     if plan is not None:
         s.plan.CopyFrom(cv.plan_to_proto(plan))
     if cost is not None:

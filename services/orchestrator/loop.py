@@ -93,9 +93,9 @@ class ControlLoop:
 
     # ---- the three peers ------------------------------------------------------------
     async def observe(self) -> ctl.Observation:
-        msg = await self.monitor.GetState(monitor_pb2.GetStateRequest(),
-                                          timeout=self.config.rpc_timeout_s)
-        return oc.observation_from_proto(msg, self.control)
+        reply = await self.monitor.GetState(monitor_pb2.GetStateRequest(),
+                                            timeout=self.config.rpc_timeout_s)
+        return oc.observation_from_proto(reply.state, self.control)
 
     async def revise(self, action: ctl.Revise) -> ctl.PlanAnswer:
         reply = await self.reviser.Revise(oc.revise_request_to_proto(action.request),
@@ -243,7 +243,7 @@ class ControlLoop:
             await asyncio.sleep(max(0.0, self.config.interval_s - (time.monotonic() - start)))
 
 
-def status(loop: ControlLoop, now: float) -> pb.OrchestratorStatus:
+def status(loop: ControlLoop, now: float) -> pb.StatusResponse:
     at = loop.last_reconfigured_at
     left = 0.0 if at is None else max(0.0, loop.config.cooldown_s - (now - at))
     return oc.status_to_proto(loop.plan, loop.cost, loop.reconfigurations, at, left,

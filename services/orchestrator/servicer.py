@@ -18,7 +18,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServicer):
         self.loop = loop
 
     @maps_errors
-    async def Status(self, request: pb.StatusRequest, context: Any) -> pb.OrchestratorStatus:
+    async def Status(self, request: pb.StatusRequest, context: Any) -> pb.StatusResponse:
         return status(self.loop, time.time())
 
     @maps_errors

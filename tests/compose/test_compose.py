@@ -136,9 +136,9 @@ class Stack:
             assert time.monotonic() < deadline, f"not healthy: {waiting}\n{self.logs()}"
             time.sleep(1)
 
-    def status(self) -> orchestrator_pb2.OrchestratorStatus:
+    def status(self) -> orchestrator_pb2.StatusResponse:
         with self.transport.sync_channel(self.address("orchestrator")) as ch:
-            reply: orchestrator_pb2.OrchestratorStatus = orchestrator_pb2_grpc.OrchestratorStub(
+            reply: orchestrator_pb2.StatusResponse = orchestrator_pb2_grpc.OrchestratorStub(
                 ch).Status(orchestrator_pb2.StatusRequest(), timeout=10)
             return reply
 
@@ -154,7 +154,7 @@ class Stack:
         return replies
 
 
-def wait_first_plan(stack: Stack, timeout_s: float = 420) -> orchestrator_pb2.OrchestratorStatus:
+def wait_first_plan(stack: Stack, timeout_s: float = 420) -> orchestrator_pb2.StatusResponse:
     deadline = time.monotonic() + timeout_s
     while True:
         status = stack.status()
@@ -164,7 +164,7 @@ def wait_first_plan(stack: Stack, timeout_s: float = 420) -> orchestrator_pb2.Or
         time.sleep(1)
 
 
-def route_nodes(status: orchestrator_pb2.OrchestratorStatus) -> list[str]:
+def route_nodes(status: orchestrator_pb2.StatusResponse) -> list[str]:
     (route,) = status.plan.routes
     return [s.node_id for s in route.segments]
 

@@ -57,7 +57,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         run.stop()
 
 
-def _status(run: Run) -> opb.OrchestratorStatus:
+def _status(run: Run) -> opb.StatusResponse:
     with TRANSPORT.sync_channel(run.addr["orchestrator"]) as ch:
         return orchestrator_pb2_grpc.OrchestratorStub(ch).Status(opb.StatusRequest(), timeout=10)
 

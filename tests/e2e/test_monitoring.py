@@ -56,7 +56,7 @@ class Rig:
 
     def state(self) -> mpb.EnvironmentState:
         with TRANSPORT.sync_channel(self.monitor.address) as ch:
-            return mpb_grpc.MonitorStub(ch).GetState(mpb.GetStateRequest(), timeout=5)
+            return mpb_grpc.MonitorStub(ch).GetState(mpb.GetStateRequest(), timeout=5).state
 
     def wait(self, pred: Callable[[mpb.EnvironmentState], bool], timeout_s: float,
              poll_s: float = INTERVAL / 5) -> tuple[mpb.EnvironmentState, float]:

@@ -131,8 +131,8 @@ class Cluster:
         self.channels.append(ch)
         return na_grpc.NodeAgentStub(ch)
 
-    async def info(self, node_id: str) -> na.NodeInfo:
-        return await self.node(node_id).GetInfo(na.InfoRequest(), timeout=5)
+    async def info(self, node_id: str) -> na.GetInfoResponse:
+        return await self.node(node_id).GetInfo(na.GetInfoRequest(), timeout=5)
 
     async def apply(self, plan: Plan, **kw: Any) -> bpb.ApplyResponse:
         req = bpb.ApplyRequest(plan=plan_to_proto(plan), **kw)

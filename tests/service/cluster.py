@@ -53,7 +53,7 @@ class Cluster:
             c.servers.append(server)
             c.agents.append(agent)
             c.addresses[node] = f"127.0.0.1:{server.port}"
-            info = await c.stub(node).GetInfo(na.InfoRequest(), timeout=5)
+            info = await c.stub(node).GetInfo(na.GetInfoRequest(), timeout=5)
             c.publics[node] = info.x25519_public
         return c
 

@@ -51,7 +51,7 @@ async def test_fetch_refused_to_unassigned_nodes(cluster: Cluster) -> None:
     embed = hashlib.sha256(cluster.shards["embed"]).hexdigest()
     layer3 = hashlib.sha256(cluster.shards["layer.3"]).hexdigest()
 
-    async def fetch(node: str, sha: str) -> list[bpb.ShardChunk]:
+    async def fetch(node: str, sha: str) -> list[bpb.FetchShardResponse]:
         call = cluster.broadcaster.FetchShard(
             bpb.FetchShardRequest(sha256=sha, node_id=node), timeout=5)
         return [c async for c in call]
@@ -75,7 +75,7 @@ async def test_fetch_streams_chunks_and_resumes_from_an_offset(cluster: Cluster)
     await cluster.apply(plan_of(cluster.digest, 1, (1, 3)))
     sha = hashlib.sha256(cluster.shards["layer.1"]).hexdigest()
 
-    async def chunks(offset: int) -> list[bpb.ShardChunk]:
+    async def chunks(offset: int) -> list[bpb.FetchShardResponse]:
         call = cluster.broadcaster.FetchShard(
             bpb.FetchShardRequest(sha256=sha, node_id="node-1", offset=offset), timeout=5)
         return [c async for c in call]
@@ -107,7 +107,7 @@ class _DroppingStub:
         self.offsets.append(request.offset)
         stream = self.real.FetchShard(request, timeout=timeout)
 
-        async def gen() -> AsyncIterator[bpb.ShardChunk]:
+        async def gen() -> AsyncIterator[bpb.FetchShardResponse]:
             async for chunk in stream:
                 yield chunk
                 if not self.dropped:

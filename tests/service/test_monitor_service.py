@@ -48,11 +48,11 @@ def refused_metric(reason: str) -> float:
                                      {"reason": reason}) or 0.0
 
 
-def report(node: str, seq: int, **kw: Any) -> mpb.NodeReport:
+def report(node: str, seq: int, **kw: Any) -> mpb.ReportRequest:
     base: dict[str, Any] = {"node_id": node, "seq": seq, "sent_at": time.time(),
                             "cpu_utilization": 0.25, "memory_used_bytes": 2 << 30,
                             "memory_total_bytes": 16 << 30}
-    return mpb.NodeReport(**{**base, **kw})
+    return mpb.ReportRequest(**{**base, **kw})
 
 
 @asynccontextmanager
@@ -75,8 +75,8 @@ async def monitor(tmp: Path, **overrides: Any) -> AsyncIterator[tuple[str, Monit
 PLAIN = Transport(LOOPBACK_PLAINTEXT)  # the tests' own client side without TLS
 
 
-async def send(address: str, *reports: mpb.NodeReport,
-               transport: Transport = PLAIN) -> list[mpb.ReportAck]:
+async def send(address: str, *reports: mpb.ReportRequest,
+               transport: Transport = PLAIN) -> list[mpb.ReportResponse]:
     """One stream, one ack per report."""
     async with transport.aio_channel(address) as ch:
         call = mpb_grpc.MonitorStub(ch).Report(timeout=10)
@@ -90,7 +90,7 @@ async def send(address: str, *reports: mpb.NodeReport,
 
 async def get_state(address: str) -> mpb.EnvironmentState:
     async with PLAIN.aio_channel(address) as ch:
-        return await mpb_grpc.MonitorStub(ch).GetState(mpb.GetStateRequest(), timeout=5)
+        return (await mpb_grpc.MonitorStub(ch).GetState(mpb.GetStateRequest(), timeout=5)).state
 
 
 async def test_reports_fold_into_state_and_watch_streams(tmp_path: Path) -> None:
@@ -134,7 +134,7 @@ async def test_reports_fold_into_state_and_watch_streams(tmp_path: Path) -> None
             watch = mpb_grpc.MonitorStub(ch).WatchState(mpb.WatchStateRequest(), timeout=5)
             versions = []
             async for st in watch:
-                versions.append(st.version)
+                versions.append(st.state.version)
                 if len(versions) == 3:
                     break
             watch.cancel()
@@ -157,7 +157,7 @@ async def test_open_enrolment_admits_unknown_nodes(tmp_path: Path) -> None:
         (ack,) = await send(address, report("dev-9", 0))
         assert ack.accepted
         views = {v.state.node_id: v for v in (await get_state(address)).nodes}
-        assert views["dev-9"].state.trust == 0 and views["dev-9"].state.memory_bytes == 16 << 30
+        assert views["dev-9"].state.trust == common_pb2.TRUST_UNTRUSTED and views["dev-9"].state.memory_bytes == 16 << 30
 
 
 async def test_open_enrolment_is_off_by_default_and_bounded_when_on(tmp_path: Path) -> None:
@@ -319,7 +319,7 @@ async def test_close_ends_open_streams_at_once(tmp_path: Path) -> None:
         await call.write(report("node-0", 0))
         assert (await call.read()).accepted
         watch = stub.WatchState(mpb.WatchStateRequest(), timeout=10)
-        assert (await watch.read()).version
+        assert (await watch.read()).state.version
         hub.close()
         assert await asyncio.wait_for(call.read(), 2) is grpc.aio.EOF
         while (await asyncio.wait_for(watch.read(), 2)) is not grpc.aio.EOF:

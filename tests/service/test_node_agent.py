@@ -141,7 +141,7 @@ async def rig(shards: Path, tmp_path: Path) -> AsyncIterator[Rig]:
     channel = Transport(TransportSettings(max_message_bytes=MAX_MSG * 4)).aio_channel(
         f"127.0.0.1:{agent.port}")
     stub = na_grpc.NodeAgentStub(channel)
-    info = await stub.GetInfo(na.InfoRequest(), timeout=5)
+    info = await stub.GetInfo(na.GetInfoRequest(), timeout=5)
     from edgesplit.security.keys import load_agreement_key
 
     keys = {"node-0": generate_agreement_key(), "node-2": generate_agreement_key(),
@@ -199,14 +199,14 @@ async def test_prepare_commit_and_duplicate(rig: Rig) -> None:
     assert again.duplicate
     await rig.stub.Commit(na.CommitRequest(epoch=1), timeout=10)
     assert (await rig.stub.Commit(na.CommitRequest(epoch=1), timeout=10)).duplicate
-    info = await rig.stub.GetInfo(na.InfoRequest(), timeout=5)
+    info = await rig.stub.GetInfo(na.GetInfoRequest(), timeout=5)
     assert info.committed_epoch == 1
     assert [(s.segment.start, s.segment.end) for s in info.segments] == [(1, 3)]
 
 
 async def test_bad_assignments_are_refused_and_change_nothing(rig: Rig) -> None:
     await _committed(rig)
-    before = await rig.stub.GetInfo(na.InfoRequest(), timeout=5)
+    before = await rig.stub.GetInfo(na.GetInfoRequest(), timeout=5)
     good = rig.assignment(2)
 
     forged = sign_assignment(good, rig.control)
@@ -226,7 +226,7 @@ async def test_bad_assignments_are_refused_and_change_nothing(rig: Rig) -> None:
     bad_digest = rig.assignment(2, layer_1="0" * 64)
     assert await _code(rig.prepare(bad_digest)) == grpc.StatusCode.FAILED_PRECONDITION
 
-    after = await rig.stub.GetInfo(na.InfoRequest(), timeout=5)
+    after = await rig.stub.GetInfo(na.GetInfoRequest(), timeout=5)
     assert after == before
     assert after.prepared_epoch == 0
 

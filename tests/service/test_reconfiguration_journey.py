@@ -95,7 +95,7 @@ class Stack:
                                              bandwidth_bps=SLOW if (node, p) in slow else FAST)
                          for p in NODES if p != node]
                 call = mpb_grpc.MonitorStub(ch).Report(timeout=10)
-                await call.write(mpb.NodeReport(
+                await call.write(mpb.ReportRequest(
                     node_id=node, seq=self.seq, sent_at=time.time(), cpu_utilization=0.1,
                     memory_used_bytes=1 << 30, memory_total_bytes=16 << 30, links=links))
                 ack = await call.read()

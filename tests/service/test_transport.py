@@ -42,8 +42,8 @@ class Scripted(na_grpc.NodeAgentServicer, bpb_grpc.BroadcasterServicer):
             await context.abort(codes.pop(0), "scripted")
         return reply
 
-    async def GetInfo(self, request: Any, context: Any) -> na.NodeInfo:
-        return await self._answer("GetInfo", context, na.NodeInfo(node_id="n"))
+    async def GetInfo(self, request: Any, context: Any) -> na.GetInfoResponse:
+        return await self._answer("GetInfo", context, na.GetInfoResponse(node_id="n"))
 
     async def Commit(self, request: Any, context: Any) -> na.CommitResponse:
         return await self._answer("Commit", context, na.CommitResponse())
@@ -66,7 +66,7 @@ async def node() -> AsyncIterator[tuple[str, Scripted]]:
 async def call(address: str, method: str, transport: Transport | None = None,
                timeout: float = 5) -> grpc.StatusCode:
     """The status one call of ``method`` ends with."""
-    requests = {"GetInfo": na.InfoRequest(), "Commit": na.CommitRequest(epoch=1),
+    requests = {"GetInfo": na.GetInfoRequest(), "Commit": na.CommitRequest(epoch=1),
                 "Apply": bpb.ApplyRequest()}
     async with (transport or Transport(LOOPBACK_PLAINTEXT)).aio_channel(address) as ch:
         stub: Any = bpb_grpc.BroadcasterStub(ch) if method == "Apply" \

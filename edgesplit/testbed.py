@@ -251,7 +251,8 @@ def generate(address: str, prompt: str = "", token_ids: Sequence[int] = (),
     """Call Inference.Generate and collect the streamed replies."""
     from edgesplit.v1 import inference_pb2, inference_pb2_grpc
 
-    req = inference_pb2.GenerateRequest(prompt=prompt, token_ids=list(token_ids),
-                                        max_new_tokens=max_new_tokens, **kw)
+    given = {"token_ids": inference_pb2.TokenIds(ids=token_ids)} if token_ids else \
+        {"prompt": prompt}
+    req = inference_pb2.GenerateRequest(max_new_tokens=max_new_tokens, **given, **kw)
     with TRANSPORT.sync_channel(address) as ch:  # a grpc.RpcError reaches the caller as is
         return list(inference_pb2_grpc.InferenceStub(ch).Generate(req, timeout=timeout_s))

@@ -47,7 +47,8 @@ async def _direct(stub: Any, ids: list[int], new: int) -> tuple[float, int]:
     from edgesplit.v1 import inference_pb2
 
     start, ttft, n = time.perf_counter(), 0.0, 0
-    req = inference_pb2.GenerateRequest(token_ids=ids, max_new_tokens=new)
+    req = inference_pb2.GenerateRequest(token_ids=inference_pb2.TokenIds(ids=ids),
+                                        max_new_tokens=new)
     async for _ in stub.Generate(req, timeout=600):
         n += 1
         if n == 1:

@@ -289,7 +289,7 @@ class Run:
             high = True
         ids = [rng.randrange(3, 500) for _ in range(ld.prompt_tokens)]
         req = inference_pb2.GenerateRequest(
-            token_ids=ids, max_new_tokens=ld.new_tokens,
+            token_ids=inference_pb2.TokenIds(ids=ids), max_new_tokens=ld.new_tokens,
             privacy=common_pb2.PRIVACY_HIGH if high else common_pb2.PRIVACY_LOW)
         rec = RequestRecord(self._now(), False, high)
         try:

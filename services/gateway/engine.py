@@ -96,7 +96,7 @@ class Generation:
     def _request(self) -> inference_pb2.GenerateRequest:
         p = self.params
         return inference_pb2.GenerateRequest(
-            token_ids=[*p.prompt_ids, *self.tokens],
+            token_ids=inference_pb2.TokenIds(ids=[*p.prompt_ids, *self.tokens]),
             max_new_tokens=p.max_tokens - len(self.tokens),
             sampling=inference_pb2.SamplingParams(temperature=p.temperature, top_p=p.top_p,
                                                   seed=p.seed),

@@ -116,10 +116,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         return self._tokenizer
 
     async def _prompt_ids(self, request: inference_pb2.GenerateRequest) -> list[int]:
-        if bool(request.prompt) == bool(request.token_ids):
-            raise InvalidRequest("give exactly one of prompt or token_ids")
-        if request.token_ids:
-            return list(request.token_ids)
+        if request.WhichOneof("input") == "token_ids":  # check_prompt saw it non-empty
+            return list(request.token_ids.ids)
         tok = await self.tokenizer()
         # Off the event loop: other sessions' steps go on while a long prompt tokenises.
         ids: list[int] = await asyncio.get_running_loop().run_in_executor(
@@ -133,7 +131,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                        context: Any) -> AsyncIterator[inference_pb2.GenerateResponse]:
         arrived = time.perf_counter()
         try:  # bounded checks first: nothing is tokenised or looked up before them
-            check_prompt(request.prompt, request.token_ids, self.limits)
+            check_prompt(request.prompt, request.token_ids.ids, self.limits)
             check_request_id(request.request_id)
             check_temperature(request.sampling.temperature, self.limits)
         except Rejected as exc:

@@ -88,7 +88,8 @@ class Cluster:
 
     async def generate(self, ids: list[int], new: int, entry: str = "node-0",
                        **kw: Any) -> list[int]:
-        req = inference_pb2.GenerateRequest(token_ids=ids, max_new_tokens=new, **kw)
+        req = inference_pb2.GenerateRequest(token_ids=inference_pb2.TokenIds(ids=ids),
+                                            max_new_tokens=new, **kw)
         return [r.token_id async for r in self.inference(entry).Generate(req, timeout=120)]
 
     async def stop(self) -> None:

@@ -19,6 +19,8 @@ from edgesplit.testbed import ensure_model
 from edgesplit.v1 import common_pb2, inference_pb2
 from tests.service.cluster import Cluster
 
+TokenIds = inference_pb2.TokenIds
+
 PROMPT = [5, 17, 99, 42, 7, 300, 12, 8, 66, 150, 23, 4, 77, 31, 9, 250, 101]
 
 
@@ -87,7 +89,7 @@ async def test_seeded_sampling_is_reproducible_and_stop_tokens_stop(cluster: Clu
     assert one == two and one != other
     greedy = await cluster.generate(PROMPT, 8)
     stop_at = greedy[2]
-    req = inference_pb2.GenerateRequest(token_ids=PROMPT, max_new_tokens=8,
+    req = inference_pb2.GenerateRequest(token_ids=TokenIds(ids=PROMPT), max_new_tokens=8,
                                         stop_token_ids=[stop_at])
     replies = [r async for r in cluster.inference().Generate(req, timeout=60)]
     assert [r.token_id for r in replies] == greedy[:greedy.index(stop_at) + 1]
@@ -128,18 +130,25 @@ async def test_unstated_privacy_means_the_entrys_default(model: Path, tmp_path: 
 
 
 @pytest.mark.parametrize("request_kw,code", [
-    ({"token_ids": PROMPT, "prompt": "both"}, grpc.StatusCode.INVALID_ARGUMENT),
+    # "both" cannot be sent: prompt and token_ids are one oneof (test_prompt_is_one_of_text_or_ids).
     ({}, grpc.StatusCode.INVALID_ARGUMENT),
-    ({"token_ids": [10**6]}, grpc.StatusCode.INVALID_ARGUMENT),
-    ({"token_ids": PROMPT, "max_new_tokens": 100_000}, grpc.StatusCode.INVALID_ARGUMENT),
-    ({"token_ids": PROMPT, "sampling": inference_pb2.SamplingParams(temperature=-1)},
+    ({"prompt": ""}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"token_ids": TokenIds(ids=[])}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"token_ids": TokenIds(ids=[10**6])}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"token_ids": TokenIds(ids=PROMPT), "max_new_tokens": 100_000},
      grpc.StatusCode.INVALID_ARGUMENT),
-    ({"token_ids": PROMPT * 200}, grpc.StatusCode.INVALID_ARGUMENT),  # beyond the context
+    ({"token_ids": TokenIds(ids=PROMPT),
+      "sampling": inference_pb2.SamplingParams(temperature=-1)},
+     grpc.StatusCode.INVALID_ARGUMENT),
+    ({"token_ids": TokenIds(ids=PROMPT * 200)},  # beyond the context
+     grpc.StatusCode.INVALID_ARGUMENT),
     # Admission (services/node_agent/admission.py), before any route or tokeniser work:
     ({"prompt": "x" * (8 << 20)}, grpc.StatusCode.INVALID_ARGUMENT),  # 8 MB of text
-    ({"token_ids": PROMPT, "request_id": "r" * 300}, grpc.StatusCode.INVALID_ARGUMENT),
-    ({"token_ids": PROMPT, "request_id": "a/b"}, grpc.StatusCode.INVALID_ARGUMENT),
-    ({"token_ids": PROMPT, "sampling": inference_pb2.SamplingParams(temperature=1e-300)},
+    ({"token_ids": TokenIds(ids=PROMPT), "request_id": "r" * 300},
+     grpc.StatusCode.INVALID_ARGUMENT),
+    ({"token_ids": TokenIds(ids=PROMPT), "request_id": "a/b"}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"token_ids": TokenIds(ids=PROMPT),
+      "sampling": inference_pb2.SamplingParams(temperature=1e-300)},
      grpc.StatusCode.INVALID_ARGUMENT),
 ])
 async def test_bad_requests(cluster: Cluster, request_kw: dict[str, object],
@@ -151,6 +160,14 @@ async def test_bad_requests(cluster: Cluster, request_kw: dict[str, object],
     assert err.value.code() == code
 
 
+def test_prompt_is_one_of_text_or_ids() -> None:
+    req = inference_pb2.GenerateRequest(prompt="hi")
+    req.token_ids.ids.append(5)  # setting one side clears the other
+    assert req.WhichOneof("input") == "token_ids" and req.prompt == ""
+    req.prompt = "hi"
+    assert req.WhichOneof("input") == "prompt" and not req.HasField("token_ids")
+
+
 async def test_per_client_quota_and_an_unharmed_entry(model: Path, tmp_path: Path) -> None:
     """One client (here: one address) may hold max_sessions_per_client sessions;
     the next is RESOURCE_EXHAUSTED at once, and greedy output is unchanged after."""
@@ -159,7 +176,8 @@ async def test_per_client_quota_and_an_unharmed_entry(model: Path, tmp_path: Pat
         await c.apply(c.plan(["node-0", "node-1"]))
         before = await c.generate(PROMPT, 4)
         held = c.inference().Generate(
-            inference_pb2.GenerateRequest(token_ids=PROMPT, max_new_tokens=64), timeout=60)
+            inference_pb2.GenerateRequest(token_ids=TokenIds(ids=PROMPT), max_new_tokens=64),
+            timeout=60)
         await held.read()  # the first token: the session is admitted and running
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await c.generate(PROMPT, 2)

@@ -217,7 +217,8 @@ async def test_a_cancelled_request_frees_every_nodes_sessions(shards: Path,
     try:
         await c.apply(c.plan(["node-0", "node-1", "node-2"]))
         call = c.inference().Generate(inference_pb2.GenerateRequest(
-            token_ids=PROMPT, max_new_tokens=200, stop_token_ids=[]), timeout=60)
+            token_ids=inference_pb2.TokenIds(ids=PROMPT), max_new_tokens=200,
+            stop_token_ids=[]), timeout=60)
         await call.read()
         await call.read()
         call.cancel()  # the entry generates ahead of the stream; all of it must stop

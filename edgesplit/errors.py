@@ -33,12 +33,32 @@ class Code(enum.Enum):
     UNKNOWN = "UNKNOWN"
 
 
+# ErrorInfo reasons (domain "edgesplit") that clients branch on; any other
+# error's reason is its code's name unless it sets one.
+PRIVACY_UNSATISFIABLE = "PRIVACY_UNSATISFIABLE"  # no route meets privacy=high, nor can one be made
+
+
 class DomainError(Exception):
     """Base of edgesplit's errors. ``code`` is the status the boundary answers
     with; a subclass sets it (class-wide, or per instance in ``__init__`` when
-    it depends on a reason)."""
+    it depends on a reason).
+
+    ``error_reason`` and ``field`` become the status's machine-readable
+    details (``google.rpc.ErrorInfo`` and ``BadRequest`` field violations, see
+    ``edgesplit.rpc.errors``): ``error_reason`` an UPPER_SNAKE_CASE constant a
+    client may branch on (empty: the code's name), ``field`` the request field
+    at fault, as a path (``plan.routes[0].entry``; empty: none in particular)."""
 
     code: Code = Code.UNKNOWN
+    error_reason: str = ""
+    field: str = ""
+
+    def __init__(self, *args: object, field: str = "", error_reason: str = "") -> None:
+        super().__init__(*args)
+        if field:
+            self.field = field
+        if error_reason:
+            self.error_reason = error_reason
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)

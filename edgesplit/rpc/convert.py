@@ -37,8 +37,7 @@ class ConversionError(DomainError, ValueError):
     code = Code.INVALID_ARGUMENT
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
+        super().__init__(f"{field}: {message}", field=field)
 
 
 E = TypeVar("E", bound=enum.Enum)
@@ -202,7 +201,8 @@ def node_from_proto(m: pb.NodeState, field: str = "node") -> NodeState:
     if not 0.0 <= m.utilization <= 1.0:
         raise ConversionError(f"{field}.utilization", "must be in [0, 1]")
     return NodeState(
-        node_id=NodeId(m.node_id), trust=TRUST.decode(m.trust, f"{field}.trust", Trust.UNTRUSTED), memory_bytes=m.memory_bytes,
+        node_id=NodeId(m.node_id), trust=TRUST.decode(m.trust, f"{field}.trust", Trust.UNTRUSTED),
+        memory_bytes=m.memory_bytes,
         flops_per_s=m.flops_per_s, utilization=m.utilization, alive=m.alive,
         layer_seconds=layer_seconds_from_proto(m.layer_seconds, f"{field}.layer_seconds"),
         trusted_by=tuple(NodeId(t) for t in m.trusted_by), address=m.address)
@@ -259,7 +259,8 @@ def workload_from_proto(m: pb.Workload) -> Workload:
         prompt_tokens=m.prompt_tokens or d.prompt_tokens,
         new_tokens=m.new_tokens or d.new_tokens,
         requests_per_s=m.requests_per_s or d.requests_per_s,
-        privacy=PRIVACY.decode(m.privacy, "workload.privacy", d.privacy), privacy_depth=m.privacy_depth or d.privacy_depth,
+        privacy=PRIVACY.decode(m.privacy, "workload.privacy", d.privacy),
+        privacy_depth=m.privacy_depth or d.privacy_depth,
         kv_budget_tokens=m.kv_budget_tokens or d.kv_budget_tokens,
         concurrent_sessions=m.concurrent_sessions or d.concurrent_sessions)
 

@@ -1,8 +1,12 @@
-"""Domain errors -> gRPC status codes, once, at the boundary (docs/architecture.md, "Errors").
+"""Domain errors -> gRPC statuses, once, at the boundary (docs/architecture.md §8).
 
 A :class:`edgesplit.errors.DomainError` carries its :class:`~edgesplit.errors.Code`;
-here that code becomes a ``grpc.StatusCode``. Anything else is a bug and
-answers INTERNAL (and is logged).
+here that code becomes a ``grpc.StatusCode``, and the error's reason and field
+become google.rpc details in the status (``grpc-status-details-bin``):
+``ErrorInfo`` always, plus ``BadRequest`` field violations on INVALID_ARGUMENT
+and ``PreconditionFailure`` violations on FAILED_PRECONDITION when a field is
+named. :func:`error_details` reads them back on the client side. Anything
+else is a bug and answers INTERNAL (and is logged).
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from edgesplit.errors import (
     Code,
@@ -26,8 +33,9 @@ from edgesplit.errors import (
     internal_error,
 )
 
-__all__ = ["InvalidRequest", "NotFound", "Precondition", "TooLarge", "Unavailable",
-           "grpc_code", "maps_errors", "status_of"]
+__all__ = ["DOMAIN", "ErrorDetails", "InvalidRequest", "NotFound", "Precondition", "TooLarge",
+           "Unavailable", "error_details", "grpc_code", "maps_errors", "rich_status",
+           "status_of"]
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,6 +53,66 @@ def status_of(exc: BaseException) -> grpc.StatusCode | None:
     if isinstance(exc, DomainError):
         return _GRPC[exc.code]
     return None
+
+
+DOMAIN = "edgesplit"  # ErrorInfo.domain: the namespace of every reason below
+_DETAILS_KEY = "grpc-status-details-bin"  # where gRPC carries a google.rpc.Status
+
+
+def rich_status(exc: DomainError) -> grpc.Status:
+    """The status ``exc`` answers with, its details attached."""
+    code = _GRPC[exc.code]
+    message = str(exc) or type(exc).__name__
+    status = status_pb2.Status(code=code.value[0], message=message)
+    info = error_details_pb2.ErrorInfo(reason=exc.error_reason or exc.code.name, domain=DOMAIN)
+    if exc.field:
+        info.metadata["field"] = exc.field
+    status.details.add().Pack(info)
+    if exc.field and code is grpc.StatusCode.INVALID_ARGUMENT:
+        status.details.add().Pack(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=message)]))
+    elif exc.field and code is grpc.StatusCode.FAILED_PRECONDITION:
+        status.details.add().Pack(error_details_pb2.PreconditionFailure(violations=[
+            error_details_pb2.PreconditionFailure.Violation(
+                type=info.reason, subject=exc.field, description=message)]))
+    return rpc_status.to_status(status)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorDetails:
+    """What a failed call's status said beyond its code and message."""
+
+    reason: str = ""  # ErrorInfo.reason ("" when the server sent none)
+    domain: str = ""
+    fields: tuple[str, ...] = ()  # BadRequest / PreconditionFailure: the fields at fault
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+def error_details(err: grpc.RpcError) -> ErrorDetails:
+    """The google.rpc details of a failed call (sync or aio); empty when none came."""
+    try:
+        status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    except ValueError:  # code or message disagree with the details: trust neither
+        status = None
+    if status is None:
+        return ErrorDetails()
+    reason, domain, fields, metadata = "", "", [], {}
+    for detail in status.details:
+        info, bad, pre = (error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest(),
+                          error_details_pb2.PreconditionFailure())
+        if detail.Unpack(info):
+            reason, domain, metadata = info.reason, info.domain, dict(info.metadata)
+        elif detail.Unpack(bad):
+            fields += [v.field for v in bad.field_violations]
+        elif detail.Unpack(pre):
+            fields += [v.subject for v in pre.violations]
+    return ErrorDetails(reason, domain, tuple(fields), metadata)
+
+
+def _details_bin(err: grpc.aio.AioRpcError) -> tuple[tuple[str, bytes], ...]:
+    """A dependency's status details, passed on with its code and message."""
+    return tuple((k, v) for k, v in (err.trailing_metadata() or ())
+                 if k == _DETAILS_KEY and isinstance(v, bytes))
 
 
 def maps_errors(fn: F) -> F:
@@ -72,8 +140,8 @@ async def _abort_or_raise(exc: Exception, context: Any) -> None:
     if isinstance(exc, grpc.aio.AbortError):
         raise exc
     if isinstance(exc, grpc.aio.AioRpcError):  # a dependency's verdict passes through
-        await context.abort(exc.code(), f"{exc.details()}")
-    code = status_of(exc)
-    if code is None:  # the details stay in this server's log, under the id the client gets
-        await context.abort(grpc.StatusCode.INTERNAL, internal_error(exc, log))
-    await context.abort(code, str(exc) or type(exc).__name__)
+        await context.abort(exc.code(), f"{exc.details()}", _details_bin(exc))
+    if not isinstance(exc, DomainError):  # the details stay in this server's log,
+        await context.abort(grpc.StatusCode.INTERNAL, internal_error(exc, log))  # under an id
+    status = rich_status(exc)
+    await context.abort(status.code, status.details, status.trailing_metadata)

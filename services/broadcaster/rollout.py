@@ -72,15 +72,18 @@ def admit(plan: Plan, committed: Plan | None, last_tried: int, max_step: int) ->
     if committed is not None and plan.epoch == committed.epoch:
         if plan == committed:
             return Verdict.DUPLICATE
-        raise Precondition(f"epoch {plan.epoch} is already committed with another plan")
+        raise Precondition(f"epoch {plan.epoch} is already committed with another plan",
+                           field="plan.epoch", error_reason="EPOCH_USED")
     if committed is not None and plan.epoch < committed.epoch:
-        raise Precondition(f"epoch {plan.epoch} is older than the committed {committed.epoch}")
+        raise Precondition(f"epoch {plan.epoch} is older than the committed {committed.epoch}",
+                           field="plan.epoch", error_reason="STALE_EPOCH")
     if plan.epoch <= last_tried:
         raise Precondition(f"epoch {plan.epoch} was already tried (and aborted); "
-                           f"roll out with an epoch above {last_tried}")
+                           f"roll out with an epoch above {last_tried}",
+                           field="plan.epoch", error_reason="EPOCH_USED")
     if plan.epoch - last_tried > max_step:
         raise InvalidRequest(f"epoch {plan.epoch} jumps more than {max_step} past the last "
-                             f"tried {last_tried}")
+                             f"tried {last_tried}", field="plan.epoch")
     return Verdict.NEW
 
 

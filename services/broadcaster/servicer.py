@@ -28,10 +28,10 @@ class NotAssigned(DomainError):
 def options_from_request(request: pb.ApplyRequest, config: BroadcasterConfig) -> ApplyOptions:
     timeout = request.prepare_timeout_s or config.prepare_timeout_s
     if timeout <= 0:
-        raise InvalidRequest("prepare_timeout_s must be positive")
+        raise InvalidRequest("prepare_timeout_s must be positive", field="prepare_timeout_s")
     dtype = request.wire_dtype or config.wire_dtype
     if dtype not in _WIRE_DTYPES:
-        raise InvalidRequest(f"wire_dtype must be one of {_WIRE_DTYPES}")
+        raise InvalidRequest(f"wire_dtype must be one of {_WIRE_DTYPES}", field="wire_dtype")
     return ApplyOptions(prepare_timeout_s=timeout, wire_dtype=dtype)
 
 
@@ -53,10 +53,10 @@ class BroadcasterServicer(pb_grpc.BroadcasterServicer):
     @maps_errors
     async def Apply(self, request: pb.ApplyRequest, context: Any) -> pb.ApplyResponse:
         if not request.HasField("plan"):
-            raise InvalidRequest("plan is required")
+            raise InvalidRequest("plan is required", field="plan")
         plan = plan_from_proto(request.plan)
         if plan.epoch < 1 or not plan.routes:
-            raise InvalidRequest("plan needs an epoch >= 1 and at least one route")
+            raise InvalidRequest("plan needs an epoch >= 1 and at least one route", field="plan")
         result = await self.rollout.apply(plan, options_from_request(request, self.config))
         return result_to_proto(result)
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from edgesplit.errors import PRIVACY_UNSATISFIABLE
+from edgesplit.rpc.errors import error_details
 from edgesplit.v1 import common_pb2, inference_pb2
 from services.gateway import metrics as m
 from services.gateway.auth import Client
@@ -106,7 +108,7 @@ class Generation:
     def _nothing_left(self, last: grpc.aio.AioRpcError | None) -> APIError:
         if last is not None:
             err = from_grpc(last.code(), last.details() or "", self.retry_after_s)
-            if last.code() == grpc.StatusCode.FAILED_PRECONDITION and self.params.privacy == "high":
+            if error_details(last).reason == PRIVACY_UNSATISFIABLE:  # the entry's verdict
                 err.code, err.param = "privacy_unsatisfiable", "privacy"
             return err
         if self.pool.healthy() and not self._tried:

@@ -63,7 +63,8 @@ class MonitorHub:
         self.closing = asyncio.Event()  # set on shutdown: streams end instead of holding it up
 
     # ---- reports ---------------------------------------------------------------
-    def ingest(self, msg: mpb.ReportRequest, identity: frozenset[str] | None = None) -> mpb.ReportResponse:
+    def ingest(self, msg: mpb.ReportRequest,
+               identity: frozenset[str] | None = None) -> mpb.ReportResponse:
         """Fold one report in; ``identity`` is the peer certificate's names (None: no mTLS)."""
         ack = mpb.ReportResponse(seq=msg.seq)
         if identity is not None and msg.node_id not in identity:
@@ -108,7 +109,8 @@ class MonitorHub:
         """Refuse a report for a reason the servicer found (counted like any refusal)."""
         return self._refuse(mpb.ReportResponse(seq=msg.seq), reason, msg.node_id, detail)
 
-    def _refuse(self, ack: mpb.ReportResponse, reason: str, node: str, detail: str) -> mpb.ReportResponse:
+    def _refuse(self, ack: mpb.ReportResponse, reason: str, node: str,
+                detail: str) -> mpb.ReportResponse:
         self._refused_here[reason] += 1
         m.REPORTS.labels("refused").inc()
         m.REFUSED.labels(reason).inc()

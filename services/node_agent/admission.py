@@ -62,29 +62,32 @@ class AdmissionLimits:
 def check_prompt(prompt: str, token_ids: Sequence[int], limits: AdmissionLimits) -> None:
     """Exactly one of text or ids, each within its cap; never encodes a huge string."""
     if bool(prompt) == bool(token_ids):
-        raise Rejected("give exactly one of prompt or token_ids")
+        raise Rejected("give exactly one of prompt or token_ids", field="input")
     # A character is at least one UTF-8 byte: the length alone refuses most
     # oversized prompts, and encoding is then bounded by 4 x the cap.
     if len(prompt) > limits.max_prompt_bytes or \
             len(prompt.encode("utf-8", "surrogatepass")) > limits.max_prompt_bytes:
-        raise Rejected(f"prompt is larger than {limits.max_prompt_bytes} bytes")
+        raise Rejected(f"prompt is larger than {limits.max_prompt_bytes} bytes", field="prompt")
     if len(token_ids) > limits.max_prompt_tokens:
         raise Rejected(f"prompt has {len(token_ids)} token ids, more than "
-                       f"{limits.max_prompt_tokens}")
+                       f"{limits.max_prompt_tokens}", field="token_ids.ids")
 
 
 def check_request_id(request_id: str) -> str:
     """The client's id as a tracing label ('' when none); never a session key."""
     if request_id and REQUEST_ID.fullmatch(request_id) is None:
-        raise Rejected("request_id must be at most 64 characters of [A-Za-z0-9._-]")
+        raise Rejected("request_id must be at most 64 characters of [A-Za-z0-9._-]",
+                       field="request_id")
     return request_id
 
 
 def check_temperature(temperature: float, limits: AdmissionLimits) -> None:
     if not math.isfinite(temperature) or temperature < 0:
-        raise Rejected(f"temperature must be a finite number >= 0, not {temperature!r}")
+        raise Rejected(f"temperature must be a finite number >= 0, not {temperature!r}",
+                       field="sampling.temperature")
     if 0 < temperature < limits.min_temperature:
-        raise Rejected(f"temperature must be 0 (greedy) or at least {limits.min_temperature}")
+        raise Rejected(f"temperature must be 0 (greedy) or at least {limits.min_temperature}",
+                       field="sampling.temperature")
 
 
 def new_session_id() -> str:

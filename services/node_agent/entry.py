@@ -18,6 +18,7 @@ from typing import Any
 
 from edgesplit.core.trust import listed, untrusted_sensitive
 from edgesplit.core.types import Privacy, Route
+from edgesplit.errors import PRIVACY_UNSATISFIABLE
 from edgesplit.model.base import SamplingParams, SegmentRunner, TokenSampler
 from edgesplit.rpc.convert import PRIVACY
 from edgesplit.rpc.errors import Precondition, Unavailable
@@ -76,10 +77,12 @@ class Entry:
             raise Unavailable("no committed epoch yet on this entry node")
         route = es.routes.get(self.s.node_id)
         if route is None:
-            raise Precondition(f"{self.s.node_id} is not an entry node in epoch {es.epoch}")
+            raise Precondition(f"{self.s.node_id} is not an entry node in epoch {es.epoch}",
+                               error_reason="NOT_AN_ENTRY")
         if privacy is Privacy.HIGH and not privacy_ok(es, route):
             raise Precondition("privacy=high: the route puts sensitive layers on nodes "
-                               "this entry does not trust")
+                               "this entry does not trust", field="privacy",
+                               error_reason=PRIVACY_UNSATISFIABLE)
         return es, route
 
     async def private_route(self, privacy: Privacy) -> tuple[EpochState, Route]:

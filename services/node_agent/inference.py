@@ -123,7 +123,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         ids: list[int] = await asyncio.get_running_loop().run_in_executor(
             None, tok.encode, request.prompt)
         if not ids:
-            raise InvalidRequest("prompt tokenizes to nothing")
+            raise InvalidRequest("prompt tokenizes to nothing", field="prompt")
         return ids
 
     @maps_errors
@@ -139,12 +139,13 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
             raise
         max_new = request.max_new_tokens or 16
         if max_new > self.config.max_new_tokens:
-            raise InvalidRequest(f"max_new_tokens {max_new} > {self.config.max_new_tokens}")
+            raise InvalidRequest(f"max_new_tokens {max_new} > {self.config.max_new_tokens}",
+                                 field="max_new_tokens")
         s = request.sampling
         try:
             params = SamplingParams(s.temperature, s.top_p or 1.0, s.seed)
         except ValueError as exc:
-            raise InvalidRequest(f"sampling: {exc}") from exc
+            raise InvalidRequest(f"sampling: {exc}", field="sampling") from exc
         privacy = PRIVACY.decode(request.privacy, "privacy", self.entry.s.default_privacy)
         es, route = await self.entry.private_route(privacy)  # before tokenizing
         if self._slots.locked():
@@ -172,10 +173,11 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         tok = await self.tokenizer()
         head = self.entry.head(es, route)
         if any(t < 0 or t >= head.vocab_size for t in history):
-            raise InvalidRequest(f"token ids must be in [0, {head.vocab_size})")
+            raise InvalidRequest(f"token ids must be in [0, {head.vocab_size})",
+                                 field="token_ids.ids")
         if len(history) + max_new > head.max_length:
             raise InvalidRequest(f"prompt {len(history)} + {max_new} new tokens exceed the "
-                                 f"context of {head.max_length}")
+                                 f"context of {head.max_length}", field="max_new_tokens")
         stops = set(request.stop_token_ids)
         eos = {tok.eos_token_id} if tok.eos_token_id is not None else set()
         sampling = SamplingParams(params.temperature, params.top_p, params.seed,

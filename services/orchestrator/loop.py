@@ -21,6 +21,7 @@ from edgesplit.core import control as ctl
 from edgesplit.core.environment import LinkAssumption
 from edgesplit.core.triggers import TriggerConfig
 from edgesplit.core.types import CostBreakdown, Mode, Plan, Weights, Workload
+from edgesplit.errors import PRIVACY_UNSATISFIABLE
 from edgesplit.rpc import convert as cv
 from edgesplit.rpc.errors import Precondition, Unavailable
 from edgesplit.rpc.transport import Transport, TransportSettings
@@ -151,7 +152,7 @@ class ControlLoop:
     async def carry_out(self, action: ctl.Keep | ctl.Reconfigure | ctl.Refuse,
                         obs: ctl.Observation, now: float, started: float) -> pb.Decision:
         if isinstance(action, ctl.Refuse):
-            raise Precondition(action.reason)
+            raise Precondition(action.reason, field="privacy", error_reason=PRIVACY_UNSATISFIABLE)
         if isinstance(action, ctl.Keep):
             epoch = self.plan.epoch if self.plan else 0
             d = self._record(now, action.triggers, action.change, action.outcome,

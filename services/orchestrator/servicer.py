@@ -25,14 +25,14 @@ class OrchestratorServicer(pb_grpc.OrchestratorServicer):
     async def History(self, request: pb.HistoryRequest, context: Any) -> pb.HistoryResponse:
         limit = request.limit or 50
         if limit > 1000:
-            raise InvalidRequest("limit: at most 1000")
+            raise InvalidRequest("limit: at most 1000", field="limit")
         return pb.HistoryResponse(decisions=self.loop.store.history(limit, request.before_id))
 
     @maps_errors
     async def EnsureRoute(self, request: pb.EnsureRouteRequest,
                           context: Any) -> pb.EnsureRouteResponse:
         if not request.entry:
-            raise InvalidRequest("entry: empty")
+            raise InvalidRequest("entry: empty", field="entry")
         if PRIVACY.decode(request.privacy, "privacy") is not Privacy.HIGH:
             plan = self.loop.plan
             return pb.EnsureRouteResponse(epoch=plan.epoch if plan else 0)

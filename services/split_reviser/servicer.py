@@ -46,22 +46,24 @@ class Limits:
 def decode(request: sr.ReviseRequest) -> dict[str, Any]:
     state = cv.cluster_from_proto(request.state)
     if not state.nodes:
-        raise InvalidRequest("state.nodes: empty")
+        raise InvalidRequest("state.nodes: empty", field="state.nodes")
     profile = cv.profile_from_proto(request.profile)
     current = cv.plan_from_proto(request.current, "current") if request.current.routes else None
     known = {n.node_id for n in state.nodes}
     entries = [NodeId(e) for e in request.entries] or (
         [r.entry for r in current.routes] if current else [])
     if not entries:
-        raise InvalidRequest("entries: empty and no current plan to take them from")
+        raise InvalidRequest("entries: empty and no current plan to take them from",
+                             field="entries")
     for i, e in enumerate(entries):
         if e not in known:
-            raise InvalidRequest(f"entries[{i}]: unknown node {e!r}")
+            raise InvalidRequest(f"entries[{i}]: unknown node {e!r}", field=f"entries[{i}]")
     if current is not None:
         for r in current.routes:
             why = route_error(r, profile.num_layers)
             if why:
-                raise InvalidRequest(f"current.routes[{r.entry}]: {why}")
+                raise InvalidRequest(f"current.routes[{r.entry}]: {why}",
+                                     field="current.routes")
     epoch = request.epoch or ((current.epoch if current else 0) + 1)
     return {"state": state, "profile": profile,
             "workload": cv.workload_from_proto(request.workload), "entries": entries,

@@ -15,6 +15,8 @@ from transformers import AutoModelForCausalLM
 
 from edgesplit.core.route import route_from_cuts
 from edgesplit.core.types import Epoch, NodeId, Plan
+from edgesplit.errors import PRIVACY_UNSATISFIABLE
+from edgesplit.rpc.errors import error_details
 from edgesplit.testbed import ensure_model
 from edgesplit.v1 import common_pb2, inference_pb2
 from tests.service.cluster import Cluster
@@ -109,6 +111,8 @@ async def test_privacy_high_refused_on_an_untrusted_route(cluster: Cluster) -> N
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await cluster.generate(PROMPT, 3, privacy=common_pb2.PRIVACY_HIGH)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = error_details(err.value)  # what the gateway branches on
+    assert details.reason == PRIVACY_UNSATISFIABLE and details.fields == ("privacy",)
     await cluster.apply(_leaky_plan(cluster), trusted=["node-0", "node-1"])
     assert len(await cluster.generate(PROMPT, 3, privacy=common_pb2.PRIVACY_HIGH)) == 3
 
@@ -129,35 +133,35 @@ async def test_unstated_privacy_means_the_entrys_default(model: Path, tmp_path: 
         await c.stop()
 
 
-@pytest.mark.parametrize("request_kw,code", [
-    # "both" cannot be sent: prompt and token_ids are one oneof (test_prompt_is_one_of_text_or_ids).
-    ({}, grpc.StatusCode.INVALID_ARGUMENT),
-    ({"prompt": ""}, grpc.StatusCode.INVALID_ARGUMENT),
-    ({"token_ids": TokenIds(ids=[])}, grpc.StatusCode.INVALID_ARGUMENT),
-    ({"token_ids": TokenIds(ids=[10**6])}, grpc.StatusCode.INVALID_ARGUMENT),
-    ({"token_ids": TokenIds(ids=PROMPT), "max_new_tokens": 100_000},
-     grpc.StatusCode.INVALID_ARGUMENT),
-    ({"token_ids": TokenIds(ids=PROMPT),
-      "sampling": inference_pb2.SamplingParams(temperature=-1)},
-     grpc.StatusCode.INVALID_ARGUMENT),
-    ({"token_ids": TokenIds(ids=PROMPT * 200)},  # beyond the context
-     grpc.StatusCode.INVALID_ARGUMENT),
+SAMPLING = inference_pb2.SamplingParams
+
+
+@pytest.mark.parametrize("request_kw,field", [
+    # "both" cannot be sent: prompt and token_ids are one oneof
+    # (test_prompt_is_one_of_text_or_ids).
+    ({}, "input"),
+    ({"prompt": ""}, "input"),
+    ({"token_ids": TokenIds(ids=[])}, "input"),
+    ({"token_ids": TokenIds(ids=[10**6])}, "token_ids.ids"),
+    ({"token_ids": TokenIds(ids=PROMPT), "max_new_tokens": 100_000}, "max_new_tokens"),
+    ({"token_ids": TokenIds(ids=PROMPT), "sampling": SAMPLING(temperature=-1)},
+     "sampling.temperature"),
+    ({"token_ids": TokenIds(ids=PROMPT * 200)}, "max_new_tokens"),  # beyond the context
     # Admission (services/node_agent/admission.py), before any route or tokeniser work:
-    ({"prompt": "x" * (8 << 20)}, grpc.StatusCode.INVALID_ARGUMENT),  # 8 MB of text
-    ({"token_ids": TokenIds(ids=PROMPT), "request_id": "r" * 300},
-     grpc.StatusCode.INVALID_ARGUMENT),
-    ({"token_ids": TokenIds(ids=PROMPT), "request_id": "a/b"}, grpc.StatusCode.INVALID_ARGUMENT),
-    ({"token_ids": TokenIds(ids=PROMPT),
-      "sampling": inference_pb2.SamplingParams(temperature=1e-300)},
-     grpc.StatusCode.INVALID_ARGUMENT),
+    ({"prompt": "x" * (8 << 20)}, "prompt"),  # 8 MB of text
+    ({"token_ids": TokenIds(ids=PROMPT), "request_id": "r" * 300}, "request_id"),
+    ({"token_ids": TokenIds(ids=PROMPT), "request_id": "a/b"}, "request_id"),
+    ({"token_ids": TokenIds(ids=PROMPT), "sampling": SAMPLING(temperature=1e-300)},
+     "sampling.temperature"),
 ])
-async def test_bad_requests(cluster: Cluster, request_kw: dict[str, object],
-                            code: grpc.StatusCode) -> None:
+async def test_bad_requests(cluster: Cluster, request_kw: dict[str, object], field: str) -> None:
     await cluster.apply(cluster.plan(["node-0", "node-1"]))
     req = inference_pb2.GenerateRequest(**request_kw)  # type: ignore[arg-type]
     with pytest.raises(grpc.aio.AioRpcError) as err:
         _ = [r async for r in cluster.inference().Generate(req, timeout=60)]
-    assert err.value.code() == code
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # The refusal names the request field at fault in a BadRequest detail.
+    assert error_details(err.value).fields == (field,)
 
 
 def test_prompt_is_one_of_text_or_ids() -> None:

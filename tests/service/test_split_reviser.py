@@ -9,6 +9,7 @@ import grpc
 import pytest
 
 from edgesplit.rpc.config import ServiceConfig
+from edgesplit.rpc.errors import error_details
 from edgesplit.rpc.server import Registration, create_server
 from edgesplit.rpc.transport import LOOPBACK_PLAINTEXT, Transport
 from edgesplit.v1 import common_pb2 as c
@@ -83,6 +84,10 @@ async def test_bad_requests_name_the_field(stub: sr_grpc.SplitReviserStub, field
         await stub.Revise(req, timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in err.value.details()
+    # ... and in the status details, for a program: BadRequest names the field.
+    details = error_details(err.value)
+    assert details.fields == (field,)
+    assert (details.domain, details.reason) == ("edgesplit", "INVALID_ARGUMENT")
 
 
 @pytest.mark.parametrize("grow, field", [

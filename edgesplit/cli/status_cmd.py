@@ -183,6 +183,8 @@ def render_monitor(address: str, d: Data) -> list[Any]:
 def fetch_orchestrator(address: str, conn: Connection) -> Data:
     from google.protobuf.json_format import MessageToDict
 
+    from edgesplit.rpc.convert import seconds, unix_seconds
+    from edgesplit.rpc.convert_orchestrator import decision_from_proto
     from edgesplit.v1 import orchestrator_pb2 as pb
     from edgesplit.v1 import orchestrator_pb2_grpc as pb_grpc
 
@@ -190,9 +192,21 @@ def fetch_orchestrator(address: str, conn: Connection) -> Data:
         stub = pb_grpc.OrchestratorStub(ch)
         status = stub.Status(pb.StatusRequest(), timeout=conn.timeout_s)
         history = stub.History(pb.HistoryRequest(limit=10), timeout=conn.timeout_s)
-    return {"status": _ints(MessageToDict(status, preserving_proto_field_name=True)),
-            "history": [_ints(MessageToDict(d, preserving_proto_field_name=True))
-                        for d in history.decisions]}
+    def decision(m: pb.Decision) -> Data:
+        d = decision_from_proto(m)
+        return {"id": d.id, "at": d.at, "triggers": list(d.triggers), "action": d.change.value,
+                "outcome": d.outcome.value, "old_epoch": d.old_epoch, "new_epoch": d.new_epoch,
+                "trigger_to_commit_s": d.trigger_to_commit_s, "detail": d.detail}
+
+    plain = _ints(MessageToDict(status, preserving_proto_field_name=True))
+    plain.pop("cooldown_left", None)
+    plain.pop("last_reconfigured_at", None)
+    plain["cooldown_left_s"] = seconds(status.cooldown_left)
+    if status.HasField("last_reconfigured_at"):
+        plain["last_reconfigured_at"] = unix_seconds(status.last_reconfigured_at)
+    if status.HasField("last_decision"):
+        plain["last_decision"] = decision(status.last_decision)
+    return {"status": plain, "history": [decision(m) for m in history.decisions]}
 
 
 _UINT64 = {"epoch", "old_epoch", "new_epoch", "id"}

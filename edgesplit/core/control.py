@@ -60,6 +60,24 @@ class Outcome(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Decision:
+    """One recorded decision of the control loop (what the orchestrator's
+    History serves and its store keeps)."""
+
+    at: float  # Unix seconds
+    triggers: tuple[str, ...]  # TriggerKind values that fired; () for a first plan
+    change: Change
+    outcome: Outcome
+    old_epoch: int
+    new_epoch: int
+    detail: str = ""
+    trigger_to_commit_s: float = 0.0  # 0 when nothing was committed
+    old_cost: CostBreakdown | None = None
+    new_cost: CostBreakdown | None = None
+    id: int = 0  # given by the store
+
+
+@dataclass(frozen=True, slots=True)
 class ControlConfig:
     """Everything the step is tuned by (defaults: the seed's Table 3)."""
 

@@ -7,6 +7,9 @@ import enum
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from edgesplit.core.types import (
     ClusterState,
     CostBreakdown,
@@ -75,6 +78,31 @@ PARTS = EnumCodec(Part, pb.Part, "PART_")
 TRUST = EnumCodec(Trust, pb.Trust, "TRUST_")
 PRIVACY = EnumCodec(Privacy, pb.Privacy, "PRIVACY_")
 MODES = EnumCodec(Mode, pb.PlanMode, "PLAN_MODE_")
+
+
+# ---- time: Timestamp / Duration <-> float seconds (the core's unit) -------------------
+def timestamp(unix_s: float) -> Timestamp:
+    ts = Timestamp()
+    ts.FromNanoseconds(round(unix_s * 1e9))
+    return ts
+
+
+def unix_seconds(ts: Timestamp) -> float:
+    return ts.ToNanoseconds() / 1e9
+
+
+def duration(seconds: float) -> Duration:
+    d = Duration()
+    d.FromNanoseconds(round(seconds * 1e9))
+    return d
+
+
+def seconds(d: Duration, field: str = "", minimum: float | None = 0.0) -> float:
+    """``d`` in seconds; below ``minimum`` (default: negative) is INVALID_ARGUMENT."""
+    s: float = d.ToNanoseconds() / 1e9
+    if minimum is not None and s < minimum:
+        raise ConversionError(field or "duration", f"must be at least {minimum} s")
+    return s
 
 
 def part_to_proto(p: Part) -> pb.Part:

@@ -6,6 +6,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from edgesplit.core.control import Decision, Outcome
 from edgesplit.core.trust import listed, untrusted_sensitive
 from edgesplit.rpc.convert import plan_from_proto
 from edgesplit.scenario.runner import Live, RequestRecord, _met
@@ -41,11 +42,10 @@ def privacy_violations(sc: Scenario, records: list[RequestRecord], live: Live) -
 
 
 def summarize(sc: Scenario, mode: str, duration_s: float, records: list[RequestRecord],
-              history: list[Any], live: Live) -> dict[str, Any]:
+              history: list[Decision], live: Live) -> dict[str, Any]:
     steps = [s for r in records if r.ok for s in r.steps_s]
     tokens = sum(len(r.steps_s) + 1 for r in records if r.ok)
-    committed = [d for d in history if d.outcome == "committed" and list(d.triggers)
-                 and "initial" not in d.triggers]
+    committed = [d for d in history if d.outcome is Outcome.COMMITTED and d.triggers]
     t2c = [d.trigger_to_commit_s * 1000 for d in committed]
     util = live.utilization
     return {
@@ -105,12 +105,12 @@ def cdf_png(path: Path, steps: dict[str, list[float]], sla_s: float, title: str)
 
 
 # ---- the timeline: what happened when --------------------------------------------------
-def epoch_spans(history: list[Any], started_at: float, end_s: float) -> list[tuple[float, float, int]]:
+def epoch_spans(history: list[Decision], started_at: float, end_s: float) -> list[tuple[float, float, int]]:
     """``(from_s, to_s, epoch)`` in run time: the epoch in force before the run
     (the initial plan) from 0, then each committed decision's new epoch from
     its commit (decision time + trigger-to-commit)."""
     commits = sorted((d.at + d.trigger_to_commit_s - started_at, int(d.new_epoch))
-                     for d in history if d.outcome == "committed" and d.new_epoch)
+                     for d in history if d.outcome is Outcome.COMMITTED and d.new_epoch)
     before = [e for t, e in commits if t <= 0]
     changes = [(t, e) for t, e in commits if 0 < t < end_s]
     first = before[-1] if before else (changes[0][1] - 1 if changes else 0)

@@ -20,8 +20,10 @@ from typing import Any
 
 import grpc
 
+from edgesplit.core.control import Decision, Outcome
 from edgesplit.model.profile import profile_json
 from edgesplit.procs import start_service
+from edgesplit.rpc.convert_orchestrator import decision_from_proto
 from edgesplit.scenario.spec import BASE_FLOPS, Event, Scenario
 from edgesplit.testbed import TRANSPORT, Testbed, ensure_model, node_agreement_key
 from edgesplit.v1 import (
@@ -379,13 +381,14 @@ class Run:
             utils = [v.cpu_utilization for v in env.nodes if v.state.node_id in used]
             if utils:
                 self.live.utilization.append(sum(utils) / len(utils))
-            d = st.last_decision
-            if d.id and d.id != seen_decision:
+            if st.last_decision.id and st.last_decision.id != seen_decision:
+                d = decision_from_proto(st.last_decision)
                 seen_decision = d.id
                 self.show(f"  t={self._now():5.1f}s  DECISION triggers={','.join(d.triggers) or '-'}"
-                          f" action={d.action} outcome={d.outcome} epoch {d.old_epoch}->"
-                          f"{d.new_epoch}" + (f" in {d.trigger_to_commit_s * 1000:.0f} ms"
-                                              if d.outcome == "committed" else ""))
+                          f" action={d.change.value} outcome={d.outcome.value} epoch "
+                          f"{d.old_epoch}->{d.new_epoch}"
+                          + (f" in {d.trigger_to_commit_s * 1000:.0f} ms"
+                             if d.outcome is Outcome.COMMITTED else ""))
             done = [r for r in self.records if r.ok]
             hit = sum(1 for r in done if _met(r, self.sc.sla_step_s))
             polls += 1
@@ -396,10 +399,10 @@ class Run:
             await asyncio.sleep(1.0)
 
     # ---- results ---------------------------------------------------------------------
-    async def history(self) -> list[Any]:
+    async def history(self) -> list[Decision]:
         orch = orchestrator_pb2_grpc.OrchestratorStub(TRANSPORT.aio_channel(self.addr["orchestrator"]))
-        return list((await orch.History(orchestrator_pb2.HistoryRequest(limit=1000),
-                                         timeout=10)).decisions)
+        reply = await orch.History(orchestrator_pb2.HistoryRequest(limit=1000), timeout=10)
+        return [decision_from_proto(d) for d in reply.decisions]
 
 
 def _met(r: RequestRecord, budget: float) -> bool:

@@ -23,9 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from edgesplit.v1 import common_pb2 as edgesplit_dot_v1_dot_common__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x65\x64gesplit/v1/orchestrator.proto\x12\x0c\x65\x64gesplit.v1\x1a\x19\x65\x64gesplit/v1/common.proto\"\x86\x02\n\x08\x44\x65\x63ision\x12\n\n\x02id\x18\x01 \x01(\x04\x12\n\n\x02\x61t\x18\x02 \x01(\x01\x12\x10\n\x08triggers\x18\x03 \x03(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12-\n\x08old_cost\x18\x05 \x01(\x0b\x32\x1b.edgesplit.v1.CostBreakdown\x12-\n\x08new_cost\x18\x06 \x01(\x0b\x32\x1b.edgesplit.v1.CostBreakdown\x12\x0f\n\x07outcome\x18\x07 \x01(\t\x12\x1b\n\x13trigger_to_commit_s\x18\x08 \x01(\x01\x12\x11\n\told_epoch\x18\t \x01(\x04\x12\x11\n\tnew_epoch\x18\n \x01(\x04\x12\x0e\n\x06\x64\x65tail\x18\x0b \x01(\t\"\x0f\n\rStatusRequest\"\xca\x02\n\x0eStatusResponse\x12 \n\x04plan\x18\x01 \x01(\x0b\x32\x12.edgesplit.v1.Plan\x12)\n\x04\x63ost\x18\x02 \x01(\x0b\x32\x1b.edgesplit.v1.CostBreakdown\x12\x1c\n\x14last_reconfigured_at\x18\x03 \x01(\x01\x12\x17\n\x0f\x63ooldown_left_s\x18\x04 \x01(\x01\x12-\n\rlast_decision\x18\x05 \x01(\x0b\x32\x16.edgesplit.v1.Decision\x12L\n\x10reconfigurations\x18\x06 \x03(\x0b\x32\x32.edgesplit.v1.StatusResponse.ReconfigurationsEntry\x1a\x37\n\x15ReconfigurationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"2\n\x0eHistoryRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x11\n\tbefore_id\x18\x02 \x01(\x04\"<\n\x0fHistoryResponse\x12)\n\tdecisions\x18\x01 \x03(\x0b\x32\x16.edgesplit.v1.Decision\"K\n\x12\x45nsureRouteRequest\x12\r\n\x05\x65ntry\x18\x01 \x01(\t\x12&\n\x07privacy\x18\x02 \x01(\x0e\x32\x15.edgesplit.v1.Privacy\":\n\x13\x45nsureRouteResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x14\n\x0creconfigured\x18\x02 \x01(\x08\x32\xef\x01\n\x0cOrchestrator\x12\x43\n\x06Status\x12\x1b.edgesplit.v1.StatusRequest\x1a\x1c.edgesplit.v1.StatusResponse\x12\x46\n\x07History\x12\x1c.edgesplit.v1.HistoryRequest\x1a\x1d.edgesplit.v1.HistoryResponse\x12R\n\x0b\x45nsureRoute\x12 .edgesplit.v1.EnsureRouteRequest\x1a!.edgesplit.v1.EnsureRouteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x65\x64gesplit/v1/orchestrator.proto\x12\x0c\x65\x64gesplit.v1\x1a\x19\x65\x64gesplit/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x03\n\x08\x44\x65\x63ision\x12\n\n\x02id\x18\x01 \x01(\x04\x12&\n\x02\x61t\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x08triggers\x18\r \x03(\x0e\x32\x15.edgesplit.v1.Trigger\x12$\n\x06\x61\x63tion\x18\x0e \x01(\x0e\x32\x14.edgesplit.v1.Action\x12-\n\x08old_cost\x18\x05 \x01(\x0b\x32\x1b.edgesplit.v1.CostBreakdown\x12-\n\x08new_cost\x18\x06 \x01(\x0b\x32\x1b.edgesplit.v1.CostBreakdown\x12&\n\x07outcome\x18\x0f \x01(\x0e\x32\x15.edgesplit.v1.Outcome\x12\x34\n\x11trigger_to_commit\x18\x10 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\told_epoch\x18\t \x01(\x04\x12\x11\n\tnew_epoch\x18\n \x01(\x04\x12\x0e\n\x06\x64\x65tail\x18\x0b \x01(\tJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05J\x04\x08\x07\x10\x08J\x04\x08\x08\x10\tR\x13trigger_to_commit_s\"\x0f\n\rStatusRequest\"\x9c\x03\n\x0eStatusResponse\x12 \n\x04plan\x18\x01 \x01(\x0b\x32\x12.edgesplit.v1.Plan\x12)\n\x04\x63ost\x18\x02 \x01(\x0b\x32\x1b.edgesplit.v1.CostBreakdown\x12\x38\n\x14last_reconfigured_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\rcooldown_left\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\rlast_decision\x18\x05 \x01(\x0b\x32\x16.edgesplit.v1.Decision\x12L\n\x10reconfigurations\x18\x06 \x03(\x0b\x32\x32.edgesplit.v1.StatusResponse.ReconfigurationsEntry\x1a\x37\n\x15ReconfigurationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05R\x0f\x63ooldown_left_s\"2\n\x0eHistoryRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x11\n\tbefore_id\x18\x02 \x01(\x04\"<\n\x0fHistoryResponse\x12)\n\tdecisions\x18\x01 \x03(\x0b\x32\x16.edgesplit.v1.Decision\"K\n\x12\x45nsureRouteRequest\x12\r\n\x05\x65ntry\x18\x01 \x01(\t\x12&\n\x07privacy\x18\x02 \x01(\x0e\x32\x15.edgesplit.v1.Privacy\":\n\x13\x45nsureRouteResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x14\n\x0creconfigured\x18\x02 \x01(\x08*\x92\x01\n\x07Trigger\x12\x17\n\x13TRIGGER_UNSPECIFIED\x10\x00\x12\x13\n\x0fTRIGGER_LATENCY\x10\x01\x12\x17\n\x13TRIGGER_UTILIZATION\x10\x02\x12\x15\n\x11TRIGGER_BANDWIDTH\x10\x03\x12\x13\n\x0fTRIGGER_PRIVACY\x10\x04\x12\x14\n\x10TRIGGER_FAILOVER\x10\x05*Y\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x41\x43TION_KEEP\x10\x01\x12\x12\n\x0e\x41\x43TION_MIGRATE\x10\x02\x12\x12\n\x0e\x41\x43TION_RESPLIT\x10\x03*\x97\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_COMMITTED\x10\x01\x12\x13\n\x0fOUTCOME_ABORTED\x10\x02\x12\x12\n\x0eOUTCOME_FAILED\x10\x03\x12\x16\n\x12OUTCOME_INFEASIBLE\x10\x04\x12\x1b\n\x17OUTCOME_REJECTED_MARGIN\x10\x05\x32\xef\x01\n\x0cOrchestrator\x12\x43\n\x06Status\x12\x1b.edgesplit.v1.StatusRequest\x1a\x1c.edgesplit.v1.StatusResponse\x12\x46\n\x07History\x12\x1c.edgesplit.v1.HistoryRequest\x1a\x1d.edgesplit.v1.HistoryResponse\x12R\n\x0b\x45nsureRoute\x12 .edgesplit.v1.EnsureRouteRequest\x1a!.edgesplit.v1.EnsureRouteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,22 +36,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STATUSRESPONSE_RECONFIGURATIONSENTRY']._loaded_options = None
   _globals['_STATUSRESPONSE_RECONFIGURATIONSENTRY']._serialized_options = b'8\001'
-  _globals['_DECISION']._serialized_start=77
-  _globals['_DECISION']._serialized_end=339
-  _globals['_STATUSREQUEST']._serialized_start=341
-  _globals['_STATUSREQUEST']._serialized_end=356
-  _globals['_STATUSRESPONSE']._serialized_start=359
-  _globals['_STATUSRESPONSE']._serialized_end=689
-  _globals['_STATUSRESPONSE_RECONFIGURATIONSENTRY']._serialized_start=634
-  _globals['_STATUSRESPONSE_RECONFIGURATIONSENTRY']._serialized_end=689
-  _globals['_HISTORYREQUEST']._serialized_start=691
-  _globals['_HISTORYREQUEST']._serialized_end=741
-  _globals['_HISTORYRESPONSE']._serialized_start=743
-  _globals['_HISTORYRESPONSE']._serialized_end=803
-  _globals['_ENSUREROUTEREQUEST']._serialized_start=805
-  _globals['_ENSUREROUTEREQUEST']._serialized_end=880
-  _globals['_ENSUREROUTERESPONSE']._serialized_start=882
-  _globals['_ENSUREROUTERESPONSE']._serialized_end=940
-  _globals['_ORCHESTRATOR']._serialized_start=943
-  _globals['_ORCHESTRATOR']._serialized_end=1182
+  _globals['_TRIGGER']._serialized_start=1262
+  _globals['_TRIGGER']._serialized_end=1408
+  _globals['_ACTION']._serialized_start=1410
+  _globals['_ACTION']._serialized_end=1499
+  _globals['_OUTCOME']._serialized_start=1502
+  _globals['_OUTCOME']._serialized_end=1653
+  _globals['_DECISION']._serialized_start=142
+  _globals['_DECISION']._serialized_end=576
+  _globals['_STATUSREQUEST']._serialized_start=578
+  _globals['_STATUSREQUEST']._serialized_end=593
+  _globals['_STATUSRESPONSE']._serialized_start=596
+  _globals['_STATUSRESPONSE']._serialized_end=1008
+  _globals['_STATUSRESPONSE_RECONFIGURATIONSENTRY']._serialized_start=924
+  _globals['_STATUSRESPONSE_RECONFIGURATIONSENTRY']._serialized_end=979
+  _globals['_HISTORYREQUEST']._serialized_start=1010
+  _globals['_HISTORYREQUEST']._serialized_end=1060
+  _globals['_HISTORYRESPONSE']._serialized_start=1062
+  _globals['_HISTORYRESPONSE']._serialized_end=1122
+  _globals['_ENSUREROUTEREQUEST']._serialized_start=1124
+  _globals['_ENSUREROUTEREQUEST']._serialized_end=1199
+  _globals['_ENSUREROUTERESPONSE']._serialized_start=1201
+  _globals['_ENSUREROUTERESPONSE']._serialized_end=1259
+  _globals['_ORCHESTRATOR']._serialized_start=1656
+  _globals['_ORCHESTRATOR']._serialized_end=1895
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,10 @@
+import datetime
+
 from edgesplit.v1 import common_pb2 as _common_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -7,8 +12,49 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Trigger(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRIGGER_UNSPECIFIED: _ClassVar[Trigger]
+    TRIGGER_LATENCY: _ClassVar[Trigger]
+    TRIGGER_UTILIZATION: _ClassVar[Trigger]
+    TRIGGER_BANDWIDTH: _ClassVar[Trigger]
+    TRIGGER_PRIVACY: _ClassVar[Trigger]
+    TRIGGER_FAILOVER: _ClassVar[Trigger]
+
+class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACTION_UNSPECIFIED: _ClassVar[Action]
+    ACTION_KEEP: _ClassVar[Action]
+    ACTION_MIGRATE: _ClassVar[Action]
+    ACTION_RESPLIT: _ClassVar[Action]
+
+class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTCOME_UNSPECIFIED: _ClassVar[Outcome]
+    OUTCOME_COMMITTED: _ClassVar[Outcome]
+    OUTCOME_ABORTED: _ClassVar[Outcome]
+    OUTCOME_FAILED: _ClassVar[Outcome]
+    OUTCOME_INFEASIBLE: _ClassVar[Outcome]
+    OUTCOME_REJECTED_MARGIN: _ClassVar[Outcome]
+TRIGGER_UNSPECIFIED: Trigger
+TRIGGER_LATENCY: Trigger
+TRIGGER_UTILIZATION: Trigger
+TRIGGER_BANDWIDTH: Trigger
+TRIGGER_PRIVACY: Trigger
+TRIGGER_FAILOVER: Trigger
+ACTION_UNSPECIFIED: Action
+ACTION_KEEP: Action
+ACTION_MIGRATE: Action
+ACTION_RESPLIT: Action
+OUTCOME_UNSPECIFIED: Outcome
+OUTCOME_COMMITTED: Outcome
+OUTCOME_ABORTED: Outcome
+OUTCOME_FAILED: Outcome
+OUTCOME_INFEASIBLE: Outcome
+OUTCOME_REJECTED_MARGIN: Outcome
+
 class Decision(_message.Message):
-    __slots__ = ("id", "at", "triggers", "action", "old_cost", "new_cost", "outcome", "trigger_to_commit_s", "old_epoch", "new_epoch", "detail")
+    __slots__ = ("id", "at", "triggers", "action", "old_cost", "new_cost", "outcome", "trigger_to_commit", "old_epoch", "new_epoch", "detail")
     ID_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     TRIGGERS_FIELD_NUMBER: _ClassVar[int]
@@ -16,29 +62,29 @@ class Decision(_message.Message):
     OLD_COST_FIELD_NUMBER: _ClassVar[int]
     NEW_COST_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
-    TRIGGER_TO_COMMIT_S_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_TO_COMMIT_FIELD_NUMBER: _ClassVar[int]
     OLD_EPOCH_FIELD_NUMBER: _ClassVar[int]
     NEW_EPOCH_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     id: int
-    at: float
-    triggers: _containers.RepeatedScalarFieldContainer[str]
-    action: str
+    at: _timestamp_pb2.Timestamp
+    triggers: _containers.RepeatedScalarFieldContainer[Trigger]
+    action: Action
     old_cost: _common_pb2.CostBreakdown
     new_cost: _common_pb2.CostBreakdown
-    outcome: str
-    trigger_to_commit_s: float
+    outcome: Outcome
+    trigger_to_commit: _duration_pb2.Duration
     old_epoch: int
     new_epoch: int
     detail: str
-    def __init__(self, id: _Optional[int] = ..., at: _Optional[float] = ..., triggers: _Optional[_Iterable[str]] = ..., action: _Optional[str] = ..., old_cost: _Optional[_Union[_common_pb2.CostBreakdown, _Mapping]] = ..., new_cost: _Optional[_Union[_common_pb2.CostBreakdown, _Mapping]] = ..., outcome: _Optional[str] = ..., trigger_to_commit_s: _Optional[float] = ..., old_epoch: _Optional[int] = ..., new_epoch: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., triggers: _Optional[_Iterable[_Union[Trigger, str]]] = ..., action: _Optional[_Union[Action, str]] = ..., old_cost: _Optional[_Union[_common_pb2.CostBreakdown, _Mapping]] = ..., new_cost: _Optional[_Union[_common_pb2.CostBreakdown, _Mapping]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., trigger_to_commit: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., old_epoch: _Optional[int] = ..., new_epoch: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("plan", "cost", "last_reconfigured_at", "cooldown_left_s", "last_decision", "reconfigurations")
+    __slots__ = ("plan", "cost", "last_reconfigured_at", "cooldown_left", "last_decision", "reconfigurations")
     class ReconfigurationsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -49,16 +95,16 @@ class StatusResponse(_message.Message):
     PLAN_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
     LAST_RECONFIGURED_AT_FIELD_NUMBER: _ClassVar[int]
-    COOLDOWN_LEFT_S_FIELD_NUMBER: _ClassVar[int]
+    COOLDOWN_LEFT_FIELD_NUMBER: _ClassVar[int]
     LAST_DECISION_FIELD_NUMBER: _ClassVar[int]
     RECONFIGURATIONS_FIELD_NUMBER: _ClassVar[int]
     plan: _common_pb2.Plan
     cost: _common_pb2.CostBreakdown
-    last_reconfigured_at: float
-    cooldown_left_s: float
+    last_reconfigured_at: _timestamp_pb2.Timestamp
+    cooldown_left: _duration_pb2.Duration
     last_decision: Decision
     reconfigurations: _containers.ScalarMap[str, int]
-    def __init__(self, plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., cost: _Optional[_Union[_common_pb2.CostBreakdown, _Mapping]] = ..., last_reconfigured_at: _Optional[float] = ..., cooldown_left_s: _Optional[float] = ..., last_decision: _Optional[_Union[Decision, _Mapping]] = ..., reconfigurations: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    def __init__(self, plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., cost: _Optional[_Union[_common_pb2.CostBreakdown, _Mapping]] = ..., last_reconfigured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cooldown_left: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., last_decision: _Optional[_Union[Decision, _Mapping]] = ..., reconfigurations: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class HistoryRequest(_message.Message):
     __slots__ = ("limit", "before_id")

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from edgesplit.core.control import (
-    Change,
     ControlConfig,
+    Decision,
     Observation,
-    Outcome,
     PlanAnswer,
     PlanRequest,
     observation,
@@ -21,6 +20,7 @@ from edgesplit.core.control import (
 from edgesplit.core.types import CostBreakdown, NodeId, Plan
 from edgesplit.rpc import convert as cv
 from edgesplit.rpc.convert_monitor import cluster_from_state_proto, environment_from_proto
+from edgesplit.rpc.convert_orchestrator import decision_to_proto
 from edgesplit.v1 import broadcaster_pb2 as bc
 from edgesplit.v1 import monitor_pb2
 from edgesplit.v1 import orchestrator_pb2 as pb
@@ -58,23 +58,9 @@ def apply_request(plan: Plan, *, wire_dtype: str, prepare_timeout_s: float) -> b
                            prepare_timeout_s=prepare_timeout_s)
 
 
-def decision_to_proto(*, at: float, triggers: Iterable[str], change: Change, outcome: Outcome,
-                      old_cost: CostBreakdown | None, new_cost: CostBreakdown | None,
-                      old_epoch: int, new_epoch: int, detail: str,
-                      trigger_to_commit_s: float = 0.0) -> pb.Decision:
-    d = pb.Decision(at=at, triggers=list(triggers), action=change.value, outcome=outcome.value,
-                    trigger_to_commit_s=trigger_to_commit_s, old_epoch=old_epoch,
-                    new_epoch=new_epoch, detail=detail[:1000])
-    if old_cost is not None:
-        d.old_cost.CopyFrom(cv.cost_to_proto(old_cost))
-    if new_cost is not None:
-        d.new_cost.CopyFrom(cv.cost_to_proto(new_cost))
-    return d
-
-
 def status_to_proto(plan: Plan | None, cost: CostBreakdown | None,
                     reconfigurations: dict[str, int], last_reconfigured_at: float | None,
-                    cooldown_left_s: float, last_decision: pb.Decision | None
+                    cooldown_left_s: float, last_decision: Decision | None
                     ) -> pb.StatusResponse:
     s = pb.StatusResponse(reconfigurations=reconfigurations)
     if plan is not None:
@@ -82,10 +68,10 @@ def status_to_proto(plan: Plan | None, cost: CostBreakdown | None,
     if cost is not None:
         s.cost.CopyFrom(cv.cost_to_proto(cost))
     if last_reconfigured_at is not None:
-        s.last_reconfigured_at = last_reconfigured_at
-        s.cooldown_left_s = cooldown_left_s
+        s.last_reconfigured_at.CopyFrom(cv.timestamp(last_reconfigured_at))
+        s.cooldown_left.CopyFrom(cv.duration(cooldown_left_s))
     if last_decision is not None:
-        s.last_decision.CopyFrom(last_decision)
+        s.last_decision.CopyFrom(decision_to_proto(last_decision))
     return s
 
 

@@ -73,7 +73,7 @@ class ControlLoop:
         self.reconfigurations = resumed.reconfigurations
         self.history = ctl.ControlHistory(last_reconfigured_at=resumed.last_reconfigured_at,
                                           last_epoch=resumed.last_epoch)
-        self.last_decision: pb.Decision | None = None
+        self.last_decision: ctl.Decision | None = None
         self._lock = asyncio.Lock()  # one rollout at a time
         transport = transport or Transport(TransportSettings.of(config))
         self._channels = [transport.aio_channel(a) for a in (config.monitor, config.split_reviser,
@@ -130,11 +130,11 @@ class ControlLoop:
         return True
 
     # ---- one interval ---------------------------------------------------------------
-    async def tick(self, now: float | None = None) -> pb.Decision | None:
+    async def tick(self, now: float | None = None) -> ctl.Decision | None:
         async with self._lock:
             return await self._tick(time.time() if now is None else now)
 
-    async def _tick(self, now: float) -> pb.Decision | None:
+    async def _tick(self, now: float) -> ctl.Decision | None:
         started = time.perf_counter()
         if now < self.history.retry_at:
             return None  # not even E(t): nothing would be rolled out anyway
@@ -150,7 +150,7 @@ class ControlLoop:
         return await self.carry_out(action, obs, now, started)
 
     async def carry_out(self, action: ctl.Keep | ctl.Reconfigure | ctl.Refuse,
-                        obs: ctl.Observation, now: float, started: float) -> pb.Decision:
+                        obs: ctl.Observation, now: float, started: float) -> ctl.Decision:
         if isinstance(action, ctl.Refuse):
             raise Precondition(action.reason, field="privacy", error_reason=PRIVACY_UNSATISFIABLE)
         if isinstance(action, ctl.Keep):
@@ -162,7 +162,7 @@ class ControlLoop:
         return await self._rollout(action, obs, now, started)
 
     async def _rollout(self, a: ctl.Reconfigure, obs: ctl.Observation, now: float,
-                       started: float) -> pb.Decision:
+                       started: float) -> ctl.Decision:
         old_epoch = self.plan.epoch if self.plan else 0
         c = self.config
         self.store.spend_epoch(a.plan.epoch)
@@ -189,7 +189,7 @@ class ControlLoop:
         return self._finish(a, ctl.Outcome.COMMITTED, now, old_epoch, "", elapsed)
 
     def _finish(self, a: ctl.Reconfigure, outcome: ctl.Outcome, now: float, old_epoch: int,
-                detail: str, elapsed: float = 0.0) -> pb.Decision:
+                detail: str, elapsed: float = 0.0) -> ctl.Decision:
         self.history = ctl.after(self.history, a, outcome, now, self.control)
         new_epoch = a.plan.epoch if outcome is ctl.Outcome.COMMITTED else old_epoch
         return self._record(now, a.triggers, a.change, outcome, a.old_cost, a.cost, old_epoch,
@@ -198,17 +198,17 @@ class ControlLoop:
     def _record(self, now: float, fired: tuple[str, ...], change: ctl.Change,
                 outcome: ctl.Outcome, old: CostBreakdown | None, new: CostBreakdown | None,
                 old_epoch: int, new_epoch: int, detail: str, elapsed: float = 0.0
-                ) -> pb.Decision:
+                ) -> ctl.Decision:
         last = self.last_decision
         if outcome is not ctl.Outcome.COMMITTED and last is not None \
-                and last.outcome == outcome.value and tuple(last.triggers) == fired \
-                and last.action == change.value:
+                and last.outcome is outcome and last.triggers == fired \
+                and last.change is change:
             DECISIONS.labels(outcome.value).inc()  # the same verdict again: count, don't store
             return last
-        d = oc.decision_to_proto(at=now, triggers=fired, change=change, outcome=outcome,
-                                 old_cost=old, new_cost=new, old_epoch=old_epoch,
-                                 new_epoch=new_epoch, detail=detail, trigger_to_commit_s=elapsed)
-        d.id = self.store.record(d)
+        d = ctl.Decision(at=now, triggers=fired, change=change, outcome=outcome,
+                         old_cost=old, new_cost=new, old_epoch=old_epoch,
+                         new_epoch=new_epoch, detail=detail[:1000], trigger_to_commit_s=elapsed)
+        d = replace(d, id=self.store.record(d))
         self.last_decision = d
         DECISIONS.labels(outcome.value).inc()
         log.info("decision %d: triggers=%s action=%s outcome=%s epoch %d->%d %s", d.id,
@@ -228,8 +228,8 @@ class ControlLoop:
                 assert self.plan is not None
                 return self.plan.epoch, False
             d = await self.carry_out(action, obs, now, time.perf_counter())
-            if d.outcome != ctl.Outcome.COMMITTED.value:
-                raise Unavailable(f"private route rollout {d.outcome}: {d.detail}")
+            if d.outcome is not ctl.Outcome.COMMITTED:
+                raise Unavailable(f"private route rollout {d.outcome.value}: {d.detail}")
             return d.new_epoch, True
 
     async def run(self) -> None:

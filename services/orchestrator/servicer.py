@@ -7,6 +7,7 @@ from typing import Any
 
 from edgesplit.core.types import Privacy
 from edgesplit.rpc.convert import PRIVACY
+from edgesplit.rpc.convert_orchestrator import decision_to_proto
 from edgesplit.rpc.errors import InvalidRequest, maps_errors
 from edgesplit.v1 import orchestrator_pb2 as pb
 from edgesplit.v1 import orchestrator_pb2_grpc as pb_grpc
@@ -26,7 +27,8 @@ class OrchestratorServicer(pb_grpc.OrchestratorServicer):
         limit = request.limit or 50
         if limit > 1000:
             raise InvalidRequest("limit: at most 1000", field="limit")
-        return pb.HistoryResponse(decisions=self.loop.store.history(limit, request.before_id))
+        return pb.HistoryResponse(decisions=[
+            decision_to_proto(d) for d in self.loop.store.history(limit, request.before_id)])
 
     @maps_errors
     async def EnsureRoute(self, request: pb.EnsureRouteRequest,

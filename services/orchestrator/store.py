@@ -9,10 +9,10 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgesplit.core.types import Plan
+from edgesplit.core.control import Change, Decision, Outcome
+from edgesplit.core.types import CostBreakdown, Plan
 from edgesplit.rpc import convert as cv
 from edgesplit.v1 import common_pb2
-from edgesplit.v1 import orchestrator_pb2 as pb
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -57,15 +57,15 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
-    def record(self, d: pb.Decision) -> int:
+    def record(self, d: Decision) -> int:
+        """Store ``d`` (its enums by value, its costs as CostBreakdown messages)."""
         with self._lock:
             cur = self._db.execute(
                 "INSERT INTO decisions (at, triggers, action, old_cost, new_cost, outcome, "
                 "trigger_to_commit_s, old_epoch, new_epoch, detail) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (d.at, json.dumps(list(d.triggers)), d.action,
-                 d.old_cost.SerializeToString() if d.HasField("old_cost") else None,
-                 d.new_cost.SerializeToString() if d.HasField("new_cost") else None,
-                 d.outcome, d.trigger_to_commit_s, d.old_epoch, d.new_epoch, d.detail))
+                (d.at, json.dumps(list(d.triggers)), d.change.value, _cost_blob(d.old_cost),
+                 _cost_blob(d.new_cost), d.outcome.value, d.trigger_to_commit_s, d.old_epoch,
+                 d.new_epoch, d.detail))
             return int(cur.lastrowid or 0)
 
     def save_plan(self, plan: Plan, reconfigured_at: float | None) -> None:
@@ -103,21 +103,23 @@ class Store:
         tried = max(json.loads(rows.get("last_epoch", b"0")), plan.epoch if plan else 0)
         return Resumed(plan, at, counts, tried)
 
-    def history(self, limit: int, before_id: int = 0) -> list[pb.Decision]:
+    def history(self, limit: int, before_id: int = 0) -> list[Decision]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, at, triggers, action, old_cost, new_cost, outcome, "
                 "trigger_to_commit_s, old_epoch, new_epoch, detail FROM decisions "
                 "WHERE (? = 0 OR id < ?) ORDER BY id DESC LIMIT ?",
                 (before_id, before_id, limit)).fetchall()
-        out = []
-        for (id_, at, triggers, action, old, new, outcome, t2c, oe, ne, detail) in rows:
-            d = pb.Decision(id=id_, at=at, triggers=json.loads(triggers), action=action,
-                            outcome=outcome, trigger_to_commit_s=t2c, old_epoch=oe,
-                            new_epoch=ne, detail=detail)
-            if old:
-                d.old_cost.ParseFromString(old)
-            if new:
-                d.new_cost.ParseFromString(new)
-            out.append(d)
-        return out
+        return [Decision(at=at, triggers=tuple(json.loads(triggers)), change=Change(action),
+                         outcome=Outcome(outcome), old_epoch=oe, new_epoch=ne, detail=detail,
+                         trigger_to_commit_s=t2c, old_cost=_cost(old), new_cost=_cost(new),
+                         id=id_)
+                for (id_, at, triggers, action, old, new, outcome, t2c, oe, ne, detail) in rows]
+
+
+def _cost_blob(c: CostBreakdown | None) -> bytes | None:
+    return None if c is None else cv.cost_to_proto(c).SerializeToString()
+
+
+def _cost(blob: bytes | None) -> CostBreakdown | None:
+    return cv.cost_from_proto(common_pb2.CostBreakdown.FromString(blob)) if blob else None

@@ -18,7 +18,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from edgesplit.core.control import Decision, Outcome
 from edgesplit.procs import start_service
+from edgesplit.rpc.convert_orchestrator import decision_from_proto
 from edgesplit.scenario.runner import Run, default_show
 from edgesplit.scenario.spec import parse_scenario
 from edgesplit.testbed import TRANSPORT, generate
@@ -62,10 +64,11 @@ def _status(run: Run) -> opb.StatusResponse:
         return orchestrator_pb2_grpc.OrchestratorStub(ch).Status(opb.StatusRequest(), timeout=10)
 
 
-def _history(run: Run) -> list[opb.Decision]:
+def _history(run: Run) -> list[Decision]:
     with TRANSPORT.sync_channel(run.addr["orchestrator"]) as ch:
         stub = orchestrator_pb2_grpc.OrchestratorStub(ch)
-        return list(stub.History(opb.HistoryRequest(limit=500), timeout=10).decisions)
+        reply = stub.History(opb.HistoryRequest(limit=500), timeout=10)
+    return [decision_from_proto(d) for d in reply.decisions]
 
 
 def _entry(run: Run) -> str:
@@ -113,7 +116,7 @@ def test_2_bandwidth_drop_reconfigures_without_failures(stack: Run) -> None:
             except grpc.RpcError as exc:
                 errors.append(f"{exc.code().name}: {exc.details()}")
 
-    async def scenario() -> opb.Decision:
+    async def scenario() -> Decision:
         task = asyncio.create_task(load())
         await asyncio.sleep(2.0)
         # Degrade the link from the entry to the route's second node below the
@@ -124,7 +127,7 @@ def test_2_bandwidth_drop_reconfigures_without_failures(stack: Run) -> None:
         while time.monotonic() < deadline and found is None:
             await asyncio.sleep(INTERVAL_S)
             found = next((d for d in _history(stack) if "bandwidth" in d.triggers
-                          and d.outcome == "committed"), None)
+                          and d.outcome is Outcome.COMMITTED), None)
         await asyncio.sleep(2.0)  # requests straddle the switch
         done.set()
         await task
@@ -160,7 +163,7 @@ def test_3_killed_node_mid_generation_completes_identically(stack: Run) -> None:
     assert got == expected
     assert victim not in _route_nodes(stack)
     failover = [d for d in _history(stack) if "failover" in d.triggers]
-    assert failover and failover[0].outcome == "committed"
+    assert failover and failover[0].outcome is Outcome.COMMITTED
 
 
 def test_4_status_cli_shows_orchestrator_and_monitor(stack: Run) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from edgesplit.core.control import ControlHistory
+from edgesplit.core.control import ControlHistory, Outcome
 from edgesplit.core.inventory import NodeInventory
 from edgesplit.core.monitor import MonitorConfig as ReducerConfig
 from edgesplit.core.types import (
@@ -141,7 +141,7 @@ async def test_a_degraded_link_reconfigures_with_plans_as_core_values(
     loop = stack.loop
     await stack.report()
     first = await loop.tick()
-    assert first is not None and first.outcome == "committed", first
+    assert first is not None and first.outcome is Outcome.COMMITTED, first
     assert isinstance(loop.plan, Plan) and isinstance(loop.cost, CostBreakdown)
     assert isinstance(loop.history, ControlHistory)
     before = loop.plan
@@ -159,7 +159,7 @@ async def test_a_degraded_link_reconfigures_with_plans_as_core_values(
     spy.calls.clear()
     revises, applies = count_calls(loop)
     d = await loop.tick(now=time.time() + loop.config.cooldown_s + 1)
-    assert d is not None and d.outcome == "committed" and "bandwidth" in d.triggers, d
+    assert d is not None and d.outcome is Outcome.COMMITTED and "bandwidth" in d.triggers, d
     assert d.new_epoch == before.epoch + 1 and d.old_epoch == before.epoch
     after = loop.plan
     assert isinstance(after, Plan) and after.epoch == d.new_epoch
@@ -204,11 +204,11 @@ async def test_an_aborted_epoch_is_never_offered_again_after_a_restart(
     loop = stack.loop
     await stack.report()
     first = await loop.tick()
-    assert first is not None and first.outcome == "committed" and first.new_epoch == 1
+    assert first is not None and first.outcome is Outcome.COMMITTED and first.new_epoch == 1
     cluster.faults.fail.update(NODES)  # every node fails to load its segment: abort
     await stack.report(slow=remote_hops(loop.plan))  # type: ignore[arg-type]
     aborted = await loop.tick(now=time.time() + loop.config.cooldown_s + 1)
-    assert aborted is not None and aborted.outcome == "aborted", aborted
+    assert aborted is not None and aborted.outcome is Outcome.ABORTED, aborted
     assert loop.history.last_epoch == 2  # spent at the broadcaster and the agents
 
     await loop.close()
@@ -219,4 +219,4 @@ async def test_an_aborted_epoch_is_never_offered_again_after_a_restart(
     cluster.faults.fail.clear()
     await stack.report(slow=remote_hops(again.plan))
     d = await again.tick(now=time.time() + loop.config.cooldown_s + 1)
-    assert d is not None and d.outcome == "committed" and d.new_epoch == 3, d
+    assert d is not None and d.outcome is Outcome.COMMITTED and d.new_epoch == 3, d

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from edgesplit.cli.plots import plan_png, solve_time_png
+from edgesplit.core.control import Change, Decision, Outcome
 from edgesplit.core.route import route_from_cuts
 from edgesplit.core.types import Epoch, NodeId, Plan
 from edgesplit.rpc.convert import plan_to_proto
@@ -21,13 +21,14 @@ pytest.importorskip("matplotlib")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def decision(at: float, new: int, outcome: str = "committed", t2c: float = 0.5) -> object:
-    return SimpleNamespace(at=at, new_epoch=new, outcome=outcome, trigger_to_commit_s=t2c,
-                           triggers=["latency"])
+def decision(at: float, new: int, outcome: Outcome = Outcome.COMMITTED,
+             t2c: float = 0.5) -> Decision:
+    return Decision(at=at, triggers=("latency",), change=Change.MIGRATE, outcome=outcome,
+                    old_epoch=new - 1, new_epoch=new, trigger_to_commit_s=t2c)
 
 
 def test_epoch_spans_start_with_the_initial_plan_and_follow_commits() -> None:
-    history = [decision(995.0, 1), decision(1020.0, 2), decision(1030.0, 3, "aborted"),
+    history = [decision(995.0, 1), decision(1020.0, 2), decision(1030.0, 3, Outcome.ABORTED),
                decision(1050.0, 3)]
     assert epoch_spans(history, started_at=1000.0, end_s=60.0) == [
         (0.0, 20.5, 1), (20.5, 50.5, 2), (50.5, 60.0, 3)]

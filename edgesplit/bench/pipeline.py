@@ -54,12 +54,13 @@ def _monolithic(model: Any, ids: list[int], new: int, device: str) -> tuple[floa
 
 
 def _split(address: str, ids: list[int], new: int) -> tuple[float, list[int], list[float]]:
+    from edgesplit.rpc.convert import seconds
     from edgesplit.testbed import generate
 
     start = time.perf_counter()
     replies = generate(address, token_ids=ids, max_new_tokens=new, timeout_s=600)
     elapsed = time.perf_counter() - start
-    return elapsed, [r.token_id for r in replies], [r.step_latency_s for r in replies[1:]]
+    return elapsed, [r.token_id for r in replies], [seconds(r.step_latency) for r in replies[1:]]
 
 
 def decode_frame_bytes(hidden: int, wire_dtype: str) -> int:

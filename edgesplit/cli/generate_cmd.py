@@ -72,6 +72,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"\nerror: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1
     if last is not None:
-        print(f"\n[{last.index + 1} tokens, finish={last.finish_reason}, epoch {last.epoch}]",
+        finish = inference_pb2.FinishReason.Name(last.finish_reason).removeprefix(
+            "FINISH_REASON_").lower()
+        print(f"\n[{last.index + 1} tokens, finish={finish}, epoch {last.epoch}]",
               file=sys.stderr)
     return 0

@@ -23,6 +23,7 @@ import grpc
 from edgesplit.core.control import Decision, Outcome
 from edgesplit.model.profile import profile_json
 from edgesplit.procs import start_service
+from edgesplit.rpc.convert import seconds
 from edgesplit.rpc.convert_orchestrator import decision_from_proto
 from edgesplit.scenario.spec import BASE_FLOPS, Event, Scenario
 from edgesplit.testbed import TRANSPORT, Testbed, ensure_model, node_agreement_key
@@ -296,8 +297,8 @@ class Run:
         rec = RequestRecord(self._now(), False, high)
         try:
             async for r in self._stub().Generate(req, timeout=120):
-                (rec.steps_s.append(r.step_latency_s) if r.index else
-                 setattr(rec, "ttft_s", r.step_latency_s))
+                (rec.steps_s.append(seconds(r.step_latency)) if r.index else
+                 setattr(rec, "ttft_s", seconds(r.step_latency)))
                 rec.epochs.add(r.epoch)
             rec.ok = True
         except grpc.aio.AioRpcError as exc:

@@ -23,23 +23,26 @@ _sym_db = _symbol_database.Default()
 
 
 from edgesplit.v1 import common_pb2 as edgesplit_dot_v1_dot_common__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65\x64gesplit/v1/inference.proto\x12\x0c\x65\x64gesplit.v1\x1a\x19\x65\x64gesplit/v1/common.proto\"B\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x01\x12\r\n\x05top_p\x18\x02 \x01(\x01\x12\x0c\n\x04seed\x18\x03 \x01(\x04\"\x17\n\x08TokenIds\x12\x0b\n\x03ids\x18\x01 \x03(\r\"\x87\x02\n\x0fGenerateRequest\x12\x10\n\x06prompt\x18\x01 \x01(\tH\x00\x12+\n\ttoken_ids\x18\x08 \x01(\x0b\x32\x16.edgesplit.v1.TokenIdsH\x00\x12\x16\n\x0emax_new_tokens\x18\x03 \x01(\r\x12.\n\x08sampling\x18\x04 \x01(\x0b\x32\x1c.edgesplit.v1.SamplingParams\x12\x16\n\x0estop_token_ids\x18\x05 \x03(\r\x12&\n\x07privacy\x18\x06 \x01(\x0e\x32\x15.edgesplit.v1.Privacy\x12\x12\n\nrequest_id\x18\x07 \x01(\tB\x07\n\x05inputJ\x04\x08\x02\x10\x03R\nprompt_ids\"\x93\x01\n\x10GenerateResponse\x12\x10\n\x08token_id\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\r\x12\x15\n\rfinish_reason\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\x12\x16\n\x0estep_latency_s\x18\x06 \x01(\x01\x12\x12\n\nrequest_id\x18\x07 \x01(\t2X\n\tInference\x12K\n\x08Generate\x12\x1d.edgesplit.v1.GenerateRequest\x1a\x1e.edgesplit.v1.GenerateResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65\x64gesplit/v1/inference.proto\x12\x0c\x65\x64gesplit.v1\x1a\x19\x65\x64gesplit/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\"B\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x01\x12\r\n\x05top_p\x18\x02 \x01(\x01\x12\x0c\n\x04seed\x18\x03 \x01(\x04\"\x17\n\x08TokenIds\x12\x0b\n\x03ids\x18\x01 \x03(\r\"\x87\x02\n\x0fGenerateRequest\x12\x10\n\x06prompt\x18\x01 \x01(\tH\x00\x12+\n\ttoken_ids\x18\x08 \x01(\x0b\x32\x16.edgesplit.v1.TokenIdsH\x00\x12\x16\n\x0emax_new_tokens\x18\x03 \x01(\r\x12.\n\x08sampling\x18\x04 \x01(\x0b\x32\x1c.edgesplit.v1.SamplingParams\x12\x16\n\x0estop_token_ids\x18\x05 \x03(\r\x12&\n\x07privacy\x18\x06 \x01(\x0e\x32\x15.edgesplit.v1.Privacy\x12\x12\n\nrequest_id\x18\x07 \x01(\tB\x07\n\x05inputJ\x04\x08\x02\x10\x03R\nprompt_ids\"\xe4\x01\n\x10GenerateResponse\x12\x10\n\x08token_id\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\r\x12\x31\n\rfinish_reason\x18\x08 \x01(\x0e\x32\x1a.edgesplit.v1.FinishReason\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\x12/\n\x0cstep_latency\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x07 \x01(\tJ\x04\x08\x04\x10\x05J\x04\x08\x06\x10\x07R\x0estep_latency_s*v\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x01\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x02\x12\x15\n\x11\x46INISH_REASON_EOS\x10\x03\x32X\n\tInference\x12K\n\x08Generate\x12\x1d.edgesplit.v1.GenerateRequest\x1a\x1e.edgesplit.v1.GenerateResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgesplit.v1.inference_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SAMPLINGPARAMS']._serialized_start=73
-  _globals['_SAMPLINGPARAMS']._serialized_end=139
-  _globals['_TOKENIDS']._serialized_start=141
-  _globals['_TOKENIDS']._serialized_end=164
-  _globals['_GENERATEREQUEST']._serialized_start=167
-  _globals['_GENERATEREQUEST']._serialized_end=430
-  _globals['_GENERATERESPONSE']._serialized_start=433
-  _globals['_GENERATERESPONSE']._serialized_end=580
-  _globals['_INFERENCE']._serialized_start=582
-  _globals['_INFERENCE']._serialized_end=670
+  _globals['_FINISHREASON']._serialized_start=695
+  _globals['_FINISHREASON']._serialized_end=813
+  _globals['_SAMPLINGPARAMS']._serialized_start=105
+  _globals['_SAMPLINGPARAMS']._serialized_end=171
+  _globals['_TOKENIDS']._serialized_start=173
+  _globals['_TOKENIDS']._serialized_end=196
+  _globals['_GENERATEREQUEST']._serialized_start=199
+  _globals['_GENERATEREQUEST']._serialized_end=462
+  _globals['_GENERATERESPONSE']._serialized_start=465
+  _globals['_GENERATERESPONSE']._serialized_end=693
+  _globals['_INFERENCE']._serialized_start=815
+  _globals['_INFERENCE']._serialized_end=903
 # @@protoc_insertion_point(module_scope)

@@ -28,7 +28,8 @@ from services.gateway.entries import Entry, EntryPool
 from services.gateway.errors import FAILOVER, APIError, from_grpc
 
 log = logging.getLogger(__name__)
-FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
+FINISH = {inference_pb2.FINISH_REASON_EOS: "stop", inference_pb2.FINISH_REASON_STOP: "stop",
+          inference_pb2.FINISH_REASON_LENGTH: "length"}  # ours -> OpenAI's
 
 _PRIVACY = {None: common_pb2.PRIVACY_UNSPECIFIED, "low": common_pb2.PRIVACY_LOW,
             "high": common_pb2.PRIVACY_HIGH}

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from edgesplit.core.types import Privacy
 from edgesplit.model.base import SamplingParams
 from edgesplit.rpc.authz import Role, caller
-from edgesplit.rpc.convert import PRIVACY
+from edgesplit.rpc.convert import PRIVACY, duration
 from edgesplit.rpc.errors import InvalidRequest, TooLarge, maps_errors
 from edgesplit.v1 import inference_pb2, inference_pb2_grpc
 from services.node_agent import metrics as m
@@ -200,12 +200,14 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                 (m.TTFT if index == 0 else m.STEP).observe(elapsed)
                 latencies.append(elapsed)
                 m.TOKENS.inc()
-                finish = ("eos" if token in eos else "stop" if token in stops else
-                          "length" if index + 1 >= max_new else "")
+                finish = (inference_pb2.FINISH_REASON_EOS if token in eos else
+                          inference_pb2.FINISH_REASON_STOP if token in stops else
+                          inference_pb2.FINISH_REASON_LENGTH if index + 1 >= max_new else
+                          inference_pb2.FINISH_REASON_UNSPECIFIED)
                 yield inference_pb2.GenerateResponse(
                     token_id=token, text=detok.next(history, prompt_len + index + 1),
                     index=index,
-                    finish_reason=finish, epoch=epoch, step_latency_s=elapsed,
+                    finish_reason=finish, epoch=epoch, step_latency=duration(elapsed),
                     request_id=rid)
             ok = True
         except Exception:

@@ -95,7 +95,8 @@ async def test_seeded_sampling_is_reproducible_and_stop_tokens_stop(cluster: Clu
                                         stop_token_ids=[stop_at])
     replies = [r async for r in cluster.inference().Generate(req, timeout=60)]
     assert [r.token_id for r in replies] == greedy[:greedy.index(stop_at) + 1]
-    assert replies[-1].finish_reason == "stop"
+    assert replies[-1].finish_reason == inference_pb2.FINISH_REASON_STOP
+    assert not any(r.finish_reason for r in replies[:-1])
 
 
 def _leaky_plan(cluster: Cluster) -> Plan:

@@ -52,7 +52,11 @@ def _opt(x: float) -> float | None:
 def monitor_data(msg: Any) -> Data:
     """An ``EnvironmentState`` message as plain data (None where nothing was measured)."""
     from edgesplit.core.types import Part
-    from edgesplit.rpc.convert import layer_ref_from_proto
+    from edgesplit.rpc.convert import layer_ref_from_proto, seconds, unix_seconds
+    from edgesplit.v1 import common_pb2, monitor_pb2
+
+    def secs(m: Any, name: str) -> float | None:  # an absent time: not measured
+        return seconds(getattr(m, name)) if m.HasField(name) else None
 
     nodes = []
     for v in msg.nodes:
@@ -65,9 +69,10 @@ def monitor_data(msg: Any) -> Data:
                   for k, t in keyed]
         heard = v.reports > 0
         nodes.append({
-            "node": s.node_id, "alive": s.alive, "trust": "trusted" if s.trust else "untrusted",
+            "node": s.node_id, "alive": s.alive,
+            "trust": "trusted" if s.trust == common_pb2.TRUST_TRUSTED else "untrusted",
             "address": s.address, "reports": v.reports,
-            "last_seen_age_s": v.last_seen_age_s if heard else None,
+            "last_seen_age_s": secs(v, "last_seen_age") if heard else None,
             "cpu_utilization": v.cpu_utilization if heard else None,
             "gpu_utilization": v.gpu_utilization if v.has_gpu else None,
             "memory_used_bytes": v.memory_used_bytes if heard else None,
@@ -78,13 +83,16 @@ def monitor_data(msg: Any) -> Data:
             "decode_s_per_token": _opt(sum(t.decode_s_per_token for t in v.layers)),
             "layers": layers,
         })
-    links = [{"src": lk.src, "dst": lk.dst, "rtt_s": _opt(lk.rtt_s),
-              "bandwidth_bps": _opt(lk.bandwidth_bps), "source": lk.source, "age_s": lk.age_s,
-              "samples": lk.samples} for lk in msg.link_views]
+    links = [{"src": lk.src, "dst": lk.dst, "rtt_s": secs(lk, "rtt"),
+              "bandwidth_bps": _opt(lk.bandwidth_bps),
+              "source": monitor_pb2.LinkSource.Name(lk.source).removeprefix(
+                  "LINK_SOURCE_").lower(),
+              "age_s": seconds(lk.age), "samples": lk.samples} for lk in msg.link_views]
     return {
-        "at": msg.at, "version": msg.version, "report_interval_s": msg.report_interval_s,
-        "dead_after_s": msg.dead_after_s, "latency_ewma_s": _opt(msg.latency_ewma_s),
-        "ttft_ewma_s": _opt(msg.ttft_ewma_s),
+        "at": unix_seconds(msg.at), "version": msg.version,
+        "report_interval_s": seconds(msg.report_interval),
+        "dead_after_s": seconds(msg.dead_after), "latency_ewma_s": secs(msg, "latency_ewma"),
+        "ttft_ewma_s": secs(msg, "ttft_ewma"),
         "sla_hit_rate": msg.sla_hit_rate if msg.window_requests else None,
         "window_requests": msg.window_requests, "requests_total": msg.requests_total,
         "reports": {"accepted": msg.reports_accepted, "stale": msg.reports_stale,

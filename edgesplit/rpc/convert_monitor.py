@@ -1,12 +1,13 @@
 """Monitor messages <-> core values (docs/architecture.md §10.4): node reports one way,
 E(t) both ways.
 
-Proto3 scalars have no "unset", so the convention is spelt out per field in
-``monitor.proto``: a time or rate of 0 means "not measured". Core values use
-``None`` for that; the functions here translate between the two.
+Times are ``Timestamp`` / ``Duration`` on the wire and float seconds in the
+core. "Not measured" is an absent time (a Duration is a message, so it has
+presence) or a rate of 0, as ``monitor.proto`` says per field; core values use
+``None`` for it; the functions here translate between the two.
 
 Clocks: the monitor's core runs on its own monotonic clock; a state message
-carries wall time (``at``) and *ages* (seconds since), never monotonic
+carries wall time (``at``) and *ages* (time since), never monotonic
 instants, so a reader on another machine can rebuild instants as ``at - age``.
 """
 
@@ -15,6 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
 
 from edgesplit.core.environment import EnvironmentState, LayerTimes, LinkEnv, NodeEnv
 from edgesplit.core.inventory import NodeInventory
@@ -37,16 +41,21 @@ from edgesplit.core.types import (
 )
 from edgesplit.rpc.convert import (
     ConversionError,
+    EnumCodec,
+    duration,
     layer_ref_from_proto,
     layer_ref_to_proto,
     link_to_proto,
     node_from_proto,
     node_to_proto,
     profile_to_proto,
+    seconds,
+    timestamp,
+    unix_seconds,
 )
 from edgesplit.v1 import monitor_pb2 as mpb
 
-_SOURCES: dict[str, LinkSource] = {s.value: s for s in LinkSource}
+SOURCES = EnumCodec(LinkSource, mpb.LinkSource, "LINK_SOURCE_")
 
 LayerPairs = tuple[tuple[LayerKey, float], ...]
 
@@ -79,34 +88,45 @@ def timings_from_proto(items: Iterable[mpb.LayerTiming], field: str) -> tuple[La
     return tuple(sorted(prefill)), tuple(sorted(decode))
 
 
-def _source(raw: str, field: str) -> LinkSource:
-    if not raw:
-        return LinkSource.PASSIVE
-    try:
-        return _SOURCES[raw]
-    except KeyError:
-        raise ConversionError(field, f"unknown link source {raw!r}") from None
-
-
 def _opt(x: float) -> float | None:
     return x if x else None
+
+
+def _time(d: float | None) -> Duration | None:
+    """A measured time for the wire; None (not measured) stays absent."""
+    return None if d is None else duration(max(0.0, d))
+
+
+def _measured(m: Message, name: str, field: str) -> float | None:
+    return seconds(getattr(m, name), f"{field}.{name}") if m.HasField(name) else None
+
+
+def report_reason(name: str) -> mpb.ReportReason:
+    """A refusal reason (the label the metrics and E(t)'s counts use) for the wire."""
+    return mpb.ReportReason.Value(f"REPORT_REASON_{name.upper()}")
+
+
+def report_reason_name(value: int) -> str:
+    return mpb.ReportReason.Name(value).removeprefix("REPORT_REASON_").lower()
 
 
 # ---- NodeReport -------------------------------------------------------------------
 def report_to_proto(r: NodeReport, committed_epoch: int = 0) -> mpb.ReportRequest:
     res = r.resources
     msg = mpb.ReportRequest(
-        node_id=r.node_id, seq=r.seq, sent_at=r.now, incarnation=r.incarnation,
+        node_id=r.node_id, seq=r.seq, sent_at=timestamp(r.now), incarnation=r.incarnation,
         cpu_utilization=res.cpu_utilization, memory_used_bytes=res.memory_used_bytes,
         memory_total_bytes=res.memory_total_bytes, queue_depth=res.queue_depth,
-        active_sessions=res.active_sessions, compute_busy_s=r.compute_busy_s,
+        active_sessions=res.active_sessions, compute_busy=duration(r.compute_busy_s),
         committed_epoch=committed_epoch,
         layers=timings_to_proto(r.prefill_layer_s, r.decode_layer_s),
         bytes_sent=dict(r.activation_bytes),
-        requests=[mpb.RequestSample(ttft_s=q.ttft_s, step_s=q.step_latencies_s,
+        requests=[mpb.RequestSample(ttft=duration(q.ttft_s),
+                                    steps=[duration(s) for s in q.step_latencies_s],
                                     sla_met=bool(q.sla_met)) for q in r.requests],
-        links=[mpb.LinkObservation(peer=o.peer, rtt_s=o.rtt_s or 0.0,
-                                   bandwidth_bps=o.bandwidth_bps or 0.0, source=o.source.value)
+        links=[mpb.LinkObservation(peer=o.peer, rtt=_time(o.rtt_s),
+                                   bandwidth_bps=o.bandwidth_bps or 0.0,
+                                   source=SOURCES.encode(o.source))
                for o in r.links])
     if res.gpu is not None:
         msg.has_gpu = True
@@ -127,17 +147,24 @@ def report_from_proto(m: mpb.ReportRequest) -> NodeReport:
     for i, o in enumerate(m.links):
         if not o.peer:
             raise ConversionError(f"report.links[{i}].peer", "empty")
-        links.append(LinkObservation(NodeId(o.peer), _opt(o.rtt_s), _opt(o.bandwidth_bps),
-                                     _source(o.source, f"report.links[{i}].source")))
+        where = f"report.links[{i}]"
+        links.append(LinkObservation(NodeId(o.peer), _measured(o, "rtt", where),
+                                     _opt(o.bandwidth_bps),
+                                     SOURCES.decode(o.source, f"{where}.source",
+                                                    LinkSource.PASSIVE)))
     return NodeReport(
-        node_id=NodeId(m.node_id), seq=m.seq, now=m.sent_at, incarnation=m.incarnation,
+        node_id=NodeId(m.node_id), seq=m.seq, now=unix_seconds(m.sent_at),
+        incarnation=m.incarnation,
         resources=ResourceSample(m.cpu_utilization, m.memory_used_bytes, m.memory_total_bytes,
                                  gpu, m.queue_depth, m.active_sessions),
         prefill_layer_s=prefill, decode_layer_s=decode,
         activation_bytes=tuple((NodeId(k), v) for k, v in sorted(m.bytes_sent.items())),
-        compute_busy_s=m.compute_busy_s,
+        compute_busy_s=seconds(m.compute_busy, "report.compute_busy"),
         # sla_met travels as a plain bool: the agent always judges its requests.
-        requests=tuple(RequestSample(q.ttft_s, tuple(q.step_s), q.sla_met) for q in m.requests),
+        requests=tuple(RequestSample(seconds(q.ttft, f"report.requests[{i}].ttft"),
+                                     tuple(seconds(s, f"report.requests[{i}].steps")
+                                           for s in q.steps), q.sla_met)
+                       for i, q in enumerate(m.requests)),
         links=tuple(links))
 
 
@@ -153,7 +180,7 @@ def default_node_state(node_id: NodeId, memory_bytes: int = 0,
 def _node_view(env: NodeEnv, state: NodeState, now: float, epoch: int) -> mpb.NodeView:
     return mpb.NodeView(
         state=node_to_proto(state),
-        last_seen_age_s=0.0 if env.last_seen is None else max(0.0, now - env.last_seen),
+        last_seen_age=None if env.last_seen is None else duration(max(0.0, now - env.last_seen)),
         reports=env.reports, cpu_utilization=env.cpu_utilization,
         gpu_utilization=env.gpu_utilization or 0.0, has_gpu=env.gpu_utilization is not None,
         memory_used_bytes=round(env.memory_used_bytes),
@@ -167,9 +194,9 @@ def _node_view(env: NodeEnv, state: NodeState, now: float, epoch: int) -> mpb.No
 
 
 def link_view_to_proto(lk: LinkEnv, now: float) -> mpb.LinkView:
-    return mpb.LinkView(src=lk.src, dst=lk.dst, rtt_s=lk.rtt_s or 0.0,
-                        bandwidth_bps=lk.bandwidth_bps or 0.0, source=lk.source.value,
-                        age_s=max(0.0, now - lk.last_seen), samples=lk.samples)
+    return mpb.LinkView(src=lk.src, dst=lk.dst, rtt=_time(lk.rtt_s),
+                        bandwidth_bps=lk.bandwidth_bps or 0.0, source=SOURCES.encode(lk.source),
+                        age=duration(max(0.0, now - lk.last_seen)), samples=lk.samples)
 
 
 def state_to_proto(env: EnvironmentState, inventory: NodeInventory, *, version: int,
@@ -189,15 +216,15 @@ def state_to_proto(env: EnvironmentState, inventory: NodeInventory, *, version: 
         state = states.get(node_id) or default_node_state(node_id, node.memory_total_bytes)
         views.append(_node_view(node, state, env.now, epochs.get(node_id, 0)))
     msg = mpb.EnvironmentState(
-        at=wall_time, version=version, nodes=views,
+        at=timestamp(wall_time), version=version, nodes=views,
         links=[link_to_proto(lk) for lk in cluster.links],
         link_views=[link_view_to_proto(lk, env.now) for lk in env.iter_links()],
-        latency_ewma_s=env.latency_ewma_s or 0.0, ttft_ewma_s=env.ttft_ewma_s or 0.0,
+        latency_ewma=_time(env.latency_ewma_s), ttft_ewma=_time(env.ttft_ewma_s),
         sla_hit_rate=env.sla_hit_rate or 0.0, window_requests=env.sla_window_requests,
         requests_total=env.requests_total, sla_hits_total=env.sla_hits_total,
         reports_accepted=env.reports_accepted, reports_stale=env.reports_stale,
         reports_refused=dict(env.reports_refused),
-        report_interval_s=report_interval_s, dead_after_s=dead_after_s)
+        report_interval=duration(report_interval_s), dead_after=duration(dead_after_s))
     if profile is not None:
         msg.profile.CopyFrom(profile_to_proto(env.measured_profile(profile, inventory)))
     return msg
@@ -208,7 +235,8 @@ def _node_env_from_proto(v: mpb.NodeView, at: float, links: tuple[LinkEnv, ...],
     prefill, decode = timings_from_proto(v.layers, f"{field}.layers")
     return NodeEnv(
         node_id=NodeId(v.state.node_id), alive=v.state.alive,
-        last_seen=at - v.last_seen_age_s if v.reports else None, reports=v.reports,
+        last_seen=at - seconds(v.last_seen_age, f"{field}.last_seen_age") if v.reports else None,
+        reports=v.reports,
         cpu_utilization=v.cpu_utilization, memory_used_bytes=float(v.memory_used_bytes),
         memory_total_bytes=v.memory_total_bytes,
         gpu_utilization=v.gpu_utilization if v.has_gpu else None,
@@ -226,12 +254,14 @@ def _times(pairs: LayerPairs) -> LayerTimes:
 
 def environment_from_proto(m: mpb.EnvironmentState) -> EnvironmentState:
     """E(t) back from the wire, with ``now = m.at`` (wall clock) and instants ``at - age``."""
-    at = m.at
+    at = unix_seconds(m.at)
     by_src: dict[str, list[LinkEnv]] = {}
     for i, lv in enumerate(m.link_views):
+        where = f"state.link_views[{i}]"
         by_src.setdefault(lv.src, []).append(LinkEnv(
-            NodeId(lv.src), NodeId(lv.dst), _opt(lv.rtt_s), _opt(lv.bandwidth_bps),
-            _source(lv.source, f"state.link_views[{i}].source"), at - lv.age_s, lv.samples))
+            NodeId(lv.src), NodeId(lv.dst), _measured(lv, "rtt", where), _opt(lv.bandwidth_bps),
+            SOURCES.decode(lv.source, f"{where}.source", LinkSource.PASSIVE),
+            at - seconds(lv.age, f"{where}.age"), lv.samples))
     nodes: dict[NodeId, NodeEnv] = {}
     for i, v in enumerate(m.nodes):
         if not v.state.node_id:
@@ -240,8 +270,10 @@ def environment_from_proto(m: mpb.EnvironmentState) -> EnvironmentState:
             v, at, tuple(by_src.get(v.state.node_id, ())), f"state.nodes[{i}]")
     window = m.window_requests
     return EnvironmentState(
-        now=at, nodes=MappingProxyType(nodes), latency_ewma_s=_opt(m.latency_ewma_s),
-        ttft_ewma_s=_opt(m.ttft_ewma_s), sla_hit_rate=m.sla_hit_rate if window else None,
+        now=at, nodes=MappingProxyType(nodes),
+        latency_ewma_s=_measured(m, "latency_ewma", "state"),
+        ttft_ewma_s=_measured(m, "ttft_ewma", "state"),
+        sla_hit_rate=m.sla_hit_rate if window else None,
         sla_window_requests=window, requests_total=m.requests_total,
         sla_hits_total=m.sla_hits_total, reports_accepted=m.reports_accepted,
         reports_stale=m.reports_stale,

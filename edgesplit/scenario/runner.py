@@ -377,7 +377,7 @@ class Run:
             self.live.route = " ".join(
                 f"{s.node_id}[{s.start},{s.end})" for s in st.plan.routes[0].segments
             ) if st.plan.routes else ""
-            self.live.latency_ewma_s = env.latency_ewma_s
+            self.live.latency_ewma_s = seconds(env.latency_ewma)
             used = {s.node_id for r in st.plan.routes for s in r.segments}
             utils = [v.cpu_utilization for v in env.nodes if v.state.node_id in used]
             if utils:
@@ -395,7 +395,7 @@ class Run:
             polls += 1
             if sys.stderr.isatty() or polls % 5 == 1:  # a log gets a line every 5 s
                 self.show(f"  t={self._now():5.1f}s  epoch {self.live.epoch}  "
-                          f"{self.live.route}  latency EWMA {env.latency_ewma_s * 1000:6.1f} ms"
+                          f"{self.live.route}  latency EWMA {self.live.latency_ewma_s * 1000:6.1f} ms"
                           f"  SLA {hit}/{len(self.records)}", transient=True)
             await asyncio.sleep(1.0)
 

@@ -23,9 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from edgesplit.v1 import common_pb2 as edgesplit_dot_v1_dot_common__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64gesplit/v1/monitor.proto\x12\x0c\x65\x64gesplit.v1\x1a\x19\x65\x64gesplit/v1/common.proto\"\x81\x01\n\x0bLayerTiming\x12%\n\x05layer\x18\x05 \x01(\x0b\x32\x16.edgesplit.v1.LayerRef\x12\x1b\n\x13prefill_s_per_token\x18\x02 \x01(\x01\x12\x1a\n\x12\x64\x65\x63ode_s_per_token\x18\x03 \x01(\x01J\x04\x08\x01\x10\x02J\x04\x08\x04\x10\x05R\x06pseudo\"U\n\x0fLinkObservation\x12\x0c\n\x04peer\x18\x01 \x01(\t\x12\r\n\x05rtt_s\x18\x02 \x01(\x01\x12\x15\n\rbandwidth_bps\x18\x03 \x01(\x01\x12\x0e\n\x06source\x18\x04 \x01(\t\"@\n\rRequestSample\x12\x0e\n\x06ttft_s\x18\x01 \x01(\x01\x12\x0e\n\x06step_s\x18\x02 \x03(\x01\x12\x0f\n\x07sla_met\x18\x03 \x01(\x08\"\xe5\x04\n\rReportRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0f\n\x07sent_at\x18\x03 \x01(\x01\x12\x17\n\x0f\x63pu_utilization\x18\x04 \x01(\x01\x12\x19\n\x11memory_used_bytes\x18\x05 \x01(\x04\x12\x1a\n\x12memory_total_bytes\x18\x06 \x01(\x04\x12\x0f\n\x07has_gpu\x18\x07 \x01(\x08\x12\x17\n\x0fgpu_utilization\x18\x08 \x01(\x01\x12\x1d\n\x15gpu_memory_used_bytes\x18\t \x01(\x04\x12\x1e\n\x16gpu_memory_total_bytes\x18\n \x01(\x04\x12\x13\n\x0bqueue_depth\x18\x0b \x01(\r\x12\x17\n\x0f\x61\x63tive_sessions\x18\x0c \x01(\r\x12)\n\x06layers\x18\r \x03(\x0b\x32\x19.edgesplit.v1.LayerTiming\x12>\n\nbytes_sent\x18\x0e \x03(\x0b\x32*.edgesplit.v1.ReportRequest.BytesSentEntry\x12-\n\x08requests\x18\x0f \x03(\x0b\x32\x1b.edgesplit.v1.RequestSample\x12,\n\x05links\x18\x10 \x03(\x0b\x32\x1d.edgesplit.v1.LinkObservation\x12\x17\n\x0f\x63ommitted_epoch\x18\x11 \x01(\x04\x12\x13\n\x0bincarnation\x18\x12 \x01(\x04\x12\x16\n\x0e\x63ompute_busy_s\x18\x13 \x01(\x01\x1a\x30\n\x0e\x42ytesSentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xbb\x01\n\x0eReportResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x45\n\rprobe_targets\x18\x04 \x03(\x0b\x32..edgesplit.v1.ReportResponse.ProbeTargetsEntry\x1a\x33\n\x11ProbeTargetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xae\x04\n\x08NodeView\x12&\n\x05state\x18\x01 \x01(\x0b\x32\x17.edgesplit.v1.NodeState\x12\x17\n\x0flast_seen_age_s\x18\x02 \x01(\x01\x12\x17\n\x0f\x63pu_utilization\x18\x03 \x01(\x01\x12\x17\n\x0fgpu_utilization\x18\x04 \x01(\x01\x12\x19\n\x11memory_used_bytes\x18\x05 \x01(\x04\x12\x13\n\x0bqueue_depth\x18\x06 \x01(\x01\x12\x17\n\x0f\x61\x63tive_sessions\x18\x07 \x01(\r\x12)\n\x06layers\x18\x08 \x03(\x0b\x32\x19.edgesplit.v1.LayerTiming\x12\x17\n\x0f\x63ommitted_epoch\x18\t \x01(\x04\x12\x0f\n\x07reports\x18\n \x01(\x04\x12\x1a\n\x12memory_total_bytes\x18\x0b \x01(\x04\x12\x0f\n\x07has_gpu\x18\x0c \x01(\x08\x12\x1d\n\x15gpu_memory_used_bytes\x18\r \x01(\x04\x12\x1e\n\x16gpu_memory_total_bytes\x18\x0e \x01(\x04\x12\x10\n\x08own_load\x18\x0f \x01(\x01\x12\x41\n\x0fhop_bytes_per_s\x18\x10 \x03(\x0b\x32(.edgesplit.v1.NodeView.HopBytesPerSEntry\x12\x1b\n\x13\x61\x63tive_sessions_avg\x18\x11 \x01(\x01\x1a\x33\n\x11HopBytesPerSEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"z\n\x08LinkView\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\r\n\x05rtt_s\x18\x03 \x01(\x01\x12\x15\n\rbandwidth_bps\x18\x04 \x01(\x01\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\r\n\x05\x61ge_s\x18\x06 \x01(\x01\x12\x0f\n\x07samples\x18\x07 \x01(\x04\"\xc9\x04\n\x10\x45nvironmentState\x12\n\n\x02\x61t\x18\x01 \x01(\x01\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12%\n\x05nodes\x18\x03 \x03(\x0b\x32\x16.edgesplit.v1.NodeView\x12&\n\x05links\x18\x04 \x03(\x0b\x32\x17.edgesplit.v1.LinkState\x12\x16\n\x0elatency_ewma_s\x18\x05 \x01(\x01\x12\x13\n\x0bttft_ewma_s\x18\x06 \x01(\x01\x12\x14\n\x0csla_hit_rate\x18\x07 \x01(\x01\x12\x17\n\x0fwindow_requests\x18\x08 \x01(\r\x12+\n\x07profile\x18\t \x01(\x0b\x32\x1a.edgesplit.v1.ModelProfile\x12*\n\nlink_views\x18\n \x03(\x0b\x32\x16.edgesplit.v1.LinkView\x12\x16\n\x0erequests_total\x18\x0b \x01(\x04\x12\x16\n\x0esla_hits_total\x18\x0c \x01(\x04\x12\x18\n\x10reports_accepted\x18\r \x01(\x04\x12\x15\n\rreports_stale\x18\x0e \x01(\x04\x12K\n\x0freports_refused\x18\x0f \x03(\x0b\x32\x32.edgesplit.v1.EnvironmentState.ReportsRefusedEntry\x12\x19\n\x11report_interval_s\x18\x10 \x01(\x01\x12\x14\n\x0c\x64\x65\x61\x64_after_s\x18\x11 \x01(\x01\x1a\x35\n\x13ReportsRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x11\n\x0fGetStateRequest\"A\n\x10GetStateResponse\x12-\n\x05state\x18\x01 \x01(\x0b\x32\x1e.edgesplit.v1.EnvironmentState\"+\n\x11WatchStateRequest\x12\x16\n\x0emin_interval_s\x18\x01 \x01(\x01\"C\n\x12WatchStateResponse\x12-\n\x05state\x18\x01 \x01(\x0b\x32\x1e.edgesplit.v1.EnvironmentState2\xf0\x01\n\x07Monitor\x12G\n\x06Report\x12\x1b.edgesplit.v1.ReportRequest\x1a\x1c.edgesplit.v1.ReportResponse(\x01\x30\x01\x12I\n\x08GetState\x12\x1d.edgesplit.v1.GetStateRequest\x1a\x1e.edgesplit.v1.GetStateResponse\x12Q\n\nWatchState\x12\x1f.edgesplit.v1.WatchStateRequest\x1a .edgesplit.v1.WatchStateResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64gesplit/v1/monitor.proto\x12\x0c\x65\x64gesplit.v1\x1a\x19\x65\x64gesplit/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x01\n\x0bLayerTiming\x12%\n\x05layer\x18\x05 \x01(\x0b\x32\x16.edgesplit.v1.LayerRef\x12\x1b\n\x13prefill_s_per_token\x18\x02 \x01(\x01\x12\x1a\n\x12\x64\x65\x63ode_s_per_token\x18\x03 \x01(\x01J\x04\x08\x01\x10\x02J\x04\x08\x04\x10\x05R\x06pseudo\"\x9b\x01\n\x0fLinkObservation\x12\x0c\n\x04peer\x18\x01 \x01(\t\x12&\n\x03rtt\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rbandwidth_bps\x18\x03 \x01(\x01\x12(\n\x06source\x18\x06 \x01(\x0e\x32\x18.edgesplit.v1.LinkSourceJ\x04\x08\x02\x10\x03J\x04\x08\x04\x10\x05R\x05rtt_s\"\x8f\x01\n\rRequestSample\x12\'\n\x04ttft\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05steps\x18\x05 \x03(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07sla_met\x18\x03 \x01(\x08J\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03R\x06ttft_sR\x06step_s\"\xb6\x05\n\rReportRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12+\n\x07sent_at\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63pu_utilization\x18\x04 \x01(\x01\x12\x19\n\x11memory_used_bytes\x18\x05 \x01(\x04\x12\x1a\n\x12memory_total_bytes\x18\x06 \x01(\x04\x12\x0f\n\x07has_gpu\x18\x07 \x01(\x08\x12\x17\n\x0fgpu_utilization\x18\x08 \x01(\x01\x12\x1d\n\x15gpu_memory_used_bytes\x18\t \x01(\x04\x12\x1e\n\x16gpu_memory_total_bytes\x18\n \x01(\x04\x12\x13\n\x0bqueue_depth\x18\x0b \x01(\r\x12\x17\n\x0f\x61\x63tive_sessions\x18\x0c \x01(\r\x12)\n\x06layers\x18\r \x03(\x0b\x32\x19.edgesplit.v1.LayerTiming\x12>\n\nbytes_sent\x18\x0e \x03(\x0b\x32*.edgesplit.v1.ReportRequest.BytesSentEntry\x12-\n\x08requests\x18\x0f \x03(\x0b\x32\x1b.edgesplit.v1.RequestSample\x12,\n\x05links\x18\x10 \x03(\x0b\x32\x1d.edgesplit.v1.LinkObservation\x12\x17\n\x0f\x63ommitted_epoch\x18\x11 \x01(\x04\x12\x13\n\x0bincarnation\x18\x12 \x01(\x04\x12/\n\x0c\x63ompute_busy\x18\x15 \x01(\x0b\x32\x19.google.protobuf.Duration\x1a\x30\n\x0e\x42ytesSentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01J\x04\x08\x03\x10\x04J\x04\x08\x13\x10\x14R\x0e\x63ompute_busy_s\"\xdd\x01\n\x0eReportResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12*\n\x06reason\x18\x05 \x01(\x0e\x32\x1a.edgesplit.v1.ReportReason\x12\x45\n\rprobe_targets\x18\x04 \x03(\x0b\x32..edgesplit.v1.ReportResponse.ProbeTargetsEntry\x1a\x33\n\x11ProbeTargetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01J\x04\x08\x03\x10\x04\"\xde\x04\n\x08NodeView\x12&\n\x05state\x18\x01 \x01(\x0b\x32\x17.edgesplit.v1.NodeState\x12\x30\n\rlast_seen_age\x18\x12 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0f\x63pu_utilization\x18\x03 \x01(\x01\x12\x17\n\x0fgpu_utilization\x18\x04 \x01(\x01\x12\x19\n\x11memory_used_bytes\x18\x05 \x01(\x04\x12\x13\n\x0bqueue_depth\x18\x06 \x01(\x01\x12\x17\n\x0f\x61\x63tive_sessions\x18\x07 \x01(\r\x12)\n\x06layers\x18\x08 \x03(\x0b\x32\x19.edgesplit.v1.LayerTiming\x12\x17\n\x0f\x63ommitted_epoch\x18\t \x01(\x04\x12\x0f\n\x07reports\x18\n \x01(\x04\x12\x1a\n\x12memory_total_bytes\x18\x0b \x01(\x04\x12\x0f\n\x07has_gpu\x18\x0c \x01(\x08\x12\x1d\n\x15gpu_memory_used_bytes\x18\r \x01(\x04\x12\x1e\n\x16gpu_memory_total_bytes\x18\x0e \x01(\x04\x12\x10\n\x08own_load\x18\x0f \x01(\x01\x12\x41\n\x0fhop_bytes_per_s\x18\x10 \x03(\x0b\x32(.edgesplit.v1.NodeView.HopBytesPerSEntry\x12\x1b\n\x13\x61\x63tive_sessions_avg\x18\x11 \x01(\x01\x1a\x33\n\x11HopBytesPerSEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01J\x04\x08\x02\x10\x03R\x0flast_seen_age_s\"\xe6\x01\n\x08LinkView\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12&\n\x03rtt\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rbandwidth_bps\x18\x04 \x01(\x01\x12(\n\x06source\x18\t \x01(\x0e\x32\x18.edgesplit.v1.LinkSource\x12&\n\x03\x61ge\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07samples\x18\x07 \x01(\x04J\x04\x08\x03\x10\x04J\x04\x08\x05\x10\x06J\x04\x08\x06\x10\x07R\x05rtt_sR\x05\x61ge_s\"\xa5\x06\n\x10\x45nvironmentState\x12&\n\x02\x61t\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12%\n\x05nodes\x18\x03 \x03(\x0b\x32\x16.edgesplit.v1.NodeView\x12&\n\x05links\x18\x04 \x03(\x0b\x32\x17.edgesplit.v1.LinkState\x12/\n\x0clatency_ewma\x18\x13 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\tttft_ewma\x18\x14 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0csla_hit_rate\x18\x07 \x01(\x01\x12\x17\n\x0fwindow_requests\x18\x08 \x01(\r\x12+\n\x07profile\x18\t \x01(\x0b\x32\x1a.edgesplit.v1.ModelProfile\x12*\n\nlink_views\x18\n \x03(\x0b\x32\x16.edgesplit.v1.LinkView\x12\x16\n\x0erequests_total\x18\x0b \x01(\x04\x12\x16\n\x0esla_hits_total\x18\x0c \x01(\x04\x12\x18\n\x10reports_accepted\x18\r \x01(\x04\x12\x15\n\rreports_stale\x18\x0e \x01(\x04\x12K\n\x0freports_refused\x18\x0f \x03(\x0b\x32\x32.edgesplit.v1.EnvironmentState.ReportsRefusedEntry\x12\x32\n\x0freport_interval\x18\x15 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\ndead_after\x18\x16 \x01(\x0b\x32\x19.google.protobuf.Duration\x1a\x35\n\x13ReportsRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01J\x04\x08\x01\x10\x02J\x04\x08\x05\x10\x06J\x04\x08\x06\x10\x07J\x04\x08\x10\x10\x11J\x04\x08\x11\x10\x12R\x0elatency_ewma_sR\x0bttft_ewma_sR\x11report_interval_sR\x0c\x64\x65\x61\x64_after_s\"\x11\n\x0fGetStateRequest\"A\n\x10GetStateResponse\x12-\n\x05state\x18\x01 \x01(\x0b\x32\x1e.edgesplit.v1.EnvironmentState\"Z\n\x11WatchStateRequest\x12/\n\x0cmin_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationJ\x04\x08\x01\x10\x02R\x0emin_interval_s\"C\n\x12WatchStateResponse\x12-\n\x05state\x18\x01 \x01(\x0b\x32\x1e.edgesplit.v1.EnvironmentState*Y\n\nLinkSource\x12\x1b\n\x17LINK_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13LINK_SOURCE_PASSIVE\x10\x01\x12\x15\n\x11LINK_SOURCE_PROBE\x10\x02*\xca\x01\n\x0cReportReason\x12\x1d\n\x19REPORT_REASON_UNSPECIFIED\x10\x00\x12\x17\n\x13REPORT_REASON_STALE\x10\x01\x12\x1e\n\x1aREPORT_REASON_NOT_ENROLLED\x10\x02\x12#\n\x1fREPORT_REASON_IDENTITY_MISMATCH\x10\x03\x12\x1b\n\x17REPORT_REASON_MALFORMED\x10\x04\x12 \n\x1cREPORT_REASON_ENROLMENT_FULL\x10\x05\x32\xf0\x01\n\x07Monitor\x12G\n\x06Report\x12\x1b.edgesplit.v1.ReportRequest\x1a\x1c.edgesplit.v1.ReportResponse(\x01\x30\x01\x12I\n\x08GetState\x12\x1d.edgesplit.v1.GetStateRequest\x1a\x1e.edgesplit.v1.GetStateResponse\x12Q\n\nWatchState\x12\x1f.edgesplit.v1.WatchStateRequest\x1a .edgesplit.v1.WatchStateResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,38 +42,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODEVIEW_HOPBYTESPERSENTRY']._serialized_options = b'8\001'
   _globals['_ENVIRONMENTSTATE_REPORTSREFUSEDENTRY']._loaded_options = None
   _globals['_ENVIRONMENTSTATE_REPORTSREFUSEDENTRY']._serialized_options = b'8\001'
-  _globals['_LAYERTIMING']._serialized_start=72
-  _globals['_LAYERTIMING']._serialized_end=201
-  _globals['_LINKOBSERVATION']._serialized_start=203
-  _globals['_LINKOBSERVATION']._serialized_end=288
-  _globals['_REQUESTSAMPLE']._serialized_start=290
-  _globals['_REQUESTSAMPLE']._serialized_end=354
-  _globals['_REPORTREQUEST']._serialized_start=357
-  _globals['_REPORTREQUEST']._serialized_end=970
-  _globals['_REPORTREQUEST_BYTESSENTENTRY']._serialized_start=922
-  _globals['_REPORTREQUEST_BYTESSENTENTRY']._serialized_end=970
-  _globals['_REPORTRESPONSE']._serialized_start=973
-  _globals['_REPORTRESPONSE']._serialized_end=1160
-  _globals['_REPORTRESPONSE_PROBETARGETSENTRY']._serialized_start=1109
-  _globals['_REPORTRESPONSE_PROBETARGETSENTRY']._serialized_end=1160
-  _globals['_NODEVIEW']._serialized_start=1163
-  _globals['_NODEVIEW']._serialized_end=1721
-  _globals['_NODEVIEW_HOPBYTESPERSENTRY']._serialized_start=1670
-  _globals['_NODEVIEW_HOPBYTESPERSENTRY']._serialized_end=1721
-  _globals['_LINKVIEW']._serialized_start=1723
-  _globals['_LINKVIEW']._serialized_end=1845
-  _globals['_ENVIRONMENTSTATE']._serialized_start=1848
-  _globals['_ENVIRONMENTSTATE']._serialized_end=2433
-  _globals['_ENVIRONMENTSTATE_REPORTSREFUSEDENTRY']._serialized_start=2380
-  _globals['_ENVIRONMENTSTATE_REPORTSREFUSEDENTRY']._serialized_end=2433
-  _globals['_GETSTATEREQUEST']._serialized_start=2435
-  _globals['_GETSTATEREQUEST']._serialized_end=2452
-  _globals['_GETSTATERESPONSE']._serialized_start=2454
-  _globals['_GETSTATERESPONSE']._serialized_end=2519
-  _globals['_WATCHSTATEREQUEST']._serialized_start=2521
-  _globals['_WATCHSTATEREQUEST']._serialized_end=2564
-  _globals['_WATCHSTATERESPONSE']._serialized_start=2566
-  _globals['_WATCHSTATERESPONSE']._serialized_end=2633
-  _globals['_MONITOR']._serialized_start=2636
-  _globals['_MONITOR']._serialized_end=2876
+  _globals['_LINKSOURCE']._serialized_start=3390
+  _globals['_LINKSOURCE']._serialized_end=3479
+  _globals['_REPORTREASON']._serialized_start=3482
+  _globals['_REPORTREASON']._serialized_end=3684
+  _globals['_LAYERTIMING']._serialized_start=137
+  _globals['_LAYERTIMING']._serialized_end=266
+  _globals['_LINKOBSERVATION']._serialized_start=269
+  _globals['_LINKOBSERVATION']._serialized_end=424
+  _globals['_REQUESTSAMPLE']._serialized_start=427
+  _globals['_REQUESTSAMPLE']._serialized_end=570
+  _globals['_REPORTREQUEST']._serialized_start=573
+  _globals['_REPORTREQUEST']._serialized_end=1267
+  _globals['_REPORTREQUEST_BYTESSENTENTRY']._serialized_start=1191
+  _globals['_REPORTREQUEST_BYTESSENTENTRY']._serialized_end=1239
+  _globals['_REPORTRESPONSE']._serialized_start=1270
+  _globals['_REPORTRESPONSE']._serialized_end=1491
+  _globals['_REPORTRESPONSE_PROBETARGETSENTRY']._serialized_start=1434
+  _globals['_REPORTRESPONSE_PROBETARGETSENTRY']._serialized_end=1485
+  _globals['_NODEVIEW']._serialized_start=1494
+  _globals['_NODEVIEW']._serialized_end=2100
+  _globals['_NODEVIEW_HOPBYTESPERSENTRY']._serialized_start=2026
+  _globals['_NODEVIEW_HOPBYTESPERSENTRY']._serialized_end=2077
+  _globals['_LINKVIEW']._serialized_start=2103
+  _globals['_LINKVIEW']._serialized_end=2333
+  _globals['_ENVIRONMENTSTATE']._serialized_start=2336
+  _globals['_ENVIRONMENTSTATE']._serialized_end=3141
+  _globals['_ENVIRONMENTSTATE_REPORTSREFUSEDENTRY']._serialized_start=2996
+  _globals['_ENVIRONMENTSTATE_REPORTSREFUSEDENTRY']._serialized_end=3049
+  _globals['_GETSTATEREQUEST']._serialized_start=3143
+  _globals['_GETSTATEREQUEST']._serialized_end=3160
+  _globals['_GETSTATERESPONSE']._serialized_start=3162
+  _globals['_GETSTATERESPONSE']._serialized_end=3227
+  _globals['_WATCHSTATEREQUEST']._serialized_start=3229
+  _globals['_WATCHSTATEREQUEST']._serialized_end=3319
+  _globals['_WATCHSTATERESPONSE']._serialized_start=3321
+  _globals['_WATCHSTATERESPONSE']._serialized_end=3388
+  _globals['_MONITOR']._serialized_start=3687
+  _globals['_MONITOR']._serialized_end=3927
 # @@protoc_insertion_point(module_scope)

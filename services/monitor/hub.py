@@ -22,7 +22,12 @@ from edgesplit.core.inventory import NodeInventory
 from edgesplit.core.monitor import IngestOutcome, Monitor, MonitorConfig, ReportRefused
 from edgesplit.core.types import ModelProfile, NodeId
 from edgesplit.rpc.convert import ConversionError
-from edgesplit.rpc.convert_monitor import default_node_state, report_from_proto, state_to_proto
+from edgesplit.rpc.convert_monitor import (
+    default_node_state,
+    report_from_proto,
+    report_reason,
+    state_to_proto,
+)
 from edgesplit.v1 import monitor_pb2 as mpb
 from services.monitor import metrics as m
 
@@ -87,12 +92,12 @@ class MonitorHub:
             m.REPORTS.labels("refused").inc()
             m.REFUSED.labels(exc.reason.value).inc()
             log.info("%s", exc)
-            ack.reason = exc.reason.value
+            ack.reason = report_reason(exc.reason.value)
             return ack
         ack.accepted = True
         if outcome is IngestOutcome.STALE:
             m.REPORTS.labels("stale").inc()
-            ack.reason = "stale"
+            ack.reason = mpb.REPORT_REASON_STALE
             return ack
         m.REPORTS.labels("accepted").inc()
         for node in self.inventory:
@@ -115,7 +120,7 @@ class MonitorHub:
         m.REPORTS.labels("refused").inc()
         m.REFUSED.labels(reason).inc()
         log.info("report from %r refused (%s): %s", node, reason, detail)
-        ack.reason = reason
+        ack.reason = report_reason(reason)
         return ack
 
     def _enroll(self, node_id: NodeId, memory_bytes: int, now: float) -> None:

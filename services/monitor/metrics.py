@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Metric
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from edgesplit.rpc.convert import seconds
 from edgesplit.v1 import monitor_pb2 as mpb
 
 REPORTS = Counter("edgesplit_monitor_reports_total",
@@ -58,7 +59,8 @@ class StateCollector(Collector):
             g["edgesplit_node_alive"].add_metric([node], 1.0 if node in alive else 0.0)
             if not v.reports:
                 continue  # never heard from: only liveness
-            g["edgesplit_node_last_report_age_seconds"].add_metric([node], v.last_seen_age_s)
+            g["edgesplit_node_last_report_age_seconds"].add_metric([node],
+                                                                   seconds(v.last_seen_age))
             if node not in alive:
                 continue
             g["edgesplit_node_cpu_utilization_ratio"].add_metric([node], v.cpu_utilization)
@@ -77,18 +79,18 @@ class StateCollector(Collector):
         for lk in s.link_views:
             if lk.src not in alive or lk.dst not in alive:
                 continue  # a link of a dead node is retired with it
-            if lk.rtt_s:
-                g["edgesplit_link_rtt_seconds"].add_metric([lk.src, lk.dst], lk.rtt_s)
+            if lk.HasField("rtt"):
+                g["edgesplit_link_rtt_seconds"].add_metric([lk.src, lk.dst], seconds(lk.rtt))
             if lk.bandwidth_bps:
                 g["edgesplit_link_bandwidth_bytes_per_second"].add_metric(
                     [lk.src, lk.dst], lk.bandwidth_bps / 8)
-            g["edgesplit_link_sample_age_seconds"].add_metric([lk.src, lk.dst], lk.age_s)
+            g["edgesplit_link_sample_age_seconds"].add_metric([lk.src, lk.dst], seconds(lk.age))
         yield from g.values()
         if s.requests_total:
             yield GaugeMetricFamily("edgesplit_latency_ewma_seconds", _LATENCY_DOC,
-                                    value=s.latency_ewma_s)
+                                    value=seconds(s.latency_ewma))
             yield GaugeMetricFamily("edgesplit_ttft_ewma_seconds",
-                                    "EWMA of time to first token", value=s.ttft_ewma_s)
+                                    "EWMA of time to first token", value=seconds(s.ttft_ewma))
         yield GaugeMetricFamily("edgesplit_sla_window_requests", "Requests in the SLA window",
                                 value=s.window_requests)
         if s.window_requests:

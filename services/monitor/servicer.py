@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
-from edgesplit.rpc.errors import InvalidRequest, maps_errors
+from edgesplit.rpc.convert import seconds
+from edgesplit.rpc.errors import maps_errors
 from edgesplit.v1 import monitor_pb2 as mpb
 from edgesplit.v1 import monitor_pb2_grpc as mpb_grpc
 from services.monitor.hub import IDENTITY_MISMATCH, MonitorHub
@@ -81,7 +82,5 @@ class MonitorServicer(mpb_grpc.MonitorServicer):
     @maps_errors
     async def WatchState(self, request: mpb.WatchStateRequest,
                          context: Any) -> AsyncIterator[mpb.WatchStateResponse]:
-        if request.min_interval_s < 0:
-            raise InvalidRequest("min_interval_s must be >= 0")
-        async for state in self.hub.watch(request.min_interval_s):
+        async for state in self.hub.watch(seconds(request.min_interval, "min_interval")):
             yield mpb.WatchStateResponse(state=state)

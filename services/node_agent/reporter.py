@@ -32,7 +32,7 @@ from edgesplit.core.reports import (
     build_report,
 )
 from edgesplit.core.types import NodeId
-from edgesplit.rpc.convert_monitor import report_to_proto
+from edgesplit.rpc.convert_monitor import report_reason_name, report_to_proto
 from edgesplit.rpc.transport import Transport
 from edgesplit.v1 import monitor_pb2 as mpb
 from edgesplit.v1 import monitor_pb2_grpc as mpb_grpc
@@ -229,13 +229,14 @@ class Reporter:
         if ack.probe_targets:
             self.prober.targets = dict(ack.probe_targets)
         if ack.accepted:
-            m.REPORTS.labels("stale" if ack.reason == "stale" else "accepted").inc()
+            m.REPORTS.labels("stale" if ack.reason == mpb.REPORT_REASON_STALE else "accepted").inc()
             self._refusal_logged = ""
             return
         m.REPORTS.labels("refused").inc()
-        if ack.reason != self._refusal_logged:  # once per reason, not once per cycle
-            log.warning("monitor refuses this node's reports: %s", ack.reason or "no reason")
-            self._refusal_logged = ack.reason
+        reason = report_reason_name(ack.reason)
+        if reason != self._refusal_logged:  # once per reason, not once per cycle
+            log.warning("monitor refuses this node's reports: %s", reason)
+            self._refusal_logged = reason
 
     # ---- the loop ------------------------------------------------------------------
     async def run(self) -> None:

@@ -25,6 +25,7 @@ import pytest
 
 from edgesplit import testbed as tb
 from edgesplit.cli import main as cli_main
+from edgesplit.rpc.convert import seconds
 from edgesplit.testbed import TRANSPORT, ensure_model, generate
 from edgesplit.v1 import monitor_pb2 as mpb
 from edgesplit.v1 import monitor_pb2_grpc as mpb_grpc
@@ -200,7 +201,8 @@ def test_compute_slowdown_shows_in_per_layer_costs(rig: Rig, capsys: pytest.Capt
     assert near(statistics.median(ratios), factor)
     # The entry's finished requests reached the monitor as latency and SLA figures.
     state = rig.state()
-    assert state.requests_total > 0 and state.latency_ewma_s > 0 and state.ttft_ewma_s > 0
+    assert state.requests_total > 0 and seconds(state.latency_ewma) > 0 \
+        and seconds(state.ttft_ewma) > 0
     assert state.window_requests > 0
     figures = capsys.readouterr().out
     code = cli_main(["status", "--monitor", rig.monitor.address, "--json"])

@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 from edgesplit.cli import main as cli_main
 from edgesplit.core.inventory import NodeInventory
 from edgesplit.core.monitor import MonitorConfig as ReducerConfig
+from edgesplit.rpc.convert import duration, timestamp
 from edgesplit.rpc.server import create_server
 from edgesplit.rpc.transport import LOOPBACK_PLAINTEXT, Transport, TransportSettings
 from edgesplit.security.pki import init_pki
@@ -49,7 +50,7 @@ def refused_metric(reason: str) -> float:
 
 
 def report(node: str, seq: int, **kw: Any) -> mpb.ReportRequest:
-    base: dict[str, Any] = {"node_id": node, "seq": seq, "sent_at": time.time(),
+    base: dict[str, Any] = {"node_id": node, "seq": seq, "sent_at": timestamp(time.time()),
                             "cpu_utilization": 0.25, "memory_used_bytes": 2 << 30,
                             "memory_total_bytes": 16 << 30}
     return mpb.ReportRequest(**{**base, **kw})
@@ -104,11 +105,13 @@ async def test_reports_fold_into_state_and_watch_streams(tmp_path: Path) -> None
                                   decode_s_per_token=0.004),
                   mpb.LayerTiming(layer=common_pb2.LayerRef(part=common_pb2.PART_HEAD),
                                   decode_s_per_token=0.002)]
-        link = mpb.LinkObservation(peer="node-1", rtt_s=0.05, bandwidth_bps=8e6, source="probe")
+        link = mpb.LinkObservation(peer="node-1", rtt=duration(0.05), bandwidth_bps=8e6,
+                                   source=mpb.LINK_SOURCE_PROBE)
         acks = await send(address, report("node-0", 0, layers=layers, links=[link],
                                           committed_epoch=3, incarnation=1),
                           report("node-0", 0, incarnation=1))  # a retry: stale, not refused
-        assert [a.accepted for a in acks] == [True, True] and acks[1].reason == "stale"
+        assert [a.accepted for a in acks] == [True, True]
+        assert acks[1].reason == mpb.REPORT_REASON_STALE
         state = await get_state(address)
         views = {v.state.node_id: v for v in state.nodes}
         assert list(views) == ["node-0", "node-1"]  # inventory order
@@ -125,7 +128,7 @@ async def test_reports_fold_into_state_and_watch_streams(tmp_path: Path) -> None
         assert views["node-1"].reports == 0 and views["node-1"].state.alive  # grace period
         assert [(lk.src, lk.dst, lk.rtt_s, lk.bandwidth_bps) for lk in state.links] == [
             ("node-0", "node-1", pytest.approx(0.05), pytest.approx(8e6))]
-        assert state.link_views[0].source == "probe"
+        assert state.link_views[0].source == mpb.LINK_SOURCE_PROBE
         # One node's 4 ms does not recalibrate the layer for every node (it may be
         # slower than it declares): the served profile keeps the 5 FLOP/token
         # estimate, while node-0's own measured time is in its layer_seconds.
@@ -145,7 +148,7 @@ async def test_unenrolled_report_is_refused_and_counted(tmp_path: Path) -> None:
     before = refused_metric("not_enrolled")
     async with monitor(tmp_path) as (address, _):
         (ack,) = await send(address, report("intruder", 0))
-        assert not ack.accepted and ack.reason == "not_enrolled"
+        assert not ack.accepted and ack.reason == mpb.REPORT_REASON_NOT_ENROLLED
         state = await get_state(address)
         assert state.reports_refused["not_enrolled"] == 1
         assert "intruder" not in {v.state.node_id for v in state.nodes}
@@ -157,7 +160,8 @@ async def test_open_enrolment_admits_unknown_nodes(tmp_path: Path) -> None:
         (ack,) = await send(address, report("dev-9", 0))
         assert ack.accepted
         views = {v.state.node_id: v for v in (await get_state(address)).nodes}
-        assert views["dev-9"].state.trust == common_pb2.TRUST_UNTRUSTED and views["dev-9"].state.memory_bytes == 16 << 30
+        dev = views["dev-9"].state
+        assert dev.trust == common_pb2.TRUST_UNTRUSTED and dev.memory_bytes == 16 << 30
 
 
 async def test_open_enrolment_is_off_by_default_and_bounded_when_on(tmp_path: Path) -> None:
@@ -166,7 +170,7 @@ async def test_open_enrolment_is_off_by_default_and_bounded_when_on(tmp_path: Pa
     async with monitor(tmp_path, enroll_open=True, max_open_enrolments=3) as (address, hub):
         acks = [a for i in range(10) for a in await send(address, report(f"fake-{i}", 0))]
         assert [a.accepted for a in acks] == [True] * 3 + [False] * 7
-        assert {a.reason for a in acks[3:]} == {"enrolment_full"}
+        assert {a.reason for a in acks[3:]} == {mpb.REPORT_REASON_ENROLMENT_FULL}
         state = await get_state(address)
         ids = {v.state.node_id for v in state.nodes}
         assert ids == {"node-0", "node-1", "fake-0", "fake-1", "fake-2"}
@@ -186,7 +190,7 @@ async def test_mtls_certificate_naming_another_node_is_refused(tmp_path: Path) -
         n1 = Transport(TransportSettings(str(n1_dir / "ca.pem"), str(n1_dir / "tls.pem"),
                                          str(n1_dir / "tls.key")))
         (spoof,) = await send(address, report("node-0", 0), transport=n1)
-        assert not spoof.accepted and spoof.reason == "identity_mismatch"
+        assert not spoof.accepted and spoof.reason == mpb.REPORT_REASON_IDENTITY_MISMATCH
         (own,) = await send(address, report("node-1", 0), transport=n1)
         assert own.accepted
         # An admin's certificate is authenticated but may not report at all.
@@ -203,7 +207,7 @@ async def test_one_stream_speaks_for_one_node(tmp_path: Path) -> None:
     async with monitor(tmp_path) as (address, _):
         acks = await send(address, report("node-0", 0), report("node-1", 0))
         assert [a.accepted for a in acks] == [True, False]
-        assert acks[1].reason == "identity_mismatch"
+        assert acks[1].reason == mpb.REPORT_REASON_IDENTITY_MISMATCH
 
 
 def test_dead_after_missed_cycles_and_alive_again() -> None:

@@ -90,13 +90,14 @@ class Stack:
         async with TRANSPORT.aio_channel(self.monitor) as ch:
             for node in NODES:
                 self.seq += 1
-                links = [mpb.LinkObservation(peer=p, source="probe",
-                                             rtt_s=0.3 if (node, p) in slow else 0.001,
+                links = [mpb.LinkObservation(peer=p, source=mpb.LINK_SOURCE_PROBE,
+                                             rtt=cv.duration(0.3 if (node, p) in slow else 0.001),
                                              bandwidth_bps=SLOW if (node, p) in slow else FAST)
                          for p in NODES if p != node]
                 call = mpb_grpc.MonitorStub(ch).Report(timeout=10)
                 await call.write(mpb.ReportRequest(
-                    node_id=node, seq=self.seq, sent_at=time.time(), cpu_utilization=0.1,
+                    node_id=node, seq=self.seq, sent_at=cv.timestamp(time.time()),
+                    cpu_utilization=0.1,
                     memory_used_bytes=1 << 30, memory_total_bytes=16 << 30, links=links))
                 ack = await call.read()
                 assert ack.accepted, ack.reason

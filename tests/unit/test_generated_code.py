@@ -33,3 +33,13 @@ def test_every_message_and_field_is_commented() -> None:
             if is_decl and not lines[i - 1].strip().startswith("//"):
                 missing.append(f"{proto.name}:{i + 1}: {s}")
     assert not missing, "uncommented:\n" + "\n".join(missing)
+
+
+def test_vendored_google_protos_match_the_pinned_package() -> None:
+    """protos/google/ is googleapis-common-protos' own copy (whose generated
+    code the services import), so the two cannot drift."""
+    import google.rpc.code_pb2
+
+    installed = Path(google.rpc.code_pb2.__file__).parent
+    for vendored in sorted((ROOT / "protos" / "google" / "rpc").glob("*.proto")):
+        assert vendored.read_bytes() == (installed / vendored.name).read_bytes(), vendored.name

@@ -56,7 +56,7 @@ def test_report_round_trip() -> None:
     (lambda m: setattr(m, "node_id", ""), "report.node_id"),
     (lambda m: m.layers.add(layer=common_pb2.LayerRef(part=7)), "report.layers"),  # unknown part
     (lambda m: m.layers.add(decode_s_per_token=0.1), "report.layers"),  # no layer named
-    (lambda m: m.links.add(peer="b", source="guess"), "report.links"),
+    (lambda m: m.links.add(peer="b", source=7), "report.links"),  # unknown source
     (lambda m: m.links.add(peer=""), "report.links"),
 ])
 def test_malformed_reports(mutate: object, field: str) -> None:

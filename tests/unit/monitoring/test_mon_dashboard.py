@@ -15,6 +15,7 @@ import services.monitor.metrics
 import services.node_agent.metrics
 import services.orchestrator.loop
 import services.split_reviser.servicer
+from edgesplit.rpc.convert import duration
 from edgesplit.v1 import monitor_pb2 as mpb
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -28,7 +29,7 @@ def exported() -> set[str]:
     for node in ("n1", "n2"):
         v = state.nodes.add(reports=1, has_gpu=True)
         v.state.node_id, v.state.alive = node, True
-    state.link_views.add(src="n1", dst="n2", rtt_s=0.01, bandwidth_bps=1e6)
+    state.link_views.add(src="n1", dst="n2", rtt=duration(0.01), bandwidth_bps=1e6)
     services.monitor.metrics.publish(state)
     names: set[str] = set()
     for family in REGISTRY.collect():

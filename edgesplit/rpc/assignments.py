@@ -11,10 +11,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from edgesplit.core.route import RouteError, check_route
 from edgesplit.core.types import NodeId, Plan, Route, Segment, shard_name
-from edgesplit.rpc.convert import plan_to_proto, segment_to_proto
+from edgesplit.rpc.convert import plan_to_proto, segment_to_proto, wire_dtype_to_proto
 from edgesplit.rpc.errors import InvalidRequest
 from edgesplit.security.signing import sign_envelope
 from edgesplit.v1 import node_agent_pb2 as na
@@ -75,14 +76,17 @@ def build_assignments(plan: Plan, shards: Mapping[str, ShardEntry],
     fetch and decrypt the shard from the registry.
     """
     plan_pb = plan_to_proto(plan)
+    dtype = wire_dtype_to_proto(wire_dtype)
+    expires = Timestamp()
+    expires.FromMilliseconds(expires_at_ms)
     out: dict[str, na.Assignment] = {}
     for route in plan.routes:
         validate_route(route, num_layers)
     for node in sorted(plan.nodes):
         if node not in peers:
             raise InvalidRequest(f"no address/key known for node {node!r}")
-        a = na.Assignment(node_id=node, epoch=plan.epoch, expires_at_ms=expires_at_ms,
-                          model_digest=plan.model_digest, plan=plan_pb, wire_dtype=wire_dtype,
+        a = na.Assignment(node_id=node, epoch=plan.epoch, expires_at=expires,
+                          model_digest=plan.model_digest, plan=plan_pb, wire_dtype=dtype,
                           trusted_nodes=list(trusted_nodes), privacy_depth=privacy_depth)
         parts: set[str] = set(common_shards)
         talks_to: set[NodeId] = set()

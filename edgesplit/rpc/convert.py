@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import code_pb2
 
 from edgesplit.core.types import (
     ClusterState,
@@ -103,6 +104,36 @@ def seconds(d: Duration, field: str = "", minimum: float | None = 0.0) -> float:
     if minimum is not None and s < minimum:
         raise ConversionError(field or "duration", f"must be at least {minimum} s")
     return s
+
+
+# ---- status codes and wire dtypes: names inside, enums on the wire ------------------
+def status_code(name: str) -> code_pb2.Code:
+    """A gRPC status code name ("UNAVAILABLE") as google.rpc.Code."""
+    try:
+        return code_pb2.Code.Value(name)
+    except ValueError:
+        return code_pb2.UNKNOWN
+
+
+def status_name(value: int) -> str:
+    return code_pb2.Code.Name(value) if value in code_pb2.Code.values() else "UNKNOWN"
+
+
+def wire_dtype_to_proto(name: str) -> pb.WireDtype:
+    """A tensor codec name ("bfloat16") as WireDtype."""
+    try:
+        return pb.WireDtype.Value(f"WIRE_DTYPE_{name.upper()}")
+    except ValueError:
+        raise ConversionError("wire_dtype", f"unknown wire dtype {name!r}") from None
+
+
+def wire_dtype_from_proto(value: int, field: str, default: str) -> str:
+    """The codec name; ``default`` for UNSPECIFIED."""
+    if value == pb.WIRE_DTYPE_UNSPECIFIED:
+        return default
+    if value not in pb.WireDtype.values():
+        raise ConversionError(field, f"unknown wire dtype {value}")
+    return pb.WireDtype.Name(value).removeprefix("WIRE_DTYPE_").lower()
 
 
 def part_to_proto(p: Part) -> pb.Part:

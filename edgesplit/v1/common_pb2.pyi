@@ -19,6 +19,13 @@ class Privacy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PRIVACY_LOW: _ClassVar[Privacy]
     PRIVACY_HIGH: _ClassVar[Privacy]
 
+class WireDtype(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WIRE_DTYPE_UNSPECIFIED: _ClassVar[WireDtype]
+    WIRE_DTYPE_FLOAT32: _ClassVar[WireDtype]
+    WIRE_DTYPE_BFLOAT16: _ClassVar[WireDtype]
+    WIRE_DTYPE_FLOAT16: _ClassVar[WireDtype]
+
 class PlanMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PLAN_MODE_UNSPECIFIED: _ClassVar[PlanMode]
@@ -36,6 +43,10 @@ TRUST_TRUSTED: Trust
 PRIVACY_UNSPECIFIED: Privacy
 PRIVACY_LOW: Privacy
 PRIVACY_HIGH: Privacy
+WIRE_DTYPE_UNSPECIFIED: WireDtype
+WIRE_DTYPE_FLOAT32: WireDtype
+WIRE_DTYPE_BFLOAT16: WireDtype
+WIRE_DTYPE_FLOAT16: WireDtype
 PLAN_MODE_UNSPECIFIED: PlanMode
 PLAN_MODE_PLACEMENT: PlanMode
 PLAN_MODE_RESPLIT: PlanMode

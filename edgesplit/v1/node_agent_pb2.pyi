@@ -1,4 +1,8 @@
+import datetime
+
 from edgesplit.v1 import common_pb2 as _common_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.rpc import code_pb2 as _code_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -54,10 +58,10 @@ class RouteSegment(_message.Message):
     def __init__(self, entry: _Optional[str] = ..., segment: _Optional[_Union[_common_pb2.Segment, _Mapping]] = ..., hop: _Optional[int] = ..., prev_node: _Optional[str] = ..., next_node: _Optional[str] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("node_id", "epoch", "expires_at_ms", "model_digest", "segments", "shards", "peers", "plan", "wire_dtype", "trusted_nodes", "privacy_depth")
+    __slots__ = ("node_id", "epoch", "expires_at", "model_digest", "segments", "shards", "peers", "plan", "wire_dtype", "trusted_nodes", "privacy_depth")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
-    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     MODEL_DIGEST_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
@@ -68,16 +72,16 @@ class Assignment(_message.Message):
     PRIVACY_DEPTH_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     epoch: int
-    expires_at_ms: int
+    expires_at: _timestamp_pb2.Timestamp
     model_digest: str
     segments: _containers.RepeatedCompositeFieldContainer[RouteSegment]
     shards: _containers.RepeatedCompositeFieldContainer[ShardRef]
     peers: _containers.RepeatedCompositeFieldContainer[Peer]
     plan: _common_pb2.Plan
-    wire_dtype: str
+    wire_dtype: _common_pb2.WireDtype
     trusted_nodes: _containers.RepeatedScalarFieldContainer[str]
     privacy_depth: int
-    def __init__(self, node_id: _Optional[str] = ..., epoch: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., model_digest: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[RouteSegment, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardRef, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., wire_dtype: _Optional[str] = ..., trusted_nodes: _Optional[_Iterable[str]] = ..., privacy_depth: _Optional[int] = ...) -> None: ...
+    def __init__(self, node_id: _Optional[str] = ..., epoch: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., model_digest: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[RouteSegment, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardRef, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., wire_dtype: _Optional[_Union[_common_pb2.WireDtype, str]] = ..., trusted_nodes: _Optional[_Iterable[str]] = ..., privacy_depth: _Optional[int] = ...) -> None: ...
 
 class PrepareRequest(_message.Message):
     __slots__ = ("assignment",)
@@ -175,9 +179,9 @@ class StepFailure(_message.Message):
     epoch: int
     reporter: str
     failed_node: str
-    code: str
+    code: _code_pb2.Code
     detail: str
-    def __init__(self, session_id: _Optional[str] = ..., step: _Optional[int] = ..., epoch: _Optional[int] = ..., reporter: _Optional[str] = ..., failed_node: _Optional[str] = ..., code: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+    def __init__(self, session_id: _Optional[str] = ..., step: _Optional[int] = ..., epoch: _Optional[int] = ..., reporter: _Optional[str] = ..., failed_node: _Optional[str] = ..., code: _Optional[_Union[_code_pb2.Code, str]] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class EndSession(_message.Message):
     __slots__ = ("session_id", "epoch")
@@ -205,9 +209,9 @@ class LinkAck(_message.Message):
     CODE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     seq: int
-    code: int
+    code: _code_pb2.Code
     detail: str
-    def __init__(self, seq: _Optional[int] = ..., code: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
+    def __init__(self, seq: _Optional[int] = ..., code: _Optional[_Union[_code_pb2.Code, str]] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class GetInfoRequest(_message.Message):
     __slots__ = ()

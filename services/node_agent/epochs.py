@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from edgesplit.core.types import Route, Segment
 from edgesplit.model.base import SegmentRunner
 from edgesplit.rpc.assignments import segment_parts
-from edgesplit.rpc.convert import plan_from_proto, segment_from_proto
+from edgesplit.rpc.convert import plan_from_proto, segment_from_proto, wire_dtype_from_proto
 from edgesplit.rpc.errors import InvalidRequest, Precondition
 from edgesplit.security.channel import FrameOpener, FrameSealer, LinkKeys
 from edgesplit.security.keys import agreement_public_from_bytes
@@ -61,7 +61,7 @@ class EpochState:
 
     @property
     def wire_dtype(self) -> str:
-        return self.assignment.wire_dtype or "float32"
+        return wire_dtype_from_proto(self.assignment.wire_dtype, "wire_dtype", "float32")
 
 
 class EpochBook:
@@ -106,7 +106,7 @@ class EpochBook:
         newest = max(held, key=lambda es: es.epoch) if held else None
         verdict = check_assignment(
             self.node_id, assignment.node_id, assignment.epoch,
-            newest.epoch if newest else None, assignment.expires_at_ms, now_ms,
+            newest.epoch if newest else None, assignment.expires_at.ToMilliseconds(), now_ms,
             digest=digest, current_digest=newest.digest if newest else None)
         return assignment, digest, verdict
 

@@ -24,6 +24,7 @@ import grpc
 from edgesplit.core.types import Route
 from edgesplit.model.base import WireTensor
 from edgesplit.model.errors import BadFrameDtype, BadFrameShape, PositionMismatch, SessionNotFound
+from edgesplit.rpc.convert import status_code, status_name
 from edgesplit.rpc.errors import InvalidRequest, NotFound, Precondition, status_of
 from edgesplit.security.errors import FrameRejected
 from edgesplit.security.header import FrameHeader
@@ -118,7 +119,7 @@ class Stage:
             elif kind == "step_failure":
                 f = msg.step_failure
                 if not self.fail_step(f.session_id, f.step,
-                                      StepFailed(f.failed_node, f.code, f.detail)):
+                                      StepFailed(f.failed_node, status_name(f.code), f.detail)):
                     raise NotFound(f"no step {f.step} of session {f.session_id} waiting")
             else:
                 raise InvalidRequest("empty link message")
@@ -255,7 +256,7 @@ class Stage:
             return
         msg = na.LinkMessage(step_failure=na.StepFailure(
             session_id=step.session_id, step=step.step, epoch=es.epoch, reporter=self.node_id,
-            failed_node=failed_node, code=code, detail=detail[:500]))
+            failed_node=failed_node, code=status_code(code), detail=detail[:500]))
         try:  # if even this fails, the entry times the step out
             sent = await self.links.get(entry, link.address).send(msg)
             sent.add_done_callback(_best_effort)

@@ -219,7 +219,7 @@ async def test_bad_assignments_are_refused_and_change_nothing(rig: Rig) -> None:
     foreign.node_id = "node-2"
     assert await _code(rig.prepare(foreign)) == grpc.StatusCode.FAILED_PRECONDITION
     stale = rig.assignment(1)
-    stale.expires_at_ms += 1  # same epoch, other bytes: a replay or a forgery
+    stale.expires_at.nanos += 1_000_000  # same epoch, other bytes: a replay or a forgery
     assert await _code(rig.prepare(stale)) == grpc.StatusCode.FAILED_PRECONDITION
     assert await _code(rig.prepare(rig.assignment(2, ttl_s=-1))) \
         == grpc.StatusCode.FAILED_PRECONDITION

@@ -23,35 +23,39 @@ _sym_db = _symbol_database.Default()
 
 
 from edgesplit.v1 import common_pb2 as edgesplit_dot_v1_dot_common__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.rpc import code_pb2 as google_dot_rpc_dot_code__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x65\x64gesplit/v1/broadcaster.proto\x12\x0c\x65\x64gesplit.v1\x1a\x19\x65\x64gesplit/v1/common.proto\"\x9a\x01\n\x0c\x41pplyRequest\x12 \n\x04plan\x18\x01 \x01(\x0b\x32\x12.edgesplit.v1.Plan\x12\x19\n\x11prepare_timeout_s\x18\x02 \x01(\x01\x12\x12\n\nwire_dtype\x18\x05 \x01(\tJ\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05J\x04\x08\x06\x10\x07R\taddressesR\rtrusted_nodesR\rprivacy_depth\"\x8d\x01\n\x0bNodeOutcome\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x11\n\tprepare_s\x18\x05 \x01(\x01\x12\x16\n\x0eshards_fetched\x18\x06 \x01(\r\x12\x15\n\rshards_cached\x18\x07 \x01(\r\"\x81\x01\n\rApplyResponse\x12\x11\n\tcommitted\x18\x01 \x01(\x08\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12(\n\x05nodes\x18\x03 \x03(\x0b\x32\x19.edgesplit.v1.NodeOutcome\x12\x11\n\telapsed_s\x18\x04 \x01(\x01\x12\x11\n\tduplicate\x18\x05 \x01(\x08\"D\n\x11\x46\x65tchShardRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\"G\n\x12\x46\x65tchShardResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\"\x13\n\x11ListShardsRequest\"S\n\tShardInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x14\n\x0cmodel_digest\x18\x04 \x01(\t\"=\n\x12ListShardsResponse\x12\'\n\x06shards\x18\x01 \x03(\x0b\x32\x17.edgesplit.v1.ShardInfo\"\x10\n\x0e\x43urrentRequest\"G\n\x0f\x43urrentResponse\x12 \n\x04plan\x18\x01 \x01(\x0b\x32\x12.edgesplit.v1.Plan\x12\x12\n\nlast_epoch\x18\x02 \x01(\x04\x32\xbb\x02\n\x0b\x42roadcaster\x12@\n\x05\x41pply\x12\x1a.edgesplit.v1.ApplyRequest\x1a\x1b.edgesplit.v1.ApplyResponse\x12\x46\n\x07\x43urrent\x12\x1c.edgesplit.v1.CurrentRequest\x1a\x1d.edgesplit.v1.CurrentResponse\x12Q\n\nFetchShard\x12\x1f.edgesplit.v1.FetchShardRequest\x1a .edgesplit.v1.FetchShardResponse0\x01\x12O\n\nListShards\x12\x1f.edgesplit.v1.ListShardsRequest\x1a .edgesplit.v1.ListShardsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x65\x64gesplit/v1/broadcaster.proto\x12\x0c\x65\x64gesplit.v1\x1a\x19\x65\x64gesplit/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x15google/rpc/code.proto\"\xeb\x01\n\x0c\x41pplyRequest\x12 \n\x04plan\x18\x01 \x01(\x0b\x32\x12.edgesplit.v1.Plan\x12\x32\n\x0fprepare_timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\nwire_dtype\x18\x08 \x01(\x0e\x32\x17.edgesplit.v1.WireDtypeJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05J\x04\x08\x05\x10\x06J\x04\x08\x06\x10\x07R\taddressesR\rtrusted_nodesR\rprivacy_depthR\x11prepare_timeout_s\"\xf1\x01\n\x0bNodeOutcome\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12)\n\x05state\x18\x08 \x01(\x0e\x32\x1a.edgesplit.v1.RolloutState\x12\x1e\n\x04\x63ode\x18\t \x01(\x0e\x32\x10.google.rpc.Code\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12*\n\x07prepare\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0eshards_fetched\x18\x06 \x01(\r\x12\x15\n\rshards_cached\x18\x07 \x01(\rJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04J\x04\x08\x05\x10\x06R\tprepare_s\"\xab\x01\n\rApplyResponse\x12\x11\n\tcommitted\x18\x01 \x01(\x08\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12(\n\x05nodes\x18\x03 \x03(\x0b\x32\x19.edgesplit.v1.NodeOutcome\x12*\n\x07\x65lapsed\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tduplicate\x18\x05 \x01(\x08J\x04\x08\x04\x10\x05R\telapsed_s\"D\n\x11\x46\x65tchShardRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\"G\n\x12\x46\x65tchShardResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\"\x13\n\x11ListShardsRequest\"S\n\tShardInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x14\n\x0cmodel_digest\x18\x04 \x01(\t\"=\n\x12ListShardsResponse\x12\'\n\x06shards\x18\x01 \x03(\x0b\x32\x17.edgesplit.v1.ShardInfo\"\x10\n\x0e\x43urrentRequest\"G\n\x0f\x43urrentResponse\x12 \n\x04plan\x18\x01 \x01(\x0b\x32\x12.edgesplit.v1.Plan\x12\x12\n\nlast_epoch\x18\x02 \x01(\x04*\xb6\x01\n\x0cRolloutState\x12\x1d\n\x19ROLLOUT_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16ROLLOUT_STATE_PREPARED\x10\x01\x12\x1b\n\x17ROLLOUT_STATE_COMMITTED\x10\x02\x12\x19\n\x15ROLLOUT_STATE_ABORTED\x10\x03\x12\x18\n\x14ROLLOUT_STATE_FAILED\x10\x04\x12\x19\n\x15ROLLOUT_STATE_TIMEOUT\x10\x05\x32\xbb\x02\n\x0b\x42roadcaster\x12@\n\x05\x41pply\x12\x1a.edgesplit.v1.ApplyRequest\x1a\x1b.edgesplit.v1.ApplyResponse\x12\x46\n\x07\x43urrent\x12\x1c.edgesplit.v1.CurrentRequest\x1a\x1d.edgesplit.v1.CurrentResponse\x12Q\n\nFetchShard\x12\x1f.edgesplit.v1.FetchShardRequest\x1a .edgesplit.v1.FetchShardResponse0\x01\x12O\n\nListShards\x12\x1f.edgesplit.v1.ListShardsRequest\x1a .edgesplit.v1.ListShardsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgesplit.v1.broadcaster_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_APPLYREQUEST']._serialized_start=76
-  _globals['_APPLYREQUEST']._serialized_end=230
-  _globals['_NODEOUTCOME']._serialized_start=233
-  _globals['_NODEOUTCOME']._serialized_end=374
-  _globals['_APPLYRESPONSE']._serialized_start=377
-  _globals['_APPLYRESPONSE']._serialized_end=506
-  _globals['_FETCHSHARDREQUEST']._serialized_start=508
-  _globals['_FETCHSHARDREQUEST']._serialized_end=576
-  _globals['_FETCHSHARDRESPONSE']._serialized_start=578
-  _globals['_FETCHSHARDRESPONSE']._serialized_end=649
-  _globals['_LISTSHARDSREQUEST']._serialized_start=651
-  _globals['_LISTSHARDSREQUEST']._serialized_end=670
-  _globals['_SHARDINFO']._serialized_start=672
-  _globals['_SHARDINFO']._serialized_end=755
-  _globals['_LISTSHARDSRESPONSE']._serialized_start=757
-  _globals['_LISTSHARDSRESPONSE']._serialized_end=818
-  _globals['_CURRENTREQUEST']._serialized_start=820
-  _globals['_CURRENTREQUEST']._serialized_end=836
-  _globals['_CURRENTRESPONSE']._serialized_start=838
-  _globals['_CURRENTRESPONSE']._serialized_end=909
-  _globals['_BROADCASTER']._serialized_start=912
-  _globals['_BROADCASTER']._serialized_end=1227
+  _globals['_ROLLOUTSTATE']._serialized_start=1190
+  _globals['_ROLLOUTSTATE']._serialized_end=1372
+  _globals['_APPLYREQUEST']._serialized_start=131
+  _globals['_APPLYREQUEST']._serialized_end=366
+  _globals['_NODEOUTCOME']._serialized_start=369
+  _globals['_NODEOUTCOME']._serialized_end=610
+  _globals['_APPLYRESPONSE']._serialized_start=613
+  _globals['_APPLYRESPONSE']._serialized_end=784
+  _globals['_FETCHSHARDREQUEST']._serialized_start=786
+  _globals['_FETCHSHARDREQUEST']._serialized_end=854
+  _globals['_FETCHSHARDRESPONSE']._serialized_start=856
+  _globals['_FETCHSHARDRESPONSE']._serialized_end=927
+  _globals['_LISTSHARDSREQUEST']._serialized_start=929
+  _globals['_LISTSHARDSREQUEST']._serialized_end=948
+  _globals['_SHARDINFO']._serialized_start=950
+  _globals['_SHARDINFO']._serialized_end=1033
+  _globals['_LISTSHARDSRESPONSE']._serialized_start=1035
+  _globals['_LISTSHARDSRESPONSE']._serialized_end=1096
+  _globals['_CURRENTREQUEST']._serialized_start=1098
+  _globals['_CURRENTREQUEST']._serialized_end=1114
+  _globals['_CURRENTRESPONSE']._serialized_start=1116
+  _globals['_CURRENTRESPONSE']._serialized_end=1187
+  _globals['_BROADCASTER']._serialized_start=1375
+  _globals['_BROADCASTER']._serialized_end=1690
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,10 @@
+import datetime
+
 from edgesplit.v1 import common_pb2 as _common_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.rpc import code_pb2 as _code_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -7,47 +12,62 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class RolloutState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLLOUT_STATE_UNSPECIFIED: _ClassVar[RolloutState]
+    ROLLOUT_STATE_PREPARED: _ClassVar[RolloutState]
+    ROLLOUT_STATE_COMMITTED: _ClassVar[RolloutState]
+    ROLLOUT_STATE_ABORTED: _ClassVar[RolloutState]
+    ROLLOUT_STATE_FAILED: _ClassVar[RolloutState]
+    ROLLOUT_STATE_TIMEOUT: _ClassVar[RolloutState]
+ROLLOUT_STATE_UNSPECIFIED: RolloutState
+ROLLOUT_STATE_PREPARED: RolloutState
+ROLLOUT_STATE_COMMITTED: RolloutState
+ROLLOUT_STATE_ABORTED: RolloutState
+ROLLOUT_STATE_FAILED: RolloutState
+ROLLOUT_STATE_TIMEOUT: RolloutState
+
 class ApplyRequest(_message.Message):
-    __slots__ = ("plan", "prepare_timeout_s", "wire_dtype")
+    __slots__ = ("plan", "prepare_timeout", "wire_dtype")
     PLAN_FIELD_NUMBER: _ClassVar[int]
-    PREPARE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    PREPARE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     WIRE_DTYPE_FIELD_NUMBER: _ClassVar[int]
     plan: _common_pb2.Plan
-    prepare_timeout_s: float
-    wire_dtype: str
-    def __init__(self, plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., prepare_timeout_s: _Optional[float] = ..., wire_dtype: _Optional[str] = ...) -> None: ...
+    prepare_timeout: _duration_pb2.Duration
+    wire_dtype: _common_pb2.WireDtype
+    def __init__(self, plan: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., prepare_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wire_dtype: _Optional[_Union[_common_pb2.WireDtype, str]] = ...) -> None: ...
 
 class NodeOutcome(_message.Message):
-    __slots__ = ("node_id", "state", "code", "detail", "prepare_s", "shards_fetched", "shards_cached")
+    __slots__ = ("node_id", "state", "code", "detail", "prepare", "shards_fetched", "shards_cached")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
-    PREPARE_S_FIELD_NUMBER: _ClassVar[int]
+    PREPARE_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FETCHED_FIELD_NUMBER: _ClassVar[int]
     SHARDS_CACHED_FIELD_NUMBER: _ClassVar[int]
     node_id: str
-    state: str
-    code: str
+    state: RolloutState
+    code: _code_pb2.Code
     detail: str
-    prepare_s: float
+    prepare: _duration_pb2.Duration
     shards_fetched: int
     shards_cached: int
-    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[str] = ..., code: _Optional[str] = ..., detail: _Optional[str] = ..., prepare_s: _Optional[float] = ..., shards_fetched: _Optional[int] = ..., shards_cached: _Optional[int] = ...) -> None: ...
+    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[_Union[RolloutState, str]] = ..., code: _Optional[_Union[_code_pb2.Code, str]] = ..., detail: _Optional[str] = ..., prepare: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., shards_fetched: _Optional[int] = ..., shards_cached: _Optional[int] = ...) -> None: ...
 
 class ApplyResponse(_message.Message):
-    __slots__ = ("committed", "epoch", "nodes", "elapsed_s", "duplicate")
+    __slots__ = ("committed", "epoch", "nodes", "elapsed", "duplicate")
     COMMITTED_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
-    ELAPSED_S_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     committed: bool
     epoch: int
     nodes: _containers.RepeatedCompositeFieldContainer[NodeOutcome]
-    elapsed_s: float
+    elapsed: _duration_pb2.Duration
     duplicate: bool
-    def __init__(self, committed: _Optional[bool] = ..., epoch: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeOutcome, _Mapping]]] = ..., elapsed_s: _Optional[float] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+    def __init__(self, committed: _Optional[bool] = ..., epoch: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeOutcome, _Mapping]]] = ..., elapsed: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class FetchShardRequest(_message.Message):
     __slots__ = ("sha256", "node_id", "offset")

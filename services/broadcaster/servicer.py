@@ -8,15 +8,20 @@ from typing import Any
 
 from edgesplit.errors import Code, DomainError
 from edgesplit.rpc.authz import caller
-from edgesplit.rpc.convert import plan_from_proto, plan_to_proto
+from edgesplit.rpc.convert import (
+    duration,
+    plan_from_proto,
+    plan_to_proto,
+    seconds,
+    status_code,
+    wire_dtype_from_proto,
+)
 from edgesplit.rpc.errors import InvalidRequest, maps_errors
 from edgesplit.v1 import broadcaster_pb2 as pb
 from edgesplit.v1 import broadcaster_pb2_grpc as pb_grpc
 from services.broadcaster import metrics as m
 from services.broadcaster.config import BroadcasterConfig
 from services.broadcaster.rollout import ApplyOptions, Rollout, RolloutResult
-
-_WIRE_DTYPES = ("float32", "bfloat16", "float16")
 
 
 class NotAssigned(DomainError):
@@ -26,20 +31,23 @@ class NotAssigned(DomainError):
 
 
 def options_from_request(request: pb.ApplyRequest, config: BroadcasterConfig) -> ApplyOptions:
-    timeout = request.prepare_timeout_s or config.prepare_timeout_s
+    timeout = config.prepare_timeout_s
+    if request.HasField("prepare_timeout"):
+        timeout = seconds(request.prepare_timeout, "prepare_timeout")
     if timeout <= 0:
-        raise InvalidRequest("prepare_timeout_s must be positive", field="prepare_timeout_s")
-    dtype = request.wire_dtype or config.wire_dtype
-    if dtype not in _WIRE_DTYPES:
-        raise InvalidRequest(f"wire_dtype must be one of {_WIRE_DTYPES}", field="wire_dtype")
+        raise InvalidRequest("prepare_timeout must be positive", field="prepare_timeout")
+    dtype = wire_dtype_from_proto(request.wire_dtype, "wire_dtype", config.wire_dtype)
     return ApplyOptions(prepare_timeout_s=timeout, wire_dtype=dtype)
 
 
 def result_to_proto(r: RolloutResult) -> pb.ApplyResponse:
     return pb.ApplyResponse(
-        committed=r.committed, epoch=r.epoch, elapsed_s=r.elapsed_s, duplicate=r.duplicate,
-        nodes=[pb.NodeOutcome(node_id=n.node_id, state=n.state, code=n.code, detail=n.detail,
-                              prepare_s=n.prepare_s, shards_fetched=n.shards_fetched,
+        committed=r.committed, epoch=r.epoch, elapsed=duration(r.elapsed_s),
+        duplicate=r.duplicate,
+        nodes=[pb.NodeOutcome(node_id=n.node_id,
+                              state=pb.RolloutState.Value(f"ROLLOUT_STATE_{n.state.upper()}"),
+                              code=status_code(n.code or "OK"), detail=n.detail,
+                              prepare=duration(n.prepare_s), shards_fetched=n.shards_fetched,
                               shards_cached=n.shards_cached) for n in r.nodes])
 
 

@@ -54,8 +54,9 @@ def answer_from_proto(m: sr.ReviseResponse) -> PlanAnswer:
 def apply_request(plan: Plan, *, wire_dtype: str, prepare_timeout_s: float) -> bc.ApplyRequest:
     # The plan only: addresses, keys, trust and the privacy depth are the
     # broadcaster's own (its inventory), never the caller's.
-    return bc.ApplyRequest(plan=cv.plan_to_proto(plan), wire_dtype=wire_dtype,
-                           prepare_timeout_s=prepare_timeout_s)
+    return bc.ApplyRequest(plan=cv.plan_to_proto(plan),
+                           wire_dtype=cv.wire_dtype_to_proto(wire_dtype),
+                           prepare_timeout=cv.duration(prepare_timeout_s))
 
 
 def status_to_proto(plan: Plan | None, cost: CostBreakdown | None,

@@ -175,8 +175,9 @@ class ControlLoop:
             return self._finish(a, ctl.Outcome.FAILED, now, old_epoch,
                                 f"{exc.code().name}: {exc.details()}")
         if not result.committed:
-            detail = "; ".join(f"{n.node_id}: {n.state} {n.detail}" for n in result.nodes
-                               if n.state != "aborted")
+            detail = "; ".join(
+                f"{n.node_id}: {bc.RolloutState.Name(n.state).removeprefix('ROLLOUT_STATE_')} "
+                f"{n.detail}" for n in result.nodes if n.state != bc.ROLLOUT_STATE_ABORTED)
             return self._finish(a, ctl.Outcome.ABORTED, now, old_epoch, detail)
         elapsed = time.perf_counter() - started
         self.plan, self.cost = a.plan, a.cost

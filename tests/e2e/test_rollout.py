@@ -20,7 +20,7 @@ import pytest
 
 from edgesplit import testbed as tb
 from edgesplit.core.types import Plan
-from edgesplit.rpc.convert import plan_from_proto, plan_to_proto
+from edgesplit.rpc.convert import plan_from_proto, plan_to_proto, seconds
 from edgesplit.security.keys import ensure_dev_keys, generate_signing_key
 from edgesplit.security.signing import sign_envelope
 from edgesplit.testbed import TRANSPORT, ensure_model, generate, plan_from_cuts
@@ -28,6 +28,7 @@ from edgesplit.v1 import broadcaster_pb2 as bpb
 from edgesplit.v1 import broadcaster_pb2_grpc as bpb_grpc
 from edgesplit.v1 import node_agent_pb2 as na
 from tests.conftest import ServiceProcess, start_service
+from tests.service.broadcaster_cluster import outcomes
 
 PROMPT = [5, 17, 42, 99, 7]
 NEW_TOKENS = 8
@@ -154,7 +155,7 @@ def test_abort_leaves_every_node_serving_the_old_epoch(rig: Rig) -> None:
     finally:
         blob.write_bytes(original)
     assert not reply.committed and reply.epoch == old.epoch
-    outcome = {n.node_id: (n.state, n.code) for n in reply.nodes}
+    outcome = outcomes(reply)
     assert outcome == {"node-0": ("failed", "DATA_LOSS"), "node-1": ("aborted", ""),
                        "node-2": ("aborted", "")}, reply
     assert rig.node_view() == before  # nothing prepared anywhere, old segments kept
@@ -227,7 +228,7 @@ def test_reapply_with_cached_shards_is_quick(rig: Rig) -> None:
             if round_ == 1:
                 assert all(n.shards_fetched == 0 for n in reply.nodes), reply
                 times.append(elapsed)
-                server.append(reply.elapsed_s)
+                server.append(seconds(reply.elapsed))
     # Printed, not asserted: CI machines vary (scenario target: median <= 1000 ms).
     print(f"\nre-apply with cached shards over {len(times)} rollouts: median "
           f"{statistics.median(times) * 1000:.1f} ms at the client "

@@ -31,6 +31,7 @@ from tests.service.broadcaster_cluster import (
     Flaky,
     cluster,
     fake_factory,
+    outcomes,
     plan_of,
 )
 
@@ -128,7 +129,7 @@ async def test_a_node_answering_with_another_key_gets_nothing_signed(
     cluster.addresses["node-1"] = real
     assert not reply.committed and reply.epoch == 1
     outcome = {n.node_id: n for n in reply.nodes}["node-1"]
-    assert outcome.code == "FAILED_PRECONDITION" and "enrolled" in outcome.detail
+    assert outcomes(reply)["node-1"][1] == "FAILED_PRECONDITION" and "enrolled" in outcome.detail
     assert evil.prepares == {} and cluster.faults.prepares == prepares  # nothing signed
     assert await _epochs(cluster) == before
     assert REGISTRY.get_sample_value("edgesplit_broadcaster_key_mismatch_total") == mismatches + 1
@@ -139,7 +140,7 @@ async def test_an_enrolled_key_the_node_does_not_hold_is_refused(cluster: Cluste
     cluster.enrol(**{"node-2": {"agreement_public_key": other}})
     reply = await cluster.apply(plan_of(cluster.digest, 1, (1, 3)))
     assert not reply.committed
-    assert {n.node_id: n.code for n in reply.nodes}["node-2"] == "FAILED_PRECONDITION"
+    assert outcomes(reply)["node-2"][1] == "FAILED_PRECONDITION"
     assert cluster.faults.prepares == {}
 
 

@@ -23,7 +23,7 @@ import pytest
 from edgesplit.core.types import Plan, Segment
 from edgesplit.model.errors import ModelFileError
 from edgesplit.model.fake import FakeSegmentRunner
-from edgesplit.rpc.convert import plan_to_proto
+from edgesplit.rpc.convert import duration, plan_to_proto, status_name
 from edgesplit.rpc.server import RunningServer, create_server
 from edgesplit.rpc.transport import LOOPBACK_PLAINTEXT, Transport
 from edgesplit.security.keys import ensure_dev_keys
@@ -135,6 +135,8 @@ class Cluster:
         return await self.node(node_id).GetInfo(na.GetInfoRequest(), timeout=5)
 
     async def apply(self, plan: Plan, **kw: Any) -> bpb.ApplyResponse:
+        if "prepare_timeout_s" in kw:
+            kw["prepare_timeout"] = duration(kw.pop("prepare_timeout_s"))
         req = bpb.ApplyRequest(plan=plan_to_proto(plan), **kw)
         return await self.broadcaster.Apply(req, timeout=30)
 
@@ -188,3 +190,9 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         await ch.close()
     for s in servers:
         await s.server.stop(None)
+
+
+def outcomes(reply: bpb.ApplyResponse) -> dict[str, tuple[str, str]]:
+    """node -> (state, status code name; "" for OK) of a rollout, as plain names."""
+    return {n.node_id: (bpb.RolloutState.Name(n.state).removeprefix("ROLLOUT_STATE_").lower(),
+                        status_name(n.code) if n.code else "") for n in reply.nodes}

@@ -13,7 +13,7 @@ from edgesplit.rpc.convert import plan_to_proto
 from edgesplit.v1 import broadcaster_pb2 as bpb
 from services.broadcaster import __main__ as broadcaster_main
 from services.broadcaster.config import BroadcasterConfig
-from tests.service.broadcaster_cluster import NODES, Cluster, cluster, plan_of
+from tests.service.broadcaster_cluster import NODES, Cluster, cluster, outcomes, plan_of
 
 __all__ = ["cluster"]  # the fixture, re-exported for pytest
 
@@ -22,7 +22,7 @@ __all__ = ["cluster"]  # the fixture, re-exported for pytest
 async def test_apply_commits_and_nodes_fetch_only_their_shards(cluster: Cluster) -> None:
     reply = await cluster.apply(plan_of(cluster.digest, 1, (1, 3)))
     assert reply.committed and reply.epoch == 1 and not reply.duplicate
-    assert {n.node_id: n.state for n in reply.nodes} == dict.fromkeys(NODES, "committed")
+    assert {n: s for n, (s, _) in outcomes(reply).items()} == dict.fromkeys(NODES, "committed")
     sha = {n: hashlib.sha256(b).hexdigest() for n, b in cluster.shards.items()}
     wanted = {"node-0": {"embed", "layer.0", "head"}, "node-1": {"layer.1", "layer.2"},
               "node-2": {"layer.3"}}
@@ -79,7 +79,7 @@ async def test_a_failing_node_aborts_everywhere(cluster: Cluster) -> None:
     cluster.faults.fail.add("node-1")  # its segment changes, so it builds a runner
     reply = await cluster.apply(plan_of(cluster.digest, 2, (2, 3)))
     assert not reply.committed and reply.epoch == 1
-    states = {n.node_id: (n.state, n.code) for n in reply.nodes}
+    states = outcomes(reply)
     assert states == {"node-0": ("aborted", ""), "node-1": ("failed", "FAILED_PRECONDITION"),
                       "node-2": ("aborted", "")}
     await _assert_still_serving(cluster, 1)
@@ -98,7 +98,7 @@ async def test_a_slow_node_times_out_and_aborts(cluster: Cluster) -> None:
     cluster.faults.slow_s["node-1"] = 1.5
     reply = await cluster.apply(plan_of(cluster.digest, 2, (2, 3)), prepare_timeout_s=0.5)
     assert not reply.committed and reply.epoch == 1
-    assert {n.node_id: n.state for n in reply.nodes}["node-1"] == "timeout"
+    assert outcomes(reply)["node-1"][0] == "timeout"
     await asyncio.sleep(1.2)  # the slow build finishes on the node: it must not resurrect
     await _assert_still_serving(cluster, 1)
 
@@ -110,7 +110,7 @@ async def test_an_unreachable_node_aborts_everywhere(cluster: Cluster) -> None:
     plan = plan_of(cluster.digest, 2, (1, 2, 3), ("node-0", "node-1", "node-2", "node-3"))
     reply = await cluster.apply(plan)
     assert not reply.committed and reply.epoch == 1
-    assert {n.node_id: n.code for n in reply.nodes}["node-3"] == "UNAVAILABLE"
+    assert outcomes(reply)["node-3"][1] == "UNAVAILABLE"
     await _assert_still_serving(cluster, 1)
 
 
@@ -123,7 +123,7 @@ async def test_a_tampered_blob_fails_prepare_and_leaves_nothing(cluster: Cluster
     path.write_bytes(bytes(blob))
     reply = await cluster.apply(plan_of(cluster.digest, 2, (2, 3)))  # node-0 needs layer.1
     assert not reply.committed
-    assert {n.node_id: n.code for n in reply.nodes}["node-0"] == "DATA_LOSS"
+    assert outcomes(reply)["node-0"][1] == "DATA_LOSS"
     assert sha not in cluster.cached("node-0")
     assert not [c for c in cluster.cached("node-0") if c.startswith(".")]
     await _assert_still_serving(cluster, 1)

@@ -23,21 +23,22 @@ _sym_db = _symbol_database.Default()
 
 
 from edgesplit.v1 import common_pb2 as edgesplit_dot_v1_dot_common__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n edgesplit/v1/split_reviser.proto\x12\x0c\x65\x64gesplit.v1\x1a\x19\x65\x64gesplit/v1/common.proto\"\xad\x02\n\rReviseRequest\x12)\n\x05state\x18\x01 \x01(\x0b\x32\x1a.edgesplit.v1.ClusterState\x12+\n\x07profile\x18\x02 \x01(\x0b\x32\x1a.edgesplit.v1.ModelProfile\x12(\n\x08workload\x18\x03 \x01(\x0b\x32\x16.edgesplit.v1.Workload\x12#\n\x07\x63urrent\x18\x04 \x01(\x0b\x32\x12.edgesplit.v1.Plan\x12$\n\x04mode\x18\x05 \x01(\x0e\x32\x16.edgesplit.v1.PlanMode\x12/\n\x07weights\x18\x06 \x01(\x0b\x32\x1e.edgesplit.v1.ObjectiveWeights\x12\x0f\n\x07\x65ntries\x18\x07 \x03(\t\x12\r\n\x05\x65poch\x18\x08 \x01(\x04\"k\n\x0bSolverStats\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0f\n\x07solve_s\x18\x02 \x01(\x01\x12\x0f\n\x07optimal\x18\x03 \x01(\x08\x12\x0b\n\x03gap\x18\x04 \x01(\x01\x12\r\n\x05nodes\x18\x05 \x01(\r\x12\x0e\n\x06layers\x18\x06 \x01(\r\"\xdc\x01\n\x0eReviseResponse\x12\x10\n\x08\x66\x65\x61sible\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12 \n\x04plan\x18\x03 \x01(\x0b\x32\x12.edgesplit.v1.Plan\x12)\n\x04\x63ost\x18\x04 \x01(\x0b\x32\x1b.edgesplit.v1.CostBreakdown\x12\x31\n\x0c\x63urrent_cost\x18\x05 \x01(\x0b\x32\x1b.edgesplit.v1.CostBreakdown\x12(\n\x05stats\x18\x06 \x01(\x0b\x32\x19.edgesplit.v1.SolverStats2S\n\x0cSplitReviser\x12\x43\n\x06Revise\x12\x1b.edgesplit.v1.ReviseRequest\x1a\x1c.edgesplit.v1.ReviseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n edgesplit/v1/split_reviser.proto\x12\x0c\x65\x64gesplit.v1\x1a\x19\x65\x64gesplit/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\"\xad\x02\n\rReviseRequest\x12)\n\x05state\x18\x01 \x01(\x0b\x32\x1a.edgesplit.v1.ClusterState\x12+\n\x07profile\x18\x02 \x01(\x0b\x32\x1a.edgesplit.v1.ModelProfile\x12(\n\x08workload\x18\x03 \x01(\x0b\x32\x16.edgesplit.v1.Workload\x12#\n\x07\x63urrent\x18\x04 \x01(\x0b\x32\x12.edgesplit.v1.Plan\x12$\n\x04mode\x18\x05 \x01(\x0e\x32\x16.edgesplit.v1.PlanMode\x12/\n\x07weights\x18\x06 \x01(\x0b\x32\x1e.edgesplit.v1.ObjectiveWeights\x12\x0f\n\x07\x65ntries\x18\x07 \x03(\t\x12\r\n\x05\x65poch\x18\x08 \x01(\x04\"\x93\x01\n\x0bSolverStats\x12\x0e\n\x06method\x18\x01 \x01(\t\x12(\n\x05solve\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07optimal\x18\x03 \x01(\x08\x12\x0b\n\x03gap\x18\x04 \x01(\x01\x12\r\n\x05nodes\x18\x05 \x01(\r\x12\x0e\n\x06layers\x18\x06 \x01(\rJ\x04\x08\x02\x10\x03R\x07solve_s\"\xdc\x01\n\x0eReviseResponse\x12\x10\n\x08\x66\x65\x61sible\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12 \n\x04plan\x18\x03 \x01(\x0b\x32\x12.edgesplit.v1.Plan\x12)\n\x04\x63ost\x18\x04 \x01(\x0b\x32\x1b.edgesplit.v1.CostBreakdown\x12\x31\n\x0c\x63urrent_cost\x18\x05 \x01(\x0b\x32\x1b.edgesplit.v1.CostBreakdown\x12(\n\x05stats\x18\x06 \x01(\x0b\x32\x19.edgesplit.v1.SolverStats2S\n\x0cSplitReviser\x12\x43\n\x06Revise\x12\x1b.edgesplit.v1.ReviseRequest\x1a\x1c.edgesplit.v1.ReviseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgesplit.v1.split_reviser_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REVISEREQUEST']._serialized_start=78
-  _globals['_REVISEREQUEST']._serialized_end=379
-  _globals['_SOLVERSTATS']._serialized_start=381
-  _globals['_SOLVERSTATS']._serialized_end=488
-  _globals['_REVISERESPONSE']._serialized_start=491
-  _globals['_REVISERESPONSE']._serialized_end=711
-  _globals['_SPLITREVISER']._serialized_start=713
-  _globals['_SPLITREVISER']._serialized_end=796
+  _globals['_REVISEREQUEST']._serialized_start=110
+  _globals['_REVISEREQUEST']._serialized_end=411
+  _globals['_SOLVERSTATS']._serialized_start=414
+  _globals['_SOLVERSTATS']._serialized_end=561
+  _globals['_REVISERESPONSE']._serialized_start=564
+  _globals['_REVISERESPONSE']._serialized_end=784
+  _globals['_SPLITREVISER']._serialized_start=786
+  _globals['_SPLITREVISER']._serialized_end=869
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,7 @@
+import datetime
+
 from edgesplit.v1 import common_pb2 as _common_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -28,20 +31,20 @@ class ReviseRequest(_message.Message):
     def __init__(self, state: _Optional[_Union[_common_pb2.ClusterState, _Mapping]] = ..., profile: _Optional[_Union[_common_pb2.ModelProfile, _Mapping]] = ..., workload: _Optional[_Union[_common_pb2.Workload, _Mapping]] = ..., current: _Optional[_Union[_common_pb2.Plan, _Mapping]] = ..., mode: _Optional[_Union[_common_pb2.PlanMode, str]] = ..., weights: _Optional[_Union[_common_pb2.ObjectiveWeights, _Mapping]] = ..., entries: _Optional[_Iterable[str]] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class SolverStats(_message.Message):
-    __slots__ = ("method", "solve_s", "optimal", "gap", "nodes", "layers")
+    __slots__ = ("method", "solve", "optimal", "gap", "nodes", "layers")
     METHOD_FIELD_NUMBER: _ClassVar[int]
-    SOLVE_S_FIELD_NUMBER: _ClassVar[int]
+    SOLVE_FIELD_NUMBER: _ClassVar[int]
     OPTIMAL_FIELD_NUMBER: _ClassVar[int]
     GAP_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     method: str
-    solve_s: float
+    solve: _duration_pb2.Duration
     optimal: bool
     gap: float
     nodes: int
     layers: int
-    def __init__(self, method: _Optional[str] = ..., solve_s: _Optional[float] = ..., optimal: _Optional[bool] = ..., gap: _Optional[float] = ..., nodes: _Optional[int] = ..., layers: _Optional[int] = ...) -> None: ...
+    def __init__(self, method: _Optional[str] = ..., solve: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., optimal: _Optional[bool] = ..., gap: _Optional[float] = ..., nodes: _Optional[int] = ..., layers: _Optional[int] = ...) -> None: ...
 
 class ReviseResponse(_message.Message):
     __slots__ = ("feasible", "reason", "plan", "cost", "current_cost", "stats")

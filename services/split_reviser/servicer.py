@@ -76,7 +76,8 @@ def encode(result: SolveResult, nodes: int, layers: int) -> sr.ReviseResponse:
     reply = sr.ReviseResponse(
         feasible=result.plan is not None, reason=result.reason,
         cost=cv.cost_to_proto(result.cost),
-        stats=sr.SolverStats(method=result.stats.method, solve_s=result.stats.elapsed_s or 0.0,
+        stats=sr.SolverStats(method=result.stats.method,
+                             solve=cv.duration(result.stats.elapsed_s or 0.0),
                              optimal=result.optimal,
                              gap=result.gap if result.gap is not None else -1.0,
                              nodes=nodes, layers=layers))

@@ -142,19 +142,20 @@ def test_emulated_link_delay_and_bandwidth_are_reported(rig: Rig) -> None:
         rig.bed.set_conditions("node-2", link_delay_s={"node-1": delay},
                                link_bandwidth_bps={"node-1": bw})
         _, took = rig.wait(lambda s, d=delay, b=bw: (lk := link(s, "node-2", "node-1"))
-                           is not None and near(lk.rtt_s, d) and near(lk.bandwidth_bps, b),
+                           is not None and lk.HasField("rtt") and near(seconds(lk.rtt), d)
+                           and near(lk.bandwidth_bps, b),
                            timeout_s=40 * INTERVAL)
         lk = link(rig.state(), "node-2", "node-1")
         assert lk is not None
         print(f"emulated {delay * 1e3:.0f} ms / {bw / 1e6:.0f} Mbit/s: reported "
-              f"{lk.rtt_s * 1e3:.1f} ms / {lk.bandwidth_bps / 1e6:.2f} Mbit/s "
+              f"{seconds(lk.rtt) * 1e3:.1f} ms / {lk.bandwidth_bps / 1e6:.2f} Mbit/s "
               f"within {took / INTERVAL:.1f} cycles")
     state = rig.state()
     # Links the ring uses are timed from real frames too, and stay fast (loopback).
     assert {(lk.src, lk.dst) for lk in state.links} >= {
         ("node-0", "node-1"), ("node-1", "node-2"), ("node-2", "node-0"), ("node-2", "node-1")}
     lk = link(state, "node-0", "node-1")
-    assert lk is not None and lk.rtt_s < 0.02 and lk.bandwidth_bps > 1e8
+    assert lk is not None and seconds(lk.rtt) < 0.02 and lk.bandwidth_bps > 1e8
     body = urllib.request.urlopen(f"http://127.0.0.1:{rig.metrics_port}/metrics",
                                   timeout=5).read().decode()
     assert 'edgesplit_link_rtt_seconds{dst="node-1",src="node-2"}' in body

@@ -253,6 +253,7 @@ def _exercised_registry() -> str:
     import services.node_agent.metrics as na
     import services.orchestrator.loop
     import services.split_reviser.servicer  # noqa: F401
+    from edgesplit.rpc.convert import duration
     from edgesplit.v1 import monitor_pb2 as mpb
     from services.monitor import metrics as mon
 
@@ -260,8 +261,8 @@ def _exercised_registry() -> str:
     for node, alive in (("n1", True), ("n2", True), ("n3", False)):
         v = state.nodes.add(reports=2, has_gpu=True)
         v.state.node_id, v.state.alive = node, alive
-    state.link_views.add(src="n1", dst="n2", rtt_s=0.01, bandwidth_bps=8e6)
-    state.link_views.add(src="n1", dst="n3", rtt_s=0.01, bandwidth_bps=8e6)
+    state.link_views.add(src="n1", dst="n2", rtt=duration(0.01), bandwidth_bps=8e6)
+    state.link_views.add(src="n1", dst="n3", rtt=duration(0.01), bandwidth_bps=8e6)
     mon.publish(state)
     na.REQUEST_SECONDS.labels("ok").observe(0.5)
     na.QUEUE_SECONDS.observe(0.01)

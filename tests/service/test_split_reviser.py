@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from edgesplit.rpc.config import ServiceConfig
-from edgesplit.rpc.errors import error_details
+from edgesplit.rpc.errors import error_details, maps_errors
 from edgesplit.rpc.server import Registration, create_server
 from edgesplit.rpc.transport import LOOPBACK_PLAINTEXT, Transport
 from edgesplit.v1 import common_pb2 as c
@@ -115,3 +115,30 @@ async def test_oversized_instances_are_refused_before_solving(grow, field) -> No
     finally:
         await channel.close()
         await server.server.stop(0)
+
+
+class _Proxy(sr_grpc.SplitReviserServicer):
+    """A servicer that asks another server, as the entry asks the orchestrator."""
+
+    def __init__(self, stub: sr_grpc.SplitReviserStub) -> None:
+        self.stub = stub
+
+    @maps_errors
+    async def Revise(self, request: sr.ReviseRequest, context: object) -> sr.ReviseResponse:
+        return await self.stub.Revise(request, timeout=30)
+
+
+async def test_a_dependencys_error_details_pass_through(stub: sr_grpc.SplitReviserStub) -> None:
+    proxy = await create_server(ServiceConfig(insecure=True), [Registration(
+        sr_grpc.add_SplitReviserServicer_to_server, _Proxy(stub), "edgesplit.v1.SplitReviser")])
+    channel = Transport(LOOPBACK_PLAINTEXT).aio_channel(f"127.0.0.1:{proxy.port}")
+    try:
+        req = _request()
+        req.entries[0] = "nobody"
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await sr_grpc.SplitReviserStub(channel).Revise(req, timeout=30)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error_details(err.value).fields == ("entries[0]",)  # not lost on the way
+    finally:
+        await channel.close()
+        await proxy.server.stop(0)

@@ -3,7 +3,10 @@
 Run as ``python tools/gen_protos.py [OUT_ROOT]``; OUT_ROOT defaults to the
 repository root so imports read ``from edgesplit.v1 import node_agent_pb2``.
 Generated files are committed; a test regenerates into a temporary folder
-and fails when they differ.
+and fails when they differ. ``protos/google/`` holds googleapis files the
+edgesplit protos import (google.rpc.Code): they are found on the include path
+but not generated, since their Python code comes from the pinned
+googleapis-common-protos.
 """
 
 from __future__ import annotations

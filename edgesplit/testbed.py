@@ -121,6 +121,8 @@ class Testbed:
         control_pub = base / "keys" / "control.ed25519.pub.pem"
         if not insecure:
             pki = pki or LocalPki(base / PKI_DIR)
+            for ident in (ADMIN, CLIENT):  # for `edgesplit status`/`generate` to find
+                pki.component(ident)
         bed = cls(str(base), str(shard_dir), control_key=str(base / "keys"),
                   pki=str(pki.root) if pki and not insecure else "")
         started = []

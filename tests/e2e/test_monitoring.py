@@ -205,7 +205,8 @@ def test_compute_slowdown_shows_in_per_layer_costs(rig: Rig, capsys: pytest.Capt
     assert state.requests_total > 0 and state.latency_ewma_s > 0 and state.ttft_ewma_s > 0
     assert state.window_requests > 0
     figures = capsys.readouterr().out
-    code = cli_main(["status", "--monitor", rig.monitor.address, "--json"])
+    code = cli_main(["status", "--monitor", rig.monitor.address, "--json",
+                     "--testbed-dir", rig.bed.base])  # its admin certificate
     data = json.loads(capsys.readouterr().out)["monitor"]
     with capsys.disabled():
         print(figures, end="")  # the measured figures stay visible with -s

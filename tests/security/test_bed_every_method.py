@@ -52,20 +52,10 @@ from edgesplit.v1 import (
     split_reviser_pb2,
     testbed_admin_pb2,
 )
+from tests.e2e.test_adaptive import SCENARIO as E2E_SCENARIO
 
-SCENARIO = {
-    "name": "attack", "duration_s": 30, "sla_step_s": 1.0,
-    "model": {"family": "qwen3", "layers": 6, "hidden": 128, "heads": 4, "kv_heads": 2,
-              "seed": 3},
-    "nodes": [
-        {"id": "entry", "trust": "trusted", "memory_gb": 8, "slowdown": 1, "entry": True},
-        {"id": "edge-a", "trust": "trusted", "memory_gb": 16, "slowdown": 1},
-        {"id": "edge-b", "trust": "trusted", "memory_gb": 16, "slowdown": 1},
-    ],
-    "default_link": {"delay_ms": 1, "bandwidth_mbps": 1000},
-    "load": {"concurrency": 1, "prompt_tokens": 8, "new_tokens": 8},
-    "events": [],
-}
+# The end-to-end stack's scenario (three trusted nodes, a tiny seeded model).
+SCENARIO = {**E2E_SCENARIO, "name": "attack"}
 PROMPT = [5, 17, 42, 99, 7, 3]
 MODULES = (broadcaster_pb2, inference_pb2, monitor_pb2, node_agent_pb2, orchestrator_pb2,
            split_reviser_pb2, testbed_admin_pb2, health_pb2)

@@ -124,7 +124,7 @@ class Testbed:
             for ident in (ADMIN, CLIENT):  # for `edgesplit status`/`generate` to find
                 pki.component(ident)
         bed = cls(str(base), str(shard_dir), control_key=str(base / "keys"),
-                  pki=str(pki.root) if pki and not insecure else "")
+                  pki=str(pki.root.resolve()) if pki and not insecure else "")
         started = []
         for i in range(n):
             node_id = node_ids[i] if node_ids else f"node-{i}"

@@ -142,13 +142,18 @@ async def _refuse(context: Any, method: str, enforce: bool, request: Any) -> boo
     return True
 
 
+async def _refuse_malformed(item: Any, context: Any, method: str) -> Any:
+    """``item``, or the call refused if it did not parse."""
+    if item is MALFORMED:
+        DENIED.labels(method, "malformed").inc()
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{method}: malformed")
+    return item
+
+
 async def _parsed(requests: Any, context: Any, method: str) -> Any:
     """A request stream that refuses the call at its first malformed message."""
     async for item in requests:
-        if item is MALFORMED:
-            DENIED.labels(method, "malformed").inc()
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{method}: malformed")
-        yield item
+        yield await _refuse_malformed(item, context, method)
 
 
 class _ParsingContext:
@@ -162,12 +167,7 @@ class _ParsingContext:
         return getattr(self._context, name)
 
     async def read(self) -> Any:
-        item = await self._context.read()
-        if item is MALFORMED:
-            DENIED.labels(self._method, "malformed").inc()
-            await self._context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                      f"{self._method}: malformed")
-        return item
+        return await _refuse_malformed(await self._context.read(), self._context, self._method)
 
 
 def _checked(request: Any, context: Any, method: str) -> tuple[Any, Any]:

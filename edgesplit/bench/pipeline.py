@@ -57,6 +57,18 @@ def _monolithic(model: Any, ids: list[int], new: int, device: str) -> tuple[floa
     return time.perf_counter() - start, out[0, len(ids):].tolist()
 
 
+def _agents_cpu_s(bed: Any) -> float:
+    """CPU seconds the bed's agents have used so far (robust to a busy machine,
+    unlike wall time: the cost of TLS and framing shows here)."""
+    import psutil
+
+    total = 0.0
+    for n in bed.nodes:
+        t = psutil.Process(n.pid).cpu_times()
+        total += t.user + t.system
+    return total
+
+
 def _split(bed: Any, ids: list[int], new: int) -> tuple[float, list[int], list[float]]:
     start = time.perf_counter()
     replies = bed.generate(bed.nodes[0].node_id, token_ids=ids, max_new_tokens=new,
@@ -121,12 +133,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         _monolithic(model, ids[:8], 4, args.device)
         _split(bed, ids[:8], 4)
         mono_t, split_t, steps = [], [], []
+        agents_cpu_s = 0.0
         mono_tokens: list[int] = []
         split_tokens: list[int] = []
         for r in range(args.repeats):
             t, mono_tokens = _monolithic(model, ids, args.new_tokens, args.device)
             mono_t.append(t)
+            before = _agents_cpu_s(bed)
             t, split_tokens, step_lat = _split(bed, ids, args.new_tokens)
+            agents_cpu_s += _agents_cpu_s(bed) - before
             split_t.append(t)
             steps.extend(step_lat)
             _log(f"run {r + 1}/{args.repeats}: monolithic {mono_t[-1]:.2f}s, "
@@ -152,5 +167,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "torch_threads": args.torch_threads or torch.get_num_threads(),
         "tokens_match": mono_tokens == split_tokens,
         "tls": bed.secure,  # mTLS on every hop and on the client's call
+        # all agents' CPU per generated token (prefill included): compare with --insecure
+        "split_agents_cpu_ms_per_token": round(agents_cpu_s / (args.repeats * args.new_tokens)
+                                               * 1000, 2),
         "route": format_route(plan.routes[0]),
     }

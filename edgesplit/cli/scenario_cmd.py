@@ -92,6 +92,8 @@ def _run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     print("edgesplit demo: a local test bed (4 emulated nodes, a model generated here), "
           "requests served across them while conditions change;\nthe orchestrator adapts "
-          "(adaptive) or keeps its first plan (static).", file=sys.stderr)
+          "(adaptive) or keeps its first plan (static). "
+          + ("Plaintext on loopback (--insecure)." if args.insecure else
+             "mTLS between every process, each with its own certificate."), file=sys.stderr)
     execute(args)
     return 0

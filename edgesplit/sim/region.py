@@ -52,6 +52,7 @@ class Region:
         self.decider = Decider(replace(config, entries=entries), self.inventory,
                                sim.setup.profile, entries)
         self.plan: Plan | None = None
+        self.plan_nodes: frozenset[NodeId] = frozenset()
         self.rolling = False
         self.waiting_private: list[Session] = []
 
@@ -80,6 +81,7 @@ class Region:
     def install(self, plan: Plan) -> None:
         sim = self.sim
         self.plan = plan
+        self.plan_nodes = frozenset(plan.nodes)
         sim.log.plans[(self.index, plan.epoch)] = (sim.clock.now - sim.t0, plan)
         for r in plan.routes:
             for s in r.segments:

@@ -47,6 +47,9 @@ class SimSettings:
     # test bed does; False: only the listed links exist (large deployments).
     mesh: bool = True
     timeline_bucket_s: float = 10.0
+    # Decode steps of a session alone on its route as one event per stretch
+    # (edgesplit.sim.express); False: per-hop events throughout, same figures.
+    express: bool = True
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SimSettings:

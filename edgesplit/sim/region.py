@@ -150,7 +150,7 @@ class Region:
                 fetch = sum(layers[i].weight_bytes for i in new - sim.nodes[s.node].shards)
                 load = sum(layers[i].weight_bytes for i in new)
                 prepare = max(prepare, fetch * 8 / (st.registry_mbps * 1e6)
-                              + load / (st.load_gbps * 1e9))
+                              + load / (st.load_gbps * 1e9) + len(new) * st.load_layer_s)
         ready = sim.clock.now + planner_calls * st.planner_s + st.control_rtt_s + prepare
         sim.clock.at(ready, self._prepared, p, decided_at)
 

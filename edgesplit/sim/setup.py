@@ -40,6 +40,7 @@ class SimSettings:
     control_rtt_s: float = 0.002  # orchestrator <-> broadcaster <-> agents
     registry_mbps: float = 1000.0  # shard fetch bandwidth to any node
     load_gbps: float = 2.0  # shard load (disk -> device memory)
+    load_layer_s: float = 0.0  # ... plus this per layer loaded (building the segment)
     incident_step_s: float = 2.0  # a decode step longer than this is a stall (downtime)
     incident_merge_s: float = 30.0  # failures/stalls this close are one incident
     link_alpha: float = 0.3  # monitor's link EWMA

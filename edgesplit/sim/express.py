@@ -100,15 +100,23 @@ def plan(dp: DataPlane, s: Session, now: float, horizon: float) -> Chunk | None:
     links0 = tuple((lk, lk.free_at) for lk in links)
     act = dp.table.act_bytes
     ctx = s.prompt + s.generated - 1
+    # HardwareClass.batch_seconds, its terms computed in the same order (so the
+    # same floats): (compute s, weight bytes, KV bytes/token, memory B/s,
+    # overhead s, stretch, link) per hop.
+    priced = [(flops / n.hw.effective_flops, weights, kv,
+               n.hw.memory_bandwidth * n.hw.memory_efficiency, layers * n.hw.layer_overhead_s,
+               factor, link)
+              for (n, _seg, flops, weights, kv, layers, link), factor in zip(hops, factors,
+                                                                             strict=True)]
     steps: list[list[Leg]] = []
     t = now
     for _ in range(s.new_tokens - s.generated):
         saved = [lk.free_at for lk in links]
         legs: list[Leg] = []
         c = ctx + len(steps) + 1  # attended this step: the context and the new token
-        for (node, _seg, flops, weights, kv, layers, link), factor in zip(hops, factors,
-                                                                          strict=True):
-            seconds = node.hw.batch_seconds(flops, weights + kv * c, layers) * factor
+        for compute, weights, kv, bandwidth, overhead, factor, link in priced:
+            memory = (weights + kv * c) / bandwidth
+            seconds = (max(compute, memory) + overhead) * factor
             start, end = t, t + seconds
             t = end if link is None else link.send(end, act)
             legs.append((start, end, seconds, t, 0.0 if link is None else link.free_at))

@@ -1,5 +1,5 @@
 """Express decode steps: a session alone on its route runs its steps without
-per-hop events (docs/architecture.md §3, "Simulator").
+per-hop events.
 
 The per-hop data plane (``dataplane``) costs a pass and a delivery event per
 hop per token, which is what a thousand-node hour is made of. While a session

@@ -27,6 +27,10 @@ class SimSettings:
     dtype: str = ""  # profile the model as this dtype ("" = the checkpoint's)
     base_flops: float = BASE_FLOPS  # speed of a slowdown-1 test-bed node
     testbed_layer_overhead_s: float = 0.0  # fixed cost per layer per pass of such a node
+    # Wall over CPU time of a pass on the test bed's machine (core waiting): its
+    # emulated device takes max(wall, slowdown * CPU), so a test-bed node runs
+    # at a slow-down of at least this (edgesplit.sim.calibrate measures it).
+    testbed_stretch: float = 1.0
     report_interval_s: float = 1.0  # agents' report cycle
     interval_s: float = 1.0  # orchestrator's decision cycle
     cooldown_s: float = 30.0
@@ -136,7 +140,8 @@ def build_setup(sc: Scenario, overrides: dict[str, Any] | None = None) -> SimSet
             memory = int(n.memory_gb * 2**30)
             nodes.append(NodeSetup(n.id, testbed_class(settings.base_flops, memory,
                                                   settings.testbed_layer_overhead_s), n.trusted,
-                                   n.entry, memory, n.background_utilization, n.slowdown))
+                                   n.entry, memory, n.background_utilization,
+                                   max(n.slowdown, settings.testbed_stretch)))
     listed = {frozenset((lk.a, lk.b)): lk for lk in sc.links}
     if settings.mesh:
         ids = [n.id for n in sc.nodes]

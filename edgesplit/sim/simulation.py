@@ -359,7 +359,8 @@ class Simulation:
         elif ev.kind == "node":
             node = self.nodes[NodeId(a["node"])]
             if a.get("slowdown"):
-                node.slowdown = float(a["slowdown"])
+                floor = self.settings.testbed_stretch if node.hw.name == "testbed-cpu" else 1.0
+                node.slowdown = max(float(a["slowdown"]), floor)
             node.background = float(a.get("background_utilization", 0) or 0)
         elif ev.kind == "kill":
             self.dp.kill(NodeId(a["node"]))

@@ -21,7 +21,13 @@ from typing import Any
 from edgesplit import procs
 from edgesplit.core.route import route_from_cuts
 from edgesplit.core.types import Epoch, NodeId, Plan
-from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
+from edgesplit.rpc.assignments import (
+    PeerInfo,
+    ShardEntry,
+    build_assignments,
+    commit_request,
+    sign_assignment,
+)
 from edgesplit.rpc.transport import LOOPBACK_PLAINTEXT, Transport
 from edgesplit.security.keys import ensure_dev_keys, public_bytes
 from edgesplit.v1 import node_agent_pb2 as na
@@ -215,9 +221,10 @@ class Testbed:
         for node, env in envelopes.items():
             with self.agent(node) as agent:
                 agent.Prepare(na.PrepareRequest(assignment=env), timeout=120)
-        for node in envelopes:
+        signing = ensure_dev_keys(Path(self.control_key), "control").signing
+        for node, env in envelopes.items():
             with self.agent(node) as agent:
-                agent.Commit(na.CommitRequest(epoch=plan.epoch), timeout=30)
+                agent.Commit(commit_request(env, signing), timeout=30)
         self.epoch = plan.epoch
         self.save()
 

@@ -116,7 +116,12 @@ class SaltBook:
         on_loop = loop is not None and _running_loop() is loop
         if loop is None or on_loop:
             raise Unavailable(f"no link handshake with {peer} yet")
-        fut = asyncio.run_coroutine_threadsafe(self.greet(peer, address), loop)
+        greeting = self.greet(peer, address)
+        try:
+            fut = asyncio.run_coroutine_threadsafe(greeting, loop)
+        except RuntimeError as exc:  # the loop is closing: the agent is stopping
+            greeting.close()
+            raise Unavailable(f"no link handshake with {peer}: {exc}") from exc
         try:
             return fut.result(self.timeout_s)
         except Exception as exc:

@@ -9,6 +9,7 @@ would, and a client's certificate for Generate.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -53,17 +54,19 @@ async def test_old_aborted_and_foreign_assignments_refused_before_and_after_rest
     await ring.apply(ring.plan(2))
     tokens = await ring.generate()
     old = ring.envelopes[("node-1", 1)]  # unexpired, validly signed, superseded
-    aborted = ring.sign(ring.plan(3))["node-1"]
+    skipped = ring.sign(ring.plan(3))["node-1"]  # signed, never delivered: below the mark
+    aborted = ring.sign(ring.plan(4))["node-1"]
     await ring.prepare("node-1", aborted)
-    await ring.abort("node-1", 3)
-    foreign = ring.sign(ring.plan(4))["node-2"]  # another node's, newer epoch
-    assert _record(ring, "node-1")["spent"] == [3]  # on disk before the Abort's ack
+    await ring.abort("node-1", 4)
+    foreign = ring.sign(ring.plan(5))["node-2"]  # another node's, newer epoch
+    record = _record(ring, "node-1")  # on disk before the Abort's ack
+    assert (record["high_water"], record["spent"]) == (4, [4])
 
     async def replays_refused() -> None:
-        for env in (old, aborted, foreign):
+        for env in (old, skipped, aborted, foreign):
             assert await code_of(ring.prepare("node-1", env)) == REFUSED
         # ... and Commits of what is not held: the aborted epoch, the old one.
-        assert await code_of(ring.commit("node-1", 3)) == REFUSED
+        assert await code_of(ring.commit("node-1", 4)) == REFUSED
         assert await code_of(ring.commit("node-1", 1)) == REFUSED
         assert await _held(ring, "node-1") == (2, 0)
 
@@ -75,7 +78,7 @@ async def test_old_aborted_and_foreign_assignments_refused_before_and_after_rest
     await replays_refused()
     assert await ring.generate() == tokens  # the whole ring serves as before
     # The node still takes the next real epoch.
-    await ring.apply(ring.plan(5))
+    await ring.apply(ring.plan(6))
     assert await ring.generate() == tokens
 
 
@@ -127,11 +130,25 @@ async def test_a_prepare_retried_across_a_restart_is_taken_again(ring: Ring) -> 
     the very same Prepare still succeeds after the node restarted, and the
     Commit that follows switches it."""
     await ring.apply(ring.plan(1))
+    record = _record(ring, "node-1")  # the Commit's ack came after this was on disk
+    assert record["high_water"] == 1 and record["committed"]
     env = ring.sign(ring.plan(2))["node-1"]
+    other = ring.sign(ring.plan(2), ttl_s=500)["node-1"]  # same epoch, other bytes
+    ring.envelopes[("node-1", 2)] = env
     await ring.prepare("node-1", env)
     await ring.restart("node-1")
     assert await _held(ring, "node-1") == (1, 0)
+    assert await code_of(ring.prepare("node-1", other)) == REFUSED
     again = await ring.prepare("node-1", env)
     assert not again.duplicate  # built again: the runners died with the process
     await ring.commit("node-1", 2)
     assert await _held(ring, "node-1") == (2, 0)
+
+
+async def test_a_commit_after_the_assignment_expired_is_refused(ring: Ring) -> None:
+    await ring.apply(ring.plan(1))
+    env = ring.sign(ring.plan(2), ttl_s=1.0)["node-1"]
+    await ring.prepare("node-1", env)
+    await asyncio.sleep(1.2)
+    assert await code_of(ring.commit("node-1", 2)) == REFUSED  # a fresh decision, stale bytes
+    assert await _held(ring, "node-1") == (1, 2)

@@ -85,8 +85,10 @@ _KEEP_ONLY: Final[dict[str, bytes]] = {
 def non_finite(wire: WireTensor) -> int:
     """How many elements of ``wire`` are NaN or infinite (little-endian floats)."""
     size, hi, candidates, low_bit = _LAYOUT[wire.dtype]
-    data = memoryview(wire.data).cast("B")
-    tops = bytes(data[hi::size])
+    data = wire.data
+    if not isinstance(data, (bytes, bytearray)):
+        data = bytes(data)  # a strided slice of a memoryview is slow: copy once, then slice
+    tops = data[hi::size]
     if not tops.translate(None, _KEEP_ONLY[wire.dtype]):
         return 0  # the fast path: no element has its top exponent bits all set
     count = 0

@@ -23,8 +23,8 @@ import pytest
 import torch
 from prometheus_client import REGISTRY
 
-from edgesplit.core.types import NodeId, Plan
 from edgesplit.core.route import route_from_cuts
+from edgesplit.core.types import NodeId, Plan
 from edgesplit.model.base import WireTensor
 from edgesplit.model.wire import to_wire
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
@@ -39,6 +39,7 @@ from services.node_agent.config import NodeAgentConfig
 from services.node_agent.frame_guard import non_finite
 from services.node_agent.frames import Reassembly, ReassemblyLimits
 from tests.security.agent_ring import Ring, transport_of
+from tests.service.link_peer import LinkEnd, Recorder
 
 NODES = ("node-0", "node-1", "node-2", "node-3")
 
@@ -47,42 +48,6 @@ NODES = ("node-0", "node-1", "node-2", "node-3")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("model")
     return ensure_model(base / "model", base / "shards", layers=4, hidden=64)
-
-
-class Recorder(na_grpc.NodeAgentServicer):
-    """node-2: answers hellos and keeps every frame node-1 forwards."""
-
-    def __init__(self) -> None:
-        self.frames: asyncio.Queue[na.Frame] = asyncio.Queue()
-        self.salt = os.urandom(SALT_LEN)
-        self.hellos: list[bytes] = []  # node-1's salts, one per process life
-
-    async def Hello(self, request: na.LinkHello, context: Any) -> na.LinkHello:
-        if request.salt not in self.hellos:
-            self.hellos.append(request.salt)
-        return na.LinkHello(node_id="node-2", salt=self.salt)
-
-    async def Link(self, request_iterator: Any, context: Any) -> AsyncIterator[na.LinkAck]:
-        async for msg in request_iterator:
-            if msg.HasField("frame"):
-                await self.frames.put(msg.frame)
-            yield na.LinkAck(seq=msg.seq)
-
-
-class LinkEnd:
-    """One link stream into node-1, as the holder of some node's certificate."""
-
-    def __init__(self, stub: na_grpc.NodeAgentStub) -> None:
-        self.call = stub.Link(timeout=120)
-        self.seq = 0
-
-    async def send(self, msg: na.LinkMessage) -> grpc.StatusCode:
-        self.seq += 1
-        msg.seq = self.seq
-        await self.call.write(msg)
-        ack = await asyncio.wait_for(self.call.read(), 30)
-        assert ack.seq == self.seq
-        return next(c for c in grpc.StatusCode if c.value[0] == ack.code)
 
 
 @dataclasses.dataclass
@@ -187,25 +152,25 @@ async def test_a_frame_replayed_after_the_receiver_restarts_is_refused(rig: Rig)
     await rig.commit(_plan(rig))
     recorded = _frame(rig, torch.randn(1, 3, 64))
     link = rig.link()
-    assert await link.send(na.LinkMessage(frame=recorded)) == grpc.StatusCode.OK
+    assert await link.status(na.LinkMessage(frame=recorded)) == grpc.StatusCode.OK
     await asyncio.wait_for(rig.recorder.frames.get(), 30)
     before_salt = rig.agent_salt
 
     await rig.ring.restart("node-1")  # replay windows gone with the process
     link = rig.link()
     stale = _rejected("stale_link")
-    assert await link.send(na.LinkMessage(frame=recorded)) == grpc.StatusCode.UNAVAILABLE
+    assert await link.status(na.LinkMessage(frame=recorded)) == grpc.StatusCode.UNAVAILABLE
     assert _rejected("stale_link") == stale + 1
     # Even a replayed hello (the sender's old salt) does not revive the old key:
     # the receiver's own salt is new.
     assert await rig.hello() != before_salt
     failed = _rejected("decrypt_failed")
-    assert await link.send(na.LinkMessage(frame=recorded)) == grpc.StatusCode.PERMISSION_DENIED
+    assert await link.status(na.LinkMessage(frame=recorded)) == grpc.StatusCode.PERMISSION_DENIED
     assert _rejected("decrypt_failed") == failed + 1
     assert rig.runner().session_length("s1") is None  # the KV cache never saw it
     assert rig.recorder.frames.empty()
     fresh = _frame(rig, torch.randn(1, 3, 64))  # the real sender, keyed to the new life
-    assert await link.send(na.LinkMessage(frame=fresh)) == grpc.StatusCode.OK
+    assert await link.status(na.LinkMessage(frame=fresh)) == grpc.StatusCode.OK
 
 
 async def test_a_restarted_sender_never_reuses_a_nonce_space(rig: Rig) -> None:
@@ -218,7 +183,7 @@ async def test_a_restarted_sender_never_reuses_a_nonce_space(rig: Rig) -> None:
             await rig.hello()
         link = rig.link()
         frame = _frame(rig, torch.randn(1, 2, 64), session=f"s{life}")
-        assert await link.send(na.LinkMessage(frame=frame)) == grpc.StatusCode.OK
+        assert await link.status(na.LinkMessage(frame=frame)) == grpc.StatusCode.OK
         out.append(await asyncio.wait_for(rig.recorder.frames.get(), 30))
     first, second = rig.recorder.hellos
     assert first != second and len(first) == len(second) == SALT_LEN
@@ -249,14 +214,14 @@ async def test_a_frame_for_a_hop_this_node_does_not_hold_is_misrouted(rig: Rig) 
     await rig.hello()
     await rig.commit(plan)
     link = rig.link()
-    assert await link.send(na.LinkMessage(frame=_frame(rig, torch.randn(1, 2, 64)))) \
+    assert await link.status(na.LinkMessage(frame=_frame(rig, torch.randn(1, 2, 64)))) \
         == grpc.StatusCode.OK
     await asyncio.wait_for(rig.recorder.frames.get(), 30)
     runner = rig.runner()
     sessions, kv = runner.session_count(), runner.kv_bytes()
     misrouted = _rejected("misrouted")
     wrong_hop = _frame(rig, torch.randn(1, 2, 64), session="s2", hop=2, entry="node-2")
-    assert await link.send(na.LinkMessage(frame=wrong_hop)) == grpc.StatusCode.PERMISSION_DENIED
+    assert await link.status(na.LinkMessage(frame=wrong_hop)) == grpc.StatusCode.PERMISSION_DENIED
     assert _rejected("misrouted") == misrouted + 1
     assert (runner.session_count(), runner.kv_bytes()) == (sessions, kv)
     assert rig.recorder.frames.empty()
@@ -267,7 +232,7 @@ async def test_nan_and_infinite_activations_are_refused(rig: Rig) -> None:
     await rig.commit(_plan(rig))
     link = rig.link()
     sealer = rig.keys_of().sealer()
-    assert await link.send(na.LinkMessage(frame=_frame(rig, torch.randn(1, 3, 64),
+    assert await link.status(na.LinkMessage(frame=_frame(rig, torch.randn(1, 3, 64),
                                                        sealer=sealer))) == grpc.StatusCode.OK
     await asyncio.wait_for(rig.recorder.frames.get(), 30)
     runner = rig.runner()
@@ -277,12 +242,12 @@ async def test_nan_and_infinite_activations_are_refused(rig: Rig) -> None:
         x[0, 0, 17] = bad
         before = _rejected("non_finite")
         step = _frame(rig, x, step=1, start_pos=3, sealer=sealer)
-        assert await link.send(na.LinkMessage(frame=step)) == grpc.StatusCode.INVALID_ARGUMENT
+        assert await link.status(na.LinkMessage(frame=step)) == grpc.StatusCode.INVALID_ARGUMENT
         assert _rejected("non_finite") == before + 1
         assert runner.session_length("s1") == 3 and runner.kv_bytes() == kv
     assert rig.recorder.frames.empty()
     good = _frame(rig, torch.randn(1, 1, 64), step=1, start_pos=3, sealer=sealer)
-    assert await link.send(na.LinkMessage(frame=good)) == grpc.StatusCode.OK
+    assert await link.status(na.LinkMessage(frame=good)) == grpc.StatusCode.OK
 
 
 async def test_a_chunk_flood_is_bounded(rig: Rig) -> None:
@@ -303,11 +268,11 @@ async def test_a_chunk_flood_is_bounded(rig: Rig) -> None:
         return na.Frame(header=na.FrameHeader(**h.as_dict()), nonce=nonce, ciphertext=ct)
 
     # A forged first chunk holds no buffer; an authentic one holds one.
-    assert await link.send(na.LinkMessage(frame=first_chunk("x", forged=True))) \
+    assert await link.status(na.LinkMessage(frame=first_chunk("x", forged=True))) \
         == grpc.StatusCode.PERMISSION_DENIED
     assert len(chunks) == 0
     before = _rejected("chunk_limit")
-    codes = [await link.send(na.LinkMessage(frame=first_chunk(f"f{i}"))) for i in range(limit + 6)]
+    codes = [await link.status(na.LinkMessage(frame=first_chunk(f"f{i}"))) for i in range(limit + 6)]
     assert codes == [grpc.StatusCode.OK] * limit + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 6
     assert len(chunks) == limit and chunks.held_bytes == limit * 4 * 64 * 4
     assert _rejected("chunk_limit") == before + 6
@@ -350,7 +315,7 @@ def test_non_finite_reads_the_wire_bytes_of_every_dtype(dtype: str, bits: list[i
 async def test_link_messages_must_name_the_certificates_node(rig: Rig) -> None:
     await rig.hello()
     await rig.commit(_plan(rig))
-    assert await rig.link().send(na.LinkMessage(frame=_frame(rig, torch.randn(1, 2, 64)))) \
+    assert await rig.link().status(na.LinkMessage(frame=_frame(rig, torch.randn(1, 2, 64)))) \
         == grpc.StatusCode.OK
     await asyncio.wait_for(rig.recorder.frames.get(), 30)
     runner = rig.runner()
@@ -362,10 +327,10 @@ async def test_link_messages_must_name_the_certificates_node(rig: Rig) -> None:
     }
     for kind, msg in wrong.items():
         before = _count("edgesplit_link_wrong_source_total", kind=kind)
-        assert await as_node2.send(msg) == grpc.StatusCode.PERMISSION_DENIED, kind
+        assert await as_node2.status(msg) == grpc.StatusCode.PERMISSION_DENIED, kind
         assert _count("edgesplit_link_wrong_source_total", kind=kind) == before + 1
     end = na.LinkMessage(end_session=na.EndSession(session_id="s1", epoch=1))
-    assert await rig.link("node-3").send(end) == grpc.StatusCode.PERMISSION_DENIED  # no peer
+    assert await rig.link("node-3").status(end) == grpc.StatusCode.PERMISSION_DENIED  # no peer
     assert runner.session_length("s1") == 2
     with pytest.raises(grpc.aio.AioRpcError) as err:  # a hello in another node's name
         await rig.ring.stub("node-1", "nodes", "node-2").Hello(
@@ -376,5 +341,5 @@ async def test_link_messages_must_name_the_certificates_node(rig: Rig) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:  # a client's certificate: wrong role
         await anonymous.Hello(na.LinkHello(node_id="node-0", salt=rig.salt), timeout=5)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert await as_node2.send(end) == grpc.StatusCode.OK  # a peer may end it
+    assert await as_node2.status(end) == grpc.StatusCode.OK  # a peer may end it
     assert runner.session_length("s1") is None

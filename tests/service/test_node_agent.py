@@ -48,6 +48,7 @@ from edgesplit.v1 import node_agent_pb2 as na
 from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
 from services.node_agent.__main__ import build
 from services.node_agent.config import NodeAgentConfig
+from tests.service.link_peer import LinkEnd, Recorder, status_of_ack
 
 MAX_MSG = 1024 * 1024
 
@@ -58,46 +59,8 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ensure_model(base / "model", base / "shards", layers=4, hidden=64)
 
 
-class Recorder(na_grpc.NodeAgentServicer):
-    """node-2: keeps every frame node-1 forwards on its link, and acks it."""
-
-    def __init__(self) -> None:
-        self.frames: asyncio.Queue[na.Frame] = asyncio.Queue()
-        self.salt = os.urandom(SALT_LEN)
-        self.peer_salt = b""  # node-1's, from its hello
-
-    async def Hello(self, request: na.LinkHello, context: Any) -> na.LinkHello:
-        self.peer_salt = request.salt
-        return na.LinkHello(node_id="node-2", salt=self.salt)
-
-    async def Link(self, request_iterator: Any, context: Any) -> AsyncIterator[na.LinkAck]:
-        async for msg in request_iterator:
-            if msg.HasField("frame"):
-                await self.frames.put(msg.frame)
-            yield na.LinkAck(seq=msg.seq)
-
-
-class LinkEnd:
-    """The test's end of one link stream into the agent (as node-0 would hold it)."""
-
-    def __init__(self, stub: na_grpc.NodeAgentStub) -> None:
-        self.call = stub.Link(timeout=120)
-        self.seq = 0
-
-    async def send(self, msg: na.LinkMessage) -> na.LinkAck:
-        self.seq += 1
-        msg.seq = self.seq
-        await self.call.write(msg)
-        ack = await asyncio.wait_for(self.call.read(), 30)
-        assert ack.seq == self.seq
-        return ack
-
-    async def frame(self, frame: na.Frame) -> grpc.StatusCode:
-        return _status(await self.send(na.LinkMessage(frame=frame)))
-
-
 def _status(ack: na.LinkAck) -> grpc.StatusCode:
-    return next(c for c in grpc.StatusCode if c.value[0] == ack.code)
+    return status_of_ack(ack)
 
 
 @dataclasses.dataclass

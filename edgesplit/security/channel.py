@@ -280,7 +280,7 @@ class LinkSecret:
 @dataclass(frozen=True, slots=True)
 class LinkKeys:
     """The two directional keys of one link in one epoch between two process
-    lives (their salts), as seen from ``my_node_id``."""
+    lives (their salts), as seen from ``my_node_id``: ``LinkSecret.keys``."""
 
     my_node_id: str
     peer_node_id: str
@@ -289,21 +289,6 @@ class LinkKeys:
     send_key: bytes = field(repr=False)  # my -> peer
     recv_key: bytes = field(repr=False)  # peer -> my
 
-    @classmethod
-    def derive(
-        cls,
-        my_private: X25519PrivateKey,
-        peer_public: X25519PublicKey,
-        my_node_id: str,
-        peer_node_id: str,
-        epoch: int,
-        *,
-        my_salt: bytes,
-        peer_salt: bytes,
-        aead: AeadName = "aes-256-gcm",
-    ) -> LinkKeys:
-        return LinkSecret.derive(my_private, peer_public, my_node_id, peer_node_id, epoch,
-                                 aead=aead).keys(my_salt, peer_salt)
     def sealer(self) -> FrameSealer:
         return FrameSealer(
             self.send_key, self.my_node_id, aead=self.aead, receiver_id=self.peer_node_id

@@ -50,6 +50,7 @@ class Agent:
     emulator: Emulator | None  # the test bed's, when --testbed-admin
 
     async def close(self) -> None:
+        self.control.book.salts.close()
         await self.stage.close()
         await self.links.close()
         self.compute.close()

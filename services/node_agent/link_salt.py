@@ -95,6 +95,7 @@ class SaltBook:
                 raise Unavailable("no link handshake configured")
             running = self._greeting[peer] = asyncio.ensure_future(self.greeter(peer, address))
             running.add_done_callback(lambda _: self._greeting.pop(peer, None))
+            running.add_done_callback(_quiet(peer))  # retrieved even if every waiter left
         salt = await asyncio.shield(running)
         self.learn(peer, salt)
         return salt
@@ -122,11 +123,15 @@ class SaltBook:
         except RuntimeError as exc:  # the loop is closing: the agent is stopping
             greeting.close()
             raise Unavailable(f"no link handshake with {peer}: {exc}") from exc
-        try:
+        try:  # (the Hello has its own deadline: a timed-out wait leaves it to end)
             return fut.result(self.timeout_s)
         except Exception as exc:
-            fut.cancel()
             raise Unavailable(f"link handshake with {peer} failed: {exc}") from exc
+
+    def close(self) -> None:
+        """Stop handshakes in flight (the agent is stopping)."""
+        for running in list(self._greeting.values()):
+            running.cancel()
 
     # ---- per-epoch links -------------------------------------------------------------
     def link(self, my_private: X25519PrivateKey, peer_public: X25519PublicKey, peer: str,
@@ -221,8 +226,8 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def _quiet(peer: str) -> Callable[[asyncio.Task[bytes]], None]:
-    def done(task: asyncio.Task[bytes]) -> None:
+def _quiet(peer: str) -> Callable[[asyncio.Future[bytes]], None]:
+    def done(task: asyncio.Future[bytes]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.info("link handshake with %s failed (retried on the first frame): %s",
                      peer, task.exception())

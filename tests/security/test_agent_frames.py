@@ -29,7 +29,7 @@ from edgesplit.model.base import WireTensor
 from edgesplit.model.wire import to_wire
 from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
 from edgesplit.rpc.server import Registration, RunningServer, create_server
-from edgesplit.security.channel import SALT_LEN, LinkKeys
+from edgesplit.security.channel import SALT_LEN, LinkKeys, LinkSecret
 from edgesplit.security.header import FrameHeader
 from edgesplit.security.keys import generate_agreement_key, load_agreement_key, public_bytes
 from edgesplit.testbed import ensure_model, plan_from_cuts
@@ -84,8 +84,8 @@ class Rig:
         return LinkEnd(self.ring.stub("node-1", "nodes", as_node))
 
     def keys_of(self, epoch: int = 1) -> LinkKeys:
-        return LinkKeys.derive(self.keys["node-0"], self.keys["node-1"].public_key(), "node-0",
-                               "node-1", epoch, my_salt=self.salt, peer_salt=self.agent_salt)
+        return LinkSecret.derive(self.keys["node-0"], self.keys["node-1"].public_key(), "node-0",
+                               "node-1", epoch).keys(self.salt, self.agent_salt)
 
     def runner(self) -> Any:
         committed = self.ring.agents["node-1"].control.book.committed
@@ -189,8 +189,8 @@ async def test_a_restarted_sender_never_reuses_a_nonce_space(rig: Rig) -> None:
     assert first != second and len(first) == len(second) == SALT_LEN
 
     def keys(sender_salt: bytes) -> LinkKeys:
-        return LinkKeys.derive(rig.keys["node-2"], rig.keys["node-1"].public_key(), "node-2",
-                               "node-1", 1, my_salt=rig.recorder.salt, peer_salt=sender_salt)
+        return LinkSecret.derive(rig.keys["node-2"], rig.keys["node-1"].public_key(), "node-2",
+                               "node-1", 1).keys(rig.recorder.salt, sender_salt)
 
     # Both lives start their counter at 0 ...
     assert int.from_bytes(out[0].nonce[4:], "big") == int.from_bytes(out[1].nonce[4:], "big") == 0

@@ -35,7 +35,7 @@ from edgesplit.rpc.assignments import (
 )
 from edgesplit.rpc.server import create_server
 from edgesplit.rpc.transport import Transport, TransportSettings
-from edgesplit.security.channel import SALT_LEN, LinkKeys
+from edgesplit.security.channel import SALT_LEN, LinkKeys, LinkSecret
 from edgesplit.security.header import FrameHeader
 from edgesplit.security.keys import (
     generate_agreement_key,
@@ -89,8 +89,8 @@ class Rig:
 
     def keys_with(self, me: str) -> LinkKeys:
         """``me``'s link keys with the agent (the salts of node-0's hello)."""
-        return LinkKeys.derive(self.keys[me], self.keys["node-1"].public_key(), me, "node-1",
-                               self.epoch, my_salt=self.salt, peer_salt=self.agent_salt)
+        return LinkSecret.derive(self.keys[me], self.keys["node-1"].public_key(), me, "node-1",
+                               self.epoch).keys(self.salt, self.agent_salt)
 
     epoch: int = 1
     channel: Any = None
@@ -243,9 +243,9 @@ async def test_good_frame_runs_layers_and_forwards_sealed_output(rig: Rig) -> No
     h = out.header
     assert (h.src, h.dst, h.hop, h.start_pos, list(h.shape)) == ("node-1", "node-2", 2, 0,
                                                                  [1, 5, 64])
-    opener = LinkKeys.derive(rig.keys["node-2"], rig.keys["node-1"].public_key(), "node-2",
-                             "node-1", 1, my_salt=rig.recorder.salt,
-                             peer_salt=rig.recorder.peer_salt).opener()
+    secret = LinkSecret.derive(rig.keys["node-2"], rig.keys["node-1"].public_key(), "node-2",
+                               "node-1", 1)
+    opener = secret.keys(rig.recorder.salt, rig.recorder.peer_salt).opener()
     plain = opener.open(out.nonce, FrameHeader.from_proto(h), out.ciphertext)
     from edgesplit.model.base import WireTensor
 

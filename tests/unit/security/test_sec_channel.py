@@ -41,11 +41,9 @@ SALT_A, SALT_B = os.urandom(SALT_LEN), os.urandom(SALT_LEN)  # the two processes
 
 def _pair(aead: AeadName = "aes-256-gcm", epoch: int = 7, salt_a: bytes = SALT_A,
           salt_b: bytes = SALT_B) -> tuple[LinkKeys, LinkKeys]:
-    ab = LinkKeys.derive(A, B.public_key(), "node-a", "node-b", epoch, aead=aead,
-                         my_salt=salt_a, peer_salt=salt_b)
-    ba = LinkKeys.derive(B, A.public_key(), "node-b", "node-a", epoch, aead=aead,
-                         my_salt=salt_b, peer_salt=salt_a)
-    return ab, ba
+    ab = LinkSecret.derive(A, B.public_key(), "node-a", "node-b", epoch, aead=aead)
+    ba = LinkSecret.derive(B, A.public_key(), "node-b", "node-a", epoch, aead=aead)
+    return ab.keys(salt_a, salt_b), ba.keys(salt_b, salt_a)
 
 
 def _reason(exc: pytest.ExceptionInfo[FrameRejected]) -> str:
@@ -89,8 +87,7 @@ def test_a_to_b_key_cannot_open_b_to_a_frames() -> None:
 def test_a_third_node_cannot_derive_the_link_key() -> None:
     c = keys.generate_agreement_key()
     a, _ = _pair()
-    mallory = LinkKeys.derive(c, A.public_key(), "node-b", "node-a", 7, my_salt=SALT_B,
-                              peer_salt=SALT_A)
+    mallory = LinkSecret.derive(c, A.public_key(), "node-b", "node-a", 7).keys(SALT_B, SALT_A)
     nonce, ct = a.sealer().seal(HDR, DATA)
     with pytest.raises(FrameRejected):
         mallory.opener().open(nonce, HDR, ct)
@@ -237,8 +234,7 @@ def test_bad_key_and_same_node_link_refused() -> None:
     with pytest.raises(KeyMaterialError):
         FrameSealer(b"short", "node-a")
     with pytest.raises(ValueError):
-        LinkKeys.derive(A, B.public_key(), "node-a", "node-a", 1, my_salt=SALT_A,
-                        peer_salt=SALT_B)
+        LinkSecret.derive(A, B.public_key(), "node-a", "node-a", 1).keys(SALT_A, SALT_B)
     with pytest.raises(KeyMaterialError):
         LinkSecret.derive(A, B.public_key(), "node-a", "node-b", 1).keys(b"short", SALT_B)
 

@@ -13,7 +13,7 @@
   of the buffer with one strided slice and one ``bytes.translate`` at C
   speed; only the (normally zero) candidates are looked at one by one.
 
-See docs/architecture.md §12.
+(docs/architecture.md §12)
 """
 
 from __future__ import annotations

@@ -181,8 +181,11 @@ async def serve(config: NodeAgentConfig) -> None:
         if reporter is not None:
             tasks.append(asyncio.create_task(reporter.run()))
         # Import torch/transformers now, in the background, so the first
-        # Prepare (and so the first rollout) does not pay for it.
-        asyncio.get_running_loop().run_in_executor(None, _preload, config.shard_dir)
+        # Prepare (and so the first rollout) does not pay for it. A daemon
+        # thread, not the loop's executor: shutdown must not wait for an
+        # import that a loaded machine stretches to seconds.
+        threading.Thread(target=_preload, args=(config.shard_dir,), name="preload",
+                         daemon=True).start()
 
     async def on_stop() -> None:
         for t in tasks:

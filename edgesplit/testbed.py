@@ -27,7 +27,13 @@ from edgesplit import procs
 from edgesplit.bedpki import ADMIN, CLIENT, PKI_DIR, LocalPki, service, transport_for
 from edgesplit.core.route import route_from_cuts
 from edgesplit.core.types import Epoch, NodeId, Plan
-from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
+from edgesplit.rpc.assignments import (
+    PeerInfo,
+    ShardEntry,
+    build_assignments,
+    commit_request,
+    sign_assignment,
+)
 from edgesplit.rpc.transport import Transport
 from edgesplit.security.identity import Identity, Role
 from edgesplit.security.keys import ensure_dev_keys, public_bytes
@@ -245,9 +251,10 @@ class Testbed:
         for node, env in envelopes.items():
             with self.agent(node, ROLLOUT) as agent:
                 agent.Prepare(na.PrepareRequest(assignment=env), timeout=120)
-        for node in envelopes:
+        signing = ensure_dev_keys(Path(self.control_key), "control").signing
+        for node, env in envelopes.items():
             with self.agent(node, ROLLOUT) as agent:
-                agent.Commit(na.CommitRequest(epoch=plan.epoch), timeout=30)
+                agent.Commit(commit_request(env, signing), timeout=30)
         self.epoch = plan.epoch
         self.save()
 

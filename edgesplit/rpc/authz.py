@@ -65,6 +65,8 @@ POLICY: Mapping[str, frozenset[Role]] = {
     "/edgesplit.v1.NodeAgent/Link": frozenset({_R.NODE}),
     "/edgesplit.v1.NodeAgent/GetInfo": frozenset({_R.BROADCASTER, _R.NODE, _R.ADMIN}),
     "/edgesplit.v1.NodeAgent/Probe": frozenset({_R.NODE}),
+    # Link salts; the hello's node id = caller: checked by the servicer.
+    "/edgesplit.v1.NodeAgent/Hello": frozenset({_R.NODE}),
     "/edgesplit.v1.TestbedAdmin/SetConditions": frozenset({_R.ADMIN}),
     "/edgesplit.v1.TestbedAdmin/GetConditions": frozenset({_R.ADMIN}),
     "/edgesplit.v1.Orchestrator/Status": frozenset({_R.ADMIN, _R.GATEWAY}),

@@ -27,7 +27,13 @@ from edgesplit import testbed as tb
 from edgesplit.bedpki import PKI_DIR, LocalPki
 from edgesplit.core.route import route_from_cuts
 from edgesplit.core.types import Epoch, NodeId, Plan
-from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
+from edgesplit.rpc.assignments import (
+    PeerInfo,
+    ShardEntry,
+    build_assignments,
+    commit_request,
+    sign_assignment,
+)
 from edgesplit.scenario.runner import free_ports
 from edgesplit.security.keys import ensure_dev_keys
 from edgesplit.v1 import node_agent_pb2 as na
@@ -78,13 +84,13 @@ def roll_out(bed: tb.Testbed, plan: Plan, trusted: list[str], privacy_depth: int
     unsigned = build_assignments(plan, shards, peers, m.num_layers,
                                  int((time.time() + 3600) * 1000), "float32", trusted,
                                  privacy_depth)
-    for node, a in unsigned.items():
+    envelopes = {node: sign_assignment(a, keys.signing) for node, a in unsigned.items()}
+    for node, env in envelopes.items():
         with bed.agent(node, tb.ROLLOUT) as agent:
-            agent.Prepare(na.PrepareRequest(assignment=sign_assignment(a, keys.signing)),
-                          timeout=120)
-    for node in unsigned:
+            agent.Prepare(na.PrepareRequest(assignment=env), timeout=120)
+    for node, env in envelopes.items():
         with bed.agent(node, tb.ROLLOUT) as agent:
-            agent.Commit(na.CommitRequest(epoch=plan.epoch), timeout=30)
+            agent.Commit(commit_request(env, keys.signing), timeout=30)
 
 
 @pytest.fixture(scope="module")

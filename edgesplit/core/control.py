@@ -360,7 +360,7 @@ def workload(history: ControlHistory, config: ControlConfig, privacy_high: bool)
 # ---- internals ------------------------------------------------------------------------
 def _request(obs: Observation, plan: Plan | None, history: ControlHistory,
              config: ControlConfig, mode: Mode, privacy_high: bool) -> PlanRequest:
-    entries = config.entries or (tuple(r.entry for r in plan.routes) if plan else ())
+    entries = config.entries or (plan.entries if plan else ())
     return PlanRequest(mode, obs.cluster, obs.profile, workload(history, config, privacy_high),
                        config.weights, entries, plan, t.Epoch(history.last_epoch + 1))
 

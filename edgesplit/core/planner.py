@@ -48,6 +48,14 @@ DSSR's work is bounded (``max_critical``, ``max_states``): past either it
 bans repeated nodes instead of remembering them, which still ends with a
 valid route or none, but is no longer exact (``optimal`` false).
 
+Replicas: with ``Workload.max_replicas`` above 1 and an offered load past
+``replicate_above`` of the one-route plan's capacity (``cost.capacity_rps``),
+``_replicate`` gives every entry 2 .. ``max_replicas`` routes, each carrying
+an equal share, placed in turn under utilisation caps, and keeps the plan
+with the lowest total (which counts queueing: ``cost``). Like the balance
+step it is a heuristic; ``optimal`` then holds only if the replicas' mean
+latency still meets the bound (equal replicas on equal nodes do).
+
 Several routes (one per entry) are solved alone first; if they fit together
 the union is the answer (the sum of their bounds a bound). Otherwise they are
 placed in order, each in what the others leave (layers another route holds on
@@ -145,6 +153,10 @@ def solve(
         if balanced is not None:
             plan, cost = balanced
             method += "+balanced"
+    replicated = _replicate(job, state, epoch, cost)
+    if replicated is not None:
+        plan, cost = replicated
+        method += "+replicas"
     value = objective(cost, weights)
     bounds = [o.lower_bound for o in outcomes]
     lower = None if None in bounds else min(sum(b for b in bounds if b is not None), value)
@@ -192,6 +204,52 @@ def _balance(
         if c.total < (best[1].total if best else cost.total * (1 - job.opts.balance_margin)):
             best = (plan, c)
     return best
+
+
+def _replicate(
+    job: Job, state: ClusterState, epoch: Epoch, cost: CostBreakdown
+) -> tuple[Plan, CostBreakdown] | None:
+    """More routes per entry when the offered load nears the plan's capacity.
+
+    With ``count`` replicas per entry every route carries ``1 / count`` of its
+    entry's requests; replicas are placed one after another in what the
+    others leave, every node's utilisation capped (``replica_caps``), so a
+    replica that would pile onto a busy node goes elsewhere. Returns the plan
+    with the lowest total (queueing included) if it beats ``cost`` by
+    ``balance_margin``, else None. Replicas may trade the planning objective
+    (a replica may be slower) for capacity.
+    """
+    inst, opts = job.inst, job.opts
+    wl = inst.workload
+    if wl.max_replicas <= 1 or not cost.feasible or cost.capacity_rps == INF:
+        return None
+    if wl.requests_per_s <= cost.capacity_rps * opts.replicate_above:
+        return None
+    best: tuple[Plan, CostBreakdown] | None = None
+    for count in range(2, wl.max_replicas + 1):
+        wide = Instance(state, inst.profile, wl, inst.weights, len(job.entries) * count)
+        for cap in opts.replica_caps:
+            routes = _place_replicas(replace(job, inst=wide, max_util=cap), count)
+            if routes is None:
+                continue
+            plan = Plan(epoch, inst.profile.digest, tuple(routes))
+            c = evaluate(plan, state, inst.profile, wl, inst.weights)
+            if c.feasible and c.total < (best[1].total if best
+                                         else cost.total * (1 - opts.balance_margin)):
+                best = (plan, c)
+    return best
+
+
+def _place_replicas(job: Job, count: int) -> list[Route] | None:
+    """``count`` routes per entry, each placed in what the earlier ones leave."""
+    placed: list[Route] = []
+    for replica in range(count):
+        for entry in job.entries:
+            o = solve_route(job, entry, job.inst.occupancy(placed))
+            if o.route is None:
+                return None
+            placed.append(replace(o.route, replica=replica))
+    return placed
 
 
 def _since(clock: Callable[[], float] | None, start: float | None) -> float | None:

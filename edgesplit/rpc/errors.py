@@ -2,7 +2,11 @@
 
 A :class:`edgesplit.errors.DomainError` carries its :class:`~edgesplit.errors.Code`;
 here that code becomes a ``grpc.StatusCode``. Anything else is a bug and
-answers INTERNAL (and is logged).
+answers INTERNAL (and is logged). A domain error with a ``retry_after_s``
+(the entry's admission queue refusing a call) also tells the caller when to
+come back, in the trailing metadata: ``retry-after`` (whole seconds, as
+HTTP's header) and a ``google.rpc.Status`` with a ``RetryInfo`` detail in
+``grpc-status-details-bin`` (``retry_after_of`` reads either back).
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 
 from edgesplit.errors import (
     Code,
@@ -26,8 +32,18 @@ from edgesplit.errors import (
     internal_error,
 )
 
-__all__ = ["InvalidRequest", "NotFound", "Precondition", "TooLarge", "Unavailable",
-           "grpc_code", "maps_errors", "status_of"]
+__all__ = [
+    "InvalidRequest",
+    "NotFound",
+    "Precondition",
+    "TooLarge",
+    "Unavailable",
+    "grpc_code",
+    "maps_errors",
+    "retry_after_of",
+    "retry_metadata",
+    "status_of",
+]
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -76,4 +92,41 @@ async def _abort_or_raise(exc: Exception, context: Any) -> None:
     code = status_of(exc)
     if code is None:  # the details stay in this server's log, under the id the client gets
         await context.abort(grpc.StatusCode.INTERNAL, internal_error(exc, log))
-    await context.abort(code, str(exc) or type(exc).__name__)
+    details = str(exc) or type(exc).__name__
+    await context.abort(code, details, retry_metadata(exc, code, details))
+
+
+RETRY_AFTER = "retry-after"
+STATUS_DETAILS = "grpc-status-details-bin"
+
+
+def retry_metadata(exc: BaseException, code: grpc.StatusCode, details: str
+                   ) -> tuple[tuple[str, str | bytes], ...]:
+    """Trailing metadata with the error's retry hint (empty when it has none)."""
+    after = getattr(exc, "retry_after_s", None)
+    if after is None:
+        return ()
+    info = error_details_pb2.RetryInfo()
+    info.retry_delay.FromNanoseconds(int(after * 1e9))
+    status = status_pb2.Status(code=code.value[0], message=details)
+    status.details.add().Pack(info)
+    return ((RETRY_AFTER, str(max(1, math.ceil(after)))),
+            (STATUS_DETAILS, status.SerializeToString()))
+
+
+def retry_after_of(error: grpc.aio.AioRpcError | grpc.RpcError) -> float | None:
+    """The retry hint of a failed call, in seconds: RetryInfo first, else
+    ``retry-after``; None when the server gave none."""
+    trailing = error.trailing_metadata() or ()  # type: ignore[union-attr]
+    meta = {k: v for k, v in trailing}
+    raw = meta.get(STATUS_DETAILS)
+    if isinstance(raw, bytes):
+        status = status_pb2.Status.FromString(raw)
+        for detail in status.details:
+            info = error_details_pb2.RetryInfo()
+            if detail.Unpack(info):
+                return info.retry_delay.ToNanoseconds() / 1e9
+    try:
+        return float(meta[RETRY_AFTER])
+    except (KeyError, TypeError, ValueError):
+        return None

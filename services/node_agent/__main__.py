@@ -26,6 +26,7 @@ from services.node_agent.entry import Entry, EntrySettings
 from services.node_agent.epochs import EpochBook
 from services.node_agent.inference import InferenceServicer
 from services.node_agent.linkstream import LinkPool
+from services.node_agent.queue import AdmissionQueue, QueueLimits
 from services.node_agent.reporter import make_reporter
 from services.node_agent.servicer import AgentIdentity, NodeAgentServicer, housekeeping
 from services.node_agent.shards import ShardStore, cache_dir
@@ -42,6 +43,7 @@ class Agent:
     stage: Stage
     entry: Entry
     emulator: Emulator | None  # the test bed's, when --testbed-admin
+    queue: AdmissionQueue | None = None  # the entry's admission queue (Inference.Generate)
 
     async def close(self) -> None:
         await self.stage.close()
@@ -96,9 +98,11 @@ def build(config: NodeAgentConfig, make_runner: Any = None,
     chunk = max(1024, min(config.frame_chunk_bytes, config.max_message_bytes - 64 * 1024))
     stage = Stage(config.node_id, book, compute, links, chunk)
     control = Control(book, store)
-    entry = Entry(EntrySettings(config.node_id, config.step_timeout_s, config.orchestrator),
-                  control, stage)
-    agent = Agent(control, compute, links, stage, entry, emulator)
+    entry = Entry(EntrySettings(config.node_id, config.step_timeout_s, config.orchestrator,
+                                config.sla_step_s), control, stage)
+    queue = AdmissionQueue(QueueLimits(config.max_sessions, config.max_waiting,
+                                       config.max_queue_wait_s))
+    agent = Agent(control, compute, links, stage, entry, emulator, queue)
     args = (AgentIdentity(config.node_id, config.device, public_bytes(keys.agreement),
                           config.probe_max_bytes), control, stage)
     servicer = EmulatedNodeAgent(emulator, *args) if emulator else NodeAgentServicer(*args)
@@ -106,7 +110,7 @@ def build(config: NodeAgentConfig, make_runner: Any = None,
         Registration(node_agent_pb2_grpc.add_NodeAgentServicer_to_server, servicer,
                      "edgesplit.v1.NodeAgent"),
         Registration(inference_pb2_grpc.add_InferenceServicer_to_server,
-                     InferenceServicer(config, entry), "edgesplit.v1.Inference"),
+                     InferenceServicer(config, entry, queue), "edgesplit.v1.Inference"),
     ]
     if emulator is not None:
         regs.append(Registration(testbed_admin_pb2_grpc.add_TestbedAdminServicer_to_server,

@@ -26,8 +26,15 @@ class NodeAgentConfig(ServiceConfig):
     session_idle_timeout_s: PositiveFloat = opt(300.0, "drop a session's KV cache after this "
                                                        "idle time")
     step_timeout_s: PositiveFloat = opt(30.0, "entry: give up on a ring step after this long")
-    max_sessions: PositiveInt = opt(64, "entry: concurrent Generate calls before "
-                                        "RESOURCE_EXHAUSTED")
+    max_sessions: PositiveInt = opt(64, "entry: concurrent Generate calls; more wait in "
+                                        "the admission queue")
+    max_waiting: NonNegativeInt = opt(64, "entry: Generate calls waiting for a session slot "
+                                          "(earliest deadline first) before "
+                                          "RESOURCE_EXHAUSTED with a retry-after hint")
+    max_queue_wait_s: PositiveFloat = opt(10.0, "entry: longest wait for a session slot "
+                                                "before RESOURCE_EXHAUSTED")
+    sla_step_s: PositiveFloat = opt(0.15, "entry: decode-step target; a new session takes "
+                                          "the route (replica) with the most headroom to it")
     max_new_tokens: PositiveInt = opt(4096, "upper bound a request may ask for")
     max_prompt_bytes: PositiveInt = opt(256 * 1024, "entry: UTF-8 bytes of prompt text, "
                                                     "checked before tokenising (INVALID_ARGUMENT "

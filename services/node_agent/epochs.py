@@ -53,9 +53,9 @@ class EpochState:
     epoch: int
     digest: bytes  # of the signed payload: recognises a re-delivered Prepare
     assignment: na.Assignment
-    routes: dict[str, Route]  # entry -> full route (from the plan)
-    hops: dict[tuple[str, int], Segment]  # (entry, hop) -> segment this node runs
-    runners: dict[tuple[str, int], Runner]  # (entry, hop) -> runner
+    routes: dict[str, Route]  # route key (entry, entry#r for replicas) -> full route
+    hops: dict[tuple[str, int], Segment]  # (route key, hop) -> segment this node runs
+    runners: dict[tuple[str, int], Runner]  # (route key, hop) -> runner
     peers: dict[str, PeerLink]
     trusted: frozenset[str] = field(default_factory=frozenset)
 
@@ -114,7 +114,7 @@ class EpochBook:
         """Load this epoch's runners (verifying shard digests) without touching
         what serves now. Returns (state, runners built, runners reused)."""
         plan = plan_from_proto(assignment.plan, "assignment.plan")
-        routes = {r.entry: r for r in plan.routes}
+        routes = {r.key: r for r in plan.routes}
         expected = {s.name: s.sha256 for s in assignment.shards}
         hops: dict[tuple[str, int], Segment] = {}
         for rs in assignment.segments:

@@ -24,6 +24,14 @@ QUEUE_SECONDS = Histogram("edgesplit_request_queue_seconds",
                           "(admission, tokenising, route)", buckets=LATENCY_BUCKETS)
 REQUESTS = Counter("edgesplit_requests_total", "Entry node: Generate calls by outcome",
                    ["outcome"])
+ADMISSION_WAIT = Histogram("edgesplit_admission_wait_seconds",
+                           "Entry node: time a Generate call waited in the admission queue "
+                           "for a session slot", buckets=LATENCY_BUCKETS)
+ADMISSION_WAITING = Gauge("edgesplit_admission_waiting",
+                          "Entry node: Generate calls waiting for a session slot")
+REFUSED = Counter("edgesplit_requests_refused_total",
+                  "Entry node: Generate calls refused by the admission queue "
+                  "(RESOURCE_EXHAUSTED with a retry-after hint)")
 FRAMES_SENT = Counter("edgesplit_frames_sent_total", "Frames (chunks) sent, by peer", ["peer"])
 BYTES_SENT = Counter("edgesplit_frame_bytes_sent_total", "Frame bytes sent, by peer", ["peer"])
 FRAMES_RECEIVED = Counter("edgesplit_frames_received_total", "Frames accepted, by peer",

@@ -202,7 +202,7 @@ class Stage:
              ) -> int | tuple[str, list[na.Frame]] | None:
         """On the compute thread: the local hops, then the head or the next frame."""
         n = len(route.segments)
-        runner = es.runners[(route.entry, hop)]
+        runner = es.runners[(route.key, hop)]
         x = load(runner)
         while True:
             x = timer.run(runner, step.phase, int(x.shape[1]),
@@ -210,12 +210,12 @@ class Stage:
             hop += 1
             if hop == n or route.segments[hop].node != self.node_id:
                 break
-            runner = es.runners[(route.entry, hop)]
+            runner = es.runners[(route.key, hop)]
         if hop == n:  # the route's last hop is the entry's head: the ring closes
             return waiting.finish(timer, x) if waiting is not None else None
         dst = route.segments[hop].node
         header = FrameHeader(step.session_id, step.step, hop, es.epoch, self.node_id, dst, (),
-                             es.wire_dtype, entry=route.entry, start_pos=step.start_pos)
+                             es.wire_dtype, entry=route.key, start_pos=step.start_pos)
         return dst, seal(es, header, runner.encode_hidden(x, es.wire_dtype), self.chunk_bytes)
 
     async def _send(self, es: EpochState, dst: str, frames: list[na.Frame]) -> None:

@@ -32,12 +32,21 @@ Formulas (seconds, bytes, bits per second):
   ``batch_factor = (1 + (b - 1) * batch_marginal_cost) / b`` with
   ``b = max(1, concurrent_sessions / routes)`` sessions per batched step:
   1 without batching gains, less when a node's step serves several sessions.
-* queueing: a node whose own load (the plan's, not background: background
-  already slows its compute) is ``rho`` makes each step wait
-  ``its step time * rho / (1 - rho)`` (M/M/1), with ``rho`` capped at
-  ``MAX_RHO`` so a saturated plan stays comparable; ``queueing_s`` is that
-  wait summed along a route, averaged over routes. ``capacity_rps`` is the
-  request rate at which the busiest node reaches ``rho = 1``.
+* queueing, the larger of two views of the same load:
+
+  - open (requests arrive at a rate): a node whose own load (the plan's, not
+    background: background already slows its compute) is ``rho`` makes each
+    step wait ``its step time * rho / (1 - rho)`` (M/M/1), with ``rho``
+    capped at ``MAX_RHO`` so a saturated plan stays comparable; summed
+    along the route;
+  - closed (``concurrent_sessions`` always stepping, split evenly over the
+    routes): a step cannot take less than the busiest node of its route
+    needs for every session there, ``sum over routes of sessions * step on
+    that node * batch_factor`` (the asymptotic bound of a closed queueing
+    network), so the wait is that minus the route's own step, when positive.
+
+  ``queueing_s`` averages it over routes. ``capacity_rps`` is the request
+  rate at which the busiest node reaches ``rho = 1``.
 * memory of a node: the weights it holds (a layer held for two routes counts
   once) plus, for every route and layer it runs, the KV budget
   ``kv_bytes_per_token * kv_budget_tokens * concurrent_sessions``.
@@ -274,8 +283,16 @@ def evaluate(
     values = [min(u, 1.0) for _, u in util]
     imbalance = max(values) - min(values)
     mean_latency = sum(w * lat for w, lat in zip(shares, latencies, strict=True))
-    queueing = sum(w * sum(queue_wait(sec, added[nid]) for nid, sec in per_node.items())
-                   for w, per_node in zip(shares, steps, strict=True))
+    # Closed view: every route's sessions pass each node once per step.
+    sessions = workload.concurrent_sessions * batch_factor(workload, len(plan.routes))
+    demand: dict[NodeId, float] = defaultdict(float)
+    for share, per_node in zip(shares, steps, strict=True):
+        for nid, sec in per_node.items():
+            demand[nid] += share * sessions * sec
+    queueing = sum(
+        w * max(sum(queue_wait(sec, added[nid]) for nid, sec in per_node.items()),
+                max(demand[nid] for nid in per_node) - lat)
+        for w, per_node, lat in zip(shares, steps, latencies, strict=True))
     peak = max(added.values(), default=0.0)
     capacity = workload.requests_per_s / peak if peak > 0 else INF
     bottleneck = max([*busy.values(), *link_busy.values()])

@@ -48,10 +48,12 @@ DSSR's work is bounded (``max_critical``, ``max_states``): past either it
 bans repeated nodes instead of remembering them, which still ends with a
 valid route or none, but is no longer exact (``optimal`` false).
 
-Replicas: with ``Workload.max_replicas`` above 1 and an offered load past
-``replicate_above`` of the one-route plan's capacity (``cost.capacity_rps``),
+Replicas: with ``Workload.max_replicas`` above 1 and a one-route plan whose
+steps would queue (``cost.queueing_s``) for more than ``replicate_above`` of
+their own latency,
 ``_replicate`` gives every entry 2 .. ``max_replicas`` routes, each carrying
-an equal share, placed in turn under utilisation caps, and keeps the plan
+an equal share, placed in turn on nodes earlier replicas do not use, or
+under utilisation caps, and keeps the plan
 with the lowest total (which counts queueing: ``cost``). Like the balance
 step it is a heuristic; ``optimal`` then holds only if the replicas' mean
 latency still meets the bound (equal replicas on equal nodes do).
@@ -72,7 +74,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from edgesplit.core.cost import evaluate, infeasible, memory_use, objective
-from edgesplit.core.planner_problem import EMPTY, Instance
+from edgesplit.core.planner_problem import EMPTY, Instance, Occupancy
 from edgesplit.core.planner_search import Job, Outcome, SolverOptions, solve_route
 from edgesplit.core.trust import trusts
 from edgesplit.core.types import (
@@ -209,27 +211,30 @@ def _balance(
 def _replicate(
     job: Job, state: ClusterState, epoch: Epoch, cost: CostBreakdown
 ) -> tuple[Plan, CostBreakdown] | None:
-    """More routes per entry when the offered load nears the plan's capacity.
+    """More routes per entry when the offered load makes the plan's steps queue.
 
     With ``count`` replicas per entry every route carries ``1 / count`` of its
     entry's requests; replicas are placed one after another in what the
-    others leave, every node's utilisation capped (``replica_caps``), so a
-    replica that would pile onto a busy node goes elsewhere. Returns the plan
+    others leave, either on nodes no earlier replica of the entry uses or
+    with every node's utilisation capped (``replica_caps``), so a replica
+    that would pile onto a busy node goes elsewhere. Returns the plan
     with the lowest total (queueing included) if it beats ``cost`` by
     ``balance_margin``, else None. Replicas may trade the planning objective
     (a replica may be slower) for capacity.
     """
     inst, opts = job.inst, job.opts
     wl = inst.workload
-    if wl.max_replicas <= 1 or not cost.feasible or cost.capacity_rps == INF:
+    if wl.max_replicas <= 1 or not cost.feasible:
         return None
-    if wl.requests_per_s <= cost.capacity_rps * opts.replicate_above:
+    if cost.queueing_s <= cost.mean_latency_s * opts.replicate_above:
         return None
     best: tuple[Plan, CostBreakdown] | None = None
     for count in range(2, wl.max_replicas + 1):
         wide = Instance(state, inst.profile, wl, inst.weights, len(job.entries) * count)
-        for cap in opts.replica_caps:
-            routes = _place_replicas(replace(job, inst=wide, max_util=cap), count)
+        tries = [(replace(job, inst=wide), True)]
+        tries += [(replace(job, inst=wide, max_util=cap), False) for cap in opts.replica_caps]
+        for rjob, disjoint in tries:
+            routes = _place_replicas(rjob, count, disjoint)
             if routes is None:
                 continue
             plan = Plan(epoch, inst.profile.digest, tuple(routes))
@@ -240,12 +245,20 @@ def _replicate(
     return best
 
 
-def _place_replicas(job: Job, count: int) -> list[Route] | None:
-    """``count`` routes per entry, each placed in what the earlier ones leave."""
+def _place_replicas(job: Job, count: int, disjoint: bool) -> list[Route] | None:
+    """``count`` routes per entry, each placed in what the earlier ones leave;
+    ``disjoint``: a replica may not use a node (but its entry) that an earlier
+    replica of its entry uses."""
+    inst = job.inst
     placed: list[Route] = []
     for replica in range(count):
         for entry in job.entries:
-            o = solve_route(job, entry, job.inst.occupancy(placed))
+            occ = inst.occupancy(placed)
+            if disjoint:
+                taken = {n for r in placed if r.entry == entry for n in r.nodes} - {entry}
+                full = {n: inst.nodes[inst.index[n]].memory_bytes + 1 for n in taken}
+                occ = Occupancy({**occ.used, **full}, occ.held, occ.load)
+            o = solve_route(job, entry, occ)
             if o.route is None:
                 return None
             placed.append(replace(o.route, replica=replica))

@@ -32,9 +32,9 @@ class SolverOptions:
     rounds: int = 2  # improvement rounds when several routes compete for memory
     balance_steps: int = 3  # utilisation caps tried when beta > 0 (each costs a solve)
     balance_margin: float = 0.01  # a capped plan must lower the total by this fraction
-    # Replicas (Workload.max_replicas > 1) are tried once the offered load
-    # passes this fraction of the one-route plan's capacity, with every
-    # node's utilisation capped at each of ``replica_caps`` in turn.
+    # Replicas (Workload.max_replicas > 1) are tried once a step would queue
+    # for more than this fraction of its own latency (cost.queueing_s), with
+    # every node's utilisation capped at each of ``replica_caps`` in turn.
     replicate_above: float = 0.5
     replica_caps: tuple[float, ...] = (0.9, 0.75, 0.6)
 

@@ -75,3 +75,20 @@ def test_placement_of_a_replicated_plan_keeps_every_entry_once() -> None:
                  current=first.plan)
     assert calm.plan is not None and isinstance(calm.plan, Plan)
     assert len(calm.plan.routes) == 1  # the load fell: one route again
+
+
+def test_closed_loop_sessions_replicate_even_at_a_low_served_rate() -> None:
+    """Twelve sessions always stepping: the rate served is low because the one
+    route is saturated; the closed-network bound sees it and replicates."""
+    closed = Workload(prompt_tokens=8, new_tokens=24, requests_per_s=0.2, kv_budget_tokens=1,
+                      concurrent_sessions=12, max_replicas=3)
+    one = solve(cluster(), PROFILE, Workload(**{**{f: getattr(closed, f)
+                                                    for f in closed.__slots__},
+                                                 "max_replicas": 1}), [A], weights=W)
+    assert one.plan is not None
+    # 12 sessions x B's 4 ms step = 48 ms per step, the ring alone ~7 ms.
+    assert one.cost.queueing_s > 5 * one.cost.mean_latency_s
+    res = solve(cluster(), PROFILE, closed, [A], weights=W)
+    assert res.plan is not None and len(res.plan.routes) >= 2
+    assert {n for r in res.plan.routes for n in r.nodes} == {A, B, C}
+    assert res.cost.queueing_s < 0.6 * one.cost.queueing_s

@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
+from edgesplit.core import types as t
 from edgesplit.core.cost import evaluate
 from edgesplit.core.planner import solve
 from edgesplit.core.route import check_route
-from edgesplit.core.types import (
-    ClusterState,
-    LayerCost,
-    LinkState,
-    ModelProfile,
-    NodeId,
-    NodeState,
-    Plan,
-    Trust,
-    Weights,
-    Workload,
-)
+from edgesplit.core.types import ClusterState, NodeId, Plan, Weights, Workload
 
 A, B, C = NodeId("A"), NodeId("B"), NodeId("C")
 W = Weights(alpha=1.0, beta=0.0, gamma=10.0)
-PROFILE = ModelProfile("rep", (LayerCost(100, 1e9, 0),) * 4, LayerCost(10, 1e6, 0),
-                       LayerCost(10, 1e8, 0), 1000, "rep")
+PROFILE = t.ModelProfile("rep", (t.LayerCost(100, 1e9, 0),) * 4, t.LayerCost(10, 1e6, 0),
+                         t.LayerCost(10, 1e8, 0), 1000, "rep")
 
 
 def cluster() -> ClusterState:
     """A weak entry that holds no layers, two equal fast nodes that hold all four."""
-    nodes = (NodeState(A, Trust.TRUSTED, 30, 1e11), NodeState(B, Trust.TRUSTED, 500, 1e12),
-             NodeState(C, Trust.TRUSTED, 500, 1e12))
-    links = tuple(LinkState(x, y, 0.002, 1e9) for x in (A, B, C) for y in (A, B, C) if x != y)
+    nodes = (t.NodeState(A, t.Trust.TRUSTED, 30, 1e11),
+             t.NodeState(B, t.Trust.TRUSTED, 500, 1e12),
+             t.NodeState(C, t.Trust.TRUSTED, 500, 1e12))
+    links = tuple(t.LinkState(x, y, 0.002, 1e9) for x in (A, B, C) for y in (A, B, C) if x != y)
     return ClusterState(nodes, links)
 
 

@@ -47,6 +47,7 @@ class Emulator:
         self.conditions = Conditions()
         self._link_free_at: dict[str, float] = {}  # when the emulated wire is idle again
         self.emulated_busy_s = 0.0  # compute time added by the slow-down, in total
+        self._device_free_at = 0.0  # when the emulated device finishes the holds so far
 
     def update(self, new: ta.Conditions, replace: bool) -> Conditions:
         c = Conditions() if replace else self.conditions
@@ -82,9 +83,14 @@ class Emulator:
     async def hold(self, extra_s: float) -> None:
         """Hold the step for the rest of the emulated compute time; sleeping
         (not spinning) models a slower device without stealing CPU from the
-        other nodes."""
+        other nodes. Holds queue behind each other: the emulated device is one
+        device, busy until the holds before this one are done, so a slowed
+        node serves k times fewer steps a second under load, not as many steps
+        as sessions arrive (sleeping side by side, holds used to overlap)."""
         self.emulated_busy_s += extra_s
-        await asyncio.sleep(extra_s)
+        now = time.monotonic()
+        self._device_free_at = max(now, self._device_free_at) + extra_s
+        await asyncio.sleep(self._device_free_at - now)
 
     # ---- links ------------------------------------------------------------------------
     def arrival(self, dst: str, nbytes: int) -> float:

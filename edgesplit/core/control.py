@@ -114,8 +114,8 @@ def observe_environment(
 ) -> Observation:
     """The same ``Observation`` in-process (the simulator's way): what the
     monitor derives and serves in ``GetState``, derived here by the same rules."""
-    return observation(env, env.to_cluster_state(inventory),
-                       env.measured_profile(profile, inventory), config)
+    measured = env.measured_profile(profile, inventory)
+    return observation(env, env.to_cluster_state(inventory, profile=measured), measured, config)
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,8 +54,9 @@ Formulas (seconds, bytes, bits per second):
   ``head``) of each route that sit on nodes its entry does not trust. For
   ``Privacy.HIGH`` any such item makes the plan infeasible.
 
-The total is ``alpha * (mean_latency_s + queueing_s) + beta * imbalance +
-gamma * privacy_penalty``, where ``mean_latency_s`` averages the routes' decode steps
+The total is ``alpha * mean_latency_s + delta * queueing_s + beta *
+imbalance + gamma * privacy_penalty`` (``delta`` 0 by default: the seed's
+objective; the planner's replica step weighs queueing itself), where ``mean_latency_s`` averages the routes' decode steps
 (each route serves an equal share of requests; one route: its own latency) and
 ``imbalance`` is the spread (max - min) of utilisation over alive nodes, each
 clipped to 1 (saturated), so the term stays within ``beta``.
@@ -296,8 +297,8 @@ def evaluate(
     peak = max(added.values(), default=0.0)
     capacity = workload.requests_per_s / peak if peak > 0 else INF
     bottleneck = max([*busy.values(), *link_busy.values()])
-    total = (weights.alpha * (mean_latency + queueing) + weights.beta * imbalance
-             + weights.gamma * penalty)
+    total = (weights.alpha * mean_latency + weights.delta * queueing
+             + weights.beta * imbalance + weights.gamma * penalty)
     return CostBreakdown(
         total=total,
         latency_s=max(latencies),

@@ -53,8 +53,8 @@ steps would queue (``cost.queueing_s``) for more than ``replicate_above`` of
 their own latency,
 ``_replicate`` gives every entry 2 .. ``max_replicas`` routes, each carrying
 an equal share, placed in turn on nodes earlier replicas do not use, or
-under utilisation caps, and keeps the plan
-with the lowest total (which counts queueing: ``cost``). Like the balance
+under utilisation caps, and keeps the plan with the lowest ``loaded_total``
+(the total with queueing weighed at least at ``alpha``). Like the balance
 step it is a heuristic; ``optimal`` then holds only if the replicas' mean
 latency still meets the bound (equal replicas on equal nodes do).
 
@@ -218,7 +218,7 @@ def _replicate(
     others leave, either on nodes no earlier replica of the entry uses or
     with every node's utilisation capped (``replica_caps``), so a replica
     that would pile onto a busy node goes elsewhere. Returns the plan
-    with the lowest total (queueing included) if it beats ``cost`` by
+    with the lowest ``loaded_total`` (queueing included) if it beats ``cost`` by
     ``balance_margin``, else None. Replicas may trade the planning objective
     (a replica may be slower) for capacity.
     """
@@ -229,6 +229,10 @@ def _replicate(
     if cost.queueing_s <= cost.mean_latency_s * opts.replicate_above:
         return None
     best: tuple[Plan, CostBreakdown] | None = None
+
+    def loaded(c: CostBreakdown) -> float:
+        return loaded_total(c, inst.weights)
+
     for count in range(2, wl.max_replicas + 1):
         wide = Instance(state, inst.profile, wl, inst.weights, len(job.entries) * count)
         tries = [(replace(job, inst=wide), True)]
@@ -239,10 +243,16 @@ def _replicate(
                 continue
             plan = Plan(epoch, inst.profile.digest, tuple(routes))
             c = evaluate(plan, state, inst.profile, wl, inst.weights)
-            if c.feasible and c.total < (best[1].total if best
-                                         else cost.total * (1 - opts.balance_margin)):
+            if c.feasible and loaded(c) < (loaded(best[1]) if best
+                                           else loaded(cost) * (1 - opts.balance_margin)):
                 best = (plan, c)
     return best
+
+
+def loaded_total(cost: CostBreakdown, weights: Weights) -> float:
+    """The total with queueing weighed at least at ``alpha``: what the replica
+    step compares, whatever ``delta`` the objective gives queueing."""
+    return cost.total + max(0.0, weights.alpha - weights.delta) * cost.queueing_s
 
 
 def _place_replicas(job: Job, count: int, disjoint: bool) -> list[Route] | None:

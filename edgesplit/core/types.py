@@ -207,11 +207,16 @@ class Workload:
 
 @dataclass(frozen=True, slots=True)
 class Weights:
-    """Objective weights: alpha * latency + beta * imbalance + gamma * privacy."""
+    """Objective weights: alpha * latency + beta * imbalance + gamma * privacy
+    + delta * queueing."""
 
     alpha: float = 1.0
     beta: float = 0.1
     gamma: float = 10.0
+    # Weight of the queueing the offered load causes (CostBreakdown.queueing_s).
+    # 0 keeps the seed's objective; the planner's replica step weighs queueing
+    # at least at alpha whatever this is.
+    delta: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -241,15 +241,15 @@ def workload_from_proto(m: pb.Workload) -> Workload:
 
 
 def weights_from_proto(m: pb.ObjectiveWeights) -> Weights:
-    if m.alpha == m.beta == m.gamma == 0:
-        return Weights()
-    if min(m.alpha, m.beta, m.gamma) < 0:
+    if min(m.alpha, m.beta, m.gamma, m.delta) < 0:
         raise ConversionError("weights", "negative weight")
-    return Weights(m.alpha, m.beta, m.gamma)
+    if m.alpha == m.beta == m.gamma == 0:
+        return Weights(delta=m.delta)
+    return Weights(m.alpha, m.beta, m.gamma, m.delta)
 
 
 def weights_to_proto(w: Weights) -> pb.ObjectiveWeights:
-    return pb.ObjectiveWeights(alpha=w.alpha, beta=w.beta, gamma=w.gamma)
+    return pb.ObjectiveWeights(alpha=w.alpha, beta=w.beta, gamma=w.gamma, delta=w.delta)
 
 
 def mode_from_proto(m: int) -> Mode:

@@ -144,14 +144,16 @@ class Workload(_message.Message):
     def __init__(self, prompt_tokens: _Optional[int] = ..., new_tokens: _Optional[int] = ..., requests_per_s: _Optional[float] = ..., privacy: _Optional[_Union[Privacy, str]] = ..., privacy_depth: _Optional[int] = ..., kv_budget_tokens: _Optional[int] = ..., concurrent_sessions: _Optional[int] = ..., batch_marginal_cost: _Optional[float] = ..., max_replicas: _Optional[int] = ...) -> None: ...
 
 class ObjectiveWeights(_message.Message):
-    __slots__ = ("alpha", "beta", "gamma")
+    __slots__ = ("alpha", "beta", "gamma", "delta")
     ALPHA_FIELD_NUMBER: _ClassVar[int]
     BETA_FIELD_NUMBER: _ClassVar[int]
     GAMMA_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
     alpha: float
     beta: float
     gamma: float
-    def __init__(self, alpha: _Optional[float] = ..., beta: _Optional[float] = ..., gamma: _Optional[float] = ...) -> None: ...
+    delta: float
+    def __init__(self, alpha: _Optional[float] = ..., beta: _Optional[float] = ..., gamma: _Optional[float] = ..., delta: _Optional[float] = ...) -> None: ...
 
 class Segment(_message.Message):
     __slots__ = ("node_id", "start", "end", "parts")

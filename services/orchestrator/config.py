@@ -54,6 +54,8 @@ class OrchestratorConfig(ServiceConfig):
     alpha: NonNegativeFloat = opt(_WEIGHTS.alpha, "objective weight of latency")
     beta: NonNegativeFloat = opt(_WEIGHTS.beta, "objective weight of utilisation imbalance")
     gamma: NonNegativeFloat = opt(_WEIGHTS.gamma, "objective weight of the privacy penalty")
+    delta: NonNegativeFloat = opt(_WEIGHTS.delta, "objective weight of the queueing the "
+                                  "offered load causes (0: not in the objective)")
     initial_wait_s: NonNegativeFloat = opt(_STEP.initial_wait_s, "before the first plan, wait "
                                            "this long for links between alive nodes to be "
                                            "measured")

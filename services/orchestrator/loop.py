@@ -51,7 +51,7 @@ def control_config(c: OrchestratorConfig) -> ctl.ControlConfig:
             latency_ewma_s=c.latency_trigger_s, max_utilization=c.utilization_trigger,
             min_link_bandwidth_bps=c.bandwidth_trigger_bps, cooldown_s=c.cooldown_s,
             privacy_depth=c.privacy_depth),
-        margin=c.margin, weights=Weights(c.alpha, c.beta, c.gamma),
+        margin=c.margin, weights=Weights(c.alpha, c.beta, c.gamma, c.delta),
         workload=Workload(prompt_tokens=c.prompt_tokens, new_tokens=c.new_tokens,
                           requests_per_s=c.requests_per_s, privacy_depth=c.privacy_depth,
                           concurrent_sessions=c.concurrent_sessions,

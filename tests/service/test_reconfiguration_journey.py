@@ -121,11 +121,7 @@ async def stack(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Stack]:
     oconf = OrchestratorConfig(
         insecure=True,
         monitor=f"127.0.0.1:{mserver.port}", split_reviser=f"127.0.0.1:{rserver.port}",
-        broadcaster=baddr, db=str(tmp_path / "orchestrator.sqlite"), entries=(ENTRY,),
-        # A load the slow entry (2 s of embed + head per token) can carry: the
-        # objective counts queueing, and the default 1 request/s of 128 tokens
-        # would saturate it so far that no change of links could matter.
-        prompt_tokens=4, new_tokens=4, requests_per_s=0.01)
+        broadcaster=baddr, db=str(tmp_path / "orchestrator.sqlite"), entries=(ENTRY,))
     st = Stack(oconf.monitor, ControlLoop(oconf, Store(oconf.db)))
     yield st
     await st.loop.close()

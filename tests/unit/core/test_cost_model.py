@@ -128,7 +128,9 @@ def test_two_node_ring_by_hand() -> None:
     queueing = 0.002 * 0.04 / 0.96 + 0.0005 * 0.01 / 0.99
     assert cost.queueing_s == pytest.approx(queueing)
     assert cost.capacity_rps == pytest.approx(0.5 / 0.04)  # A saturates first
-    assert cost.total == pytest.approx(0.019 + queueing + 0.1 * 0.47 + 10 * 1)
+    assert cost.total == pytest.approx(0.019 + 0.1 * 0.47 + 10 * 1)  # delta 0: the seed's
+    with_queueing = evaluate(PLAN, cluster(), PROFILE, WORKLOAD, Weights(1.0, 0.1, 10.0, 2.0))
+    assert with_queueing.total == pytest.approx(cost.total + 2.0 * queueing)
     assert objective(cost, WEIGHTS) == pytest.approx(0.019 + 10)
     # weights + KV (1 B/token * 16 tokens): A 10 + 10 + 100 + 16, B 100 + 16.
     assert memory_use(PLAN.routes, PROFILE, WORKLOAD) == {A: 136, B: 116}

@@ -272,6 +272,9 @@ class EnvironmentState:
         )
 
 
+CALIBRATE_ABOVE = 2.0  # measured / estimated above which a node's speed is recalibrated
+
+
 def calibrated_speed(declared: float, env: NodeEnv, profile: ModelProfile) -> float:
     """The node's speed as its own decode measurements show it: ``declared``
     divided by the median, over the decoder layers it measured, of measured
@@ -285,7 +288,12 @@ def calibrated_speed(declared: float, env: NodeEnv, profile: ModelProfile) -> fl
         and profile.layers[layer].flops_per_token > 0)
     if declared <= 0 or not ratios:
         return declared
-    return declared / statistics.median(ratios)
+    ratio = statistics.median(ratios)
+    # Only a node clearly slower than it declares is recalibrated: contention
+    # and per-call overhead make every measured node read somewhat slow, and
+    # scaling those while unmeasured nodes keep their declared speed would
+    # push layers towards whatever has not been measured yet.
+    return declared / ratio if ratio > CALIBRATE_ABOVE else declared
 
 
 def _overlay(

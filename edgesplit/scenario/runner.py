@@ -209,7 +209,8 @@ class Run:
                                           "--orchestrator", orchestrator.address,
                                           "--report-interval-s", "0.5",
                                           "--bandwidth-probe-cycles", "2",
-                                          "--step-timeout-s", "8", "--rpc-timeout-s", "5"])
+                                          "--step-timeout-s", "8", "--rpc-timeout-s", "5",
+                                          *(["--serial-device"] if sc.serial_device else [])])
         self._start_gateway(shards, monitor.address, listen[sc.entry.id])
         for n in sc.nodes:
             self._conditions(n.id, compute_slowdown=n.slowdown,

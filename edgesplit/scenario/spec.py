@@ -109,6 +109,9 @@ class Scenario:
     # Simulator settings (edgesplit.sim.setup.SimSettings fields), e.g. {"model":
     # "llama-2-7b"}; the test bed ignores them.
     sim: dict[str, Any] = field(default_factory=dict)
+    # Test bed: an emulated slow device runs one step at a time (node agents'
+    # --serial-device), as a real one would under concurrent sessions.
+    serial_device: bool = False
 
     @property
     def entry(self) -> NodeSpec:
@@ -172,7 +175,7 @@ def parse_scenario(data: dict[str, Any]) -> Scenario:
             default_link=LinkSpec("*", "*", float(d["delay_ms"]), float(d["bandwidth_mbps"])),
             load=LoadSpec(**data.get("load", {})), events=events,
             orchestrator=dict(data.get("orchestrator", {})),
-            sim=dict(data.get("sim", {})))
+            sim=dict(data.get("sim", {})), serial_device=bool(data.get("serial_device", False)))
     except (KeyError, TypeError) as exc:
         raise ScenarioError(f"bad scenario: {exc}") from exc
 

@@ -91,7 +91,7 @@ def build(config: NodeAgentConfig, make_runner: Any = None,
     book = EpochBook(config.node_id, signers, keys.agreement,
                      make_runner or torch_runner_factory(config, store), config.retained_epochs)
     # The test bed's emulation wraps the compute clock, the links and the replies.
-    emulator = Emulator() if config.testbed_admin else None
+    emulator = Emulator(config.serial_device) if config.testbed_admin else None
     compute = Compute(config.torch_threads, emulator)
     links = LinkPool(transport, config.link_window, config.link_stream_lifetime_s,
                      emulator.wrap_link if emulator else None)

@@ -58,6 +58,8 @@ class NodeAgentConfig(ServiceConfig):
     retained_epochs: NonNegativeInt = opt(2, "older committed epochs kept so their sessions "
                                              "drain")
     testbed_admin: bool = opt(False, "serve TestbedAdmin (emulated compute/link conditions)")
+    serial_device: bool = opt(False, "test bed: the emulated slow device runs one step at a "
+                                     "time (the holds of concurrent steps queue)")
     monitor: str = opt("", "monitor address host:port to push reports to (empty: off)")
     orchestrator: str = opt("", "orchestrator address: asked for a private route when a "
                                 "privacy=high request finds none")

@@ -55,7 +55,7 @@ def test_the_overloaded_node_is_planned_at_its_measured_speed() -> None:
     o = overloaded_b()
     # b: 20 ms measured against the 1.1 ms its declared speed and free share give.
     assert o.cluster.node(B).flops_per_s == pytest.approx(1e12 / 18)
-    assert o.cluster.node(C).flops_per_s == pytest.approx(1e12 / 0.9)
+    assert o.cluster.node(C).flops_per_s == 1e12  # 10 % off its estimate: noise, as declared
     assert o.cluster.node(D).flops_per_s == 1e11  # nothing measured: as declared
     assert calibrated_speed(1e12, o.env.nodes[B], PROFILE) == pytest.approx(1e12 / 18)
 

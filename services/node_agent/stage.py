@@ -31,6 +31,7 @@ from edgesplit.v1 import node_agent_pb2 as na
 from services.node_agent import metrics as m
 from services.node_agent.compute import Compute, Timer
 from services.node_agent.epochs import EpochBook, EpochState
+from services.node_agent.frame_guard import check_finite
 from services.node_agent.frames import Reassembly, open_frame, seal
 from services.node_agent.linkstream import AckFuture, LinkPool, ack_error
 
@@ -156,6 +157,7 @@ class Stage:
             runner = es.runners[(h.entry, h.hop)]
             wire = WireTensor(data, h.shape, h.dtype)
             _check_step(runner, wire, h)
+            check_finite(wire)  # hook: frame_guard.py (NaN / inf: INVALID_ARGUMENT)
         except (FrameRejected, BadFrameShape, BadFrameDtype) as exc:
             reason = exc.reason if isinstance(exc, FrameRejected) else \
                 "bad_dtype" if isinstance(exc, BadFrameDtype) else "bad_shape"

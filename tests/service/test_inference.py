@@ -197,7 +197,12 @@ async def test_a_full_queue_refuses_at_once_with_a_retry_hint(one_slot: Cluster)
     held = _hold(one_slot)
     await held.read()  # running: the one slot is taken
     waiting = asyncio.ensure_future(one_slot.generate(SHORT, 2))  # the one queue place
-    await asyncio.sleep(0.2)
+    queue = one_slot.agents[0].queue
+    for _ in range(600):  # until it is in the queue (not a fixed sleep: loaded machines)
+        if queue.waiting:
+            break
+        await asyncio.sleep(0.05)
+    assert queue.waiting == 1
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await one_slot.generate(SHORT, 2)
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

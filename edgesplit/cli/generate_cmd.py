@@ -4,6 +4,7 @@ sends to the entry node of the test bed running under ``--testbed-dir``."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ ENTRY_FILE = "entry"  # in a test bed's state directory: the node id of its rout
 def register(sub: Any) -> None:
     p = sub.add_parser("generate", help="generate text through an entry node")
     p.add_argument("prompt", help="prompt text (tokenized on the entry node)")
-    p.add_argument("--entry", default="", help="entry node address host:port (default: the "
-                                               "entry of the test bed in --testbed-dir)")
+    p.add_argument("--entry", default=os.environ.get("EDGESPLIT_ENTRY", ""),
+                   help="entry node address host:port (default: $EDGESPLIT_ENTRY, else the "
+                        "entry of the test bed in --testbed-dir)")
     p.add_argument("--testbed-dir", default="var/testbed",
                    help="state directory of a running `edgesplit testbed up`")
     p.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate at most")

@@ -189,9 +189,19 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 @contextmanager
 def wheel_server(house: Path) -> Iterator[str]:
-    """Serve ``house`` as a find-links page on 127.0.0.1 (port 0); yields its URL."""
+    """Serve ``house`` as a find-links page on 127.0.0.1; yields its URL.
+
+    The URL is a build argument, and the classic builder keys a RUN step's cache
+    on the build arguments it sees: a new port would reinstall every dependency.
+    So the port of the last run is taken again when it is free (else port 0)."""
     handler = functools.partial(_Quiet, directory=str(house))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    remembered = VAR / "wheel-port"
+    try:
+        server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", int(remembered.read_text())), handler)
+    except (OSError, ValueError):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        remembered.write_text(str(server.server_address[1]))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

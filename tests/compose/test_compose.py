@@ -54,8 +54,11 @@ RUNNING = ("monitor", "split-reviser", "broadcaster", "orchestrator", "node-a", 
 ONE_SHOT = ("init", "conditions")  # jobs that must have exited 0
 
 PORTS = ("EDGESPLIT_ENTRY_PORT", "EDGESPLIT_ORCHESTRATOR_PORT", "EDGESPLIT_GATEWAY_PORT")
-PROMPT = "the quick brown fox"
-LONG = 300  # tokens of the generation a node dies in
+# Greedy on the seeded tiny model, "Hello" runs 1184 tokens before its eos
+# ("the quick brown fox": 145), so the generation a node dies in has room.
+PROMPT = "Hello"
+LONG = 1100  # tokens of the generation a node dies in
+KILL_AT = 100  # the token after which it dies
 
 
 class Phases:
@@ -212,6 +215,32 @@ def gateway_completion(stack: Stack, max_tokens: int) -> Any:
                                      temperature=0)
 
 
+def scrape(stack: Stack, service: str) -> str:
+    host = stack.address(service).rsplit(":", 1)[0]
+    port = 8080 if service == "gateway" else 9400  # the gateway's API port serves it
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as resp:
+        return str(resp.read().decode())
+
+
+def sample(text: str, name: str) -> float:
+    """The value of an unlabelled series in an exposition (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def wait_route_without(stack: Stack, victim: str, timeout_s: float = 120
+                       ) -> orchestrator_pb2.OrchestratorStatus:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = stack.status()
+        if victim not in route_nodes(status):
+            return status
+        assert time.monotonic() < deadline, f"{victim} still routed\n{stack.logs()}"
+        time.sleep(1)
+
+
 def check_metrics(stack: Stack, services: tuple[str, ...]) -> None:
     """Every service's /metrics after traffic passes ``promtool check metrics``."""
     promtool = shutil.which("promtool")
@@ -219,10 +248,7 @@ def check_metrics(stack: Stack, services: tuple[str, ...]) -> None:
         print("promtool not installed (apt-get install prometheus): skipped")
         return
     for service in services:
-        host = stack.address(service).rsplit(":", 1)[0]
-        port = 8080 if service == "gateway" else 9400  # the gateway's API port serves it
-        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as resp:
-            text = resp.read().decode()
+        text = scrape(stack, service)
         assert "edgesplit_build_info{" in text, service
         out = sh([promtool, "check", "metrics"], input=text.encode(), check=False, quiet=True)
         assert out.returncode == 0, f"{service}: {out.stdout}{out.stderr}"
@@ -295,27 +321,31 @@ def test_compose_up_serves_survives_a_node_and_keeps_its_epoch(engine: Engine) -
             check_metrics(stack, RUNNING)
         with phases("fault-free reference"):
             reference = [r.token_id for r in stack.generate(LONG)]
-            assert len(reference) > 100, "the tiny model stopped early: no time to kill"
+            assert len(reference) == LONG, "the tiny model stopped early: no time to kill"
             status = stack.status()
             victim = next(n for n in route_nodes(status) if n != "node-a")
             epoch_before = status.plan.epoch
         with phases(f"kill {victim} mid-generation"):
+            replays = sample(scrape(stack, "node-a"), "edgesplit_session_replays_total")
             got: list[int] = []
-            killed = threading.Event()
+            killer = threading.Thread(target=lambda: sh(
+                ["docker", "kill", stack.container(victim)], env=engine.env, quiet=True))
 
             def on_token(r: inference_pb2.GenerateResponse) -> None:
                 got.append(r.token_id)
-                if len(got) == 60 and not killed.is_set():
-                    killed.set()
-                    sh(["docker", "kill", stack.container(victim)], env=engine.env, quiet=True)
+                if len(got) == KILL_AT:
+                    killer.start()  # the stream goes on while docker kills it
 
             stack.generate(LONG, on_token=on_token)
-            assert killed.is_set()
+            killer.join()
             assert got == reference, "greedy tokens differ after the failover"
-            after = stack.status()
+            assert not stack.inspect(victim)["State"]["Running"]
+            # Mid-generation: the entry lost a step and replayed the session.
+            replayed = sample(scrape(stack, "node-a"), "edgesplit_session_replays_total")
+            assert replayed > replays, "the node died after the generation, not in it"
+            after = wait_route_without(stack, victim)
             print(f"failover: epoch {epoch_before} -> {after.plan.epoch}, "
-                  f"route {route_nodes(after)}")
-            assert victim not in route_nodes(after)
+                  f"route {route_nodes(after)}, {replayed - replays:g} replay(s)")
         with phases("restart broadcaster and orchestrator"):
             kept = stack.status().plan.epoch
             stack.compose("restart", "broadcaster", "orchestrator", quiet=True)
@@ -326,9 +356,28 @@ def test_compose_up_serves_survives_a_node_and_keeps_its_epoch(engine: Engine) -
             replies = stack.generate(16)
             assert [r.token_id for r in replies] == reference[:16]
             assert {r.epoch for r in replies} == {kept}
-    finally:
+        with phases("scenario conditions"):
+            # init again with a scenario writes its conditions; the job sets them
+            # through each agent's TestbedAdmin (its own admin certificate), on
+            # every node: the killed one is started again first.
+            stack.compose("start", victim, quiet=True)
+            stack.wait_healthy(RUNNING)
+            stack.compose("run", "--rm", "-e", "EDGESPLIT_SCENARIO=wan", "init", quiet=True)
+            out = stack.compose("run", "--rm", "conditions", quiet=True).stdout
+            assert "node-a: slowdown 4, background 0; node-b 10 ms 100 Mbit/s, " \
+                   "node-c 20 ms 50 Mbit/s" in out, out
+            assert "node-c: slowdown 2, background 0.3" in out, out
+            slowed = stack.generate(16)  # slower hops, the same greedy tokens
+            assert [r.token_id for r in slowed] == reference[:16]
         with phases("down -v"):
-            stack.compose("down", "-v", "--remove-orphans", check=False, quiet=True)
+            stack.compose("down", "-v", "--remove-orphans", quiet=True)
+            left = sh(["docker", "volume", "ls", "-q", "--filter",
+                       f"label=com.docker.compose.project={PROJECT}"], env=engine.env,
+                      quiet=True).stdout.split()
+            assert not left, f"volumes left after down -v: {left}"
+    finally:
+        # After a failure (a no-op after the phase above).
+        stack.compose("down", "-v", "--remove-orphans", check=False, quiet=True)
         VAR.mkdir(parents=True, exist_ok=True)
         (VAR / "phases.json").write_text(json.dumps(phases.times, indent=1))
         print("\nphases (s): " + json.dumps(phases.times))

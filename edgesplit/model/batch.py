@@ -20,8 +20,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from edgesplit.model.kvcache import SegmentKVCache
 
@@ -113,7 +111,19 @@ def packed_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value:
     return batch.attend(module, query, **kwargs), None
 
 
-AttentionInterface.register(PACKED, packed_attention)
+def register() -> None:
+    """Make :data:`PACKED` an attention implementation (once; the first runner
+    does it, so importing this module does not import transformers' models)."""
+    global sdpa_attention_forward
+    if sdpa_attention_forward is None:
+        from transformers import AttentionInterface
+        from transformers.integrations import sdpa_attention
+
+        sdpa_attention_forward = sdpa_attention.sdpa_attention_forward
+        AttentionInterface.register(PACKED, packed_attention)
+
+
+sdpa_attention_forward: Any = None  # transformers' own sdpa path, bound by register()
 
 
 def join(xs: Sequence[torch.Tensor]) -> torch.Tensor:

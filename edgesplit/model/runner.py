@@ -131,6 +131,7 @@ class TorchSegmentRunner:
         self._hidden: int = int(self.cfg.hidden_size)
         self.vocab_size: int = int(self.cfg.vocab_size)
         self.max_length: int = int(self.cfg.max_position_embeddings)
+        batch.register()
         self.cfg._attn_implementation = batch.PACKED  # per-row attention (batch.py)
         self._window = {i: _window_of(self.cfg, self.family, i) for i in range(start, end)}
         self.module = self._build()  # raises before any state exists
@@ -246,14 +247,14 @@ class TorchSegmentRunner:
                 cache = self._sessions.check_step(sid, pos, n)
                 caches.append(cache if cache is not None else
                               SegmentKVCache(self._spec.start, len(self._layers), self.max_length))
-            x = batch.join(xs)
+            outs = xs  # a zero-layer (head) segment only counts the positions
             if self._layers:
-                x = self._run_layers(x, batch.PackedBatch(caches, starts, lengths, self._window,
-                                                          self.device))
+                packed = batch.PackedBatch(caches, starts, lengths, self._window, self.device)
+                outs = batch.split(self._run_layers(batch.join(xs), packed), lengths)
             for sid, cache, pos, n in zip(sids, caches, starts, lengths, strict=True):
                 cache.advance(n)  # only now: a failure above leaves the caches untouched
                 self._sessions.commit(sid, cache, pos + n)
-        return batch.split(x, lengths)
+        return outs
 
     def _run_layers(self, x: torch.Tensor, packed: batch.PackedBatch) -> torch.Tensor:
         pos = packed.positions()
@@ -301,7 +302,10 @@ class TorchSegmentRunner:
         return wire.to_wire(batch.join(hiddens), wire_dtype)
 
     def decode_batch(self, w: WireTensor, lengths: Sequence[int]) -> list[torch.Tensor]:
-        return batch.split(self.decode_hidden(w), lengths)
+        x = self.decode_hidden(w)
+        if sum(lengths) != x.shape[1]:
+            raise BadFrameShape(f"rows {list(lengths)} do not add up to {x.shape[1]}")
+        return batch.split(x, lengths)
 
     def slice_hidden(self, hidden: torch.Tensor, start: int, end: int) -> torch.Tensor:
         return hidden[:, start:end]
@@ -328,6 +332,13 @@ class TorchSegmentRunner:
             for sid in idle:
                 self._sessions.pop(sid)
             return idle
+
+    def kv_bytes_per_token(self) -> int:
+        """KV one more cached token costs on this segment (keys and values, all layers)."""
+        cfg = self.cfg
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        per_layer = 2 * cfg.num_key_value_heads * head_dim * self.dtype.itemsize
+        return per_layer * len(self._layers)
 
     def kv_bytes(self) -> int:
         with self._lock:

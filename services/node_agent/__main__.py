@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgesplit.core.batching import BatchLimits
 from edgesplit.core.types import Segment
 from edgesplit.rpc.config import load_config
 from edgesplit.rpc.server import Registration, RunningServer, run_service
@@ -94,7 +95,9 @@ def build(config: NodeAgentConfig, make_runner: Any = None,
     links = LinkPool(transport, config.link_window, config.link_stream_lifetime_s,
                      emulator.wrap_link if emulator else None)
     chunk = max(1024, min(config.frame_chunk_bytes, config.max_message_bytes - 64 * 1024))
-    stage = Stage(config.node_id, book, compute, links, chunk)
+    limits = BatchLimits(config.batch_max_sessions, config.batch_max_tokens,
+                         config.prefill_chunk_tokens, config.kv_budget_mb << 20)
+    stage = Stage(config.node_id, book, compute, links, chunk, limits)
     control = Control(book, store)
     entry = Entry(EntrySettings(config.node_id, config.step_timeout_s, config.orchestrator),
                   control, stage)

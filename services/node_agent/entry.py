@@ -22,7 +22,6 @@ from edgesplit.model.base import SamplingParams, SegmentRunner, TokenSampler
 from edgesplit.rpc.errors import Precondition, Unavailable
 from edgesplit.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from services.node_agent import metrics as m
-from services.node_agent.compute import Timer
 from services.node_agent.control import Control
 from services.node_agent.epochs import EpochState
 from services.node_agent.stage import Stage, Step, StepFailed
@@ -144,13 +143,9 @@ class Entry:
         """Embed the tokens the hops lack, send them round, get the next token."""
         step = Step(ring.session_id, ring.step, ring.cached)
         feed = history[ring.cached:]
-        head = ring.head
-
-        def finish(timer: Timer, hidden: Any) -> int:
-            return timer.run(head, "head", 1, lambda: sampler.choose(head.head(hidden)))
-
-        done = self.stage.wait(step, finish)
-        self.stage.advance(ring.es, ring.route, 0, step, lambda r: r.embed(feed))
+        done = self.stage.wait(step, sampler)
+        # Joins the node's next batch with the other sessions' steps (batcher.py).
+        self.stage.advance(ring.es, ring.route, 0, step, len(feed), lambda r: r.embed(feed))
         try:
             token = await asyncio.wait_for(done, self.s.step_timeout_s)
         except TimeoutError as exc:

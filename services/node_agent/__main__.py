@@ -96,7 +96,7 @@ def build(config: NodeAgentConfig, make_runner: Any = None,
                      emulator.wrap_link if emulator else None)
     chunk = max(1024, min(config.frame_chunk_bytes, config.max_message_bytes - 64 * 1024))
     limits = BatchLimits(config.batch_max_sessions, config.batch_max_tokens,
-                         config.prefill_chunk_tokens, config.kv_budget_mb << 20)
+                         config.prefill_chunk_tokens, int(config.kv_budget_mb * (1 << 20)))
     stage = Stage(config.node_id, book, compute, links, chunk, limits)
     control = Control(book, store)
     entry = Entry(EntrySettings(config.node_id, config.step_timeout_s, config.orchestrator),

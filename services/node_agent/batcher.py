@@ -139,12 +139,14 @@ class Batcher:
                 for _ in range(_GATHER_TURNS):
                     await asyncio.sleep(0)
                 waiting, self._queue = self._queue, []
+                self.compute.queued = len(waiting)
                 try:
                     outcomes, left = await self.compute.submit(
                         lambda timer, w=waiting: self._step(timer, w))
                 except Exception as exc:  # noqa: BLE001 - reported per step by deliver
                     outcomes, left = [Failed(waiting, self.node_id, exc)], []
                 self._queue[:0] = left  # unfinished prompts and steps not taken keep their turn
+                self.compute.queued = len(self._queue)
                 self._deliver(outcomes)
 
     # ---- on the compute thread ---------------------------------------------------------

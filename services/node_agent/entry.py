@@ -19,7 +19,7 @@ from typing import Any
 from edgesplit.core.trust import listed, untrusted_sensitive
 from edgesplit.core.types import Route
 from edgesplit.model.base import SamplingParams, SegmentRunner, TokenSampler
-from edgesplit.rpc.errors import Precondition, Unavailable
+from edgesplit.rpc.errors import Precondition, TooLarge, Unavailable
 from edgesplit.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from services.node_agent import metrics as m
 from services.node_agent.control import Control
@@ -118,6 +118,8 @@ class Entry:
                         raise _Retired
                     token = await self._ring_step(ring, history, sampler)
                 except (StepFailed, _Retired) as exc:
+                    if isinstance(exc, StepFailed) and exc.code == "RESOURCE_EXHAUSTED":
+                        raise TooLarge(f"step refused: {exc}") from exc  # a replay would be too
                     if isinstance(exc, StepFailed):
                         failures += 1
                         if failures >= MAX_ATTEMPTS:

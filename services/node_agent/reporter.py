@@ -209,7 +209,7 @@ class Reporter:
         book, emulator = self.agent.control.book, self.agent.emulator
         runners = book.all_runners()
         resources = self.sampler.sample(
-            queue_depth=self.agent.stage.batcher.queued,  # steps waiting for a batch
+            queue_depth=self.agent.compute.queue_depth,
             active_sessions=sum(r.session_count() for r in runners),
             background_utilization=emulator.conditions.background_utilization
             if emulator is not None else 0.0)

@@ -169,7 +169,9 @@ class Stage:
         """A batched frame: checked and opened once, every session's step
         checked as a frame's would be; then all of them join the queue, their
         rows decoded once, as one tensor, when the first of them runs."""
-        es = self._epoch(frame.headers[0].epoch if frame.headers else 0)
+        if not frame.headers:
+            raise InvalidRequest("batch frame without headers")
+        es = self._epoch(frame.headers[0].epoch)
         try:
             if any(h.dtype != es.wire_dtype for h in frame.headers):
                 raise BadFrameDtype(f"batch frame dtype, assignment says {es.wire_dtype}")

@@ -113,18 +113,27 @@ def _split(address: str, prompts: list[list[int]], new: int,
 
 def _matches(model: Any, prompt: list[int], got: list[int], solo: list[int],
              device: str) -> bool:
-    """``got`` equals ``solo``, or first differs where the solo run's top-2
-    logits lie within NEAR_TIE (the solo logits there recomputed)."""
+    """``got`` equals ``solo`` (the split stops at eos, ``generate`` here does
+    not: a prefix ending in eos counts), or first differs where the solo run's
+    top-2 logits lie within NEAR_TIE (the solo logits there recomputed)."""
     import torch
 
     k = next((i for i, (a, b) in enumerate(zip(got, solo, strict=False)) if a != b), None)
     if k is None:
-        return len(got) == len(solo)
+        eos = model.generation_config.eos_token_id
+        stops = set(eos) if isinstance(eos, list) else {eos}
+        ok = len(got) == len(solo) or (bool(got) and got[-1] in stops)
+        if not ok:
+            _log(f"tokens: {len(got)} of {len(solo)}, last {got[-1:]}, eos {stops}")
+        return ok
     x = torch.tensor([prompt + solo[:k]], device=device)
     with torch.inference_mode():
         logits = model(x).logits[0, -1].float()
     top = torch.topk(logits, 2).values
-    return float(top[0] - top[1]) < NEAR_TIE
+    margin = float(top[0] - top[1])
+    if margin >= NEAR_TIE:
+        _log(f"tokens differ at step {k} of {len(solo)}: solo top-2 margin {margin:.3g}")
+    return margin < NEAR_TIE
 
 
 def _level(model: Any, address: str, n: int, args: argparse.Namespace,

@@ -25,6 +25,12 @@ $(STAMP): pyproject.toml
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null) \
 	    || echo "warning: tmux not installed; the status --watch test will be skipped"; \
 	fi
+	@# promtool checks every service's /metrics exposition in the tests.
+	@if ! command -v promtool >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing prometheus (Debian) for promtool"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+	    || echo "warning: promtool not installed; the metrics format test will be skipped"; \
+	fi
 	touch $(STAMP)
 
 # Default tiers; pytest exits non-zero (5) when nothing ran, which fails make.

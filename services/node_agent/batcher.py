@@ -27,6 +27,7 @@ from typing import Any
 from edgesplit.core.batching import BatchLimits, Waiting, plan_batch
 from edgesplit.core.types import Route
 from edgesplit.model.base import WIRE_DTYPES
+from edgesplit.model.errors import PositionMismatch
 from edgesplit.rpc.errors import TooLarge
 from edgesplit.security.header import FrameHeader
 from edgesplit.v1 import node_agent_pb2 as na
@@ -174,7 +175,7 @@ class Batcher:
                 outcomes += self._run(timer, rows, chain_of[id(rows[0][0])])
             except Exception as exc:  # noqa: BLE001 - the group's steps are reported failed
                 outcomes.append(Failed([w for w, _ in rows], self.node_id, exc))
-                gone |= {id(w) for w, _ in rows}
+        gone |= {id(w) for out in outcomes if isinstance(out, Failed) for w in out.works}
         left = [w for w in waiting if id(w) not in gone and w.done < w.tokens]
         return outcomes, left
 
@@ -190,6 +191,14 @@ class Batcher:
     def _run(self, timer: Timer, rows: list[tuple[Work, int]],
              chain: list[tuple[int, Any]]) -> list[Outcome]:
         first = chain[0][1]
+        stale = [w for w, _ in rows if not _in_place(first, w)]
+        if stale:  # e.g. a session its entry gave up on: it alone fails, not the batch
+            rows = [(w, n) for w, n in rows if _in_place(first, w)]
+            w = stale[0]
+            failed: list[Outcome] = [Failed(stale, self.node_id, PositionMismatch(
+                w.step.session_id, first.session_length(w.step.session_id) or 0,
+                w.step.start_pos + w.done))]
+            return failed + (self._run(timer, rows, chain) if rows else [])
         xs = []
         for w, n in rows:
             if w.x is None:
@@ -254,3 +263,8 @@ class Batcher:
                 messages = [na.LinkMessage(batch_frame=seal_batch(es, headers, wire))]
             out.append(Send(es, dst, group, messages))
         return out
+
+
+def _in_place(runner: Any, w: Work) -> bool:
+    """The session's cache at ``runner`` ends where the step's next rows start."""
+    return (runner.session_length(w.step.session_id) or 0) == w.step.start_pos + w.done

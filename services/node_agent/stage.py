@@ -178,8 +178,7 @@ class Stage:
             route, batch, data = open_batch(es, self.node_id, frame)
             hop = batch.headers[0].hop
             runner = es.runners[(route.entry, hop)]
-            for h in batch.headers:
-                self._check_arrival(es, route, runner, h, h.shape)
+            live = {h.session_id for h in batch.headers if self._arrives(es, route, runner, h)}
             wire = WireTensor(data, (1, sum(h.shape[1] for h in batch.headers),
                                      runner.hidden_size), batch.headers[0].dtype)
         except (FrameRejected, BadFrameShape, BadFrameDtype) as exc:
@@ -194,8 +193,24 @@ class Stage:
             return rows[i]
 
         for i, h in enumerate(batch.headers):
-            self.advance(es, route, hop, Step(h.session_id, h.step, h.start_pos), h.shape[1],
-                         lambda r, i=i: row(r, i))
+            if h.session_id in live:
+                self.advance(es, route, hop, Step(h.session_id, h.step, h.start_pos),
+                             h.shape[1], lambda r, i=i: row(r, i))
+
+    def _arrives(self, es: EpochState, route: Route, runner: Any, h: FrameHeader) -> bool:
+        """A session's step in a batched frame: a wrong shape refuses the frame;
+        a step its entry no longer waits for is dropped, and one that does not
+        fit its session's cache is reported to the entry, the others run on."""
+        try:
+            self._check_arrival(es, route, runner, h, h.shape)
+        except (NotFound, PositionMismatch, SessionNotFound) as exc:
+            if not isinstance(exc, NotFound):
+                code = status_of(exc) or grpc.StatusCode.UNKNOWN
+                self.spawn(self.report_failure(es, route.entry,
+                                               Step(h.session_id, h.step, h.start_pos),
+                                               self.node_id, code.name, str(exc)))
+            return False
+        return True
 
     # ---- run and forward -------------------------------------------------------------
     def advance(self, es: EpochState, route: Route, hop: int, step: Step, tokens: int,

@@ -327,6 +327,18 @@ async def test_batch_frame_runs_its_sessions_and_forwards_one_batch(rig: Rig) ->
     assert torch.allclose(got, want, atol=1e-5)  # rows of one batch: rounding only
 
 
+async def test_a_stale_session_in_a_batch_frame_does_not_stop_the_others(rig: Rig) -> None:
+    await _committed(rig)
+    rows = [("a", 1, 5, torch.randn(1, 1, 64)),  # step 1 of a session node-1 never saw
+            ("b", 0, 0, torch.randn(1, 2, 64))]
+    ack = await rig.link.send(na.LinkMessage(batch_frame=_batch(rig, rows)))
+    assert _status(ack) == grpc.StatusCode.OK
+    out = await asyncio.wait_for(rig.recorder.frames.get(), 30)  # b alone: a plain frame
+    assert out.header.session_id == "b"
+    runner = _runner(rig)
+    assert runner.session_length("a") is None and runner.session_length("b") == 2
+
+
 async def test_forged_batch_frames_rejected_caches_untouched(rig: Rig) -> None:
     await _committed(rig)
     sealer = rig.keys_with("node-0").sealer()

@@ -4,7 +4,9 @@ tests, scenarios, demo).
 A service is ``python -m services.NAME --listen ADDR --ready-file FILE ...``;
 it is ready once it has written its bound address to the ready file. A
 restart runs the same command again on the *same* address, so peers and
-plans that name it reach the new process.
+plans that name it reach the new process. Each service gets its own
+certificate from a :class:`~edgesplit.bedpki.LocalPki` (by default one beside
+its logs); plaintext only when asked for with ``insecure``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from edgesplit.bedpki import PKI_DIR, SERVICE_ROLES, LocalPki, transport_for
+from edgesplit.rpc.transport import Transport
+from edgesplit.security.identity import Identity
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,6 +66,11 @@ class ServiceProcess:
     proc: subprocess.Popen[bytes]
     address: str
     args: tuple[str, ...] = field(default=())  # the extra arguments it was started with
+    pki: LocalPki | None = None  # where its certificate came from; None: plaintext
+
+    def transport(self, identity: Identity) -> Transport:
+        """A channel factory to this service (and its peers) as ``identity``."""
+        return transport_for(self.pki, identity)
 
     @property
     def name(self) -> str:
@@ -96,17 +107,41 @@ class ServiceProcess:
         self.proc, self.address = again.proc, again.address
 
 
+def identity_of(name: str, args: Sequence[str]) -> Identity:
+    """Who ``python -m services.NAME args`` is (a node agent: its ``--node-id``)."""
+    role = SERVICE_ROLES[name]
+    if name == "node_agent":
+        given = list(args)
+        return Identity(role, given[given.index("--node-id") + 1] if "--node-id" in given
+                        else "node-0")  # the agent's own default id
+    return Identity(role, role.value)
+
+
+def credentials(name: str, base: Path, args: Sequence[str], pki: LocalPki | None,
+                insecure: bool) -> tuple[list[str], LocalPki | None]:
+    """The flags that give a service its certificate, and the PKI they came from.
+
+    ``insecure``: ``--insecure`` (plaintext, which the servers allow on loopback
+    only); TLS flags already in ``args``: nothing more; else the service's own
+    directory in ``pki`` (default: ``base/pki``).
+    """
+    if insecure:
+        return ["--insecure"], None
+    pki = pki or LocalPki(base / PKI_DIR)
+    if any(a.startswith("--tls-") for a in args):
+        return [], pki
+    return pki.args(identity_of(name, args)), pki
+
+
 def prepare(name: str, base: Path, args: Sequence[str] = (), env: dict[str, str] | None = None,
-            listen: str = "127.0.0.1:0", log_name: str = "", detach: bool = False) -> Launch:
+            listen: str = "127.0.0.1:0", log_name: str = "", detach: bool = False,
+            tls: Sequence[str] = ()) -> Launch:
+    """How to start ``services.NAME``; ``tls``: its credential flags (:func:`credentials`)."""
     base.mkdir(parents=True, exist_ok=True)
     log_name = log_name or name
     ready = base / f"{log_name}.{time.monotonic_ns()}.ready"
-    # The local test bed asks for plaintext explicitly: every service listens and
-    # calls on 127.0.0.1 only (the servers refuse --insecure anywhere else).
-    # Issuing each one its `edgesplit pki` certificate instead is the next step.
-    plaintext = [] if any(a.startswith("--tls-") for a in args) else ["--insecure"]
     cmd = [sys.executable, "-m", f"services.{name}", "--listen", listen,
-           "--ready-file", str(ready), *plaintext, *args]
+           "--ready-file", str(ready), *tls, *args]
     return Launch(name, cmd, {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, ready,
                   base / f"{log_name}.log", detach)
 
@@ -130,12 +165,16 @@ def wait_ready(started: Sequence[tuple[Launch, subprocess.Popen[bytes]]],
 
 def start_service(name: str, tmp: Path, args: Sequence[str] = (),
                   env: dict[str, str] | None = None, timeout: float = 60.0,
-                  listen: str = "127.0.0.1:0") -> ServiceProcess:
-    """Start ``python -m services.NAME``; wait until it serves (its ready file)."""
-    launch = prepare(name, tmp, args, env, listen)
+                  listen: str = "127.0.0.1:0", *, pki: LocalPki | None = None,
+                  insecure: bool = False) -> ServiceProcess:
+    """Start ``python -m services.NAME``; wait until it serves (its ready file).
+    It presents its own certificate from ``pki`` (default: ``tmp/pki``), or
+    serves plaintext with ``insecure``."""
+    tls, pki = credentials(name, tmp, args, pki, insecure)
+    launch = prepare(name, tmp, args, env, listen, tls=tls)
     proc = launch.popen()
     (address,) = wait_ready([(launch, proc)], timeout)
-    return ServiceProcess(launch, proc, address, tuple(args))
+    return ServiceProcess(launch, proc, address, tuple(args), pki)
 
 
 def relaunch(launch: Launch, address: str, timeout: float = 60.0,
@@ -147,7 +186,7 @@ def relaunch(launch: Launch, address: str, timeout: float = 60.0,
         proc = again.popen()
         try:
             (bound,) = wait_ready([(again, proc)], timeout)
-            return ServiceProcess(again, proc, bound)
+            return ServiceProcess(again, proc, bound)  # the caller keeps its pki
         except RuntimeError:
             if attempt == attempts - 1:
                 raise

@@ -2,7 +2,11 @@
 model, a static plan signed with a development key, emulated conditions.
 
 Used by ``edgesplit testbed``, the benchmarks, the demo and the e2e tests.
-State (ready files, logs, keys, ``testbed.json``) lives under one directory.
+State (ready files, logs, keys, ``testbed.json``) lives under one directory,
+and so do its certificates (``pki/``, :mod:`edgesplit.bedpki`): every agent
+serves mTLS with its own, and the bed's own calls present the identity the
+authorisation table expects (docs/architecture.md §12). Plaintext only with
+``insecure=True`` (loopback).
 """
 
 from __future__ import annotations
@@ -15,14 +19,23 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from edgesplit import procs
+from edgesplit.bedpki import ADMIN, CLIENT, PKI_DIR, LocalPki, service, transport_for
 from edgesplit.core.route import route_from_cuts
 from edgesplit.core.types import Epoch, NodeId, Plan
-from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
-from edgesplit.rpc.transport import LOOPBACK_PLAINTEXT, Transport
+from edgesplit.rpc.assignments import (
+    PeerInfo,
+    ShardEntry,
+    build_assignments,
+    commit_request,
+    sign_assignment,
+)
+from edgesplit.rpc.transport import Transport
+from edgesplit.security.identity import Identity, Role
 from edgesplit.security.keys import ensure_dev_keys, public_bytes
 from edgesplit.v1 import node_agent_pb2 as na
 from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
@@ -32,8 +45,8 @@ from edgesplit.v1 import testbed_admin_pb2_grpc as ta_grpc
 ROOT = procs.ROOT
 DEFAULT_DIR = Path("var/testbed")
 INVENTORY = "inventory.json"  # the bed as the control plane's inventory (write_inventory)
-# The test bed's own client side: plaintext, for its loopback agents only.
-TRANSPORT = Transport(LOOPBACK_PLAINTEXT)
+# The bed's static rollout (Prepare/Commit) acts as the broadcaster would.
+ROLLOUT = service(Role.BROADCASTER)
 
 
 def ensure_model(model_dir: Path, shard_dir: Path, *, family: str = "qwen3", layers: int = 6,
@@ -97,6 +110,7 @@ class Testbed:
     control_key: str = ""
     # node id -> how it was started (procs.Launch fields), to start it again
     commands: dict[str, Any] = field(default_factory=dict)
+    pki: str = ""  # its certificates' root (bedpki.LocalPki); "": plaintext (insecure)
 
     # ---- lifecycle -------------------------------------------------------------
     @classmethod
@@ -104,11 +118,19 @@ class Testbed:
            extra_args: Sequence[str] = (), env: dict[str, str] | None = None,
            timeout_s: float = 120.0, admin: bool = True,
            node_ids: Sequence[str] = (), listen: dict[str, str] | None = None,
-           torch_threads: int = 0) -> Testbed:
+           torch_threads: int = 0, pki: LocalPki | None = None,
+           insecure: bool = False) -> Testbed:
+        """Start ``n`` agents, each with its own certificate from ``pki``
+        (default: ``base/pki``, made here); ``insecure``: plaintext instead."""
         base.mkdir(parents=True, exist_ok=True)
         ensure_dev_keys(base / "keys", "control")
         control_pub = base / "keys" / "control.ed25519.pub.pem"
-        bed = cls(str(base), str(shard_dir), control_key=str(base / "keys"))
+        if not insecure:
+            pki = pki or LocalPki(base / PKI_DIR)
+            for ident in (ADMIN, CLIENT):  # for `edgesplit status`/`generate` to find
+                pki.component(ident)
+        bed = cls(str(base), str(shard_dir), control_key=str(base / "keys"),
+                  pki=str(pki.root.resolve()) if pki and not insecure else "")
         started = []
         for i in range(n):
             node_id = node_ids[i] if node_ids else f"node-{i}"
@@ -119,9 +141,10 @@ class Testbed:
                     "--utilization-scope", "process",
                     *(["--torch-threads", str(torch_threads)] if torch_threads else []),
                     *extra_args]
+            tls, _ = procs.credentials("node_agent", base, args, pki, insecure)
             launch = procs.prepare("node_agent", base, args, {**QUIET_THREADS, **(env or {})},
                                    (listen or {}).get(node_id, "127.0.0.1:0"),
-                                   log_name=node_id, detach=True)
+                                   log_name=node_id, detach=True, tls=tls)
             started.append((launch, launch.popen()))  # all at once: they start in parallel
         addresses = procs.wait_ready(started, timeout_s)
         for (launch, proc), address in zip(started, addresses, strict=True):
@@ -170,6 +193,19 @@ class Testbed:
         return cls(**raw)
 
     # ---- talking to nodes ---------------------------------------------------------
+    @cached_property
+    def local_pki(self) -> LocalPki | None:
+        """Its certificates (None: an insecure, plaintext bed)."""
+        return LocalPki(Path(self.pki)) if self.pki else None
+
+    @property
+    def secure(self) -> bool:
+        return bool(self.pki)
+
+    def transport(self, identity: Identity = ADMIN) -> Transport:
+        """Channels to the bed's services as ``identity`` (plaintext if insecure)."""
+        return transport_for(self.local_pki, identity)
+
     def node(self, node_id: str) -> NodeProc:
         for n in self.nodes:
             if n.node_id == node_id:
@@ -177,9 +213,9 @@ class Testbed:
         raise KeyError(node_id)
 
     @contextmanager
-    def agent(self, node_id: str) -> Iterator[na_grpc.NodeAgentStub]:
-        """A NodeAgent stub on a channel that is closed afterwards."""
-        with TRANSPORT.sync_channel(self.node(node_id).address) as ch:
+    def agent(self, node_id: str, as_: Identity = ADMIN) -> Iterator[na_grpc.NodeAgentStub]:
+        """A NodeAgent stub, calling as ``as_``, on a channel closed afterwards."""
+        with self.transport(as_).sync_channel(self.node(node_id).address) as ch:
             yield na_grpc.NodeAgentStub(ch)
 
     def info(self, node_id: str) -> na.NodeInfo:
@@ -187,7 +223,7 @@ class Testbed:
             return agent.GetInfo(na.InfoRequest(), timeout=10)
 
     def set_conditions(self, node_id: str, replace: bool = False, **fields: Any) -> ta.Conditions:
-        with TRANSPORT.sync_channel(self.node(node_id).address) as ch:
+        with self.transport(ADMIN).sync_channel(self.node(node_id).address) as ch:
             req = ta.SetConditionsRequest(conditions=ta.Conditions(**fields), replace=replace)
             return ta_grpc.TestbedAdminStub(ch).SetConditions(req, timeout=10)
 
@@ -213,11 +249,12 @@ class Testbed:
         static rollout; the broadcaster does this with abort handling)."""
         envelopes = self.signed_assignments(plan, wire_dtype=wire_dtype)
         for node, env in envelopes.items():
-            with self.agent(node) as agent:
+            with self.agent(node, ROLLOUT) as agent:
                 agent.Prepare(na.PrepareRequest(assignment=env), timeout=120)
-        for node in envelopes:
-            with self.agent(node) as agent:
-                agent.Commit(na.CommitRequest(epoch=plan.epoch), timeout=30)
+        signing = ensure_dev_keys(Path(self.control_key), "control").signing
+        for node, env in envelopes.items():
+            with self.agent(node, ROLLOUT) as agent:
+                agent.Commit(commit_request(env, signing), timeout=30)
         self.epoch = plan.epoch
         self.save()
 
@@ -240,6 +277,12 @@ class Testbed:
         return even_plan([n.node_id for n in self.nodes], m.num_layers, m.model_digest,
                          epoch if epoch is not None else self.epoch + 1)
 
+    def generate(self, node_id: str, prompt: str = "", token_ids: Sequence[int] = (),
+                 **kw: Any) -> list[Any]:
+        """``Inference.Generate`` on ``node_id``, called as the bed's client."""
+        return generate(self.node(node_id).address, prompt, token_ids,
+                        transport=self.transport(CLIENT), **kw)
+
 
 # Idle torch workers must not spin while another node computes: on a small
 # machine that would steal the active node's cores.
@@ -247,11 +290,13 @@ QUIET_THREADS = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def generate(address: str, prompt: str = "", token_ids: Sequence[int] = (),
-             max_new_tokens: int = 16, timeout_s: float = 120.0, **kw: Any) -> list[Any]:
-    """Call Inference.Generate and collect the streamed replies."""
+             max_new_tokens: int = 16, timeout_s: float = 120.0, *, transport: Transport,
+             **kw: Any) -> list[Any]:
+    """Call Inference.Generate through ``transport`` (a client's: ``Testbed.transport(CLIENT)``)
+    and collect the streamed replies."""
     from edgesplit.v1 import inference_pb2, inference_pb2_grpc
 
     req = inference_pb2.GenerateRequest(prompt=prompt, token_ids=list(token_ids),
                                         max_new_tokens=max_new_tokens, **kw)
-    with TRANSPORT.sync_channel(address) as ch:  # a grpc.RpcError reaches the caller as is
+    with transport.sync_channel(address) as ch:  # a grpc.RpcError reaches the caller as is
         return list(inference_pb2_grpc.InferenceStub(ch).Generate(req, timeout=timeout_s))

@@ -37,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--new-tokens", type=int, default=32, help="tokens each stream generates")
     p.add_argument("--repeats", type=int, default=3, help="rounds per level and path")
     p.add_argument("--dir", default="var/bench", help="where the generated model is cached")
+    p.add_argument("--insecure", action="store_true",
+                   help="plaintext on loopback instead of mTLS behind the gateway")
 
 
 def _log(msg: str) -> None:
@@ -87,14 +89,14 @@ def _cpu_s(proc: Any) -> float:
     return float(t.user + t.system)
 
 
-async def _measure(entry: str, gateway: str, gateway_proc: Any, levels: list[int],
+async def _measure(entry: str, client: Any, gateway: str, gateway_proc: Any, levels: list[int],
                    args: argparse.Namespace, vocab: int) -> list[dict[str, Any]]:
+    """``client``: the direct path's transport (the bed's client certificate)."""
     import httpx
 
-    from edgesplit.rpc.transport import LOOPBACK_PLAINTEXT, Transport
     from edgesplit.v1 import inference_pb2_grpc
 
-    channel = Transport(LOOPBACK_PLAINTEXT).aio_channel(entry)
+    channel = client.aio_channel(entry)
     stub = inference_pb2_grpc.InferenceStub(channel)
     rng = random.Random(0)
     out = []
@@ -146,7 +148,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     vocab = 500  # ids the generated tokenizer emits, well inside the model's vocabulary
     tmp = Path(tempfile.mkdtemp(prefix="edgesplit-bench-gateway-"))
     _log(f"starting {args.nodes} node agents and the gateway ...")
-    bed = Testbed.up(args.nodes, shards, tmp / "bed")
+    bed = Testbed.up(args.nodes, shards, tmp / "bed", insecure=args.insecure)
     gateway = None
     try:
         bed.apply(bed.even_plan())
@@ -154,10 +156,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         gateway = start_service("gateway", tmp, [
             "--model-dir", str(shards), "--model-name", MODEL_NAME,
             "--entry-addresses", f"{entry.node_id}={entry.address}",
-            "--max-concurrent", str(max(levels) * 2), "--log-level", "WARNING"])
+            "--max-concurrent", str(max(levels) * 2), "--log-level", "WARNING"],
+            pki=bed.local_pki, insecure=not bed.secure)
         import psutil
 
-        levels_out = asyncio.run(_measure(entry.address, gateway.address,
+        from edgesplit.bedpki import CLIENT
+
+        levels_out = asyncio.run(_measure(entry.address, bed.transport(CLIENT), gateway.address,
                                           psutil.Process(gateway.proc.pid), levels, args, vocab))
     finally:
         if gateway is not None:
@@ -167,4 +172,4 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "prompt_tokens": args.prompt_tokens, "nodes": args.nodes,
             "model": {"layers": args.layers, "hidden": args.hidden,
                       "digest": Manifest.load(shards).model_digest[:12]},
-            "repeats": args.repeats}
+            "repeats": args.repeats, "tls": bed.secure}

@@ -64,9 +64,9 @@ def _monolithic(model: Any, prompts: list[list[int]], new: int,
 class _Client(threading.Thread):
     """One closed-loop client: ``rounds`` requests back to back, timed per reply."""
 
-    def __init__(self, address: str, prompt: list[int], new: int, rounds: int) -> None:
+    def __init__(self, bed: Any, prompt: list[int], new: int, rounds: int) -> None:
         super().__init__(daemon=True)
-        self.address, self.prompt, self.new, self.rounds = address, prompt, new, rounds
+        self.bed, self.prompt, self.new, self.rounds = bed, prompt, new, rounds
         self.tokens: list[list[int]] = []
         self.ttft: list[float] = []
         self.steps: list[float] = []
@@ -75,11 +75,12 @@ class _Client(threading.Thread):
     def run(self) -> None:
         import grpc
 
-        from edgesplit.testbed import TRANSPORT
+        from edgesplit.bedpki import CLIENT
         from edgesplit.v1 import inference_pb2, inference_pb2_grpc
 
         req = inference_pb2.GenerateRequest(token_ids=self.prompt, max_new_tokens=self.new)
-        with TRANSPORT.sync_channel(self.address) as ch:
+        entry = self.bed.nodes[0].address  # mTLS as a client unless the bed is --insecure
+        with self.bed.transport(CLIENT).sync_channel(entry) as ch:
             stub = inference_pb2_grpc.InferenceStub(ch)
             for _ in range(self.rounds):
                 sent = last = time.perf_counter()
@@ -100,9 +101,9 @@ class _Client(threading.Thread):
                 self.tokens.append(got)
 
 
-def _split(address: str, prompts: list[list[int]], new: int,
+def _split(bed: Any, prompts: list[list[int]], new: int,
            rounds: int) -> tuple[float, list[_Client]]:
-    clients = [_Client(address, p, new, rounds) for p in prompts]
+    clients = [_Client(bed, p, new, rounds) for p in prompts]
     start = time.perf_counter()
     for c in clients:
         c.start()
@@ -141,12 +142,12 @@ def _matches(model: Any, prompt: list[int], got: list[int], solo: list[int],
     return margin < NEAR_TIE
 
 
-def _level(model: Any, address: str, n: int, args: argparse.Namespace,
+def _level(model: Any, bed: Any, n: int, args: argparse.Namespace,
            vocab: int) -> dict[str, Any]:
     rng = random.Random(n)
     prompts = [[rng.randrange(3, vocab) for _ in range(args.prompt_tokens)] for _ in range(n)]
     mono_s, mono_tokens = _monolithic(model, prompts, args.tokens, args.device)
-    split_s, clients = _split(address, prompts, args.tokens, args.rounds)
+    split_s, clients = _split(bed, prompts, args.tokens, args.rounds)
     made = sum(len(t) for c in clients for t in c.tokens)
     # The batched reference equals each solo run but for near-ties; _matches
     # recomputes the solo logits wherever the split differs from it.
@@ -183,11 +184,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     levels = [int(v) for v in args.levels.split(",") if v.strip()]
     with split_bed(args, _log) as (model, bed, plan):
         vocab = model.config.vocab_size
-        entry = bed.nodes[0].address
         _log("warm-up ...")
         _monolithic(model, [[5] * 8], 4, args.device)
-        _split(entry, [[5] * 8], 4, 1)
-        results = [_level(model, entry, n, args, vocab) for n in levels]
+        _split(bed, [[5] * 8], 4, 1)
+        results = [_level(model, bed, n, args, vocab) for n in levels]
     return {
         "model": model_tag(args),
         "device": args.device,
@@ -195,6 +195,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "prompt_tokens": args.prompt_tokens,
         "new_tokens": args.tokens,
         "rounds": args.rounds,
+        "tls": bed.secure,
         "torch_threads": args.torch_threads or torch.get_num_threads(),
         "levels": results,
     }

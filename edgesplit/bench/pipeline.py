@@ -2,7 +2,9 @@
 agents on 127.0.0.1, measured side by side in one process tree.
 
 Runs alternate (monolithic, split, monolithic, split, ...) so that machine
-noise hits both; the figure is the ratio of medians.
+noise hits both; the figure is the ratio of medians. The agents serve mTLS
+(every hop and the client call authenticated, as in production) unless
+``--insecure``; the JSON says which (``"tls"``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def add_split_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--torch-threads", type=int, default=0,
                    help="torch intra-op threads on both sides (0: torch's default)")
     p.add_argument("--dir", default="var/bench", help="where the generated model is cached")
+    p.add_argument("--insecure", action="store_true",
+                   help="plaintext on loopback instead of mTLS between the agents")
 
 
 def _log(msg: str) -> None:
@@ -60,11 +64,22 @@ def _monolithic(model: Any, ids: list[int], new: int, device: str) -> tuple[floa
     return time.perf_counter() - start, out[0, len(ids):].tolist()
 
 
-def _split(address: str, ids: list[int], new: int) -> tuple[float, list[int], list[float]]:
-    from edgesplit.testbed import generate
+def _agents_cpu_s(bed: Any) -> float:
+    """CPU seconds the bed's agents have used so far (robust to a busy machine,
+    unlike wall time: the cost of TLS and framing shows here)."""
+    import psutil
 
+    total = 0.0
+    for n in bed.nodes:
+        t = psutil.Process(n.pid).cpu_times()
+        total += t.user + t.system
+    return total
+
+
+def _split(bed: Any, ids: list[int], new: int) -> tuple[float, list[int], list[float]]:
     start = time.perf_counter()
-    replies = generate(address, token_ids=ids, max_new_tokens=new, timeout_s=600)
+    replies = bed.generate(bed.nodes[0].node_id, token_ids=ids, max_new_tokens=new,
+                           timeout_s=600)
     elapsed = time.perf_counter() - start
     return elapsed, [r.token_id for r in replies], [r.step_latency_s for r in replies[1:]]
 
@@ -87,7 +102,7 @@ def decode_frame_bytes(hidden: int, wire_dtype: str) -> int:
 
 
 @contextlib.contextmanager
-def split_bed(args: argparse.Namespace, tag_log: Callable[[str], None] = _log
+def split_bed(args: argparse.Namespace, log: Callable[[str], None] = _log
               ) -> Iterator[tuple[Any, Any, Any]]:
     """(the whole model for the monolithic side, the running test bed of
     ``args.nodes`` production agents with an even split applied, the plan)."""
@@ -106,17 +121,17 @@ def split_bed(args: argparse.Namespace, tag_log: Callable[[str], None] = _log
         torch.set_num_threads(args.torch_threads)
     base = Path(args.dir)
     tag = model_tag(args)
-    tag_log(f"model {tag} (generated once, seeded) ...")
+    log(f"model {tag} (generated once, seeded) ...")
     shards = ensure_model(base / f"model-{tag}", base / f"shards-{tag}", family=args.family,
                           layers=args.layers, hidden=args.hidden, heads=16, kv_heads=8)
     model = AutoModelForCausalLM.from_pretrained(base / f"model-{tag}",
                                                  dtype=torch.float32).to(args.device).eval()
     extra = ["--device", args.device] if args.device != "cpu" else []
     bed_dir = Path(tempfile.mkdtemp(prefix="edgesplit-bench-"))
-    tag_log(f"starting {args.nodes} node agents ...")
+    log(f"starting {args.nodes} node agents ...")
     # Production agents: no emulation wrappers, no TestbedAdmin.
     bed = Testbed.up(args.nodes, shards, bed_dir, extra_args=extra, admin=False,
-                     torch_threads=args.torch_threads)
+                     torch_threads=args.torch_threads, insecure=args.insecure)
     try:
         plan = bed.even_plan()  # the production route shape (core.route)
         bed.apply(plan, wire_dtype=args.wire_dtype)
@@ -138,17 +153,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         vocab = model.config.vocab_size
         rng = random.Random(0)
         ids = [rng.randrange(3, vocab) for _ in range(args.prompt_tokens)]
-        entry = bed.nodes[0].address
         _log("warm-up ...")
         _monolithic(model, ids[:8], 4, args.device)
-        _split(entry, ids[:8], 4)
+        _split(bed, ids[:8], 4)
         mono_t, split_t, steps = [], [], []
+        agents_cpu_s = 0.0
         mono_tokens: list[int] = []
         split_tokens: list[int] = []
         for r in range(args.repeats):
             t, mono_tokens = _monolithic(model, ids, args.new_tokens, args.device)
             mono_t.append(t)
-            t, split_tokens, step_lat = _split(entry, ids, args.new_tokens)
+            before = _agents_cpu_s(bed)
+            t, split_tokens, step_lat = _split(bed, ids, args.new_tokens)
+            agents_cpu_s += _agents_cpu_s(bed) - before
             split_t.append(t)
             steps.extend(step_lat)
             _log(f"run {r + 1}/{args.repeats}: monolithic {mono_t[-1]:.2f}s, "
@@ -171,5 +188,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "wire_dtype": args.wire_dtype,
         "torch_threads": args.torch_threads or torch.get_num_threads(),
         "tokens_match": mono_tokens == split_tokens,
+        "tls": bed.secure,  # mTLS on every hop and on the client's call
+        # all agents' CPU per generated token (prefill included): compare with --insecure
+        "split_agents_cpu_ms_per_token": round(agents_cpu_s / (args.repeats * args.new_tokens)
+                                               * 1000, 2),
         "route": format_route(plan.routes[0]),
     }

@@ -17,6 +17,14 @@ def add_tls_arguments(p: argparse.ArgumentParser) -> None:
                    help="plaintext without certificates (loopback only)")
 
 
+def testbed_identity(testbed_dir: str, role: str) -> str:
+    """The test bed's own ``client`` or ``admin`` certificate directory under
+    ``testbed_dir`` ("" when that bed has none, e.g. it runs ``--insecure``)."""
+    from edgesplit.bedpki import ADMIN, CLIENT, discovered
+
+    return discovered(testbed_dir, CLIENT if role == "client" else ADMIN) if testbed_dir else ""
+
+
 def transport(args: argparse.Namespace, default_dir: str = "") -> Any:
     """The client's transport: ``--insecure``, explicit files, ``--tls-dir``, or
     ``default_dir`` (a test bed's own client certificate) when it exists."""

@@ -1,5 +1,6 @@
 """``edgesplit generate "prompt"`` — the gRPC client. Without ``--entry`` it
-sends to the entry node of the test bed running under ``--testbed-dir``."""
+sends to the entry node of the test bed running under ``--testbed-dir``; without
+TLS flags it presents that bed's client certificate (``DIR/pki/clients/testbed``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgesplit.cli.common import add_tls_arguments, transport
+from edgesplit.cli.common import add_tls_arguments, testbed_identity, transport
 
 ENTRY_FILE = "entry"  # in a test bed's state directory: the node id of its route's entry
 
@@ -19,7 +20,8 @@ def register(sub: Any) -> None:
     p.add_argument("--entry", default="", help="entry node address host:port (default: the "
                                                "entry of the test bed in --testbed-dir)")
     p.add_argument("--testbed-dir", default="var/testbed",
-                   help="state directory of a running `edgesplit testbed up`")
+                   help="a running test bed's state directory (its entry, its client "
+                        "certificate)")
     p.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate at most")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass in (0, 1]")
@@ -60,7 +62,8 @@ def _run(args: argparse.Namespace) -> int:
                                               seed=args.seed),
         privacy=common_pb2.PRIVACY_HIGH if args.privacy == "high" else common_pb2.PRIVACY_LOW)
     last = None
-    with transport(args).sync_channel(address) as channel:
+    with transport(args, testbed_identity(args.testbed_dir, "client")).sync_channel(
+            address) as channel:
         try:
             for reply in inference_pb2_grpc.InferenceStub(channel).Generate(
                     req, timeout=args.timeout):

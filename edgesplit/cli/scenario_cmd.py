@@ -32,6 +32,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                                                                 "(default: the scenario's)")
     p.add_argument("--json", action="store_true", help="print only the JSON result")
     p.add_argument("--out", default="out", help="where the JSON report and PNG go")
+    p.add_argument("--insecure", action="store_true",
+                   help="plaintext on loopback instead of mTLS (default: every service gets "
+                        "its own certificate under the run's state directory)")
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -58,7 +61,8 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
     runs: dict[str, Any] = {}
     for mode in modes:
         start = time.monotonic()
-        records, history, live = run_mode(sc, mode, duration, show)
+        records, history, live = run_mode(sc, mode, duration, show,
+                                          insecure=getattr(args, "insecure", False))
         results[mode] = summarize(sc, mode, duration, records, history, live)
         steps[mode] = [s for r in records if r.ok for s in r.steps_s]
         runs[mode] = (records, history, live)
@@ -88,6 +92,8 @@ def _run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     print("edgesplit demo: a local test bed (4 emulated nodes, a model generated here), "
           "requests served across them while conditions change;\nthe orchestrator adapts "
-          "(adaptive) or keeps its first plan (static).", file=sys.stderr)
+          "(adaptive) or keeps its first plan (static). "
+          + ("Plaintext on loopback (--insecure)." if args.insecure else
+             "mTLS between every process, each with its own certificate."), file=sys.stderr)
     execute(args)
     return 0

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edgesplit.cli.common import add_tls_arguments, transport
+from edgesplit.cli.common import add_tls_arguments, testbed_identity, transport
 
 Data = dict[str, Any]
 
@@ -256,6 +256,9 @@ def register(sub: Any) -> None:
     p.add_argument("--watch", action="store_true", help="refresh every --interval seconds")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
     p.add_argument("--timeout", type=float, default=5.0, help="deadline of each call, seconds")
+    p.add_argument("--testbed-dir", default="var/testbed",
+                   help="without TLS flags: call with this test bed's admin certificate, "
+                        "if it has one")
     add_tls_arguments(p)
     p.set_defaults(handler=_status)
 
@@ -312,7 +315,7 @@ def _status(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         print("--interval must be > 0", file=sys.stderr)
         return 2
-    conn = Connection(args.timeout, transport(args))
+    conn = Connection(args.timeout, transport(args, testbed_identity(args.testbed_dir, "admin")))
     clear = args.watch and not args.json and sys.stdout.isatty()
     try:
         while True:

@@ -29,6 +29,9 @@ def register(sub: Any) -> None:
                     help="also start the OpenAI gateway in front of the entry")
     up.add_argument("--gateway-listen", default="127.0.0.1:0",
                     help="HTTP address of the gateway (port 0: a free one)")
+    up.add_argument("--insecure", action="store_true",
+                    help="plaintext on loopback instead of mTLS (default: every agent and "
+                         "the gateway get a certificate made under DIR/pki)")
     up.set_defaults(handler=_up)
     st = tsub.add_parser("status", help="what each node holds")
     st.add_argument("--json", action="store_true", help="print JSON")
@@ -71,7 +74,7 @@ def _up(args: argparse.Namespace) -> int:
         print("generating the default model (seeded, local) ...", flush=True)
         shards = ensure_model(base / "model", base / "shards")
     print(f"starting {args.nodes} node agents ...", flush=True)
-    bed = Testbed.up(args.nodes, shards, base)
+    bed = Testbed.up(args.nodes, shards, base, insecure=args.insecure)
     plan = _load_plan(args.plan, bed) if args.plan else bed.even_plan()
     bed.apply(plan, wire_dtype=args.wire_dtype)
     for n in bed.nodes:
@@ -82,12 +85,14 @@ def _up(args: argparse.Namespace) -> int:
           f"-> {route.entry} (epoch {plan.epoch})")
     entry = bed.node(route.entry)
     print(f"entry: {entry.address}   try: edgesplit generate --testbed-dir {base} \"Hello\"")
+    print(f"tls: {'mTLS, certificates in ' + bed.pki if bed.secure else 'off (--insecure)'}")
     if args.gateway:
         from services.gateway.launch import start_gateway
 
         name = Path(args.model).name if args.model else "tiny"
         gw = start_gateway(base, shards, entries={entry.node_id: entry.address},
-                           listen=args.gateway_listen, extra_args=("--model-name", name))
+                           listen=args.gateway_listen, extra_args=("--model-name", name),
+                           pki=bed.local_pki, insecure=not bed.secure)
         (base / GATEWAY_FILE).write_text(json.dumps({"pid": gw.proc.pid,
                                                     "address": gw.address}))
         print(f"gateway: http://{gw.address}/v1   try: curl http://{gw.address}/v1/completions "

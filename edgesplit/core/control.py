@@ -279,6 +279,30 @@ def step(
     return _revise(obs, plan, history, now, config, answers, fired, urgent, privacy_high)
 
 
+def surely_waits(
+    env: EnvironmentState,
+    plan: Plan | None,
+    history: ControlHistory,
+    now: float,
+    config: ControlConfig,
+    inventory: NodeInventory,
+) -> bool:
+    """True when ``step`` would return ``Wait`` this interval whatever the
+    planner's view of ``env``: a plan is in force, nothing is planned for
+    privacy=high, and no trigger fires (trust read from the inventory, as
+    ``evaluate_triggers`` allows). A caller may then skip deriving the
+    ``Observation``, the costly part of a quiet interval; False decides nothing.
+    """
+    if plan is None:
+        return False
+    if now < history.retry_at or config.static:
+        return True
+    if now < history.private_until:
+        return False
+    return not evaluate_triggers(env, plan, inventory, history.last_reconfigured_at, now,
+                                 config.triggers).fired
+
+
 def private_route(
     obs: Observation,
     plan: Plan | None,

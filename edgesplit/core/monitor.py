@@ -245,19 +245,25 @@ class Monitor:
         for peer, n in report.activation_bytes:
             hops[peer] = ewma_step(hops.get(peer), n / dt, a)
         la = cfg.link_alpha
+        links, src = acc.links, acc.node_id
+        # ewma_step inlined: this loop runs for every peer of every report.
         for obs in report.links:
-            old = acc.links.get(obs.peer)
+            peer, rtt, bw = obs.peer, obs.rtt_s, obs.bandwidth_bps
+            old = links.get(peer)
             if old is None:
-                rtt, bw, samples = obs.rtt_s, obs.bandwidth_bps, 1
+                samples = 1
             else:
-                rtt = old.rtt_s if obs.rtt_s is None else ewma_step(old.rtt_s, obs.rtt_s, la)
-                bw = (
-                    old.bandwidth_bps
-                    if obs.bandwidth_bps is None
-                    else ewma_step(old.bandwidth_bps, obs.bandwidth_bps, la)
-                )
+                o_rtt, o_bw = old.rtt_s, old.bandwidth_bps
+                if rtt is None:
+                    rtt = o_rtt
+                elif o_rtt is not None:
+                    rtt = o_rtt + la * (rtt - o_rtt)
+                if bw is None:
+                    bw = o_bw
+                elif o_bw is not None:
+                    bw = o_bw + la * (bw - o_bw)
                 samples = old.samples + 1
-            acc.links[obs.peer] = LinkEnv(acc.node_id, obs.peer, rtt, bw, obs.source, now, samples)
+            links[peer] = LinkEnv(src, peer, rtt, bw, obs.source, now, samples)
 
     def _fold_requests(self, report: NodeReport, now: float) -> None:
         cfg = self.config

@@ -139,8 +139,11 @@ class NodeReport:
             if not _non_negative(req.ttft_s) or not _all_non_negative(req.step_latencies_s):
                 return "bad request latency"
         for obs in self.links:
-            if (obs.rtt_s is not None and not _non_negative(obs.rtt_s)) or (
-                obs.bandwidth_bps is not None and not _non_negative(obs.bandwidth_bps)
+            # Inlined _non_negative (every peer of every report): NaN fails both
+            # comparisons, inf fails the first.
+            rtt, bw = obs.rtt_s, obs.bandwidth_bps
+            if (rtt is not None and not 0.0 <= rtt < math.inf) or (
+                bw is not None and not 0.0 <= bw < math.inf
             ):
                 return f"bad link observation to {obs.peer}"
         return None

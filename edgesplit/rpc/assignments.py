@@ -7,6 +7,7 @@ the peers it talks to with their X25519 keys.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from edgesplit.core.route import RouteError, check_route
 from edgesplit.core.types import NodeId, Plan, Route, Segment, shard_name
 from edgesplit.rpc.convert import plan_to_proto, segment_to_proto
 from edgesplit.rpc.errors import InvalidRequest
-from edgesplit.security.signing import sign_envelope
+from edgesplit.security.signing import DECISION_DOMAIN, payload_digest, sign_envelope
 from edgesplit.v1 import node_agent_pb2 as na
 
 
@@ -129,3 +130,35 @@ def sign_assignment(assignment: na.Assignment, key: Ed25519PrivateKey) -> na.Sig
     payload = assignment.SerializeToString(deterministic=True)
     signature, key_id = sign_envelope(payload, key)
     return na.SignedEnvelope(payload=payload, signature=signature, key_id=key_id)
+
+
+def sign_decision(node_id: str, epoch: int, assignment_digest: bytes, action: int,
+                  key: Ed25519PrivateKey, expires_at_ms: int) -> na.SignedEnvelope:
+    """A signed RolloutDecision: Commit or Abort of one node's assignment
+    (``assignment_digest``: ``payload_digest`` of its envelope's payload)."""
+    payload = na.RolloutDecision(node_id=node_id, epoch=epoch,
+                                 assignment_digest=assignment_digest, action=action,
+                                 expires_at_ms=expires_at_ms).SerializeToString(
+                                     deterministic=True)
+    signature, key_id = sign_envelope(payload, key, domain=DECISION_DOMAIN)
+    return na.SignedEnvelope(payload=payload, signature=signature, key_id=key_id)
+
+
+def commit_request(envelope: na.SignedEnvelope, key: Ed25519PrivateKey,
+                   ttl_s: float = 600.0) -> na.CommitRequest:
+    """The signed Commit of the assignment in ``envelope`` (test bed, tests)."""
+    a = na.Assignment.FromString(envelope.payload)
+    expires = int((time.time() + ttl_s) * 1000)
+    return na.CommitRequest(epoch=a.epoch, decision=sign_decision(
+        a.node_id, a.epoch, payload_digest(envelope.payload), na.ROLLOUT_ACTION_COMMIT, key,
+        expires))
+
+
+def abort_request(node_id: str, epoch: int, key: Ed25519PrivateKey,
+                  envelope: na.SignedEnvelope | None = None,
+                  ttl_s: float = 600.0) -> na.AbortRequest:
+    """The signed Abort of ``epoch`` on ``node_id`` (of ``envelope``'s assignment if given)."""
+    digest = payload_digest(envelope.payload) if envelope is not None else b""
+    expires = int((time.time() + ttl_s) * 1000)
+    return na.AbortRequest(epoch=epoch, decision=sign_decision(
+        node_id, epoch, digest, na.ROLLOUT_ACTION_ABORT, key, expires))

@@ -11,7 +11,10 @@ until someone decides who may call it.
 
 Checks that need the request (a frame's ``src`` equals the caller's node id, a
 report's node id, a shard of the caller's own assignment) stay with the
-servicer, which asks :func:`caller` for the identity.
+servicer, which asks :func:`caller` for the identity. A request whose bytes do
+not parse is refused here too (INVALID_ARGUMENT, after the identity check,
+counted with reason ``malformed``), instead of gRPC's UNKNOWN with the
+parser's exception text and a logged traceback.
 See docs/architecture.md, "Security model".
 """
 
@@ -23,7 +26,7 @@ from typing import Any
 import grpc
 from prometheus_client import Counter
 
-from edgesplit.rpc.handlers import call_unary, replies, rewrap
+from edgesplit.rpc.handlers import MALFORMED, call_unary, replies, rewrap
 from edgesplit.security.identity import Identity, Role
 
 __all__ = ["POLICY", "AuthorizationInterceptor", "Identity", "Role", "caller", "decide",
@@ -44,6 +47,8 @@ _R = Role
 POLICY: Mapping[str, frozenset[Role]] = {
     "/grpc.health.v1.Health/Check": frozenset(_R),
     "/grpc.health.v1.Health/Watch": frozenset(_R),
+    # List names every service and its status: for operators, like reflection.
+    "/grpc.health.v1.Health/List": frozenset({_R.ADMIN}),
     "/edgesplit.v1.Broadcaster/Apply": frozenset({_R.ORCHESTRATOR}),
     "/edgesplit.v1.Broadcaster/Current": frozenset({_R.ORCHESTRATOR, _R.ADMIN}),
     "/edgesplit.v1.Broadcaster/FetchShard": frozenset({_R.NODE}),  # own shards: servicer
@@ -55,13 +60,13 @@ POLICY: Mapping[str, frozenset[Role]] = {
     "/edgesplit.v1.NodeAgent/Prepare": frozenset({_R.BROADCASTER}),
     "/edgesplit.v1.NodeAgent/Commit": frozenset({_R.BROADCASTER}),
     "/edgesplit.v1.NodeAgent/Abort": frozenset({_R.BROADCASTER}),
-    # Route peers of the frame's epoch, src = caller: checked by the stage.
-    "/edgesplit.v1.NodeAgent/Forward": frozenset({_R.NODE}),
+    # Route peers of the frame's epoch, src = caller: checked by the stage. Frames,
+    # failures and session ends all travel on this one stream.
     "/edgesplit.v1.NodeAgent/Link": frozenset({_R.NODE}),
-    "/edgesplit.v1.NodeAgent/Fail": frozenset({_R.NODE}),
-    "/edgesplit.v1.NodeAgent/EndSession": frozenset({_R.NODE}),
     "/edgesplit.v1.NodeAgent/GetInfo": frozenset({_R.BROADCASTER, _R.NODE, _R.ADMIN}),
     "/edgesplit.v1.NodeAgent/Probe": frozenset({_R.NODE}),
+    # Link salts; the hello's node id = caller: checked by the servicer.
+    "/edgesplit.v1.NodeAgent/Hello": frozenset({_R.NODE}),
     "/edgesplit.v1.TestbedAdmin/SetConditions": frozenset({_R.ADMIN}),
     "/edgesplit.v1.TestbedAdmin/GetConditions": frozenset({_R.ADMIN}),
     "/edgesplit.v1.Orchestrator/Status": frozenset({_R.ADMIN, _R.GATEWAY}),
@@ -122,13 +127,15 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        if handler is None or not self.enforce:
+        if handler is None:
             return handler
-        return _guarded(handler, details.method)
+        return _guarded(handler, details.method, self.enforce)
 
 
-async def _refuse(context: Any, method: str) -> bool:
-    verdict = decide(method, identities(context.auth_context() or {}))
+async def _refuse(context: Any, method: str, enforce: bool, request: Any) -> bool:
+    verdict = decide(method, identities(context.auth_context() or {}), enforce)
+    if verdict is None and request is MALFORMED:
+        verdict = grpc.StatusCode.INVALID_ARGUMENT, "malformed"
     if verdict is None:
         return False
     code, reason = verdict
@@ -137,24 +144,61 @@ async def _refuse(context: Any, method: str) -> bool:
     return True
 
 
-def _guarded(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-    return rewrap(handler, lambda fn: _wrap_unary(fn, method), lambda fn: _wrap_stream(fn, method))
+async def _refuse_malformed(item: Any, context: Any, method: str) -> Any:
+    """``item``, or the call refused if it did not parse."""
+    if item is MALFORMED:
+        DENIED.labels(method, "malformed").inc()
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{method}: malformed")
+    return item
 
 
-def _wrap_unary(fn: Any, method: str) -> Any:
+async def _parsed(requests: Any, context: Any, method: str) -> Any:
+    """A request stream that refuses the call at its first malformed message."""
+    async for item in requests:
+        yield await _refuse_malformed(item, context, method)
+
+
+class _ParsingContext:
+    """The servicer's context for a request stream: ``read()`` refuses the call
+    at the first malformed message (a servicer may read instead of iterating)."""
+
+    def __init__(self, context: Any, method: str) -> None:
+        self._context, self._method = context, method
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def read(self) -> Any:
+        return await _refuse_malformed(await self._context.read(), self._context, self._method)
+
+
+def _checked(request: Any, context: Any, method: str) -> tuple[Any, Any]:
+    """The request and context a handler sees: a request stream checked as it is read."""
+    if hasattr(request, "__aiter__"):
+        return _parsed(request, context, method), _ParsingContext(context, method)
+    return request, context
+
+
+def _guarded(handler: grpc.RpcMethodHandler, method: str, enforce: bool
+             ) -> grpc.RpcMethodHandler:
+    return rewrap(handler, lambda fn: _wrap_unary(fn, method, enforce),
+                  lambda fn: _wrap_stream(fn, method, enforce), tolerate_malformed=True)
+
+
+def _wrap_unary(fn: Any, method: str, enforce: bool) -> Any:
     async def guarded(request: Any, context: Any) -> Any:
-        if await _refuse(context, method):
+        if await _refuse(context, method, enforce, request):
             return None
-        return await call_unary(fn, request, context)
+        return await call_unary(fn, *_checked(request, context, method))
 
     return guarded
 
 
-def _wrap_stream(fn: Any, method: str) -> Any:
+def _wrap_stream(fn: Any, method: str, enforce: bool) -> Any:
     async def guarded(request: Any, context: Any) -> Any:
-        if await _refuse(context, method):
+        if await _refuse(context, method, enforce, request):
             return
-        async for item in replies(fn, request, context):
+        async for item in replies(fn, *_checked(request, context, method)):
             yield item
 
     return guarded

@@ -98,8 +98,8 @@ def is_loopback(address: str) -> bool:
 
 def _server_credentials(config: ServiceConfig) -> grpc.ServerCredentials | None:
     """mTLS (a client certificate required) when the certificates are given;
-    plaintext when asked for with ``insecure``, and then only on loopback
-    (docs/architecture.md, "Security model")."""
+    plaintext only when asked for with ``insecure``, and then only on loopback;
+    neither is refused (docs/architecture.md, "Security model")."""
     if config.insecure:
         if not is_loopback(config.listen):
             raise InsecureSetup(f"--insecure serves plaintext: refused on {config.listen}, "
@@ -107,11 +107,11 @@ def _server_credentials(config: ServiceConfig) -> grpc.ServerCredentials | None:
         return None
     given = [name for name in ("tls_cert", "tls_key", "tls_ca") if getattr(config, name)]
     if not given:
-        # Still allowed so that existing plaintext set-ups keep starting; such a
-        # server cannot tell callers apart, so nothing is authorised.
-        log.warning("serving %s in plaintext without --insecure: no caller is "
-                    "authenticated (give --tls-cert/--tls-key/--tls-ca)", config.listen)
-        return None
+        # No silent plaintext: a server that cannot tell callers apart would
+        # authorise nothing, so it must be asked for by name.
+        raise InsecureSetup(f"no TLS material to serve {config.listen}: give --tls-cert, "
+                            "--tls-key and --tls-ca (e.g. from `edgesplit pki init`), or "
+                            "--insecure for plaintext on loopback only")
     if len(given) < 3:
         missing = sorted({"tls_cert", "tls_key", "tls_ca"} - set(given))
         raise InsecureSetup("mTLS needs " + ", ".join(f"--{m.replace('_', '-')}"

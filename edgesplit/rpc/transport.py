@@ -36,6 +36,7 @@ IDEMPOTENT: frozenset[str] = frozenset({
     "edgesplit.v1.NodeAgent/Abort",
     "edgesplit.v1.NodeAgent/GetInfo",
     "edgesplit.v1.NodeAgent/Probe",
+    "edgesplit.v1.NodeAgent/Hello",  # the same salt again
     # Reads; FetchShard names its offset, so a retried stream resends the same bytes.
     "edgesplit.v1.Broadcaster/Current",
     "edgesplit.v1.Broadcaster/FetchShard",

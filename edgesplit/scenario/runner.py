@@ -1,7 +1,10 @@
 """Run a scenario on the local test bed: every service as a process on
 127.0.0.1, emulated heterogeneous nodes and links, a steady request load, and
 the scenario's events on schedule. ``mode`` is ``adaptive`` (the orchestrator
-adapts) or ``static`` (it rolls out the initial plan and never changes it)."""
+adapts) or ``static`` (it rolls out the initial plan and never changes it).
+Every service serves mTLS with its own certificate from the run's ``pki/``
+(``insecure``: plaintext on loopback); the load calls as a client, the live
+view as an admin."""
 
 from __future__ import annotations
 
@@ -20,10 +23,12 @@ from typing import Any
 
 import grpc
 
+from edgesplit.bedpki import ADMIN, CLIENT, PKI_DIR, LocalPki, transport_for
 from edgesplit.model.profile import profile_json
 from edgesplit.procs import start_service
+from edgesplit.rpc.transport import Transport
 from edgesplit.scenario.spec import BASE_FLOPS, Event, Scenario
-from edgesplit.testbed import TRANSPORT, Testbed, ensure_model, node_agreement_key
+from edgesplit.testbed import Testbed, ensure_model, node_agreement_key
 from edgesplit.v1 import (
     common_pb2,
     inference_pb2,
@@ -120,8 +125,11 @@ def inventory(sc: Scenario, addresses: dict[str, str], base_flops: float = BASE_
 
 class Run:
     def __init__(self, sc: Scenario, mode: str, duration_s: float, base: Path,
-                 show: Callable[..., None], orchestrator_args: list[str] | None = None) -> None:
+                 show: Callable[..., None], orchestrator_args: list[str] | None = None,
+                 insecure: bool = False) -> None:
         self.sc, self.mode, self.duration_s, self.base, self.show = sc, mode, duration_s, base, show
+        self.insecure = insecure
+        self.pki = None if insecure else LocalPki(base / PKI_DIR)
         self.orchestrator_args = orchestrator_args or []
         self.records: list[RequestRecord] = []
         self.live = Live()
@@ -150,18 +158,20 @@ class Run:
 
         ensure_dev_keys(base / "bed" / "keys", "control")  # the agents trust this signer
         self.show(f"[{self.mode}] starting monitor, split reviser, broadcaster ...")
+        tls = {"pki": self.pki, "insecure": self.insecure}
         monitor = start_service("monitor", base, ["--inventory", str(base / "inventory.json"),
                                                   "--profile", str(base / "profile.json"),
                                                   "--report-interval-s", "0.5",
                                                   # links change within seconds here: weigh
                                                   # new samples more than the default 0.3
                                                   "--link-alpha", "0.6",
-                                                  "--sla-step-budget-s", str(sc.sla_step_s)])
-        reviser = start_service("split_reviser", base)
+                                                  "--sla-step-budget-s", str(sc.sla_step_s)],
+                                **tls)
+        reviser = start_service("split_reviser", base, **tls)
         broadcaster = start_service("broadcaster", base, [
             "--state-dir", str(base / "broadcaster"), "--shard-dir", str(shards),
             "--signing-key", str(base / "bed" / "keys" / "control.ed25519.pem"),
-            "--inventory", str(base / "inventory.json")])
+            "--inventory", str(base / "inventory.json")], **tls)
         orchestrator = start_service("orchestrator", base, [
             "--monitor", monitor.address, "--split-reviser", reviser.address,
             "--broadcaster", broadcaster.address, "--db", str(base / "orchestrator.sqlite"),
@@ -172,14 +182,14 @@ class Run:
             "--static" if self.mode == "static" else "--no-static",
             *(arg for k, v in sc.orchestrator.items()
               for arg in ("--" + k.replace("_", "-"), str(v))),
-            *self.orchestrator_args])
+            *self.orchestrator_args], **tls)
         self.services = [monitor, reviser, broadcaster, orchestrator]
         self.addr = {s.name: s.address for s in self.services}
         self.show(f"[{self.mode}] starting {len(ids)} node agents ...")
         # One torch thread per agent: several agents share this machine's cores,
         # and the emulated slow-down scales each step's CPU time.
         self.bed = Testbed.up(len(ids), shards, base / "bed", node_ids=ids, listen=listen,
-                              torch_threads=1,
+                              torch_threads=1, **tls,
                               extra_args=["--monitor", monitor.address,
                                           "--orchestrator", orchestrator.address,
                                           "--report-interval-s", "0.5",
@@ -202,7 +212,8 @@ class Run:
 
         gateway = start_gateway(self.base, shards, monitor=monitor,
                                 entries={self.sc.entry.id: entry},
-                                extra_args=("--model-name", self.sc.name))
+                                extra_args=("--model-name", self.sc.name),
+                                pki=self.pki, insecure=self.insecure)
         self.services.append(gateway)
         self.addr["gateway"] = gateway.address
         self.show(f"[{self.mode}] OpenAI gateway: http://{gateway.address}/v1 "
@@ -228,9 +239,13 @@ class Run:
             s.stop()
 
     # ---- the run -------------------------------------------------------------------
+    def transport(self, as_client: bool = False) -> Transport:
+        """The run's own calls: the load as a client, everything else as an admin."""
+        return transport_for(self.pki, CLIENT if as_client else ADMIN)
+
     async def wait_for_plan(self) -> None:
         """Until the orchestrator's initial plan is committed and the entry has it."""
-        orch = orchestrator_pb2_grpc.OrchestratorStub(TRANSPORT.aio_channel(self.addr["orchestrator"]))
+        orch = orchestrator_pb2_grpc.OrchestratorStub(self.transport().aio_channel(self.addr["orchestrator"]))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # the initial plan is the orchestrator's
             st = await orch.Status(orchestrator_pb2.StatusRequest(), timeout=5)
@@ -243,7 +258,7 @@ class Run:
 
     async def run(self) -> None:
         await self.wait_for_plan()
-        orch = orchestrator_pb2_grpc.OrchestratorStub(TRANSPORT.aio_channel(self.addr["orchestrator"]))
+        orch = orchestrator_pb2_grpc.OrchestratorStub(self.transport().aio_channel(self.addr["orchestrator"]))
         self.t0 = time.monotonic()
         self.live.started_at = time.time()
         stop = asyncio.Event()
@@ -263,7 +278,7 @@ class Run:
         """E(t) at the end, beside the logs: what the planner last saw."""
         from google.protobuf.json_format import MessageToJson
 
-        mon = monitor_pb2_grpc.MonitorStub(TRANSPORT.aio_channel(self.addr["monitor"]))
+        mon = monitor_pb2_grpc.MonitorStub(self.transport().aio_channel(self.addr["monitor"]))
         try:
             env = await mon.GetState(monitor_pb2.GetStateRequest(), timeout=5)
         except grpc.aio.AioRpcError:
@@ -277,7 +292,8 @@ class Run:
         assert self.bed is not None
         if not hasattr(self, "_inference"):
             self._inference = inference_pb2_grpc.InferenceStub(
-                TRANSPORT.aio_channel(self.bed.node(self.sc.entry.id).address))
+                self.transport(as_client=True).aio_channel(
+                    self.bed.node(self.sc.entry.id).address))
         return self._inference
 
     async def _one(self, rng: random.Random) -> None:
@@ -359,7 +375,7 @@ class Run:
             self.privacy_burst += int(a.get("count", 1))
 
     async def _watch(self, orch: Any, stop: asyncio.Event) -> None:
-        mon = monitor_pb2_grpc.MonitorStub(TRANSPORT.aio_channel(self.addr["monitor"]))
+        mon = monitor_pb2_grpc.MonitorStub(self.transport().aio_channel(self.addr["monitor"]))
         seen_decision = 0
         polls = 0
         while not stop.is_set():
@@ -397,7 +413,7 @@ class Run:
 
     # ---- results ---------------------------------------------------------------------
     async def history(self) -> list[Any]:
-        orch = orchestrator_pb2_grpc.OrchestratorStub(TRANSPORT.aio_channel(self.addr["orchestrator"]))
+        orch = orchestrator_pb2_grpc.OrchestratorStub(self.transport().aio_channel(self.addr["orchestrator"]))
         return list((await orch.History(orchestrator_pb2.HistoryRequest(limit=1000),
                                          timeout=10)).decisions)
 
@@ -408,10 +424,10 @@ def _met(r: RequestRecord, budget: float) -> bool:
     return r.ok and (not r.steps_s or sum(r.steps_s) / len(r.steps_s) <= budget)
 
 
-def run_mode(sc: Scenario, mode: str, duration_s: float,
-             show: Callable[..., None]) -> tuple[list[RequestRecord], list[Any], Live]:
+def run_mode(sc: Scenario, mode: str, duration_s: float, show: Callable[..., None],
+             insecure: bool = False) -> tuple[list[RequestRecord], list[Any], Live]:
     base = Path(tempfile.mkdtemp(prefix=f"edgesplit-{sc.name}-{mode}-"))
-    run = Run(sc, mode, duration_s, base, show)
+    run = Run(sc, mode, duration_s, base, show, insecure=insecure)
     try:
         run.start()
         asyncio.run(run.run())

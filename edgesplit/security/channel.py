@@ -1,7 +1,12 @@
 """Per-link AEAD for activation frames.
 
 Each directed link (sender -> receiver) in an epoch gets its own key, derived
-with X25519 + HKDF-SHA256 from the two nodes' agreement keys. Frames are sealed
+with X25519 + HKDF-SHA256 from the two nodes' agreement keys and a fresh
+random salt of each side's *process* (``SALT_LEN`` bytes, drawn at start and
+swapped in a handshake): a restarted sender never seals under a key it used
+before (so its counter may start at 0 again), and a restarted receiver never
+opens a frame recorded before it started, although its replay windows are
+gone (docs/architecture.md §12). Frames are sealed
 with AES-256-GCM (or ChaCha20-Poly1305 on CPUs without AES-NI) under a 96-bit
 nonce ``prefix32 || counter64``; the header (session, step, hop, epoch, src,
 dst, shape, dtype, chunk) is the associated data, so a frame only opens on the
@@ -20,10 +25,10 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from edgesplit.security.errors import FrameRejected, KeyMaterialError
 from edgesplit.security.header import FrameHeader, length_prefixed
@@ -32,17 +37,20 @@ from edgesplit.security.keys import public_bytes
 __all__ = [
     "DEFAULT_WINDOW",
     "NONCE_LEN",
+    "SALT_LEN",
     "AeadName",
     "FrameHeader",
     "FrameOpener",
     "FrameSealer",
     "LinkKeys",
+    "LinkSecret",
 ]
 
 AeadName = Literal["aes-256-gcm", "chacha20-poly1305"]
 NONCE_LEN: Final = 12
 TAG_LEN: Final = 16  # both AEADs append a 16-byte tag
 KEY_LEN: Final = 32
+SALT_LEN: Final = 16  # per-process link salt
 DEFAULT_WINDOW: Final = 1024  # frames a link may reorder by before old ones count as replays
 _COUNTER_LIMIT: Final = 1 << 64
 _LINK_DOMAIN: Final = b"edgesplit.v1.link\0"
@@ -61,9 +69,9 @@ def _aead(name: AeadName, key: bytes) -> AESGCM | ChaCha20Poly1305:
 class FrameSealer:
     """Seals frames from one sender under one key. Thread-safe; keep one per link key.
 
-    The nonce prefix is random per sealer, so a restarted agent that re-derives
-    the same epoch key does not reuse its predecessor's nonces (collision odds
-    2**-32 per pair of sealers on one key; a key lives one epoch on one link).
+    Nonces are ``prefix32 || counter64``. A key is unique to one sender
+    process (its salt is in the key), so the counter alone never repeats under
+    it; the random prefix only separates two sealers made on one key by mistake.
     """
 
     def __init__(
@@ -213,15 +221,16 @@ class FrameOpener:
 
 
 @dataclass(frozen=True, slots=True)
-class LinkKeys:
-    """The two directional keys of one link in one epoch, as seen from ``my_node_id``."""
+class LinkSecret:
+    """One link (two nodes) in one epoch, before the per-process salts: the
+    HKDF pseudo-random key extracted from the X25519 shared secret, computed
+    once per epoch so that a peer's new salt costs two HKDF-Expands only."""
 
     my_node_id: str
     peer_node_id: str
     epoch: int
     aead: AeadName
-    send_key: bytes = field(repr=False)  # my -> peer
-    recv_key: bytes = field(repr=False)  # peer -> my
+    prk: bytes = field(repr=False)
 
     @classmethod
     def derive(
@@ -233,7 +242,7 @@ class LinkKeys:
         epoch: int,
         *,
         aead: AeadName = "aes-256-gcm",
-    ) -> LinkKeys:
+    ) -> LinkSecret:
         if my_node_id == peer_node_id:
             raise ValueError("a link needs two distinct node ids")
         try:
@@ -241,32 +250,44 @@ class LinkKeys:
         except ValueError as exc:  # low-order peer point: all-zero shared secret
             raise KeyMaterialError(f"unusable peer key for {peer_node_id!r}") from exc
         mine, theirs = public_bytes(my_private), public_bytes(peer_public)
-        # Salt binds both public keys (order-independent) so the key is tied to
-        # this key pair, not only to the shared secret.
-        salt = hashlib.sha256(min(mine, theirs) + max(mine, theirs)).digest()
+        # HKDF-Extract, salted with both public keys (order-independent) so the
+        # key is tied to this key pair, not only to the shared secret.
+        h = hmac.HMAC(hashlib.sha256(min(mine, theirs) + max(mine, theirs)).digest(),
+                      hashes.SHA256())
+        h.update(shared)
+        return cls(my_node_id, peer_node_id, epoch, aead, h.finalize())
 
-        def directed(sender: str, receiver: str) -> bytes:
-            # Ordered ids + epoch + cipher in info: each direction, epoch and
-            # cipher gets an unrelated key from the same shared secret.
-            info = b"".join(
-                (
-                    _LINK_DOMAIN,
-                    length_prefixed(sender),
-                    length_prefixed(receiver),
-                    epoch.to_bytes(8, "big"),
-                    length_prefixed(aead),
-                )
-            )
-            return HKDF(hashes.SHA256(), KEY_LEN, salt, info).derive(shared)
+    def _directed(self, sender: str, receiver: str, sender_salt: bytes,
+                  receiver_salt: bytes) -> bytes:
+        if len(sender_salt) != SALT_LEN or len(receiver_salt) != SALT_LEN:
+            raise KeyMaterialError(f"link salts must be {SALT_LEN} bytes")
+        # Ordered ids + epoch + cipher + both processes' salts in info: each
+        # direction, epoch, cipher and pair of process lives gets an unrelated key.
+        info = b"".join((_LINK_DOMAIN, length_prefixed(sender), length_prefixed(receiver),
+                         self.epoch.to_bytes(8, "big"), length_prefixed(self.aead),
+                         sender_salt, receiver_salt))
+        return HKDFExpand(hashes.SHA256(), KEY_LEN, info).derive(self.prk)
 
-        return cls(
-            my_node_id,
-            peer_node_id,
-            epoch,
-            aead,
-            send_key=directed(my_node_id, peer_node_id),
-            recv_key=directed(peer_node_id, my_node_id),
-        )
+    def keys(self, my_salt: bytes, peer_salt: bytes) -> LinkKeys:
+        """The two directional keys between this process (``my_salt``) and the
+        peer's current process (``peer_salt``)."""
+        me, peer = self.my_node_id, self.peer_node_id
+        return LinkKeys(me, peer, self.epoch, self.aead,
+                        send_key=self._directed(me, peer, my_salt, peer_salt),
+                        recv_key=self._directed(peer, me, peer_salt, my_salt))
+
+
+@dataclass(frozen=True, slots=True)
+class LinkKeys:
+    """The two directional keys of one link in one epoch between two process
+    lives (their salts), as seen from ``my_node_id``: ``LinkSecret.keys``."""
+
+    my_node_id: str
+    peer_node_id: str
+    epoch: int
+    aead: AeadName
+    send_key: bytes = field(repr=False)  # my -> peer
+    recv_key: bytes = field(repr=False)  # peer -> my
 
     def sealer(self) -> FrameSealer:
         return FrameSealer(

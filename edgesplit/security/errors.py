@@ -65,7 +65,8 @@ class ExpiredAssignment(SecurityError):
 
 # A closed set so the reason can be a Prometheus label without unbounded
 # cardinality; anything finer goes in the message, not the label.
-FrameRejectReason = Literal["decrypt_failed", "replay", "misrouted", "bad_header"]
+FrameRejectReason = Literal["decrypt_failed", "replay", "misrouted", "bad_header",
+                            "stale_link", "non_finite", "chunk_limit"]
 FRAME_REJECT_REASONS: Final[frozenset[str]] = frozenset(get_args(FrameRejectReason))
 
 _FRAME_CODE: Final[dict[str, Code]] = {
@@ -75,6 +76,13 @@ _FRAME_CODE: Final[dict[str, Code]] = {
     "decrypt_failed": Code.PERMISSION_DENIED,
     "replay": Code.PERMISSION_DENIED,
     "misrouted": Code.PERMISSION_DENIED,
+    # No handshake with the sender's current process (or the receiver
+    # restarted since): the sender says hello again, then the step is replayed.
+    "stale_link": Code.UNAVAILABLE,
+    # NaN or infinity in an activation: bad input whatever the state.
+    "non_finite": Code.INVALID_ARGUMENT,
+    # Too many or too large half-received chunked frames.
+    "chunk_limit": Code.RESOURCE_EXHAUSTED,
 }
 
 

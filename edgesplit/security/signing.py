@@ -27,8 +27,10 @@ from edgesplit.security.keys import key_id as compute_key_id
 
 __all__ = [
     "ASSIGNMENT_DOMAIN",
+    "DECISION_DOMAIN",
     "AssignmentVerdict",
     "check_assignment",
+    "check_decision",
     "payload_digest",
     "sign_envelope",
     "trusted_keys",
@@ -39,6 +41,9 @@ __all__ = [
 # replayed as a signature over some other message type signed with the same key
 # (and vice versa). Bump the version when the assignment encoding changes.
 ASSIGNMENT_DOMAIN: Final = b"edgesplit.v1.assignment\0"
+# Commit / Abort decisions (RolloutDecision): a signed decision never verifies
+# as an assignment, nor an assignment as a decision.
+DECISION_DOMAIN: Final = b"edgesplit.v1.decision\0"
 
 
 def _signed_message(domain: bytes, payload: bytes) -> bytes:
@@ -128,3 +133,30 @@ def check_assignment(
             return AssignmentVerdict.DUPLICATE
         raise StaleEpoch(f"epoch {epoch} already held with a different payload (replay?)")
     raise StaleEpoch(f"epoch {epoch} is older than held epoch {current_epoch}")
+
+
+def check_decision(
+    node_id: str,
+    decision_node_id: str,
+    epoch: int,
+    request_epoch: int,
+    digest: bytes,
+    held_digest: bytes | None,
+    expires_at_ms: int,
+    now_ms: int,
+) -> None:
+    """Whether a (signature-verified) Commit/Abort decision applies here. Pure.
+
+    It must name this node and the epoch of the request, be unexpired, and —
+    when it names an assignment digest — name the one this node holds for that
+    epoch (``held_digest``; None when it holds none).
+    """
+    if decision_node_id != node_id:
+        raise WrongNode(f"decision is for node {decision_node_id!r}, this is {node_id!r}")
+    if epoch != request_epoch:
+        raise StaleEpoch(f"decision for epoch {epoch} sent with epoch {request_epoch}")
+    if now_ms >= expires_at_ms:
+        raise ExpiredAssignment(f"decision expired at {expires_at_ms} ms, now {now_ms} ms")
+    if digest and held_digest is not None and digest != held_digest:
+        raise StaleEpoch(f"decision for epoch {epoch} names another assignment than the "
+                         "one held (replay?)")

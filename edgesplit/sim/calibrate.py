@@ -12,6 +12,7 @@ commit. The test bed figure is the median over ``runs`` runs.
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,44 +24,52 @@ from edgesplit.sim.simulation import Simulation
 KEYS = ("p50_ms", "p95_ms", "sla_hit_rate", "time_to_reconfigure_ms")
 
 
-def measured_speed(sc: Any, steps: int = 16) -> tuple[float, float]:
-    """(FLOP/s, seconds per layer per pass) of one test-bed agent thread on this
-    machine (needs torch): a 16-token prefill and 16 decode steps, timed as
-    ``scenario.runner.calibrate`` times decode, fitted to ``overhead + tokens *
-    flops / speed`` per layer, because a small model's step on a CPU is mostly
-    fixed cost and prefill is far cheaper than its tokens' decode steps."""
-    import time
+def measured_speed(sc: Any) -> dict[str, float]:
+    """What one test-bed agent thread does on this machine (needs torch):
+    ``flops`` and ``overhead_s`` fit a pass per layer as ``overhead + tokens *
+    flops_per_token / flops`` from the decode speed the test bed itself measures
+    (``scenario.runner.calibrate``) and a 16-token prefill, because a small
+    model's step on a CPU is mostly fixed cost and prefill is far cheaper than
+    its tokens' decode steps; ``load_layer_s`` is what loading one layer's
+    shard into a segment runner takes (a rollout's Prepare)."""
 
     import torch
 
     from edgesplit.model.profile import profile_json
     from edgesplit.model.runner import TorchSegmentRunner
     from edgesplit.model.shard import ShardDir
+    from edgesplit.scenario.runner import calibrate as decode_speed
     from edgesplit.scenario.runner import scenario_model
 
     shards = scenario_model(sc)
     profile = profile_json(str(shards))
     layers = min(4, len(profile["layers"]))
-    runner = TorchSegmentRunner(ShardDir(shards), 0, layers, has_embed=True)
+    flops = sum(c["flops_per_token"] for c in profile["layers"][:layers]) / layers
+    decode = flops / decode_speed(shards, profile)  # seconds per layer per decode step
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the test bed's agents run it
     try:
-        prefill = []
+        loads, prefill, walls = [], [], []
         for k in range(3):
+            # CPU time, as the test bed's compute clock counts it: on a shared
+            # machine the wall time is mostly other processes' turns.
             start = time.thread_time()
+            runner = TorchSegmentRunner(ShardDir(shards), 0, layers, has_embed=True)
+            loads.append(time.thread_time() - start)
+            start, wall = time.thread_time(), time.perf_counter()
             runner.forward(f"cal-{k}", runner.embed(list(range(3, 19))), 0)
             prefill.append(time.thread_time() - start)
-        start = time.thread_time()
-        for i in range(steps):
-            runner.forward("cal-0", runner.embed([7]), 16 + i)
-        decode = (time.thread_time() - start) / steps / layers
+            walls.append(time.perf_counter() - wall)
     finally:
         torch.set_num_threads(threads)
     t16 = min(prefill) / layers
-    flops = sum(c["flops_per_token"] for c in profile["layers"][:layers]) / layers
     per_token = max((t16 - decode) / 15.0, decode * 0.02)
-    overhead = max(0.0, decode - per_token)
-    return flops / per_token, overhead
+    # On a shared machine a pass also waits for a core: the wall/CPU ratio of
+    # the same work, measured now. The test bed's emulated device takes
+    # max(wall, k * CPU) for a slow-down k, so the wait shows where k is small.
+    stretch = max(1.0, sum(walls) / sum(prefill)) if sum(prefill) > 0 else 1.0
+    return {"flops": flops / per_token, "overhead_s": max(0.0, decode - per_token),
+            "load_layer_s": statistics.median(loads) / layers, "stretch": stretch}
 
 
 def relative_error(sim: float | None, bed: float | None) -> float | None:
@@ -87,26 +96,41 @@ def testbed_figures(sc: Any, mode: str, duration_s: float, runs: int,
     return out
 
 
-def simulated_figures(sc: Any, mode: str, duration_s: float, base_flops: float,
-                      overhead_s: float = 0.0, seed: int = 0) -> dict[str, Any]:
-    # The test bed's own cadence: reports and decisions every 0.5 s, a 10 s cool-down.
-    setup = build_setup(sc, {"base_flops": base_flops, "testbed_layer_overhead_s": overhead_s,
-                             "report_interval_s": 0.5,
-                             "interval_s": 0.5, "cooldown_s": 10.0, "link_alpha": 0.6})
-    sim = Simulation(setup, mode, seed, duration_s)
+def simulated_figures(sc: Any, mode: str, duration_s: float, speed: dict[str, float],
+                      seed: int = 0) -> dict[str, Any]:
+    """The simulator's figures for the test bed's run: its measured agent speed
+    and shard load time, its cadence (reports and decisions every 0.5 s, a 10 s
+    cool-down), and planner calls as long as the core planner takes here (timed
+    on a first run of the same scenario, so the second, reported run stays a
+    function of its inputs)."""
+    k = speed.get("stretch", 1.0)  # core waiting on this machine, as measured
+    settings = {"base_flops": speed["flops"], "testbed_layer_overhead_s": speed["overhead_s"],
+                "testbed_stretch": k, "load_layer_s": speed.get("load_layer_s", 0.0) * k,
+                "report_interval_s": 0.5, "interval_s": 0.5, "cooldown_s": 10.0,
+                "link_alpha": 0.6}
+    timing = Simulation(build_setup(sc, settings), mode, seed, duration_s)
+    timing.set_planner_clock(time.perf_counter)
+    timing.run()
+    if timing.planner_calls:
+        settings["planner_s"] = timing.planner_wall_s / timing.planner_calls
+    sim = Simulation(build_setup(sc, settings), mode, seed, duration_s)
     full = summarize(sim, sim.run())
-    return {k: full[k] for k in KEYS}
+    return {**{k: full[k] for k in KEYS}, "planner_s": settings.get("planner_s")}
 
 
 def calibrate(name: str, runs: int = 1, duration_s: float | None = None,
               mode: str = "adaptive", show: Callable[..., None] = print) -> dict[str, Any]:
     sc = load_scenario(name)
     duration = sc.duration_s if duration_s is None else duration_s
-    base, overhead = measured_speed(sc)
-    show(f"test-bed agent thread: {base / 1e9:.2f} GFLOP/s + {overhead * 1e3:.2f} ms "
-         "per layer per pass")
+    speed = measured_speed(sc)
+    show(f"test-bed agent thread: {speed['flops'] / 1e9:.2f} GFLOP/s + "
+         f"{speed['overhead_s'] * 1e3:.2f} ms per layer per pass, "
+         f"{speed['load_layer_s'] * 1e3:.1f} ms to load a layer (CPU time; wall "
+         f"{speed['stretch']:.2f}x that now)")
     bed = testbed_figures(sc, mode, duration, runs, show)
-    sim = simulated_figures(sc, mode, duration, base, overhead)
+    sim = simulated_figures(sc, mode, duration, speed)
     return {"scenario": sc.name, "mode": mode, "duration_s": duration,
-            "base_flops": base, "layer_overhead_s": overhead, "testbed": bed, "sim": sim,
+            "base_flops": speed["flops"], "layer_overhead_s": speed["overhead_s"],
+            "load_layer_s": speed["load_layer_s"], "stretch": speed["stretch"],
+            "testbed": bed, "sim": sim,
             "relative_error": {k: relative_error(sim[k], bed[k]) for k in KEYS}}

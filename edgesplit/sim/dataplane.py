@@ -14,11 +14,14 @@ for ``stall_timeout_s`` fails, as does every session of a dead entry.
 
 from __future__ import annotations
 
+import bisect
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from edgesplit.core.types import NodeId, Plan, Route
+from edgesplit.sim import express
 from edgesplit.sim.world import Clock, LayerTable, SimLink, SimNode, Work
 
 
@@ -41,6 +44,8 @@ class Session:
     done: bool = False
     epochs: set[int] = field(default_factory=set)
     client: int | None = None  # closed-loop client that sent it
+    chunk: Any = None  # express decode steps in flight (express.Chunk)
+    counted: Route | None = None  # the route whose nodes count s among their users
 
 
 @dataclass(slots=True)
@@ -68,6 +73,9 @@ class DataPlaneConfig:
     # ``retained_epochs``); a session on an older one replays on the newest.
     retained_epochs: int = 2
     stall_step_s: float = 2.0  # a step longer than this is logged as a stall
+    # Decode steps of a session alone on its route run as one event per
+    # stretch (``express``); False: per-hop events throughout (same figures).
+    express: bool = True
 
 
 class DataPlane:
@@ -87,12 +95,19 @@ class DataPlane:
         self.in_flight: dict[NodeId, int] = {}
         self.step_latencies = array("d")  # every decode step of every finished request
         self.next_sid = 0
+        self.route_table = express.RouteTable(self)
+        # Instants that change node or link figures (scenario events): no
+        # express stretch runs past one.
+        self.barriers: list[float] = []
+        self.expressing: dict[int, Session] = {}
 
     # ---- plans -------------------------------------------------------------------
     def commit(self, plan: Plan) -> None:
         """New sessions take ``plan``'s routes from now on; old ones drain."""
         for r in plan.routes:
             self.routes[r.entry] = (plan.epoch, r, self.clock.now)
+        entries = {r.entry for r in plan.routes}
+        self._derail(lambda s: s.entry in entries)  # their next step sees the new epoch
 
     def route_ok(self, route: Route) -> bool:
         return all(self.nodes[s.node].alive for s in route.segments)
@@ -129,6 +144,7 @@ class DataPlane:
             return
         if not self.gate(s, cur[1]):
             return
+        self._use(s, cur[1])
         s.epoch, s.route, _ = cur
         s.epochs.add(s.epoch)
         s.broken_since = None
@@ -139,11 +155,26 @@ class DataPlane:
         self._enqueue(s.route.segments[0].node, Work(s, 0, history, 0, s.generation))
 
     def fail(self, s: Session, error: str) -> None:
+        if s.chunk is not None:
+            self._derail(lambda x: x is s)
         if not s.done:
             self._finish(s, error)
 
+    def _use(self, s: Session, route: Route | None) -> None:
+        """``s`` moves to ``route`` (None: it ends): the nodes' user counts."""
+        if s.counted is route:
+            return
+        if s.counted is not None:
+            for n in self.route_table.get(s.counted)[0]:
+                n.users -= 1
+        if route is not None:
+            for n in self.route_table.get(route)[0]:
+                n.users += 1
+        s.counted = route
+
     def _finish(self, s: Session, error: str = "") -> None:
         s.done = True
+        self._use(s, None)
         if s.sid in self.active:
             del self.active[s.sid]
             self.in_flight[s.entry] -= 1
@@ -156,6 +187,9 @@ class DataPlane:
     # ---- hops ------------------------------------------------------------------------
     def _enqueue(self, node_id: NodeId, w: Work) -> None:
         node = self.nodes[node_id]
+        if node.express is not None:
+            held = node.express
+            self._derail(lambda s: s is held)
         if not node.alive:
             self._broken(w.session, w.generation)
             return
@@ -198,9 +232,9 @@ class DataPlane:
         node.running = True
         node.busy_s += seconds
         node.busy_since_report += seconds
-        self.clock.at(self.clock.now + seconds, self._end_pass, node, batch, node.incarnation)
+        self.clock.at(self.clock.now + seconds, self.end_pass, node, batch, node.incarnation)
 
-    def _end_pass(self, node: SimNode, batch: list[Work], incarnation: int) -> None:
+    def end_pass(self, node: SimNode, batch: list[Work], incarnation: int) -> None:
         if incarnation != node.incarnation:
             return  # the node died during the pass; its work died with it
         node.running = False
@@ -230,16 +264,17 @@ class DataPlane:
                     self._broken(w.session, w.generation)
                 continue
             node.bytes_sent[nxt] = node.bytes_sent.get(nxt, 0) + nbytes
-            self.clock.at(link.send(now, nbytes), self._deliver, nxt, works)
+            self.clock.at(link.send(now, nbytes), self.deliver, nxt, works)
         if node.queue:
             self._start_pass(node)
 
-    def _deliver(self, node_id: NodeId, works: list[Work]) -> None:
+    def deliver(self, node_id: NodeId, works: list[Work]) -> None:
         for w in works:
             if not w.session.done and w.generation == w.session.generation:
                 self._enqueue(node_id, w)
 
-    def _step_done(self, s: Session, now: float) -> None:
+    def record_step(self, s: Session, now: float) -> None:
+        """A step of ``s`` came back to its entry at ``now``."""
         if s.generated == 0:
             s.ttft = now - s.step_started
         else:
@@ -247,20 +282,54 @@ class DataPlane:
             if now - s.step_started > self.config.stall_step_s:
                 self.stalls.append(now)
         s.generated += 1
+        s.step_started = now
+
+    def _step_done(self, s: Session, now: float) -> None:
+        self.record_step(s, now)
+        self._next_step(s, now)
+
+    def _next_step(self, s: Session, now: float, fast: bool = True) -> None:
         if s.generated >= s.new_tokens:
             self._finish(s)
             return
-        s.step_started = now
         assert s.route is not None
         cur = self.routes.get(s.entry)
         if cur is not None and cur[0] - s.epoch > self.config.retained_epochs:
             self.start(s)  # the old epoch is retired: replay on the new one
             return
+        if fast and self.config.express:
+            i = bisect.bisect_right(self.barriers, now)
+            horizon = self.barriers[i] if i < len(self.barriers) else float("inf")
+            chunk = express.plan(self, s, now, horizon)
+            if chunk is not None:
+                s.chunk = chunk
+                self.expressing[s.sid] = s
+                self.clock.at(chunk.steps[-1][-1][3], self._chunk_done, s, chunk)
+                return
         ctx = s.prompt + s.generated - 1
         self._enqueue(s.route.segments[0].node, Work(s, 0, 1, ctx, s.generation))
 
+    def _chunk_done(self, s: Session, chunk: express.Chunk) -> None:
+        if s.chunk is not chunk:
+            return  # derailed: its steps went back to per-hop events
+        del self.expressing[s.sid]
+        express.settle(self, s, chunk, self.clock.now)
+        self._next_step(s, self.clock.now)
+
+    def _derail(self, which: Callable[[Session], bool]) -> None:
+        """Express sessions picked by ``which`` go back to per-hop events now."""
+        if not self.expressing:
+            return
+        now = self.clock.now
+        for s in [x for x in self.expressing.values() if which(x)]:
+            del self.expressing[s.sid]
+            if express.settle(self, s, s.chunk, now):
+                self._next_step(s, now, fast=False)  # its last step ended just now
+
     # ---- failures ----------------------------------------------------------------------
     def kill(self, node_id: NodeId) -> None:
+        self._derail(lambda s: s.route is not None and (
+            s.entry == node_id or any(seg.node == node_id for seg in s.route.segments)))
         node = self.nodes[node_id]
         node.alive = False
         node.incarnation += 1

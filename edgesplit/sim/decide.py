@@ -69,6 +69,8 @@ class Decider:
     def cycle(self, env: EnvironmentState, plan: Plan | None, now: float) -> Proposal | None:
         """One interval: a plan to roll out (the first one when ``plan`` is None), or None."""
         self.history = control.observe(self.history, env, self.config)
+        if control.surely_waits(env, plan, self.history, now, self.config, self.inventory):
+            return None
         action = control.decide(self._observation(env), plan, self.history, now, self.config,
                                 self._planner)
         if isinstance(action, Keep):

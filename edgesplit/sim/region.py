@@ -52,6 +52,7 @@ class Region:
         self.decider = Decider(replace(config, entries=entries), self.inventory,
                                sim.setup.profile, entries)
         self.plan: Plan | None = None
+        self.plan_nodes: frozenset[NodeId] = frozenset()
         self.rolling = False
         self.waiting_private: list[Session] = []
 
@@ -80,6 +81,7 @@ class Region:
     def install(self, plan: Plan) -> None:
         sim = self.sim
         self.plan = plan
+        self.plan_nodes = frozenset(plan.nodes)
         sim.log.plans[(self.index, plan.epoch)] = (sim.clock.now - sim.t0, plan)
         for r in plan.routes:
             for s in r.segments:
@@ -148,7 +150,7 @@ class Region:
                 fetch = sum(layers[i].weight_bytes for i in new - sim.nodes[s.node].shards)
                 load = sum(layers[i].weight_bytes for i in new)
                 prepare = max(prepare, fetch * 8 / (st.registry_mbps * 1e6)
-                              + load / (st.load_gbps * 1e9))
+                              + load / (st.load_gbps * 1e9) + len(new) * st.load_layer_s)
         ready = sim.clock.now + planner_calls * st.planner_s + st.control_rtt_s + prepare
         sim.clock.at(ready, self._prepared, p, decided_at)
 

@@ -27,6 +27,10 @@ class SimSettings:
     dtype: str = ""  # profile the model as this dtype ("" = the checkpoint's)
     base_flops: float = BASE_FLOPS  # speed of a slowdown-1 test-bed node
     testbed_layer_overhead_s: float = 0.0  # fixed cost per layer per pass of such a node
+    # Wall over CPU time of a pass on the test bed's machine (core waiting): its
+    # emulated device takes max(wall, slowdown * CPU), so a test-bed node runs
+    # at a slow-down of at least this (edgesplit.sim.calibrate measures it).
+    testbed_stretch: float = 1.0
     report_interval_s: float = 1.0  # agents' report cycle
     interval_s: float = 1.0  # orchestrator's decision cycle
     cooldown_s: float = 30.0
@@ -40,6 +44,7 @@ class SimSettings:
     control_rtt_s: float = 0.002  # orchestrator <-> broadcaster <-> agents
     registry_mbps: float = 1000.0  # shard fetch bandwidth to any node
     load_gbps: float = 2.0  # shard load (disk -> device memory)
+    load_layer_s: float = 0.0  # ... plus this per layer loaded (building the segment)
     incident_step_s: float = 2.0  # a decode step longer than this is a stall (downtime)
     incident_merge_s: float = 30.0  # failures/stalls this close are one incident
     link_alpha: float = 0.3  # monitor's link EWMA
@@ -47,6 +52,9 @@ class SimSettings:
     # test bed does; False: only the listed links exist (large deployments).
     mesh: bool = True
     timeline_bucket_s: float = 10.0
+    # Decode steps of a session alone on its route as one event per stretch
+    # (edgesplit.sim.express); False: per-hop events throughout, same figures.
+    express: bool = True
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SimSettings:
@@ -132,7 +140,8 @@ def build_setup(sc: Scenario, overrides: dict[str, Any] | None = None) -> SimSet
             memory = int(n.memory_gb * 2**30)
             nodes.append(NodeSetup(n.id, testbed_class(settings.base_flops, memory,
                                                   settings.testbed_layer_overhead_s), n.trusted,
-                                   n.entry, memory, n.background_utilization, n.slowdown))
+                                   n.entry, memory, n.background_utilization,
+                                   max(n.slowdown, settings.testbed_stretch)))
     listed = {frozenset((lk.a, lk.b)): lk for lk in sc.links}
     if settings.mesh:
         ids = [n.id for n in sc.nodes]

@@ -32,6 +32,7 @@ from edgesplit.core.reports import (
 )
 from edgesplit.core.triggers import TriggerConfig
 from edgesplit.core.types import NodeId, Plan, Route, Trust, Weights, Workload
+from edgesplit.sim import express
 from edgesplit.sim.dataplane import DataPlane, DataPlaneConfig, Finished, Session
 from edgesplit.sim.decide import Decider
 from edgesplit.sim.region import Region
@@ -111,7 +112,8 @@ class Simulation:
                                             failure_detect_s=st.failure_detect_s,
                                             stall_timeout_s=st.stall_timeout_s,
                                             retained_epochs=st.retained_epochs,
-                                            stall_step_s=st.incident_step_s),
+                                            stall_step_s=st.incident_step_s,
+                                            express=st.express),
                             self._finished, gate=self._gate)
         context = sc.load.prompt_tokens + sc.load.new_tokens // 2
         groups = regions or [(self.entries, tuple(self.nodes))]
@@ -121,6 +123,9 @@ class Simulation:
         self.region_of = {n: r for r in self.regions for n in r.inventory.ids}
         self.finished_at_entry: dict[NodeId, list[RequestSample]] = {e: [] for e in self.entries}
         self.prev_counters: dict[NodeId, AgentCounters] = {}
+        self._busy_at_report: dict[NodeId, float] = {}
+        self._shard_bytes_at: dict[NodeId, tuple[int, int]] = {}
+        self._out_cache: dict[NodeId, list[tuple[NodeId, SimLink, SimNode]]] = {}
         self.last_report: dict[NodeId, float] = {}
         self.rate = sc.load.requests_per_s
         self._arrival_gen = 0
@@ -172,6 +177,7 @@ class Simulation:
         self.log.events.append((0.0, "initial plan"))
         for ev in self.setup.scenario.events:
             self.clock.at(self.t0 + ev.at, self._event, ev)
+        self.dp.barriers = sorted(self.t0 + ev.at for ev in self.setup.scenario.events)
         load = self.setup.scenario.load
         if load.requests_per_s > 0:
             self._schedule_arrival()
@@ -254,28 +260,42 @@ class Simulation:
         node = self.nodes[node_id]
         if not node.alive:
             return
+        if node.express is not None:
+            express.catch_up(self.dp, node.express.chunk, now)
         dt = now - self.last_report.get(node_id, now - st.report_interval_s)
         self.last_report[node_id] = now
         bg = node.background
         util = min(1.0, bg + (1.0 - bg) * node.busy_since_report / max(dt, 1e-9))
         node.busy_since_report = 0.0
-        used = sum(self.table.profile.layers[i].weight_bytes for i in node.shards
-                   if i < self.table.profile.num_layers)
+        used = self._shard_bytes(node)
         gpu = None if node.hw.name.startswith(("cpu", "testbed")) else GpuSample(
             util, used, node.memory_bytes)
-        active = sum(1 for s in self.dp.active.values()
-                     if s.route is not None and node_id in s.route.nodes)
+        active = node.users  # sessions whose route runs through this node
         resources = ResourceSample(cpu_utilization=util if gpu is None else 0.05,
                                    memory_used_bytes=used, memory_total_bytes=node.memory_bytes,
                                    gpu=gpu, queue_depth=len(node.queue), active_sessions=active)
-        prefill, decode = node.layer_counters()
-        counters = AgentCounters(prefill=prefill, decode=decode, bytes_sent=dict(node.bytes_sent))
+        prev = self.prev_counters.get(node_id)
+        sent = node.bytes_sent
+        if prev is not None and prev.bytes_sent == sent:
+            sent = prev.bytes_sent  # unchanged: share the copy
+        else:
+            sent = dict(sent)
+        if prev is not None and self._busy_at_report.get(node_id) == node.busy_s:
+            # No pass since the last report: its layer counters are the last
+            # report's, so the report carries no layer figures; building it from
+            # the bytes alone gives the same report without expanding the layers.
+            counters = AgentCounters(prev.prefill, prev.decode, sent)
+            cur, base = AgentCounters(bytes_sent=sent), AgentCounters(bytes_sent=prev.bytes_sent)
+        else:
+            prefill, decode = node.layer_counters()
+            cur = counters = AgentCounters(prefill=prefill, decode=decode, bytes_sent=sent)
+            base = prev
+        self._busy_at_report[node_id] = node.busy_s
         finished = self.finished_at_entry.get(node_id)
         samples = tuple(finished) if finished else ()
         if finished:
             finished.clear()
-        report = build_report(node_id, node.seq, now, resources, counters,
-                              self.prev_counters.get(node_id), samples,
+        report = build_report(node_id, node.seq, now, resources, cur, base, samples,
                               self._observe_links(node_id, now),
                               incarnation=node.incarnation,
                               sla_step_budget_s=self.setup.scenario.sla_step_s)
@@ -286,28 +306,38 @@ class Simulation:
             return
         region.monitor.ingest(report, now)
         self.reports += 1
-        if region.plan is not None and node_id in region.plan.nodes and now >= self.t0:
+        if node_id in region.plan_nodes and now >= self.t0:
             self.log.util_samples.append((now - self.t0, util))
+
+    def _shard_bytes(self, node: SimNode) -> int:
+        """Weight bytes of the layers on ``node``'s disk (shards are only added)."""
+        hit = self._shard_bytes_at.get(node.node_id)
+        if hit is None or hit[0] != len(node.shards):
+            layers, n = self.table.profile.layers, self.table.profile.num_layers
+            hit = self._shard_bytes_at[node.node_id] = (
+                len(node.shards), sum(layers[i].weight_bytes for i in node.shards if i < n))
+        return hit[1]
 
     def _observe_links(self, node_id: NodeId, now: float) -> list[LinkObservation]:
         """Probes to every peer this node has a link to (a probe in an outage times
         out: RTT only)."""
         out = []
-        for (a, b), link in self._out_links(node_id):
-            if not self.nodes[b].alive:
+        rand = self.rng_probe.random
+        for peer, link, node in self._out_links(node_id):
+            if not node.alive:
                 continue
             bw, rtt = link.figures(now)
-            jitter = 1.0 + 0.02 * (self.rng_probe.random() - 0.5)
-            out.append(LinkObservation(b, rtt * jitter, bw if bw > 0 else None, LinkSource.PROBE))
+            jitter = 1.0 + 0.02 * (rand() - 0.5)
+            out.append(LinkObservation(peer, rtt * jitter, bw if bw > 0 else None,
+                                       LinkSource.PROBE))
         return out
 
-    def _out_links(self, node_id: NodeId) -> list[tuple[tuple[NodeId, NodeId], SimLink]]:
-        cache = getattr(self, "_out_cache", None)
-        if cache is None:
-            cache = {}
-            for key, link in self.links.items():
-                cache.setdefault(key[0], []).append((key, link))
-            self._out_cache = cache
+    def _out_links(self, node_id: NodeId) -> list[tuple[NodeId, SimLink, SimNode]]:
+        """(peer, link, peer's node) of every link from ``node_id``, in link order."""
+        cache = self._out_cache
+        if not cache:
+            for (a, b), link in self.links.items():
+                cache.setdefault(a, []).append((b, link, self.nodes[b]))
         return cache.get(node_id, [])
 
     # ---- scenario events ------------------------------------------------------------------------
@@ -329,7 +359,8 @@ class Simulation:
         elif ev.kind == "node":
             node = self.nodes[NodeId(a["node"])]
             if a.get("slowdown"):
-                node.slowdown = float(a["slowdown"])
+                floor = self.settings.testbed_stretch if node.hw.name == "testbed-cpu" else 1.0
+                node.slowdown = max(float(a["slowdown"]), floor)
             node.background = float(a.get("background_utilization", 0) or 0)
         elif ev.kind == "kill":
             self.dp.kill(NodeId(a["node"]))

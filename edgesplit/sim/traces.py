@@ -53,6 +53,14 @@ class Trace:
         i = self.index(t)
         return self.bandwidth_bps[i], self.rtt_s[i]
 
+    def row(self, t: float) -> tuple[float, float, float, float]:
+        """(from, until, bandwidth bit/s, RTT s) of the row in force at ``t``, its
+        bounds on ``t``'s own lap, so a caller can reuse it while ``t`` stays inside."""
+        i = self.index(t)
+        lap = t - t % self.period_s
+        until = self.times[i + 1] if i + 1 < len(self.times) else self.period_s
+        return lap + self.times[i], lap + until, self.bandwidth_bps[i], self.rtt_s[i]
+
     def usable_from(self, t: float) -> float:
         """The first time >= ``t`` at which the link is not in an outage."""
         period = self.period_s

@@ -130,6 +130,8 @@ class SimNode:
     busy_s: float = 0.0  # our passes, total
     busy_since_report: float = 0.0
     shards: set[int] = field(default_factory=set)  # layers whose weights are on disk here
+    users: int = 0  # active sessions whose route runs through this node
+    express: Any = None  # the session whose decode steps hold this node (dataplane)
 
     def pass_seconds(self, table: LayerTable, batch: list[Work], segs: list[Segment]) -> float:
         """One forward pass over ``batch`` (grouped by segment), and counter updates."""
@@ -197,19 +199,31 @@ class SimLink:
     scale: float = 1.0  # events may scale a traced link's bandwidth
     extra_rtt_s: float = 0.0  # added to a traced link's RTT
     free_at: float = 0.0
+    # The trace row last read, (from, until, bit/s, RTT) on the trace's clock:
+    # a link is read every frame and every probe, its trace changes every second.
+    _row: tuple[float, float, float, float] = (0.0, -1.0, 0.0, 0.0)
+
+    def _trace_row(self, tt: float) -> tuple[float, float, float, float]:
+        row = self._row
+        if not row[0] <= tt < row[1]:
+            assert self.trace is not None
+            row = self._row = self.trace.row(tt)
+        return row
 
     def figures(self, t: float) -> tuple[float, float]:
         """(bandwidth bit/s, RTT s) now."""
         if self.trace is None:
             return self.bandwidth_bps, self.rtt_s
-        bw, rtt = self.trace.at(t + self.trace_offset_s)
-        return bw * self.scale, rtt + self.extra_rtt_s
+        row = self._trace_row(t + self.trace_offset_s)
+        return row[2] * self.scale, row[3] + self.extra_rtt_s
 
     def send(self, now: float, nbytes: int) -> float:
         """Arrival time at ``dst`` of a frame of ``nbytes`` handed over at ``now``."""
         start = max(now, self.free_at)
         if self.trace is not None:
-            start = self.trace.usable_from(start + self.trace_offset_s) - self.trace_offset_s
+            tt = start + self.trace_offset_s
+            if self._trace_row(tt)[2] <= 0:  # an outage: wait for the link to come back
+                start = self.trace.usable_from(tt) - self.trace_offset_s
         bw, rtt = self.figures(start)
         self.free_at = start + nbytes * 8.0 / max(bw, 1.0)
         return self.free_at + rtt / 2.0

@@ -25,13 +25,15 @@ _sym_db = _symbol_database.Default()
 from edgesplit.v1 import common_pb2 as edgesplit_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x65\x64gesplit/v1/node_agent.proto\x12\x0c\x65\x64gesplit.v1\x1a\x19\x65\x64gesplit/v1/common.proto\"D\n\x0eSignedEnvelope\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"Q\n\x08ShardRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x13\n\x0bwrapped_key\x18\x04 \x01(\x0c\"?\n\x04Peer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x15\n\rx25519_public\x18\x03 \x01(\x0c\"x\n\x0cRouteSegment\x12\r\n\x05\x65ntry\x18\x01 \x01(\t\x12&\n\x07segment\x18\x02 \x01(\x0b\x32\x15.edgesplit.v1.Segment\x12\x0b\n\x03hop\x18\x03 \x01(\r\x12\x11\n\tprev_node\x18\x04 \x01(\t\x12\x11\n\tnext_node\x18\x05 \x01(\t\"\xb6\x02\n\nAssignment\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x15\n\rexpires_at_ms\x18\x03 \x01(\x04\x12\x14\n\x0cmodel_digest\x18\x04 \x01(\t\x12,\n\x08segments\x18\x05 \x03(\x0b\x32\x1a.edgesplit.v1.RouteSegment\x12&\n\x06shards\x18\x06 \x03(\x0b\x32\x16.edgesplit.v1.ShardRef\x12!\n\x05peers\x18\x07 \x03(\x0b\x32\x12.edgesplit.v1.Peer\x12 \n\x04plan\x18\x08 \x01(\x0b\x32\x12.edgesplit.v1.Plan\x12\x12\n\nwire_dtype\x18\t \x01(\t\x12\x15\n\rtrusted_nodes\x18\n \x03(\t\x12\x15\n\rprivacy_depth\x18\x0b \x01(\r\"B\n\x0ePrepareRequest\x12\x30\n\nassignment\x18\x01 \x01(\x0b\x32\x1c.edgesplit.v1.SignedEnvelope\"b\n\x0fPrepareResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x16\n\x0eshards_fetched\x18\x03 \x01(\r\x12\x15\n\rshards_cached\x18\x04 \x01(\r\"\x1e\n\rCommitRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"2\n\x0e\x43ommitResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\x1d\n\x0c\x41\x62ortRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"(\n\rAbortResponse\x12\x17\n\x0f\x63ommitted_epoch\x18\x01 \x01(\x04\"\xc4\x01\n\x0b\x46rameHeader\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\x0b\n\x03hop\x18\x03 \x01(\r\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\x12\x0b\n\x03src\x18\x05 \x01(\t\x12\x0b\n\x03\x64st\x18\x06 \x01(\t\x12\r\n\x05shape\x18\x07 \x03(\r\x12\r\n\x05\x64type\x18\x08 \x01(\t\x12\r\n\x05\x63hunk\x18\t \x01(\r\x12\x0e\n\x06\x63hunks\x18\n \x01(\r\x12\r\n\x05\x65ntry\x18\x0b \x01(\t\x12\x11\n\tstart_pos\x18\x0c \x01(\r\"U\n\x05\x46rame\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.edgesplit.v1.FrameHeader\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\"\x83\x01\n\x0bStepFailure\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x10\n\x08reporter\x18\x04 \x01(\t\x12\x13\n\x0b\x66\x61iled_node\x18\x05 \x01(\t\x12\x0c\n\x04\x63ode\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"/\n\nEndSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"[\n\nBatchFrame\x12*\n\x07headers\x18\x01 \x03(\x0b\x32\x19.edgesplit.v1.FrameHeader\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\"\xdd\x01\n\x0bLinkMessage\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12$\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x13.edgesplit.v1.FrameH\x00\x12/\n\x0b\x65nd_session\x18\x03 \x01(\x0b\x32\x18.edgesplit.v1.EndSessionH\x00\x12\x31\n\x0cstep_failure\x18\x04 \x01(\x0b\x32\x19.edgesplit.v1.StepFailureH\x00\x12/\n\x0b\x62\x61tch_frame\x18\x05 \x01(\x0b\x32\x18.edgesplit.v1.BatchFrameH\x00\x42\x06\n\x04kind\"4\n\x07LinkAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\r\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\r\n\x0bInfoRequest\"\xcb\x01\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rx25519_public\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63ommitted_epoch\x18\x03 \x01(\x04\x12\x16\n\x0eprepared_epoch\x18\x04 \x01(\x04\x12,\n\x08segments\x18\x05 \x03(\x0b\x32\x1a.edgesplit.v1.RouteSegment\x12\x10\n\x08sessions\x18\x06 \x01(\r\x12\x16\n\x0ekv_cache_bytes\x18\x07 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\",\n\x0cProbeRequest\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\'\n\rProbeResponse\x12\x16\n\x0ereceived_bytes\x18\x01 \x01(\x04\x32\x98\x03\n\tNodeAgent\x12\x46\n\x07Prepare\x12\x1c.edgesplit.v1.PrepareRequest\x1a\x1d.edgesplit.v1.PrepareResponse\x12\x43\n\x06\x43ommit\x12\x1b.edgesplit.v1.CommitRequest\x1a\x1c.edgesplit.v1.CommitResponse\x12@\n\x05\x41\x62ort\x12\x1a.edgesplit.v1.AbortRequest\x1a\x1b.edgesplit.v1.AbortResponse\x12<\n\x04Link\x12\x19.edgesplit.v1.LinkMessage\x1a\x15.edgesplit.v1.LinkAck(\x01\x30\x01\x12<\n\x07GetInfo\x12\x19.edgesplit.v1.InfoRequest\x1a\x16.edgesplit.v1.NodeInfo\x12@\n\x05Probe\x12\x1a.edgesplit.v1.ProbeRequest\x1a\x1b.edgesplit.v1.ProbeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x65\x64gesplit/v1/node_agent.proto\x12\x0c\x65\x64gesplit.v1\x1a\x19\x65\x64gesplit/v1/common.proto\"D\n\x0eSignedEnvelope\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"Q\n\x08ShardRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x13\n\x0bwrapped_key\x18\x04 \x01(\x0c\"?\n\x04Peer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x15\n\rx25519_public\x18\x03 \x01(\x0c\"x\n\x0cRouteSegment\x12\r\n\x05\x65ntry\x18\x01 \x01(\t\x12&\n\x07segment\x18\x02 \x01(\x0b\x32\x15.edgesplit.v1.Segment\x12\x0b\n\x03hop\x18\x03 \x01(\r\x12\x11\n\tprev_node\x18\x04 \x01(\t\x12\x11\n\tnext_node\x18\x05 \x01(\t\"\xb6\x02\n\nAssignment\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x15\n\rexpires_at_ms\x18\x03 \x01(\x04\x12\x14\n\x0cmodel_digest\x18\x04 \x01(\t\x12,\n\x08segments\x18\x05 \x03(\x0b\x32\x1a.edgesplit.v1.RouteSegment\x12&\n\x06shards\x18\x06 \x03(\x0b\x32\x16.edgesplit.v1.ShardRef\x12!\n\x05peers\x18\x07 \x03(\x0b\x32\x12.edgesplit.v1.Peer\x12 \n\x04plan\x18\x08 \x01(\x0b\x32\x12.edgesplit.v1.Plan\x12\x12\n\nwire_dtype\x18\t \x01(\t\x12\x15\n\rtrusted_nodes\x18\n \x03(\t\x12\x15\n\rprivacy_depth\x18\x0b \x01(\r\"B\n\x0ePrepareRequest\x12\x30\n\nassignment\x18\x01 \x01(\x0b\x32\x1c.edgesplit.v1.SignedEnvelope\"b\n\x0fPrepareResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x16\n\x0eshards_fetched\x18\x03 \x01(\r\x12\x15\n\rshards_cached\x18\x04 \x01(\r\"\x90\x01\n\x0fRolloutDecision\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x19\n\x11\x61ssignment_digest\x18\x03 \x01(\x0c\x12+\n\x06\x61\x63tion\x18\x04 \x01(\x0e\x32\x1b.edgesplit.v1.RolloutAction\x12\x15\n\rexpires_at_ms\x18\x05 \x01(\x04\"N\n\rCommitRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12.\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x1c.edgesplit.v1.SignedEnvelope\"2\n\x0e\x43ommitResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"M\n\x0c\x41\x62ortRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12.\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x1c.edgesplit.v1.SignedEnvelope\"(\n\rAbortResponse\x12\x17\n\x0f\x63ommitted_epoch\x18\x01 \x01(\x04\"\xc4\x01\n\x0b\x46rameHeader\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\x0b\n\x03hop\x18\x03 \x01(\r\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\x12\x0b\n\x03src\x18\x05 \x01(\t\x12\x0b\n\x03\x64st\x18\x06 \x01(\t\x12\r\n\x05shape\x18\x07 \x03(\r\x12\r\n\x05\x64type\x18\x08 \x01(\t\x12\r\n\x05\x63hunk\x18\t \x01(\r\x12\x0e\n\x06\x63hunks\x18\n \x01(\r\x12\r\n\x05\x65ntry\x18\x0b \x01(\t\x12\x11\n\tstart_pos\x18\x0c \x01(\r\"U\n\x05\x46rame\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.edgesplit.v1.FrameHeader\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\"\x83\x01\n\x0bStepFailure\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x10\n\x08reporter\x18\x04 \x01(\t\x12\x13\n\x0b\x66\x61iled_node\x18\x05 \x01(\t\x12\x0c\n\x04\x63ode\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"/\n\nEndSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"[\n\nBatchFrame\x12*\n\x07headers\x18\x01 \x03(\x0b\x32\x19.edgesplit.v1.FrameHeader\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\"\xdd\x01\n\x0bLinkMessage\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12$\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x13.edgesplit.v1.FrameH\x00\x12/\n\x0b\x65nd_session\x18\x03 \x01(\x0b\x32\x18.edgesplit.v1.EndSessionH\x00\x12\x31\n\x0cstep_failure\x18\x04 \x01(\x0b\x32\x19.edgesplit.v1.StepFailureH\x00\x12/\n\x0b\x62\x61tch_frame\x18\x05 \x01(\x0b\x32\x18.edgesplit.v1.BatchFrameH\x00\x42\x06\n\x04kind\"4\n\x07LinkAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\r\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"*\n\tLinkHello\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04salt\x18\x02 \x01(\x0c\"\r\n\x0bInfoRequest\"\xcb\x01\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rx25519_public\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63ommitted_epoch\x18\x03 \x01(\x04\x12\x16\n\x0eprepared_epoch\x18\x04 \x01(\x04\x12,\n\x08segments\x18\x05 \x03(\x0b\x32\x1a.edgesplit.v1.RouteSegment\x12\x10\n\x08sessions\x18\x06 \x01(\r\x12\x16\n\x0ekv_cache_bytes\x18\x07 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\",\n\x0cProbeRequest\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\'\n\rProbeResponse\x12\x16\n\x0ereceived_bytes\x18\x01 \x01(\x04*d\n\rRolloutAction\x12\x1e\n\x1aROLLOUT_ACTION_UNSPECIFIED\x10\x00\x12\x19\n\x15ROLLOUT_ACTION_COMMIT\x10\x01\x12\x18\n\x14ROLLOUT_ACTION_ABORT\x10\x02\x32\xd3\x03\n\tNodeAgent\x12\x46\n\x07Prepare\x12\x1c.edgesplit.v1.PrepareRequest\x1a\x1d.edgesplit.v1.PrepareResponse\x12\x43\n\x06\x43ommit\x12\x1b.edgesplit.v1.CommitRequest\x1a\x1c.edgesplit.v1.CommitResponse\x12@\n\x05\x41\x62ort\x12\x1a.edgesplit.v1.AbortRequest\x1a\x1b.edgesplit.v1.AbortResponse\x12<\n\x04Link\x12\x19.edgesplit.v1.LinkMessage\x1a\x15.edgesplit.v1.LinkAck(\x01\x30\x01\x12\x39\n\x05Hello\x12\x17.edgesplit.v1.LinkHello\x1a\x17.edgesplit.v1.LinkHello\x12<\n\x07GetInfo\x12\x19.edgesplit.v1.InfoRequest\x1a\x16.edgesplit.v1.NodeInfo\x12@\n\x05Probe\x12\x1a.edgesplit.v1.ProbeRequest\x1a\x1b.edgesplit.v1.ProbeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgesplit.v1.node_agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ROLLOUTACTION']._serialized_start=2487
+  _globals['_ROLLOUTACTION']._serialized_end=2587
   _globals['_SIGNEDENVELOPE']._serialized_start=74
   _globals['_SIGNEDENVELOPE']._serialized_end=142
   _globals['_SHARDREF']._serialized_start=144
@@ -46,36 +48,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREPAREREQUEST']._serialized_end=793
   _globals['_PREPARERESPONSE']._serialized_start=795
   _globals['_PREPARERESPONSE']._serialized_end=893
-  _globals['_COMMITREQUEST']._serialized_start=895
-  _globals['_COMMITREQUEST']._serialized_end=925
-  _globals['_COMMITRESPONSE']._serialized_start=927
-  _globals['_COMMITRESPONSE']._serialized_end=977
-  _globals['_ABORTREQUEST']._serialized_start=979
-  _globals['_ABORTREQUEST']._serialized_end=1008
-  _globals['_ABORTRESPONSE']._serialized_start=1010
-  _globals['_ABORTRESPONSE']._serialized_end=1050
-  _globals['_FRAMEHEADER']._serialized_start=1053
-  _globals['_FRAMEHEADER']._serialized_end=1249
-  _globals['_FRAME']._serialized_start=1251
-  _globals['_FRAME']._serialized_end=1336
-  _globals['_STEPFAILURE']._serialized_start=1339
-  _globals['_STEPFAILURE']._serialized_end=1470
-  _globals['_ENDSESSION']._serialized_start=1472
-  _globals['_ENDSESSION']._serialized_end=1519
-  _globals['_BATCHFRAME']._serialized_start=1521
-  _globals['_BATCHFRAME']._serialized_end=1612
-  _globals['_LINKMESSAGE']._serialized_start=1615
-  _globals['_LINKMESSAGE']._serialized_end=1836
-  _globals['_LINKACK']._serialized_start=1838
-  _globals['_LINKACK']._serialized_end=1890
-  _globals['_INFOREQUEST']._serialized_start=1892
-  _globals['_INFOREQUEST']._serialized_end=1905
-  _globals['_NODEINFO']._serialized_start=1908
-  _globals['_NODEINFO']._serialized_end=2111
-  _globals['_PROBEREQUEST']._serialized_start=2113
-  _globals['_PROBEREQUEST']._serialized_end=2157
-  _globals['_PROBERESPONSE']._serialized_start=2159
-  _globals['_PROBERESPONSE']._serialized_end=2198
-  _globals['_NODEAGENT']._serialized_start=2201
-  _globals['_NODEAGENT']._serialized_end=2609
+  _globals['_ROLLOUTDECISION']._serialized_start=896
+  _globals['_ROLLOUTDECISION']._serialized_end=1040
+  _globals['_COMMITREQUEST']._serialized_start=1042
+  _globals['_COMMITREQUEST']._serialized_end=1120
+  _globals['_COMMITRESPONSE']._serialized_start=1122
+  _globals['_COMMITRESPONSE']._serialized_end=1172
+  _globals['_ABORTREQUEST']._serialized_start=1174
+  _globals['_ABORTREQUEST']._serialized_end=1251
+  _globals['_ABORTRESPONSE']._serialized_start=1253
+  _globals['_ABORTRESPONSE']._serialized_end=1293
+  _globals['_FRAMEHEADER']._serialized_start=1296
+  _globals['_FRAMEHEADER']._serialized_end=1492
+  _globals['_FRAME']._serialized_start=1494
+  _globals['_FRAME']._serialized_end=1579
+  _globals['_STEPFAILURE']._serialized_start=1582
+  _globals['_STEPFAILURE']._serialized_end=1713
+  _globals['_ENDSESSION']._serialized_start=1715
+  _globals['_ENDSESSION']._serialized_end=1762
+  _globals['_BATCHFRAME']._serialized_start=1764
+  _globals['_BATCHFRAME']._serialized_end=1855
+  _globals['_LINKMESSAGE']._serialized_start=1858
+  _globals['_LINKMESSAGE']._serialized_end=2079
+  _globals['_LINKACK']._serialized_start=2081
+  _globals['_LINKACK']._serialized_end=2133
+  _globals['_LINKHELLO']._serialized_start=2135
+  _globals['_LINKHELLO']._serialized_end=2177
+  _globals['_INFOREQUEST']._serialized_start=2179
+  _globals['_INFOREQUEST']._serialized_end=2192
+  _globals['_NODEINFO']._serialized_start=2195
+  _globals['_NODEINFO']._serialized_end=2398
+  _globals['_PROBEREQUEST']._serialized_start=2400
+  _globals['_PROBEREQUEST']._serialized_end=2444
+  _globals['_PROBERESPONSE']._serialized_start=2446
+  _globals['_PROBERESPONSE']._serialized_end=2485
+  _globals['_NODEAGENT']._serialized_start=2590
+  _globals['_NODEAGENT']._serialized_end=3057
 # @@protoc_insertion_point(module_scope)

@@ -1,11 +1,21 @@
 from edgesplit.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class RolloutAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLLOUT_ACTION_UNSPECIFIED: _ClassVar[RolloutAction]
+    ROLLOUT_ACTION_COMMIT: _ClassVar[RolloutAction]
+    ROLLOUT_ACTION_ABORT: _ClassVar[RolloutAction]
+ROLLOUT_ACTION_UNSPECIFIED: RolloutAction
+ROLLOUT_ACTION_COMMIT: RolloutAction
+ROLLOUT_ACTION_ABORT: RolloutAction
 
 class SignedEnvelope(_message.Message):
     __slots__ = ("payload", "signature", "key_id")
@@ -97,11 +107,27 @@ class PrepareResponse(_message.Message):
     shards_cached: int
     def __init__(self, epoch: _Optional[int] = ..., duplicate: _Optional[bool] = ..., shards_fetched: _Optional[int] = ..., shards_cached: _Optional[int] = ...) -> None: ...
 
-class CommitRequest(_message.Message):
-    __slots__ = ("epoch",)
+class RolloutDecision(_message.Message):
+    __slots__ = ("node_id", "epoch", "assignment_digest", "action", "expires_at_ms")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENT_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
     epoch: int
-    def __init__(self, epoch: _Optional[int] = ...) -> None: ...
+    assignment_digest: bytes
+    action: RolloutAction
+    expires_at_ms: int
+    def __init__(self, node_id: _Optional[str] = ..., epoch: _Optional[int] = ..., assignment_digest: _Optional[bytes] = ..., action: _Optional[_Union[RolloutAction, str]] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
+
+class CommitRequest(_message.Message):
+    __slots__ = ("epoch", "decision")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    decision: SignedEnvelope
+    def __init__(self, epoch: _Optional[int] = ..., decision: _Optional[_Union[SignedEnvelope, _Mapping]] = ...) -> None: ...
 
 class CommitResponse(_message.Message):
     __slots__ = ("epoch", "duplicate")
@@ -112,10 +138,12 @@ class CommitResponse(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class AbortRequest(_message.Message):
-    __slots__ = ("epoch",)
+    __slots__ = ("epoch", "decision")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
     epoch: int
-    def __init__(self, epoch: _Optional[int] = ...) -> None: ...
+    decision: SignedEnvelope
+    def __init__(self, epoch: _Optional[int] = ..., decision: _Optional[_Union[SignedEnvelope, _Mapping]] = ...) -> None: ...
 
 class AbortResponse(_message.Message):
     __slots__ = ("committed_epoch",)
@@ -220,6 +248,14 @@ class LinkAck(_message.Message):
     code: int
     detail: str
     def __init__(self, seq: _Optional[int] = ..., code: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class LinkHello(_message.Message):
+    __slots__ = ("node_id", "salt")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    SALT_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    salt: bytes
+    def __init__(self, node_id: _Optional[str] = ..., salt: _Optional[bytes] = ...) -> None: ...
 
 class InfoRequest(_message.Message):
     __slots__ = ()

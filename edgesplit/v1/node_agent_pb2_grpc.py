@@ -55,6 +55,11 @@ class NodeAgentStub:
                 request_serializer=edgesplit_dot_v1_dot_node__agent__pb2.LinkMessage.SerializeToString,
                 response_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.LinkAck.FromString,
                 _registered_method=True)
+        self.Hello = channel.unary_unary(
+                '/edgesplit.v1.NodeAgent/Hello',
+                request_serializer=edgesplit_dot_v1_dot_node__agent__pb2.LinkHello.SerializeToString,
+                response_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.LinkHello.FromString,
+                _registered_method=True)
         self.GetInfo = channel.unary_unary(
                 '/edgesplit.v1.NodeAgent/GetInfo',
                 request_serializer=edgesplit_dot_v1_dot_node__agent__pb2.InfoRequest.SerializeToString,
@@ -100,6 +105,13 @@ class NodeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Hello(self, request, context):
+        """Exchange per-process link salts with a peer (before its first frame).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetInfo(self, request, context):
         """Report what this node holds.
         """
@@ -136,6 +148,11 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     servicer.Link,
                     request_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.LinkMessage.FromString,
                     response_serializer=edgesplit_dot_v1_dot_node__agent__pb2.LinkAck.SerializeToString,
+            ),
+            'Hello': grpc.unary_unary_rpc_method_handler(
+                    servicer.Hello,
+                    request_deserializer=edgesplit_dot_v1_dot_node__agent__pb2.LinkHello.FromString,
+                    response_serializer=edgesplit_dot_v1_dot_node__agent__pb2.LinkHello.SerializeToString,
             ),
             'GetInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetInfo,
@@ -257,6 +274,33 @@ class NodeAgent:
             '/edgesplit.v1.NodeAgent/Link',
             edgesplit_dot_v1_dot_node__agent__pb2.LinkMessage.SerializeToString,
             edgesplit_dot_v1_dot_node__agent__pb2.LinkAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Hello(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgesplit.v1.NodeAgent/Hello',
+            edgesplit_dot_v1_dot_node__agent__pb2.LinkHello.SerializeToString,
+            edgesplit_dot_v1_dot_node__agent__pb2.LinkHello.FromString,
             options,
             channel_credentials,
             insecure,

@@ -119,19 +119,22 @@ class NodeClients:
         result.prepare_s = time.perf_counter() - start
         return result
 
-    async def commit(self, node_id: str, address: str, epoch: int) -> tuple[str, str]:
+    async def commit(self, node_id: str, address: str, request: na.CommitRequest
+                     ) -> tuple[str, str]:
         """("", "") on success, else (code, detail)."""
         stub = self._stub(address)
         try:
-            await stub.Commit(na.CommitRequest(epoch=epoch), timeout=self.rpc_timeout_s)
+            await stub.Commit(request, timeout=self.rpc_timeout_s)
             return "", ""
         except Exception as exc:  # noqa: BLE001 - reported per node
             return _code_detail(exc)
 
-    async def abort(self, node_id: str, address: str, epoch: int) -> tuple[str, str]:
+    async def abort(self, node_id: str, address: str, request: na.AbortRequest
+                    ) -> tuple[str, str]:
+        epoch = request.epoch
         stub = self._stub(address)
         try:
-            await stub.Abort(na.AbortRequest(epoch=epoch), timeout=self.rpc_timeout_s)
+            await stub.Abort(request, timeout=self.rpc_timeout_s)
             return "", ""
         except Exception as exc:  # noqa: BLE001 - reported per node
             code, detail = _code_detail(exc)

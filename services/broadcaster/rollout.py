@@ -16,9 +16,11 @@ before anything is spent, so the next normal Apply still works.
 What the broadcaster signs besides the plan (peers' addresses and X25519
 keys, whom each entry trusts, the privacy depth) comes from its inventory
 (``inventory.py``), never from the caller, and a node whose GetInfo key is not
-the one enrolled there gets nothing signed. The rollout state (last tried
-epoch, committed plan) is written atomically and fsync'd before anything
-is sent to a node.
+the one enrolled there gets nothing signed. Commit and Abort are signed
+decisions too, each naming the digest of the node's assignment it decides.
+The rollout state (last tried epoch, committed plan, the committed
+assignments' digests) is written atomically and fsync'd before anything is
+sent to a node.
 """
 
 from __future__ import annotations
@@ -44,12 +46,14 @@ from edgesplit.rpc.assignments import (
     segment_parts,
     shard_key_context,
     sign_assignment,
+    sign_decision,
     validate_route,
 )
 from edgesplit.rpc.convert import plan_from_proto, plan_to_proto
 from edgesplit.rpc.errors import InvalidRequest, Precondition
 from edgesplit.security.keys import agreement_public_from_bytes, write_secret_file
 from edgesplit.security.shards import wrap_key
+from edgesplit.security.signing import payload_digest
 from edgesplit.v1 import common_pb2
 from edgesplit.v1 import node_agent_pb2 as na
 from services.broadcaster import metrics as m
@@ -139,6 +143,7 @@ class Rollout:
         self.current: Plan | None = None
         self._last_tried = 0
         self._uncommitted: set[str] = set()  # decided, but Commit failed there
+        self._digests: dict[str, bytes] = {}  # node -> its committed assignment's digest
         self._load()
         self._granted: dict[str, frozenset[str]] = self._grants(self.current)
         self._pending: dict[str, frozenset[str]] = {}
@@ -211,22 +216,24 @@ class Rollout:
         if failed:
             results = failed + [NodeResult(n, "aborted") for n, k in zip(nodes, keys)
                                 if not isinstance(k, BaseException)]
-            return await self._abort(plan, addresses, results, old_epoch)
+            return await self._abort(plan, addresses, results, old_epoch, {})
         envelopes = await asyncio.to_thread(self._sign, plan, model, inventory, opts)
+        digests = {n: payload_digest(env.payload) for n, env in envelopes.items()}
         self._pending = self._grants(plan, model)  # before Prepare: nodes fetch while preparing
         results = list(await asyncio.gather(*(
             self.clients.prepare(n, addresses[n], envelopes[n], opts.prepare_timeout_s)
             for n in nodes)))
         if not all(r.ok for r in results):
-            return await self._abort(plan, addresses, results, old_epoch)
+            return await self._abort(plan, addresses, results, old_epoch, digests)
         # Decision point: every node holds the new epoch, so it is committed.
         # The decision is on disk before any Commit leaves: a crash after one
         # node switched still restarts with the new plan (and every node to
         # re-drive), never with the old one.
         self.current, self._granted, self._pending = plan, self._pending, {}
-        self._uncommitted = set(nodes)
+        self._uncommitted, self._digests = set(nodes), digests
         self._save()
-        commits = await asyncio.gather(*(self.clients.commit(n, addresses[n], plan.epoch)
+        commits = await asyncio.gather(*(self.clients.commit(n, addresses[n],
+                                                             self._commit_request(n, plan.epoch))
                                          for n in nodes))
         for r, (code, detail) in zip(results, commits):
             r.state = "failed" if code else "committed"
@@ -237,12 +244,15 @@ class Rollout:
         return RolloutResult(not self._uncommitted, plan.epoch, results, 0.0)
 
     async def _abort(self, plan: Plan, addresses: Mapping[str, str], results: list[NodeResult],
-                     old_epoch: int) -> RolloutResult:
+                     old_epoch: int, digests: Mapping[str, bytes]) -> RolloutResult:
         # Every node of the plan, prepared or not: Abort is harmless where
-        # nothing was prepared, and a Prepare that timed out here may still
-        # have finished there.
-        await asyncio.gather(*(self.clients.abort(n, addresses[n], plan.epoch)
-                               for n in sorted(plan.nodes)))
+        # nothing was prepared (the node still spends the epoch), and a Prepare
+        # that timed out here may still have finished there.
+        expires = self._expiry()
+        await asyncio.gather(*(self.clients.abort(n, addresses[n], na.AbortRequest(
+            epoch=plan.epoch, decision=sign_decision(
+                n, plan.epoch, digests.get(n, b""), na.ROLLOUT_ACTION_ABORT, self._key,
+                expires))) for n in sorted(plan.nodes)))
         self._pending = {}
         for r in results:
             if r.ok:
@@ -257,13 +267,23 @@ class Rollout:
             return []
         pending = sorted(self._uncommitted)
         commits = await asyncio.gather(*(
-            self.clients.commit(n, inventory.nodes.index[n].address, plan.epoch)
+            self.clients.commit(n, inventory.nodes.index[n].address,
+                                self._commit_request(n, plan.epoch))
             for n in pending))
         results = [NodeResult(n, "failed" if code else "committed", code, detail)
                    for n, (code, detail) in zip(pending, commits)]
         self._uncommitted = {r.node_id for r in results if not r.ok}
         self._save()
         return results
+
+    def _expiry(self) -> int:
+        return int((time.time() + self._ttl_s) * 1000)
+
+    def _commit_request(self, node: str, epoch: int) -> na.CommitRequest:
+        """The signed Commit of ``node``'s assignment (its digest was kept)."""
+        return na.CommitRequest(epoch=epoch, decision=sign_decision(
+            node, epoch, self._digests.get(node, b""), na.ROLLOUT_ACTION_COMMIT, self._key,
+            self._expiry()))
 
     def _sign(self, plan: Plan, model: ModelEntry, inventory: ControlInventory,
               opts: ApplyOptions) -> dict[str, na.SignedEnvelope]:
@@ -274,7 +294,7 @@ class Rollout:
             return wrap_key(self.registry.key(shard.sha256), agreement_public_from_bytes(keys[node]),
                             shard_key_context(node, shard.sha256))
 
-        expires = int((time.time() + self._ttl_s) * 1000)
+        expires = self._expiry()
         unsigned = build_assignments(
             plan, model.shards, peers, model.num_layers, expires, opts.wire_dtype,
             trusted_for(plan, inventory), inventory.privacy_depth,
@@ -295,6 +315,7 @@ class Rollout:
             "plan": base64.b64encode(plan_to_proto(self.current).SerializeToString()).decode()
             if self.current else "",
             "uncommitted": sorted(self._uncommitted),
+            "digests": {n: d.hex() for n, d in sorted(self._digests.items())},
         }
         # Temp file, fsync, rename (and the directory fsync'd): a crash leaves
         # the old state or the new, and an acknowledged epoch is on disk.
@@ -306,6 +327,7 @@ class Rollout:
         raw = json.loads(self._state_path.read_text())
         self._last_tried = int(raw.get("last_tried", 0))
         self._uncommitted = set(raw.get("uncommitted", []))
+        self._digests = {n: bytes.fromhex(d) for n, d in raw.get("digests", {}).items()}
         if raw.get("plan"):
             self.current = plan_from_proto(
                 common_pb2.Plan.FromString(base64.b64decode(raw["plan"])))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -19,18 +20,23 @@ from edgesplit.rpc.transport import Transport, TransportSettings
 from edgesplit.security.keys import ensure_dev_keys, load_signing_public_key, public_bytes
 from edgesplit.security.signing import trusted_keys
 from edgesplit.v1 import inference_pb2_grpc, node_agent_pb2_grpc, testbed_admin_pb2_grpc
+from services.node_agent import metrics as m
 from services.node_agent.compute import Compute
 from services.node_agent.config import NodeAgentConfig
 from services.node_agent.control import Control
 from services.node_agent.emulation import EmulatedNodeAgent, Emulator, TestbedAdminServicer
 from services.node_agent.entry import Entry, EntrySettings
+from services.node_agent.epoch_store import EpochStore
 from services.node_agent.epochs import EpochBook
 from services.node_agent.inference import InferenceServicer
+from services.node_agent.link_salt import SaltBook, greeter
 from services.node_agent.linkstream import LinkPool
 from services.node_agent.reporter import make_reporter
 from services.node_agent.servicer import AgentIdentity, NodeAgentServicer, housekeeping
 from services.node_agent.shards import ShardStore, cache_dir
 from services.node_agent.stage import Stage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,6 +51,7 @@ class Agent:
     emulator: Emulator | None  # the test bed's, when --testbed-admin
 
     async def close(self) -> None:
+        self.control.book.salts.close()
         await self.stage.close()
         await self.links.close()
         self.compute.close()
@@ -87,17 +94,21 @@ def build(config: NodeAgentConfig, make_runner: Any = None,
     store = ShardStore(config.node_id, keys.agreement, cache_dir(config), config.shard_dir,
                        config.broadcaster, config.rpc_timeout_s, transport
                        ) if config.broadcaster else None
+    salts = SaltBook(config.node_id, handshake_timeout_s=config.rpc_timeout_s)
     book = EpochBook(config.node_id, signers, keys.agreement,
-                     make_runner or torch_runner_factory(config, store), config.retained_epochs)
+                     make_runner or torch_runner_factory(config, store), config.retained_epochs,
+                     EpochStore(state), config.max_epoch_step, salts)
     # The test bed's emulation wraps the compute clock, the links and the replies.
     emulator = Emulator() if config.testbed_admin else None
     compute = Compute(config.torch_threads, emulator)
     links = LinkPool(transport, config.link_window, config.link_stream_lifetime_s,
                      emulator.wrap_link if emulator else None)
     chunk = max(1024, min(config.frame_chunk_bytes, config.max_message_bytes - 64 * 1024))
+    salts.greeter = greeter(config.node_id, salts, links, config.rpc_timeout_s)
     limits = BatchLimits(config.batch_max_sessions, config.batch_max_tokens,
                          config.prefill_chunk_tokens, int(config.kv_budget_mb * (1 << 20)))
     stage = Stage(config.node_id, book, compute, links, chunk, limits)
+    resume(book)
     control = Control(book, store)
     entry = Entry(EntrySettings(config.node_id, config.step_timeout_s, config.orchestrator),
                   control, stage)
@@ -115,6 +126,19 @@ def build(config: NodeAgentConfig, make_runner: Any = None,
         regs.append(Registration(testbed_admin_pb2_grpc.add_TestbedAdminServicer_to_server,
                                  TestbedAdminServicer(emulator), "edgesplit.v1.TestbedAdmin"))
     return regs, agent
+
+
+def resume(book: EpochBook) -> None:
+    """Serve the epoch committed before a restart (its runners load now)."""
+    try:
+        state = book.resume()
+    except Exception:
+        log.exception("could not resume the committed epoch %d; waiting for a rollout",
+                      book.record.high_water)
+        return
+    if state is not None:
+        m.EPOCH.set(state.epoch)
+        log.info("resumed committed epoch %d", state.epoch)
 
 
 # transformers' lazy modules are not safe to import from two threads at once:
@@ -160,8 +184,11 @@ async def serve(config: NodeAgentConfig) -> None:
         if reporter is not None:
             tasks.append(asyncio.create_task(reporter.run()))
         # Import torch/transformers now, in the background, so the first
-        # Prepare (and so the first rollout) does not pay for it.
-        asyncio.get_running_loop().run_in_executor(None, _preload, config.shard_dir)
+        # Prepare (and so the first rollout) does not pay for it. A daemon
+        # thread, not the loop's executor: shutdown must not wait for an
+        # import that a loaded machine stretches to seconds.
+        threading.Thread(target=_preload, args=(config.shard_dir,), name="preload",
+                         daemon=True).start()
 
     async def on_stop() -> None:
         for t in tasks:

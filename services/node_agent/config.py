@@ -58,6 +58,9 @@ class NodeAgentConfig(ServiceConfig):
                                        "acked before the sender waits (flow control)")
     link_stream_lifetime_s: PositiveFloat = opt(600.0, "link stream deadline; a fresh stream "
                                                        "takes over at half of it")
+    max_epoch_step: PositiveInt = opt(1000, "largest step an assignment's epoch may take past "
+                                            "the highest this node has seen (the "
+                                            "broadcaster's rule, checked again here)")
     retained_epochs: NonNegativeInt = opt(2, "older committed epochs kept so their sessions "
                                              "drain")
     testbed_admin: bool = opt(False, "serve TestbedAdmin (emulated compute/link conditions)")

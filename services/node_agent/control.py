@@ -32,26 +32,29 @@ class Control:
     async def prepare(self, envelope: na.SignedEnvelope, time_left_s: float | None
                       ) -> na.PrepareResponse:
         async with self._lock:
-            assignment, digest, verdict = self.book.verify(envelope, int(time.time() * 1000))
-            if verdict is AssignmentVerdict.DUPLICATE:
+            assignment, digest, verdict = self.book.verify(envelope, _now_ms())
+            if verdict is AssignmentVerdict.DUPLICATE and self.book.get(assignment.epoch):
                 return na.PrepareResponse(epoch=assignment.epoch, duplicate=True)
+            # (a duplicate of the epoch at the mark not held: prepared before a restart)
             # hook: fetch (and verify) shards not held yet, within this call's deadline
             fetched = await self.shards.ensure(assignment, time_left_s) \
                 if self.shards is not None else None
             # Loading weights is torch work: keep it off the event loop.
             state, built, reused = await asyncio.get_running_loop().run_in_executor(
                 None, self.book.build, assignment, digest)
-            self.book.set_prepared(state)
+            self.book.set_prepared(state, envelope)  # on disk before the ack
+            # Swap link salts with the peers now, so the first frames find them.
+            self.book.salts.greet_soon({n: p.address for n, p in state.peers.items()})
             log.info("prepared epoch %d (%d runners built, %d reused)",
                      assignment.epoch, built, reused)
             got, held = fetched if fetched is not None else (built, reused)
             return na.PrepareResponse(epoch=assignment.epoch, shards_fetched=got,
                                       shards_cached=held)
 
-    async def commit(self, epoch: int) -> bool:
+    async def commit(self, epoch: int, decision: na.SignedEnvelope) -> bool:
         """True when ``epoch`` was committed already (a retry)."""
         async with self._lock:
-            duplicate = self.book.commit(epoch)
+            duplicate = self.book.commit(epoch, decision, _now_ms())
         m.EPOCH.set(epoch)
         if not duplicate:
             log.info("committed epoch %d", epoch)
@@ -59,10 +62,10 @@ class Control:
                 self._committed.notify_all()
         return duplicate
 
-    async def abort(self, epoch: int) -> int:
-        """Drop a prepared epoch; returns the epoch still committed (0: none)."""
+    async def abort(self, epoch: int, decision: na.SignedEnvelope) -> int:
+        """Spend ``epoch`` (drop it if prepared); returns the epoch still committed (0: none)."""
         async with self._lock:
-            self.book.abort(epoch)
+            self.book.abort(epoch, decision, _now_ms())
         committed = self.book.committed
         return committed.epoch if committed else 0
 
@@ -91,6 +94,10 @@ class Control:
         info.sessions = sum(r.session_count() for r in runners)
         info.kv_cache_bytes = sum(r.kv_bytes() for r in runners)
         return info
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def evict_idle(book: EpochBook, idle_timeout_s: float) -> None:

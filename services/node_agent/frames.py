@@ -9,6 +9,8 @@ message is built from it by field name.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from edgesplit.core.types import Route
@@ -51,7 +53,11 @@ def open_frame(es: EpochState, node_id: str, frame: na.Frame, chunks: Reassembly
         link.opener.open_into(frame.nonce, header, ciphertext, payload)
         return route, header, payload
     slot = chunks.slot(header, size)
-    link.opener.open_into(frame.nonce, header, ciphertext, slot)
+    try:
+        link.opener.open_into(frame.nonce, header, ciphertext, slot)
+    except FrameRejected:
+        chunks.drop_unopened(header)  # a forged first chunk holds no buffer
+        raise
     return route, header, chunks.arrived(header)
 
 
@@ -76,32 +82,75 @@ def _route_and_link(es: EpochState, node_id: str, header: FrameHeader) -> tuple[
 class _Parts:
     total: int
     data: bytearray
+    started: float
     seen: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class ReassemblyLimits:
+    """What half-received chunked frames may hold: a sender that starts frames
+    and never finishes them gets RESOURCE_EXHAUSTED, and its buffers expire."""
+
+    max_frames: int = 64
+    max_bytes: int = 1 << 30  # one prefill frame of a long prompt must still fit
+    ttl_s: float = 60.0
 
 
 class Reassembly:
     """Large frames, written chunk by chunk into one buffer as they open."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: ReassemblyLimits | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits or ReassemblyLimits()
+        self._clock = clock
         self._open: dict[tuple[int, str, int, int], _Parts] = {}
+        self.held_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def _expire(self) -> None:
+        old = self._clock() - self.limits.ttl_s
+        for key in [k for k, b in self._open.items() if b.started < old]:
+            self._drop(key)
+
+    def _drop(self, key: tuple[int, str, int, int]) -> None:
+        buf = self._open.pop(key, None)
+        if buf is not None:
+            self.held_bytes -= len(buf.data)
+
+    def _start(self, key: tuple[int, str, int, int], h: FrameHeader) -> _Parts:
+        self._expire()
+        nbytes = math.prod(h.shape) * WIRE_DTYPES.get(h.dtype, 0)
+        if not nbytes:
+            raise BadFrameShape(f"frame shape {h.shape} {h.dtype} holds nothing")
+        if len(self._open) >= self.limits.max_frames \
+                or self.held_bytes + nbytes > self.limits.max_bytes:
+            raise FrameRejected("chunk_limit", f"{len(self._open)} chunked frames of "
+                                f"{self.held_bytes} bytes open; {nbytes} more refused")
+        buf = self._open[key] = _Parts(h.chunks, bytearray(nbytes), self._clock())
+        self.held_bytes += nbytes
+        return buf
+
+    def drop_unopened(self, h: FrameHeader) -> None:
+        """Forget a frame whose first chunk did not open (nothing of it is real)."""
+        key = (h.epoch, h.session_id, h.step, h.hop)
+        buf = self._open.get(key)
+        if buf is not None and not buf.seen:
+            self._drop(key)
 
     def slot(self, h: FrameHeader, size: int) -> memoryview:
         """Where chunk ``h.chunk`` (``size`` plaintext bytes) of its frame goes.
         Chunks before the last are all the same size; the last ends the buffer."""
         key = (h.epoch, h.session_id, h.step, h.hop)
-        buf = self._open.get(key)
-        if buf is None:
-            nbytes = math.prod(h.shape) * WIRE_DTYPES.get(h.dtype, 0)
-            if not nbytes:
-                raise BadFrameShape(f"frame shape {h.shape} {h.dtype} holds nothing")
-            buf = self._open[key] = _Parts(h.chunks, bytearray(nbytes))
+        buf = self._open.get(key) or self._start(key, h)
         if buf.total != h.chunks:
-            del self._open[key]
+            self._drop(key)
             raise FrameRejected("bad_header", "chunk count changed within a frame")
         last = h.chunk == h.chunks - 1
         offset = len(buf.data) - size if last else h.chunk * size
         if offset < 0 or offset + size > len(buf.data) or (not last and size == 0):
-            del self._open[key]
+            self._drop(key)
             raise FrameRejected("bad_header", f"chunk {h.chunk} does not fit its frame")
         return memoryview(buf.data)[offset:offset + size]
 
@@ -112,12 +161,12 @@ class Reassembly:
         buf.seen.add(h.chunk)
         if len(buf.seen) < buf.total:
             return None
-        del self._open[key]
+        self._drop(key)
         return buf.data
 
     def forget(self, session_id: str) -> None:
         for key in [k for k in self._open if k[1] == session_id]:
-            del self._open[key]
+            self._drop(key)
 
 
 def seal_batch(es: EpochState, headers: list[FrameHeader], wire: WireTensor) -> na.BatchFrame:

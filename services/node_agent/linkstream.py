@@ -28,6 +28,7 @@ from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
 
 log = logging.getLogger(__name__)
 AckFuture = asyncio.Future[na.LinkAck]
+_UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
 
 
 class LinkSender(Protocol):
@@ -40,9 +41,11 @@ class LinkSender(Protocol):
 
 
 class _Stream:
-    def __init__(self, call: grpc.aio.StreamStreamCall, peer: str) -> None:
+    def __init__(self, call: grpc.aio.StreamStreamCall, peer: str,
+                 on_doubt: Callable[[str], None] | None = None) -> None:
         self.call = call
         self.peer = peer
+        self.on_doubt = on_doubt  # hook (link_salt.py): the peer may have restarted
         self.opened = time.monotonic()
         self.seq = 0
         self.pending: dict[int, AckFuture] = {}
@@ -56,6 +59,8 @@ class _Stream:
                 ack = await self.call.read()
                 if ack is grpc.aio.EOF:
                     break
+                if ack.code == _UNAVAILABLE and self.on_doubt is not None:
+                    self.on_doubt(self.peer)
                 fut = self.pending.pop(ack.seq, None)
                 if fut is not None and not fut.done():
                     fut.set_result(ack)
@@ -67,6 +72,8 @@ class _Stream:
             self.fail(Unavailable(f"link to {self.peer} broke: {exc.code().name}"))
 
     def fail(self, exc: BaseException) -> None:
+        if self.broken is None and self.on_doubt is not None:
+            self.on_doubt(self.peer)
         self.broken = self.broken or exc
         pending, self.pending = self.pending, {}
         for fut in pending.values():
@@ -78,8 +85,9 @@ class StreamLink:
     """One peer's link stream, re-opened when it breaks or ages."""
 
     def __init__(self, stub: na_grpc.NodeAgentStub, peer: str, window: int,
-                 lifetime_s: float) -> None:
+                 lifetime_s: float, on_doubt: Callable[[str], None] | None = None) -> None:
         self._stub = stub
+        self._on_doubt = on_doubt
         self.peer = peer
         self._window = asyncio.Semaphore(window)
         self._lifetime_s = lifetime_s
@@ -98,7 +106,8 @@ class StreamLink:
             return s
         if s is not None:
             self._retire(s)
-        s = self._stream = _Stream(self._stub.Link(timeout=self._lifetime_s), self.peer)
+        s = self._stream = _Stream(self._stub.Link(timeout=self._lifetime_s), self.peer,
+                                      self._on_doubt)
         return s
 
     def _retire(self, s: _Stream) -> None:
@@ -155,6 +164,7 @@ class LinkPool:
         self._window = window
         self._lifetime_s = lifetime_s
         self._wrap = wrap  # hook: the test bed's emulated link (emulation.py)
+        self.on_doubt: Callable[[str], None] | None = None  # hook: link_salt.py
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._links: dict[tuple[str, str], LinkSender] = {}
 
@@ -169,7 +179,7 @@ class LinkPool:
         link = self._links.get((peer, address))
         if link is None:
             link = StreamLink(na_grpc.NodeAgentStub(self.channel(address)), peer,
-                              self._window, self._lifetime_s)
+                              self._window, self._lifetime_s, self.on_doubt)
             if self._wrap is not None:
                 link = self._wrap(peer, link)
             self._links[(peer, address)] = link

@@ -30,6 +30,9 @@ FRAMES_RECEIVED = Counter("edgesplit_frames_received_total", "Frames accepted, b
                           ["peer"])
 FRAMES_REJECTED = Counter("edgesplit_frames_rejected_total", "Frames refused, by reason",
                           ["reason"])
+WRONG_SOURCE = Counter("edgesplit_link_wrong_source_total",
+                       "Link messages (and hellos) naming another sender than the caller's "
+                       "certificate, by kind", ["kind"])
 KV_BYTES = Gauge("edgesplit_kv_cache_bytes", "Bytes held in KV caches on this node")
 SESSIONS = Gauge("edgesplit_sessions", "Live sessions on this node")
 EPOCH = Gauge("edgesplit_committed_epoch", "Epoch this node serves")

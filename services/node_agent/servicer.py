@@ -9,10 +9,12 @@ from typing import Any
 
 import grpc
 
+from edgesplit.rpc.authz import caller
 from edgesplit.rpc.errors import TooLarge, maps_errors
 from edgesplit.v1 import node_agent_pb2 as na
 from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
 from services.node_agent.control import Control, evict_idle
+from services.node_agent.frame_guard import caller_node, check_hello, refuse_source
 from services.node_agent.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -53,12 +55,21 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
 
     @maps_errors
     async def Commit(self, request: na.CommitRequest, context: Any) -> na.CommitResponse:
-        duplicate = await self.control.commit(request.epoch)
+        duplicate = await self.control.commit(request.epoch, request.decision)
         return na.CommitResponse(epoch=request.epoch, duplicate=duplicate)
 
     @maps_errors
     async def Abort(self, request: na.AbortRequest, context: Any) -> na.AbortResponse:
-        return na.AbortResponse(committed_epoch=await self.control.abort(request.epoch))
+        return na.AbortResponse(committed_epoch=await self.control.abort(request.epoch,
+                                                                         request.decision))
+
+    @maps_errors
+    async def Hello(self, request: na.LinkHello, context: Any) -> na.LinkHello:
+        """A peer's per-process link salt for ours (link_salt.py)."""
+        salts = self.control.book.salts
+        check_hello(request, caller(context))
+        salts.learn(request.node_id, request.salt)
+        return na.LinkHello(node_id=self.me.node_id, salt=salts.salt)
 
     def ack_writer(self, context: Any) -> AckWriter:
         return AckWriter(context)
@@ -66,12 +77,13 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
     async def Link(self, request_iterator: Any, context: Any) -> None:
         """One peer's link stream: each message handled and acked on receipt."""
         acks = self.ack_writer(context)
+        peer = caller_node(caller(context))  # with mTLS: what every message must name
         try:
             while True:
                 msg = await context.read()
                 if msg is grpc.aio.EOF:
                     break
-                ack = self.stage.on_message(msg)
+                ack = refuse_source(msg, peer, self.control.book) or self.stage.on_message(msg)
                 await acks.write(ack, _source(msg))
         finally:
             await acks.drain()

@@ -35,6 +35,7 @@ from services.node_agent import metrics as m
 from services.node_agent.batcher import Batcher, Closed, Failed, Outcome, Send, Step, Work
 from services.node_agent.compute import Compute
 from services.node_agent.epochs import EpochBook, EpochState
+from services.node_agent.frame_guard import check_finite
 from services.node_agent.frames import Reassembly, open_batch, open_frame
 from services.node_agent.linkstream import AckFuture, LinkPool, ack_error
 
@@ -158,6 +159,7 @@ class Stage:
             runner = es.runners[(h.entry, h.hop)]
             wire = WireTensor(data, h.shape, h.dtype)
             self._check_arrival(es, route, runner, h, wire.shape)
+            check_finite(wire)  # hook: frame_guard.py (NaN / inf: INVALID_ARGUMENT)
         except (FrameRejected, BadFrameShape, BadFrameDtype) as exc:
             m.FRAMES_REJECTED.labels(_reason(exc)).inc()
             raise
@@ -181,6 +183,7 @@ class Stage:
             live = {h.session_id for h in batch.headers if self._arrives(es, route, runner, h)}
             wire = WireTensor(data, (1, sum(h.shape[1] for h in batch.headers),
                                      runner.hidden_size), batch.headers[0].dtype)
+            check_finite(wire)  # hook: frame_guard.py, the whole batch at once
         except (FrameRejected, BadFrameShape, BadFrameDtype) as exc:
             m.FRAMES_REJECTED.labels(_reason(exc)).inc()
             raise

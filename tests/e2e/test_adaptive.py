@@ -14,6 +14,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -21,7 +22,6 @@ import pytest
 from edgesplit.procs import start_service
 from edgesplit.scenario.runner import Run, default_show
 from edgesplit.scenario.spec import parse_scenario
-from edgesplit.testbed import TRANSPORT, generate
 from edgesplit.v1 import broadcaster_pb2, broadcaster_pb2_grpc, orchestrator_pb2_grpc
 from edgesplit.v1 import orchestrator_pb2 as opb
 
@@ -58,19 +58,26 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
 
 
 def _status(run: Run) -> opb.OrchestratorStatus:
-    with TRANSPORT.sync_channel(run.addr["orchestrator"]) as ch:
+    with run.transport().sync_channel(run.addr["orchestrator"]) as ch:
         return orchestrator_pb2_grpc.OrchestratorStub(ch).Status(opb.StatusRequest(), timeout=10)
 
 
 def _history(run: Run) -> list[opb.Decision]:
-    with TRANSPORT.sync_channel(run.addr["orchestrator"]) as ch:
+    with run.transport().sync_channel(run.addr["orchestrator"]) as ch:
         stub = orchestrator_pb2_grpc.OrchestratorStub(ch)
         return list(stub.History(opb.HistoryRequest(limit=500), timeout=10).decisions)
 
 
-def _entry(run: Run) -> str:
+def _generate(run: Run, token_ids: list[int], max_new_tokens: int, **kw: Any) -> list[Any]:
+    """Generate on the entry, as the run's client."""
     assert run.bed is not None
-    return run.bed.node("entry").address
+    return run.bed.generate("entry", token_ids=token_ids, max_new_tokens=max_new_tokens, **kw)
+
+
+def _testbed_dir(run: Run) -> str:
+    """The bed's state directory: `edgesplit status` finds its admin certificate there."""
+    assert run.bed is not None
+    return run.bed.base
 
 
 def _route_nodes(run: Run) -> list[str]:
@@ -82,14 +89,14 @@ def test_1_orchestrator_restart_keeps_epoch_without_rollout(stack: Run, tmp_path
     decisions = len(_history(stack))
     orch = next(s for s in stack.services if s.name == "orchestrator")
     assert orch.stop() == 0
-    again = start_service("orchestrator", stack.base, orch.args)
+    again = start_service("orchestrator", stack.base, orch.args, pki=stack.pki)
     stack.services[stack.services.index(orch)] = again
     stack.addr["orchestrator"] = again.address
     time.sleep(6 * INTERVAL_S)
     after = _status(stack).plan
     assert after == before
     assert len(_history(stack)) == decisions  # no new decision, so no rollout
-    with TRANSPORT.sync_channel(stack.addr["broadcaster"]) as ch:
+    with stack.transport().sync_channel(stack.addr["broadcaster"]) as ch:
         current = broadcaster_pb2_grpc.BroadcasterStub(ch).Current(
             broadcaster_pb2.CurrentRequest(), timeout=10)
     assert current.plan.epoch == before.epoch
@@ -107,9 +114,7 @@ def test_2_bandwidth_drop_reconfigures_without_failures(stack: Run) -> None:
         loop = asyncio.get_running_loop()
         while not done.is_set():
             try:
-                await loop.run_in_executor(None, lambda: generate(_entry(stack),
-                                                                  token_ids=[5, 6, 7, 8],
-                                                                  max_new_tokens=6))
+                await loop.run_in_executor(None, lambda: _generate(stack, [5, 6, 7, 8], 6))
             except grpc.RpcError as exc:
                 errors.append(f"{exc.code().name}: {exc.details()}")
 
@@ -142,15 +147,13 @@ def test_2_bandwidth_drop_reconfigures_without_failures(stack: Run) -> None:
 
 def test_3_killed_node_mid_generation_completes_identically(stack: Run) -> None:
     prompts = [[9, 10, 11], [12, 13, 14, 15, 16], [17, 18]]
-    expected = [[r.token_id for r in generate(_entry(stack), token_ids=p, max_new_tokens=24)]
-                for p in prompts]
+    expected = [[r.token_id for r in _generate(stack, p, 24)] for p in prompts]
     victim = next(n for n in _route_nodes(stack) if n != "entry")
 
     async def both() -> list[list[int]]:
         loop = asyncio.get_running_loop()
         calls = [loop.run_in_executor(None, lambda p=p: [
-            r.token_id for r in generate(_entry(stack), token_ids=p, max_new_tokens=24,
-                                         timeout_s=120)]) for p in prompts]
+            r.token_id for r in _generate(stack, p, 24, timeout_s=120)]) for p in prompts]
         await asyncio.sleep(0.3)  # mid-generation
         assert stack.bed is not None
         stack.bed.kill(victim)
@@ -170,7 +173,8 @@ def test_4_status_cli_shows_orchestrator_and_monitor(stack: Run) -> None:
 
     out = subprocess.run(
         [sys.executable, "-m", "edgesplit.cli", "status", "--orchestrator",
-         stack.addr["orchestrator"], "--monitor", stack.addr["monitor"], "--json"],
+         stack.addr["orchestrator"], "--monitor", stack.addr["monitor"], "--json",
+         "--testbed-dir", _testbed_dir(stack)],
         capture_output=True, text=True, check=True, timeout=60)
     data = json.loads(out.stdout)
     assert data["orchestrator"]["status"]["plan"]["epoch"] == _status(stack).plan.epoch
@@ -178,7 +182,7 @@ def test_4_status_cli_shows_orchestrator_and_monitor(stack: Run) -> None:
     assert {n["node"] for n in data["monitor"]["nodes"]} >= {"entry", "edge-a", "edge-b"}
     table = subprocess.run(
         [sys.executable, "-m", "edgesplit.cli", "status", "--orchestrator",
-         stack.addr["orchestrator"]], capture_output=True, text=True, check=True, timeout=60)
+         stack.addr["orchestrator"], "--testbed-dir", _testbed_dir(stack)], capture_output=True, text=True, check=True, timeout=60)
     assert "route of entry" in table.stdout
 
 
@@ -198,7 +202,8 @@ def test_5_status_watch_fits_80_columns_in_tmux(stack: Run) -> None:
         pytest.skip("tmux is not installed (`make setup` installs it from Debian)")
     server = ["-L", f"edgesplit-test-{os.getpid()}"]  # a private tmux server
     watch = (f"{sys.executable} -m edgesplit.cli status --watch --interval 0.5 "
-             f"--orchestrator {stack.addr['orchestrator']} --monitor {stack.addr['monitor']}")
+             f"--orchestrator {stack.addr['orchestrator']} --monitor {stack.addr['monitor']} "
+             f"--testbed-dir {_testbed_dir(stack)}")
     subprocess.run([tmux, *server, "new-session", "-d", "-s", "watch", "-x", "80", "-y", "60",
                     "-c", str(ROOT), "-e", f"PYTHONPATH={os.environ.get('PYTHONPATH', ROOT)}",
                     watch], check=True, timeout=30)

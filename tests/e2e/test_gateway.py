@@ -24,9 +24,16 @@ import openai
 import pytest
 
 from edgesplit import testbed as tb
+from edgesplit.bedpki import PKI_DIR, LocalPki
 from edgesplit.core.route import route_from_cuts
 from edgesplit.core.types import Epoch, NodeId, Plan
-from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
+from edgesplit.rpc.assignments import (
+    PeerInfo,
+    ShardEntry,
+    build_assignments,
+    commit_request,
+    sign_assignment,
+)
 from edgesplit.scenario.runner import free_ports
 from edgesplit.security.keys import ensure_dev_keys
 from edgesplit.v1 import node_agent_pb2 as na
@@ -77,13 +84,13 @@ def roll_out(bed: tb.Testbed, plan: Plan, trusted: list[str], privacy_depth: int
     unsigned = build_assignments(plan, shards, peers, m.num_layers,
                                  int((time.time() + 3600) * 1000), "float32", trusted,
                                  privacy_depth)
-    for node, a in unsigned.items():
-        with bed.agent(node) as agent:
-            agent.Prepare(na.PrepareRequest(assignment=sign_assignment(a, keys.signing)),
-                          timeout=120)
-    for node in unsigned:
-        with bed.agent(node) as agent:
-            agent.Commit(na.CommitRequest(epoch=plan.epoch), timeout=30)
+    envelopes = {node: sign_assignment(a, keys.signing) for node, a in unsigned.items()}
+    for node, env in envelopes.items():
+        with bed.agent(node, tb.ROLLOUT) as agent:
+            agent.Prepare(na.PrepareRequest(assignment=env), timeout=120)
+    for node, env in envelopes.items():
+        with bed.agent(node, tb.ROLLOUT) as agent:
+            agent.Commit(commit_request(env, keys.signing), timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +103,11 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     (tmp / "inventory.yaml").write_text("nodes:\n" + "".join(
         f"  - {{id: {n}, trust: {trust[n]}, memory: 4GiB, flops_per_s: 1.0e11, "
         f"address: '{listen[n]}'}}\n" for n in ids))
+    pki = LocalPki(tmp / PKI_DIR)  # one CA for the monitor, the agents and the gateway
     monitor = start_service("monitor", tmp, ["--inventory", str(tmp / "inventory.yaml"),
                                              "--report-interval-s", str(INTERVAL),
-                                             "--missed-cycles", "3"])
-    bed = tb.Testbed.up(3, shards, tmp / "bed", listen=listen, torch_threads=1,
+                                             "--missed-cycles", "3"], pki=pki)
+    bed = tb.Testbed.up(3, shards, tmp / "bed", listen=listen, torch_threads=1, pki=pki,
                         extra_args=["--monitor", monitor.address,
                                     "--report-interval-s", str(INTERVAL),
                                     "--step-timeout-s", "5"])
@@ -111,7 +119,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         gateway = start_service("gateway", tmp, [
             "--model-dir", str(shards), "--model-name", MODEL, "--monitor", monitor.address,
             "--entries", "node-0,node-2", "--api-keys", str(tmp / "keys.yaml"),
-            "--state-poll-s", str(INTERVAL), "--request-timeout-s", "60"])
+            "--state-poll-s", str(INTERVAL), "--request-timeout-s", "60"], pki=pki)
         rig = Rig(tmp, bed, monitor, gateway, shards)
         deadline = time.monotonic() + 60
         while httpx.get(rig.url + "/readyz").status_code != 200:
@@ -125,9 +133,13 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         monitor.stop()
 
 
-def cli_generate(entry: str, prompt: str, max_new: int, temperature: float, seed: int) -> str:
+def cli_generate(rig: Rig, entry: str, prompt: str, max_new: int, temperature: float,
+                 seed: int) -> str:
+    """`edgesplit generate` to ``entry`` with the bed's client certificate (found in
+    its state directory)."""
     out = subprocess.run(
         [sys.executable, "-m", "edgesplit.cli", "generate", "--entry", entry, prompt,
+         "--testbed-dir", rig.bed.base,
          "--max-new-tokens", str(max_new), "--temperature", str(temperature),
          "--seed", str(seed)], capture_output=True, text=True, timeout=120, check=True)
     return out.stdout
@@ -140,7 +152,7 @@ def test_completions_match_edgesplit_generate(rig: Rig, temperature: float, seed
     whole = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=12,
                                       temperature=temperature, seed=seed)
     served_by = rig.bed.node("node-0").address  # both entries run the same model
-    want = cli_generate(served_by, PROMPT, 12, temperature, seed)
+    want = cli_generate(rig, served_by, PROMPT, 12, temperature, seed)
     assert whole.choices[0].text == want
     assert whole.usage is not None and whole.usage.completion_tokens == 12
     assert whole.usage.prompt_tokens == len(load_tokenizer(str(rig.shards)).encode(PROMPT))
@@ -158,7 +170,7 @@ def test_chat_matches_edgesplit_generate_on_the_rendered_prompt(rig: Rig) -> Non
                 {"role": "user", "content": "Say hi"}]
     rendered = chat_prompt(load_tokenizer(str(rig.shards)), messages)
     assert rendered.endswith("assistant:")  # the tiny model has no template: the plain one
-    want = cli_generate(rig.bed.node("node-0").address, rendered, 10, 0.0, 0)
+    want = cli_generate(rig, rig.bed.node("node-0").address, rendered, 10, 0.0, 0)
     client = rig.client()
     whole = client.chat.completions.create(model=MODEL, messages=messages,  # type: ignore[arg-type]
                                            max_tokens=10, temperature=0, seed=0)

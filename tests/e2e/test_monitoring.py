@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 
 from edgesplit import testbed as tb
+from edgesplit.bedpki import PKI_DIR, LocalPki
 from edgesplit.cli import main as cli_main
-from edgesplit.testbed import TRANSPORT, ensure_model, generate
+from edgesplit.testbed import ensure_model
 from edgesplit.v1 import monitor_pb2 as mpb
 from edgesplit.v1 import monitor_pb2_grpc as mpb_grpc
 from tests.conftest import ServiceProcess, start_service
@@ -55,7 +56,7 @@ class Rig:
     agent_args: list[str]
 
     def state(self) -> mpb.EnvironmentState:
-        with TRANSPORT.sync_channel(self.monitor.address) as ch:
+        with self.bed.transport().sync_channel(self.monitor.address) as ch:  # as an admin
             return mpb_grpc.MonitorStub(ch).GetState(mpb.GetStateRequest(), timeout=5)
 
     def wait(self, pred: Callable[[mpb.EnvironmentState], bool], timeout_s: float,
@@ -73,14 +74,14 @@ class Rig:
     @contextmanager
     def traffic(self) -> Iterator[None]:
         """Requests back to back through the entry, in a thread, while the block runs."""
-        entry = self.bed.node("node-0").address
         stop = threading.Event()
         errors: list[BaseException] = []
 
         def loop() -> None:
             try:
                 while not stop.is_set():
-                    generate(entry, token_ids=PROMPT, max_new_tokens=24, timeout_s=60)
+                    self.bed.generate("node-0", token_ids=PROMPT, max_new_tokens=24,
+                                      timeout_s=60)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
                 errors.append(exc)
 
@@ -117,7 +118,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     shards = ensure_model(tmp / "model", tmp / "shards", layers=4, hidden=64)
     (tmp / "inventory.yaml").write_text(INVENTORY)
     metrics_port = free_port()
-    monitor = start_service("monitor", tmp, [
+    pki = LocalPki(tmp / PKI_DIR)  # one CA for the monitor and the agents
+    monitor = start_service("monitor", tmp, pki=pki, args=[
         "--inventory", str(tmp / "inventory.yaml"), "--report-interval-s", str(INTERVAL),
         "--missed-cycles", "3", "--metrics-listen", f"127.0.0.1:{metrics_port}",
         "--layer-alpha", "0.7"])  # a test bed wants layer costs to follow within cycles
@@ -125,7 +127,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     # changes conditions often and wants the figures to follow within cycles.
     agent_args = ["--monitor", monitor.address, "--report-interval-s", str(INTERVAL),
                   "--bandwidth-probe-cycles", "1"]
-    bed = tb.Testbed.up(3, shards, tmp / "bed", extra_args=agent_args)
+    bed = tb.Testbed.up(3, shards, tmp / "bed", extra_args=agent_args, pki=pki)
     try:
         bed.apply(bed.even_plan())  # ring node-0 -> node-1 -> node-2 -> node-0
         yield Rig(tmp, monitor, metrics_port, bed, agent_args)
@@ -203,7 +205,8 @@ def test_compute_slowdown_shows_in_per_layer_costs(rig: Rig, capsys: pytest.Capt
     assert state.requests_total > 0 and state.latency_ewma_s > 0 and state.ttft_ewma_s > 0
     assert state.window_requests > 0
     figures = capsys.readouterr().out
-    code = cli_main(["status", "--monitor", rig.monitor.address, "--json"])
+    code = cli_main(["status", "--monitor", rig.monitor.address, "--json",
+                     "--testbed-dir", rig.bed.base])  # its admin certificate
     data = json.loads(capsys.readouterr().out)["monitor"]
     with capsys.disabled():
         print(figures, end="")  # the measured figures stay visible with -s

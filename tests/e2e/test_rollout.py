@@ -19,11 +19,13 @@ import grpc
 import pytest
 
 from edgesplit import testbed as tb
+from edgesplit.bedpki import PKI_DIR, LocalPki, service
 from edgesplit.core.types import Plan
 from edgesplit.rpc.convert import plan_from_proto, plan_to_proto
+from edgesplit.security.identity import Role
 from edgesplit.security.keys import ensure_dev_keys, generate_signing_key
 from edgesplit.security.signing import sign_envelope
-from edgesplit.testbed import TRANSPORT, ensure_model, generate, plan_from_cuts
+from edgesplit.testbed import ensure_model, plan_from_cuts
 from edgesplit.v1 import broadcaster_pb2 as bpb
 from edgesplit.v1 import broadcaster_pb2_grpc as bpb_grpc
 from edgesplit.v1 import node_agent_pb2 as na
@@ -71,8 +73,7 @@ class Rig:
         return cur
 
     def tokens(self) -> list[int]:
-        replies = generate(self.bed.node("node-0").address, token_ids=PROMPT,
-                           max_new_tokens=NEW_TOKENS)
+        replies = self.bed.generate("node-0", token_ids=PROMPT, max_new_tokens=NEW_TOKENS)
         return [r.token_id for r in replies]
 
     def node_view(self) -> dict[str, tuple[int, int, bytes]]:
@@ -102,7 +103,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     shard_dir = ensure_model(tmp / "model", tmp / "shards", layers=LAYERS, hidden=64)
     base = tmp / "bed"
     ensure_dev_keys(base / "keys", "control")  # the bed's control key signs for the broadcaster
-    broadcaster = start_service("broadcaster", tmp, [
+    pki = LocalPki(base / PKI_DIR)  # one CA for the broadcaster and the bed
+    broadcaster = start_service("broadcaster", tmp, pki=pki, args=[
         "--state-dir", str(tmp / "bc"), "--shard-dir", str(shard_dir),
         "--signing-key", str(base / "keys" / "control.ed25519.pem"),
         "--inventory", str(base / tb.INVENTORY)])  # written by Testbed.up
@@ -113,7 +115,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     except BaseException:
         broadcaster.stop()
         raise
-    channel = TRANSPORT.sync_channel(broadcaster.address)
+    # Apply is the orchestrator's call: the tests drive the broadcaster as it would.
+    channel = bed.transport(service(Role.ORCHESTRATOR)).sync_channel(broadcaster.address)
     try:
         yield Rig(tmp, bed, broadcaster, bpb_grpc.BroadcasterStub(channel),
                   _reference(tmp / "model"))
@@ -175,7 +178,7 @@ def test_duplicate_apply_is_harmless(rig: Rig) -> None:
 
 
 def _prepare(rig: Rig, node: str, envelope: na.SignedEnvelope) -> grpc.StatusCode:
-    with rig.bed.agent(node) as agent, pytest.raises(grpc.RpcError) as err:
+    with rig.bed.agent(node, tb.ROLLOUT) as agent, pytest.raises(grpc.RpcError) as err:
         agent.Prepare(na.PrepareRequest(assignment=envelope), timeout=30)
     return err.value.code()  # type: ignore[no-any-return]
 

@@ -27,7 +27,10 @@ def test_testbed_up_generate_status_down(tmp_path: Path) -> None:
     try:
         entry = re.search(r"entry: (\S+)", up.stdout)
         assert entry, up.stdout
-        gen = _cli("generate", "--entry", entry.group(1), "Hello edge", "--max-new-tokens", "6")
+        # mTLS: the bed's client certificate is found in its state directory.
+        assert f"tls: mTLS, certificates in {base}/pki" in up.stdout
+        gen = _cli("generate", "--entry", entry.group(1), "--testbed-dir", base, "Hello edge",
+                   "--max-new-tokens", "6")
         assert gen.returncode == 0, gen.stderr
         assert "6 tokens" in gen.stderr or "finish=" in gen.stderr
         # Without --entry: the running bed's entry, and it says where it sent the request.
@@ -50,7 +53,8 @@ def test_testbed_up_generate_status_down(tmp_path: Path) -> None:
         bed = Testbed.load(Path(base))
         cond = bed.set_conditions("node-1", compute_slowdown=4.0, link_delay_s={"node-2": 0.02})
         assert cond.compute_slowdown == 4.0 and cond.link_delay_s["node-2"] == 0.02
-        again = _cli("generate", "--entry", entry.group(1), "Hello edge", "--max-new-tokens", "6")
+        again = _cli("generate", "--entry", entry.group(1), "--testbed-dir", base, "Hello edge",
+                     "--max-new-tokens", "6")
         assert again.returncode == 0 and again.stdout == gen.stdout  # slower, same greedy text
     finally:
         down = _cli("testbed", "--dir", base, "down")

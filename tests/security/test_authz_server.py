@@ -90,6 +90,43 @@ async def test_insecure_is_for_loopback_only(tmp_path: Path) -> None:
         await create_server(ServiceConfig(tls_cert=str(tmp_path / "c.pem")), [])
 
 
+async def test_malformed_bytes_are_invalid_argument_without_parser_text() -> None:
+    server = await create_server(ServiceConfig(insecure=True), [Registration(
+        sr_grpc.add_SplitReviserServicer_to_server, Counting(), "edgesplit.v1.SplitReviser")])
+    calls, malformed = Counting.calls, _denied("malformed")
+    try:
+        async with Transport(TransportSettings(insecure=True)).aio_channel(
+                f"127.0.0.1:{server.port}") as ch:
+            raw = ch.unary_unary(METHOD)  # bytes in, bytes out
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await raw(b"\xff" * 8, timeout=10)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert err.value.details() == f"{METHOD}: malformed"  # no parser or class names
+            assert Counting.calls == calls and _denied("malformed") == malformed + 1
+            reply = await sr_grpc.SplitReviserStub(ch).Revise(_request(), timeout=30)
+            assert reply.plan.routes  # still serving
+    finally:
+        await server.server.stop(0)
+
+
+async def test_a_server_with_neither_certificates_nor_insecure_refuses_to_start() -> None:
+    for listen in ("127.0.0.1:0", "0.0.0.0:0"):  # no silent plaintext, not even on loopback
+        with pytest.raises(InsecureSetup, match="--tls-cert.*--insecure"):
+            await create_server(ServiceConfig(listen=listen), [])
+
+
+def test_a_service_process_without_either_exits_naming_the_flags(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "services.split_reviser", "--listen",
+                           "127.0.0.1:0", "--ready-file", str(tmp_path / "ready")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert "--tls-cert" in done.stderr and "--insecure" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "ready").exists()  # it never served
+
+
 @pytest.mark.parametrize("address, loopback", [
     ("127.0.0.1:5", True), ("127.3.4.5:5", True), ("localhost:5", True), ("[::1]:5", True),
     ("dns:///localhost:5", True), ("unix:/tmp/s", True), ("0.0.0.0:5", False),

@@ -67,7 +67,7 @@ def _varint(n: int) -> bytes:
 async def impostor(cluster: Cluster) -> AsyncIterator[tuple[str, Faults]]:
     """A real node agent that calls itself node-1, with a key of its own."""
     faults = Faults()
-    conf = NodeAgentConfig(node_id="node-1", state_dir=str(cluster.tmp / "evil"),
+    conf = NodeAgentConfig(node_id="node-1", insecure=True, state_dir=str(cluster.tmp / "evil"),
                            control_public_key=str(cluster.tmp / "keys" /
                                                   "control.ed25519.pub.pem"))
     regs, _ = agent_main.build(conf, fake_factory("evil", faults))
@@ -154,7 +154,7 @@ async def test_an_epoch_jump_is_refused_and_burns_nothing(cluster: Cluster) -> N
 
 
 async def _restarted(cluster: Cluster, tmp: Path) -> tuple[RunningServer, grpc.aio.Channel]:
-    bconf = BroadcasterConfig(state_dir=str(tmp / "bc"),
+    bconf = BroadcasterConfig(insecure=True, state_dir=str(tmp / "bc"),
                               signing_key=str(tmp / "keys" / "control.ed25519.pem"),
                               inventory=str(tmp / "inventory.json"), rpc_timeout_s=5.0)
     _, regs = broadcaster_main.build(bconf)

@@ -10,7 +10,13 @@ from typing import Any
 
 from edgesplit.core.types import Plan
 from edgesplit.model.shard import Manifest
-from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
+from edgesplit.rpc.assignments import (
+    PeerInfo,
+    ShardEntry,
+    build_assignments,
+    commit_request,
+    sign_assignment,
+)
 from edgesplit.rpc.server import create_server
 from edgesplit.rpc.transport import LOOPBACK_PLAINTEXT, Transport
 from edgesplit.security.keys import generate_signing_key, save_public_key
@@ -79,11 +85,11 @@ class Cluster:
         assignments = build_assignments(plan, shards, peers, self.manifest.num_layers,
                                         int((time.time() + 600) * 1000), wire_dtype,
                                         list(self.addresses) if trusted is None else trusted)
-        for node, a in assignments.items():
-            env = sign_assignment(a, self.control)
+        envelopes = {node: sign_assignment(a, self.control) for node, a in assignments.items()}
+        for node, env in envelopes.items():
             await self.stub(node).Prepare(na.PrepareRequest(assignment=env), timeout=60)
-        for node in assignments:
-            await self.stub(node).Commit(na.CommitRequest(epoch=plan.epoch), timeout=10)
+        for node, env in envelopes.items():
+            await self.stub(node).Commit(commit_request(env, self.control), timeout=10)
         self.epoch = plan.epoch
 
     async def generate(self, ids: list[int], new: int, entry: str = "node-0",

@@ -12,6 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from edgesplit.bedpki import ADMIN
 from edgesplit.rpc.transport import LOOPBACK_PLAINTEXT, Transport
 from tests.conftest import start_service
 
@@ -45,7 +46,8 @@ def test_service_lifecycle(name: str, tmp_path: Path) -> None:
     sp = start_service(name, tmp_path, ["--metrics-listen", f"127.0.0.1:{metrics_port}",
                                         "--reflection"])
     try:
-        with Transport(LOOPBACK_PLAINTEXT).sync_channel(sp.address) as channel:
+        # It serves mTLS with its own certificate; reflection is for admins.
+        with sp.transport(ADMIN).sync_channel(sp.address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             for service in ["", *SERVICES[name]]:
                 reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
@@ -82,9 +84,8 @@ async def test_a_taken_port_is_refused_not_shared() -> None:
 async def test_reflection_is_off_unless_enabled() -> None:
     from edgesplit.rpc.config import ServiceConfig
     from edgesplit.rpc.server import create_server
-    from edgesplit.rpc.transport import Transport
 
-    running = await create_server(ServiceConfig(listen="127.0.0.1:0"), [])
+    running = await create_server(ServiceConfig(listen="127.0.0.1:0", insecure=True), [])
     try:
         async with Transport(LOOPBACK_PLAINTEXT).aio_channel(f"127.0.0.1:{running.port}") as channel:
             stub = reflection_pb2_grpc.ServerReflectionStub(channel)

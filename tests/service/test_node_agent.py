@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,10 +25,17 @@ from edgesplit.core.types import Plan
 from edgesplit.model.runner import TorchSegmentRunner
 from edgesplit.model.shard import Manifest, ShardDir
 from edgesplit.model.wire import from_wire, to_wire
-from edgesplit.rpc.assignments import PeerInfo, ShardEntry, build_assignments, sign_assignment
+from edgesplit.rpc.assignments import (
+    PeerInfo,
+    ShardEntry,
+    abort_request,
+    build_assignments,
+    commit_request,
+    sign_assignment,
+)
 from edgesplit.rpc.server import create_server
 from edgesplit.rpc.transport import Transport, TransportSettings
-from edgesplit.security.channel import LinkKeys
+from edgesplit.security.channel import SALT_LEN, LinkKeys, LinkSecret
 from edgesplit.security.header import BatchHeader, FrameHeader
 from edgesplit.security.keys import (
     generate_agreement_key,
@@ -40,6 +48,7 @@ from edgesplit.v1 import node_agent_pb2 as na
 from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
 from services.node_agent.__main__ import build
 from services.node_agent.config import NodeAgentConfig
+from tests.service.link_peer import LinkEnd, Recorder, status_of_ack
 
 MAX_MSG = 1024 * 1024
 
@@ -50,43 +59,8 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ensure_model(base / "model", base / "shards", layers=4, hidden=64)
 
 
-class Recorder(na_grpc.NodeAgentServicer):
-    """node-2: keeps every frame node-1 forwards on its link, and acks it."""
-
-    def __init__(self) -> None:
-        self.frames: asyncio.Queue[na.Frame] = asyncio.Queue()
-        self.batches: asyncio.Queue[na.BatchFrame] = asyncio.Queue()
-
-    async def Link(self, request_iterator: Any, context: Any) -> AsyncIterator[na.LinkAck]:
-        async for msg in request_iterator:
-            if msg.HasField("frame"):
-                await self.frames.put(msg.frame)
-            if msg.HasField("batch_frame"):
-                await self.batches.put(msg.batch_frame)
-            yield na.LinkAck(seq=msg.seq)
-
-
-class LinkEnd:
-    """The test's end of one link stream into the agent (as node-0 would hold it)."""
-
-    def __init__(self, stub: na_grpc.NodeAgentStub) -> None:
-        self.call = stub.Link(timeout=120)
-        self.seq = 0
-
-    async def send(self, msg: na.LinkMessage) -> na.LinkAck:
-        self.seq += 1
-        msg.seq = self.seq
-        await self.call.write(msg)
-        ack = await asyncio.wait_for(self.call.read(), 30)
-        assert ack.seq == self.seq
-        return ack
-
-    async def frame(self, frame: na.Frame) -> grpc.StatusCode:
-        return _status(await self.send(na.LinkMessage(frame=frame)))
-
-
 def _status(ack: na.LinkAck) -> grpc.StatusCode:
-    return next(c for c in grpc.StatusCode if c.value[0] == ack.code)
+    return status_of_ack(ack)
 
 
 @dataclasses.dataclass
@@ -114,15 +88,29 @@ class Rig:
                                  int((time.time() + ttl_s) * 1000))["node-1"]
 
     def keys_with(self, me: str) -> LinkKeys:
-        return LinkKeys.derive(self.keys[me], self.keys["node-1"].public_key(), me, "node-1",
-                               self.epoch)
+        """``me``'s link keys with the agent (the salts of node-0's hello)."""
+        return LinkSecret.derive(self.keys[me], self.keys["node-1"].public_key(), me, "node-1",
+                               self.epoch).keys(self.salt, self.agent_salt)
 
     epoch: int = 1
     channel: Any = None
+    salt: bytes = b""  # node-0's (the test's) process salt
+    agent_salt: bytes = b""
+    envelopes: dict[int, na.SignedEnvelope] = dataclasses.field(default_factory=dict)
 
     async def prepare(self, a: na.Assignment, key: Any = None) -> na.PrepareResponse:
         env = sign_assignment(a, key or self.control)
-        return await self.stub.Prepare(na.PrepareRequest(assignment=env), timeout=60)
+        reply = await self.stub.Prepare(na.PrepareRequest(assignment=env), timeout=60)
+        self.envelopes[a.epoch] = env
+        return reply
+
+    async def commit(self, epoch: int) -> na.CommitResponse:
+        return await self.stub.Commit(commit_request(self.envelopes[epoch], self.control),
+                                      timeout=10)
+
+    async def abort(self, epoch: int) -> na.AbortResponse:
+        return await self.stub.Abort(abort_request("node-1", epoch, self.control,
+                                                   self.envelopes.get(epoch)), timeout=5)
 
 
 @pytest.fixture
@@ -153,8 +141,10 @@ async def rig(shards: Path, tmp_path: Path) -> AsyncIterator[Rig]:
     addresses = {"node-0": "127.0.0.1:9", "node-1": f"127.0.0.1:{agent.port}",
                  "node-2": f"127.0.0.1:{rec.port}"}
     link = LinkEnd(stub)
+    salt = os.urandom(SALT_LEN)
+    hello = await stub.Hello(na.LinkHello(node_id="node-0", salt=salt), timeout=5)
     yield Rig(stub, link, control, keys, addresses, Manifest.load(shards), recorder,
-              agent_parts, shards, channel=channel)
+              agent_parts, shards, channel=channel, salt=salt, agent_salt=hello.salt)
     link.call.cancel()
     await channel.close()
     await agent_parts.close()
@@ -164,7 +154,7 @@ async def rig(shards: Path, tmp_path: Path) -> AsyncIterator[Rig]:
 
 async def _committed(rig: Rig, epoch: int = 1) -> None:
     await rig.prepare(rig.assignment(epoch))
-    await rig.stub.Commit(na.CommitRequest(epoch=epoch), timeout=10)
+    await rig.commit(epoch)
 
 
 def _frame(rig: Rig, hidden: torch.Tensor, *, session: str = "s1", step: int = 0,
@@ -200,8 +190,8 @@ async def test_prepare_commit_and_duplicate(rig: Rig) -> None:
     assert first.epoch == 1 and not first.duplicate
     again = await rig.prepare(a)  # a retried Prepare of the same bytes is harmless
     assert again.duplicate
-    await rig.stub.Commit(na.CommitRequest(epoch=1), timeout=10)
-    assert (await rig.stub.Commit(na.CommitRequest(epoch=1), timeout=10)).duplicate
+    await rig.commit(1)
+    assert (await rig.commit(1)).duplicate
     info = await rig.stub.GetInfo(na.InfoRequest(), timeout=5)
     assert info.committed_epoch == 1
     assert [(s.segment.start, s.segment.end) for s in info.segments] == [(1, 3)]
@@ -237,10 +227,9 @@ async def test_bad_assignments_are_refused_and_change_nothing(rig: Rig) -> None:
 async def test_abort_keeps_serving_old_epoch(rig: Rig) -> None:
     await _committed(rig)
     await rig.prepare(rig.assignment(2))
-    reply = await rig.stub.Abort(na.AbortRequest(epoch=2), timeout=5)
+    reply = await rig.abort(2)
     assert reply.committed_epoch == 1
-    assert await _code(rig.stub.Commit(na.CommitRequest(epoch=2), timeout=5)) \
-        == grpc.StatusCode.FAILED_PRECONDITION
+    assert await _code(rig.commit(2)) == grpc.StatusCode.FAILED_PRECONDITION
 
 
 # ---- frames -------------------------------------------------------------------------
@@ -254,8 +243,9 @@ async def test_good_frame_runs_layers_and_forwards_sealed_output(rig: Rig) -> No
     h = out.header
     assert (h.src, h.dst, h.hop, h.start_pos, list(h.shape)) == ("node-1", "node-2", 2, 0,
                                                                  [1, 5, 64])
-    opener = LinkKeys.derive(rig.keys["node-2"], rig.keys["node-1"].public_key(), "node-2",
-                             "node-1", 1).opener()
+    secret = LinkSecret.derive(rig.keys["node-2"], rig.keys["node-1"].public_key(), "node-2",
+                               "node-1", 1)
+    opener = secret.keys(rig.recorder.salt, rig.recorder.peer_salt).opener()
     plain = opener.open(out.nonce, FrameHeader.from_proto(h), out.ciphertext)
     from edgesplit.model.base import WireTensor
 
@@ -316,8 +306,9 @@ async def test_batch_frame_runs_its_sessions_and_forwards_one_batch(rig: Rig) ->
     headers = tuple(FrameHeader.from_proto(h) for h in out.headers)
     assert [(h.session_id, h.hop, h.src, h.dst, h.shape) for h in headers] == [
         ("a", 2, "node-1", "node-2", (1, 3, 64)), ("b", 2, "node-1", "node-2", (1, 2, 64))]
-    opener = LinkKeys.derive(rig.keys["node-2"], rig.keys["node-1"].public_key(), "node-2",
-                             "node-1", 1).opener()
+    secret = LinkSecret.derive(rig.keys["node-2"], rig.keys["node-1"].public_key(), "node-2",
+                               "node-1", 1)
+    opener = secret.keys(rig.recorder.salt, rig.recorder.peer_salt).opener()
     plain = opener.open(out.nonce, BatchHeader(headers), out.ciphertext)
     from edgesplit.model.base import WireTensor
 

@@ -50,6 +50,7 @@ INTENDED: dict[str, Code] = {
     "edgesplit.security.errors.StaleEpoch": Code.FAILED_PRECONDITION,
     "edgesplit.security.errors.ExpiredAssignment": Code.FAILED_PRECONDITION,
     "edgesplit.security.errors.FrameRejected": Code.PERMISSION_DENIED,  # per reason, below
+    "services.node_agent.frame_guard.WrongSource": Code.PERMISSION_DENIED,
     "edgesplit.security.errors.KeyMaterialError": Code.FAILED_PRECONDITION,
     "edgesplit.security.errors.ShardDecryptError": Code.DATA_LOSS,
     "edgesplit.security.errors.KeyUnwrapError": Code.PERMISSION_DENIED,
@@ -117,6 +118,9 @@ def test_per_instance_codes() -> None:
     assert status_of(FrameRejected("bad_header")) == grpc.StatusCode.INVALID_ARGUMENT
     for reason in ("decrypt_failed", "replay", "misrouted"):
         assert status_of(FrameRejected(reason)) == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[arg-type]
+    assert status_of(FrameRejected("stale_link")) == grpc.StatusCode.UNAVAILABLE  # say hello again
+    assert status_of(FrameRejected("non_finite")) == grpc.StatusCode.INVALID_ARGUMENT
+    assert status_of(FrameRejected("chunk_limit")) == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert status_of(ReportRefused(NodeId("n"), RefuseReason.NOT_ENROLLED)) \
         == grpc.StatusCode.PERMISSION_DENIED
     assert status_of(ReportRefused(NodeId("n"), RefuseReason.MALFORMED)) \

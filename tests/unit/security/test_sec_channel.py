@@ -13,7 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgesplit.security import keys
-from edgesplit.security.channel import AeadName, FrameOpener, FrameSealer, LinkKeys
+from edgesplit.security.channel import (
+    SALT_LEN,
+    AeadName,
+    FrameOpener,
+    FrameSealer,
+    LinkKeys,
+    LinkSecret,
+)
 from edgesplit.security.errors import FrameRejected, KeyMaterialError
 from edgesplit.security.header import FrameHeader
 
@@ -29,12 +36,14 @@ HDR = FrameHeader(
     dtype="float16",
 )
 DATA = os.urandom(4096)
+SALT_A, SALT_B = os.urandom(SALT_LEN), os.urandom(SALT_LEN)  # the two processes' salts
 
 
-def _pair(aead: AeadName = "aes-256-gcm", epoch: int = 7) -> tuple[LinkKeys, LinkKeys]:
-    ab = LinkKeys.derive(A, B.public_key(), "node-a", "node-b", epoch, aead=aead)
-    ba = LinkKeys.derive(B, A.public_key(), "node-b", "node-a", epoch, aead=aead)
-    return ab, ba
+def _pair(aead: AeadName = "aes-256-gcm", epoch: int = 7, salt_a: bytes = SALT_A,
+          salt_b: bytes = SALT_B) -> tuple[LinkKeys, LinkKeys]:
+    ab = LinkSecret.derive(A, B.public_key(), "node-a", "node-b", epoch, aead=aead)
+    ba = LinkSecret.derive(B, A.public_key(), "node-b", "node-a", epoch, aead=aead)
+    return ab.keys(salt_a, salt_b), ba.keys(salt_b, salt_a)
 
 
 def _reason(exc: pytest.ExceptionInfo[FrameRejected]) -> str:
@@ -78,7 +87,7 @@ def test_a_to_b_key_cannot_open_b_to_a_frames() -> None:
 def test_a_third_node_cannot_derive_the_link_key() -> None:
     c = keys.generate_agreement_key()
     a, _ = _pair()
-    mallory = LinkKeys.derive(c, A.public_key(), "node-b", "node-a", 7)
+    mallory = LinkSecret.derive(c, A.public_key(), "node-b", "node-a", 7).keys(SALT_B, SALT_A)
     nonce, ct = a.sealer().seal(HDR, DATA)
     with pytest.raises(FrameRejected):
         mallory.opener().open(nonce, HDR, ct)
@@ -225,7 +234,9 @@ def test_bad_key_and_same_node_link_refused() -> None:
     with pytest.raises(KeyMaterialError):
         FrameSealer(b"short", "node-a")
     with pytest.raises(ValueError):
-        LinkKeys.derive(A, B.public_key(), "node-a", "node-a", 1)
+        LinkSecret.derive(A, B.public_key(), "node-a", "node-a", 1).keys(SALT_A, SALT_B)
+    with pytest.raises(KeyMaterialError):
+        LinkSecret.derive(A, B.public_key(), "node-a", "node-b", 1).keys(b"short", SALT_B)
 
 
 def test_concurrent_openers_accept_each_frame_once() -> None:
@@ -261,3 +272,35 @@ def test_nonces_never_repeat(n: int, sealers: int) -> None:
         for _ in range(n):
             seen.add(s.seal(HDR, b"")[0])
     assert len(seen) == n * sealers
+
+
+def test_a_restarted_sender_seals_under_a_key_never_used_before() -> None:
+    """Same nodes, epoch and (restarted) counter: the new process's salt alone
+    makes a new key, so equal nonces never meet under one key."""
+    a, b = _pair()
+    a2, b2 = _pair(salt_a=os.urandom(SALT_LEN))
+    assert a2.send_key != a.send_key and a2.recv_key != a.recv_key
+    n1, c1 = a.sealer().seal(HDR, DATA)
+    n2, c2 = a2.sealer().seal(HDR, DATA)
+    assert n1[4:] == n2[4:] == bytes(8)  # both counters start at 0 ...
+    assert b.opener().open(n1, HDR, c1) == DATA
+    with pytest.raises(FrameRejected) as exc:  # ... under keys that do not cross
+        b.opener().open(n2, HDR, c2)
+    assert _reason(exc) == "decrypt_failed"
+    assert b2.opener().open(n2, HDR, c2) == DATA
+
+
+def test_a_restarted_receiver_opens_nothing_recorded_before() -> None:
+    a, _ = _pair()
+    nonce, ct = a.sealer().seal(HDR, DATA)  # recorded on the wire
+    _, b_restarted = _pair(salt_b=os.urandom(SALT_LEN))  # fresh windows, fresh salt
+    with pytest.raises(FrameRejected) as exc:
+        b_restarted.opener().open(nonce, HDR, ct)
+    assert _reason(exc) == "decrypt_failed"
+
+
+def test_salts_are_bound_in_order() -> None:
+    """Swapping the two salts is another key: a sender cannot pose as the receiver's life."""
+    a, _ = _pair()
+    swapped, _ = _pair(salt_a=SALT_B, salt_b=SALT_A)
+    assert swapped.send_key != a.send_key

@@ -32,7 +32,8 @@ def test_status_codes(exc: errors.SecurityError, code: str) -> None:
 def test_frame_rejected_reason_is_a_closed_set() -> None:
     exc = errors.FrameRejected("replay", "counter 3 already seen")
     assert exc.reason == "replay" and "counter 3" in str(exc)
-    assert errors.FRAME_REJECT_REASONS == {"decrypt_failed", "replay", "misrouted", "bad_header"}
+    assert errors.FRAME_REJECT_REASONS == {"decrypt_failed", "replay", "misrouted", "bad_header",
+                                           "stale_link", "non_finite", "chunk_limit"}
     with pytest.raises(ValueError):
         errors.FrameRejected("something else")  # type: ignore[arg-type]
 

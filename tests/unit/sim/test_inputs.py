@@ -92,3 +92,14 @@ def test_outage_ends_even_where_float_rounding_lands_on_a_row_boundary() -> None
             t = start + lap * trace.period_s
             after = trace.usable_from(t)
             assert after >= t and trace.at(after)[0] > 0
+
+
+def test_core_waiting_floors_only_the_small_slowdowns_of_test_bed_nodes() -> None:
+    from edgesplit.scenario.spec import load_scenario
+    from edgesplit.sim.setup import build_setup
+
+    sc = load_scenario("smart-city")  # slow-downs 20, 6, 6, 2
+    plain = {n.id: n.slowdown for n in build_setup(sc).nodes}
+    waited = {n.id: n.slowdown for n in build_setup(sc, {"testbed_stretch": 3.0}).nodes}
+    assert plain == {"device": 20, "edge-1": 6, "edge-2": 6, "cloud": 2}
+    assert waited == {"device": 20, "edge-1": 6, "edge-2": 6, "cloud": 3.0}

@@ -116,12 +116,17 @@ def test_simulator_runs_the_core_control_step_planner_and_monitor(city: Scenario
                                                                    monkeypatch) -> None:
     from edgesplit.core import control
 
-    steps, plans = [], []
-    real_step, real_solve = control.step, control.solve_request
+    steps, plans, quiet = [], [], []
+    real_step, real_solve, real_waits = control.step, control.solve_request, control.surely_waits
 
     def step(*args, **kwargs):  # type: ignore[no-untyped-def]
         steps.append(args[3])  # now
         return real_step(*args, **kwargs)
+
+    def surely_waits(*args, **kwargs):  # type: ignore[no-untyped-def]
+        waits = real_waits(*args, **kwargs)
+        quiet.extend([args[3]] if waits else [])
+        return waits
 
     def solve(q):  # type: ignore[no-untyped-def]
         plans.append(q.mode)
@@ -129,9 +134,12 @@ def test_simulator_runs_the_core_control_step_planner_and_monitor(city: Scenario
 
     monkeypatch.setattr(control, "step", step)
     monkeypatch.setattr(control, "solve_request", solve)
+    monkeypatch.setattr(control, "surely_waits", surely_waits)
     sim = Simulation(build_setup(city), "adaptive", 0)
     sim.run()
-    assert len(steps) >= city.duration_s - 5  # one step per interval
+    # Every interval asks the core: the step, or (quiet) its cheap precheck.
+    assert len(steps) + len(quiet) >= city.duration_s - 5
+    assert len(steps) >= 3 and not set(steps) & set(quiet)
     assert len(plans) == sim.decider.planner_calls >= 3
     env = sim.monitor.snapshot(sim.clock.now)
     assert env.requests_total > 0 and env.reports_accepted > 100

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgesplit.core.batching import BatchLimits
 from edgesplit.core.types import Segment
 from edgesplit.rpc.config import load_config
 from edgesplit.rpc.server import Registration, RunningServer, run_service
@@ -106,7 +107,9 @@ def build(config: NodeAgentConfig, make_runner: Any = None,
                      emulator.wrap_link if emulator else None)
     chunk = max(1024, min(config.frame_chunk_bytes, config.max_message_bytes - 64 * 1024))
     salts.greeter = greeter(config.node_id, salts, links, config.rpc_timeout_s)
-    stage = Stage(config.node_id, book, compute, links, chunk)
+    limits = BatchLimits(config.batch_max_sessions, config.batch_max_tokens,
+                         config.prefill_chunk_tokens, int(config.kv_budget_mb * (1 << 20)))
+    stage = Stage(config.node_id, book, compute, links, chunk, limits)
     resume(book)
     control = Control(book, store)
     entry = Entry(EntrySettings(config.node_id, config.step_timeout_s, config.orchestrator,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from edgesplit.rpc.config import ServiceConfig, opt
 
@@ -49,6 +49,16 @@ class NodeAgentConfig(ServiceConfig):
                                                    "keeps per-key quotas itself, is exempt")
     stream_ahead: NonNegativeInt = opt(2, "entry: tokens generated ahead of the client's "
                                           "stream (0: each reply is written first)")
+    batch_max_sessions: PositiveInt = opt(32, "continuous batching: session steps run "
+                                              "together in one batch at most")
+    batch_max_tokens: PositiveInt = opt(512, "continuous batching: tokens in one batch at "
+                                             "most (decode steps plus prefill chunks)")
+    prefill_chunk_tokens: PositiveInt = opt(128, "continuous batching: prompt tokens of one "
+                                                 "session per batch, so a long prompt does not "
+                                                 "stall the sessions decoding")
+    kv_budget_mb: NonNegativeFloat = opt(0.0, "KV cache memory this node may hold across "
+                                              "its segments, MiB (0: no budget); a step that "
+                                              "cannot fit is refused RESOURCE_EXHAUSTED")
     frame_chunk_bytes: int = opt(4 * 1024 * 1024, "split frames larger than this into chunks",
                                  ge=1024)
     link_window: PositiveInt = opt(64, "link stream: messages sent to a peer and not yet "

@@ -21,10 +21,9 @@ from edgesplit.core.route_choice import RouteLoad, choose_route
 from edgesplit.core.trust import listed, untrusted_sensitive
 from edgesplit.core.types import Route
 from edgesplit.model.base import SamplingParams, SegmentRunner, TokenSampler
-from edgesplit.rpc.errors import Precondition, Unavailable
+from edgesplit.rpc.errors import Precondition, TooLarge, Unavailable
 from edgesplit.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from services.node_agent import metrics as m
-from services.node_agent.compute import Timer
 from services.node_agent.control import Control
 from services.node_agent.epochs import EpochState
 from services.node_agent.stage import Stage, Step, StepFailed
@@ -157,6 +156,8 @@ class Entry:
                         raise _Retired
                     token = await self._ring_step(ring, history, sampler)
                 except (StepFailed, _Retired) as exc:
+                    if isinstance(exc, StepFailed) and exc.code == "RESOURCE_EXHAUSTED":
+                        raise TooLarge(f"step refused: {exc}") from exc  # a replay would be too
                     if isinstance(exc, StepFailed):
                         failures += 1
                         if failures >= MAX_ATTEMPTS:
@@ -183,6 +184,7 @@ class Entry:
         """Embed the tokens the hops lack, send them round, get the next token."""
         step = Step(ring.session_id, ring.step, ring.cached)
         feed = history[ring.cached:]
+<<<<<<< HEAD
         head = ring.head
 
         def finish(timer: Timer, hidden: Any) -> int:
@@ -191,6 +193,11 @@ class Entry:
         done = self.stage.wait(step, finish)
         sent = time.perf_counter()
         self.stage.advance(ring.es, ring.route, 0, step, lambda r: r.embed(feed))
+=======
+        done = self.stage.wait(step, sampler)
+        # Joins the node's next batch with the other sessions' steps (batcher.py).
+        self.stage.advance(ring.es, ring.route, 0, step, len(feed), lambda r: r.embed(feed))
+>>>>>>> batch
         try:
             token = await asyncio.wait_for(done, self.s.step_timeout_s)
         except TimeoutError as exc:

@@ -49,6 +49,8 @@ REPLAYS = Counter("edgesplit_session_replays_total",
 COMPUTE = Histogram("edgesplit_segment_compute_seconds",
                     "Time to run this node's layers for one frame",
                     ["phase"], buckets=LATENCY_BUCKETS)
+BATCH_STEPS = Histogram("edgesplit_batch_steps", "Session steps run together in one batch",
+                        buckets=(1, 2, 4, 8, 16, 32, 64, 128))
 
 # Reporting to the monitor (services/node_agent/reporter.py).
 REPORTS = Counter("edgesplit_agent_reports_total",

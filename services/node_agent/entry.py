@@ -184,20 +184,10 @@ class Entry:
         """Embed the tokens the hops lack, send them round, get the next token."""
         step = Step(ring.session_id, ring.step, ring.cached)
         feed = history[ring.cached:]
-<<<<<<< HEAD
-        head = ring.head
-
-        def finish(timer: Timer, hidden: Any) -> int:
-            return timer.run(head, "head", 1, lambda: sampler.choose(head.head(hidden)))
-
-        done = self.stage.wait(step, finish)
-        sent = time.perf_counter()
-        self.stage.advance(ring.es, ring.route, 0, step, lambda r: r.embed(feed))
-=======
         done = self.stage.wait(step, sampler)
+        sent = time.perf_counter()
         # Joins the node's next batch with the other sessions' steps (batcher.py).
         self.stage.advance(ring.es, ring.route, 0, step, len(feed), lambda r: r.embed(feed))
->>>>>>> batch
         try:
             token = await asyncio.wait_for(done, self.s.step_timeout_s)
         except TimeoutError as exc:

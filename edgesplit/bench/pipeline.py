@@ -10,24 +10,31 @@ noise hits both; the figure is the ratio of medians. The agents serve mTLS
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_split_arguments(p)
+    p.add_argument("--new-tokens", type=int, default=64, help="tokens generated per run")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each side")
+
+
+def add_split_arguments(p: argparse.ArgumentParser) -> None:
+    """The model, the split and the machine, shared with ``bench load``."""
     p.add_argument("--hidden", type=int, default=1024, help="hidden size of the generated model")
     p.add_argument("--layers", type=int, default=16, help="decoder layers of the generated model")
     p.add_argument("--family", default="qwen3", help="architecture family of the generated model")
     p.add_argument("--nodes", type=int, default=3, help="hops of the split")
     p.add_argument("--prompt-tokens", type=int, default=64, help="prompt length")
-    p.add_argument("--new-tokens", type=int, default=64, help="tokens generated per run")
-    p.add_argument("--repeats", type=int, default=3, help="runs of each side")
     p.add_argument("--wire-dtype", default="float32", help="dtype of activations between nodes")
     p.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
     p.add_argument("--torch-threads", type=int, default=0,
@@ -96,7 +103,11 @@ def decode_frame_bytes(hidden: int, wire_dtype: str) -> int:
     return msg.ByteSize()
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+@contextlib.contextmanager
+def split_bed(args: argparse.Namespace, log: Callable[[str], None] = _log
+              ) -> Iterator[tuple[Any, Any, Any]]:
+    """(the whole model for the monolithic side, the running test bed of
+    ``args.nodes`` production agents with an even split applied, the plan)."""
     from edgesplit.testbed import QUIET_THREADS
 
     # Both sides under one thread policy: the agents run with QUIET_THREADS, so
@@ -106,31 +117,44 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from edgesplit.core.route import format_route
     from edgesplit.testbed import Testbed, ensure_model
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-
     base = Path(args.dir)
-    tag = f"{args.family}-h{args.hidden}-l{args.layers}"
-    _log(f"model {tag} (generated once, seeded) ...")
+    tag = model_tag(args)
+    log(f"model {tag} (generated once, seeded) ...")
     shards = ensure_model(base / f"model-{tag}", base / f"shards-{tag}", family=args.family,
                           layers=args.layers, hidden=args.hidden, heads=16, kv_heads=8)
     model = AutoModelForCausalLM.from_pretrained(base / f"model-{tag}",
                                                  dtype=torch.float32).to(args.device).eval()
-    vocab = model.config.vocab_size
-    rng = random.Random(0)
-    ids = [rng.randrange(3, vocab) for _ in range(args.prompt_tokens)]
     extra = ["--device", args.device] if args.device != "cpu" else []
     bed_dir = Path(tempfile.mkdtemp(prefix="edgesplit-bench-"))
-    _log(f"starting {args.nodes} node agents ...")
+    log(f"starting {args.nodes} node agents ...")
     # Production agents: no emulation wrappers, no TestbedAdmin.
     bed = Testbed.up(args.nodes, shards, bed_dir, extra_args=extra, admin=False,
                      torch_threads=args.torch_threads, insecure=args.insecure)
     try:
         plan = bed.even_plan()  # the production route shape (core.route)
         bed.apply(plan, wire_dtype=args.wire_dtype)
+        yield model, bed, plan
+    finally:
+        bed.down()
+
+
+def model_tag(args: argparse.Namespace) -> str:
+    return f"{args.family}-h{args.hidden}-l{args.layers}"
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from edgesplit.core.route import format_route
+
+    with split_bed(args) as (model, bed, plan):
+        vocab = model.config.vocab_size
+        rng = random.Random(0)
+        ids = [rng.randrange(3, vocab) for _ in range(args.prompt_tokens)]
         _log("warm-up ...")
         _monolithic(model, ids[:8], 4, args.device)
         _split(bed, ids[:8], 4)
@@ -148,12 +172,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             steps.extend(step_lat)
             _log(f"run {r + 1}/{args.repeats}: monolithic {mono_t[-1]:.2f}s, "
                  f"split {split_t[-1]:.2f}s")
-    finally:
-        bed.down()
     mono, split = statistics.median(mono_t), statistics.median(split_t)
     hops = args.nodes  # the ring: node-0 -> node-1 -> ... -> node-0
     return {
-        "model": tag,
+        "model": model_tag(args),
         "device": args.device,
         "prompt_tokens": args.prompt_tokens,
         "new_tokens": args.new_tokens,

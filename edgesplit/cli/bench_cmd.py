@@ -11,6 +11,7 @@ from typing import Any
 BENCHES = {
     "planner": "planner solve time, optimality and gains over baselines",
     "pipeline": "split vs monolithic generation speed",
+    "load": "split under N concurrent clients vs batched monolithic generate",
     "monitor": "monitor state build time for many simulated nodes",
     "gateway": "OpenAI gateway vs direct gRPC: tokens/s and time to first token",
 }

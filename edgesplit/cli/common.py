@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 
@@ -11,8 +12,9 @@ def add_tls_arguments(p: argparse.ArgumentParser) -> None:
                                                 "(enables TLS)")
     p.add_argument("--tls-cert", default="", help="PEM client certificate (mTLS)")
     p.add_argument("--tls-key", default="", help="PEM client key (mTLS)")
-    p.add_argument("--tls-dir", default="", help="a component directory written by `edgesplit "
-                                                 "pki` (ca.pem, tls.pem, tls.key): mTLS with it")
+    p.add_argument("--tls-dir", default=os.environ.get("EDGESPLIT_TLS_DIR", ""),
+                   help="a component directory written by `edgesplit pki` (ca.pem, tls.pem, "
+                        "tls.key): mTLS with it (default: $EDGESPLIT_TLS_DIR)")
     p.add_argument("--insecure", action="store_true",
                    help="plaintext without certificates (loopback only)")
 

@@ -5,6 +5,7 @@ TLS flags it presents that bed's client certificate (``DIR/pki/clients/testbed``
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ ENTRY_FILE = "entry"  # in a test bed's state directory: the node id of its rout
 def register(sub: Any) -> None:
     p = sub.add_parser("generate", help="generate text through an entry node")
     p.add_argument("prompt", help="prompt text (tokenized on the entry node)")
-    p.add_argument("--entry", default="", help="entry node address host:port (default: the "
-                                               "entry of the test bed in --testbed-dir)")
+    p.add_argument("--entry", default=os.environ.get("EDGESPLIT_ENTRY", ""),
+                   help="entry node address host:port (default: $EDGESPLIT_ENTRY, else the "
+                        "entry of the test bed in --testbed-dir)")
     p.add_argument("--testbed-dir", default="var/testbed",
                    help="a running test bed's state directory (its entry, its client "
                         "certificate)")

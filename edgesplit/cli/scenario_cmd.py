@@ -1,5 +1,6 @@
-"""``edgesplit scenario run NAME [--mode adaptive|static|both] [--duration S] --json``
-and ``edgesplit demo`` (smart-city, both modes, live view, report and PNG)."""
+"""``edgesplit scenario run NAME [--mode adaptive|static|single-device|both|all]
+[--duration S] --json`` and ``edgesplit demo`` (smart-city, both modes, live view,
+report and PNG)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgesplit.scenario.spec import MODES
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("scenario", help="run an adaptive-vs-static scenario on the test bed")
     ssub = p.add_subparsers(dest="scenario_command", required=True)
     r = ssub.add_parser("run", help="run a built-in scenario or a YAML file")
-    r.add_argument("name", help="smart-city, factory, v2x, or a path to a scenario YAML")
+    r.add_argument("name", help="smart-city, smart-city-surge, factory, v2x, or a path to a "
+                                "scenario YAML")
     _common(r)
     r.set_defaults(handler=_run)
     ls = ssub.add_parser("list", help="built-in scenarios")
@@ -26,8 +30,10 @@ def register(sub: Any) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", choices=["adaptive", "static", "both"], default="both",
-                   help="adaptive: the orchestrator adapts; static: it keeps its first plan")
+    p.add_argument("--mode", choices=[*MODES, "both", "all"], default="both",
+                   help="adaptive: the orchestrator adapts; static: it keeps its first plan; "
+                        "single-device: the whole model on the entry; both: adaptive and "
+                        "static; all: the three")
     p.add_argument("--duration", type=float, default=None, help="seconds of load per mode "
                                                                 "(default: the scenario's)")
     p.add_argument("--json", action="store_true", help="print only the JSON result")
@@ -53,7 +59,7 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
 
     sc = load_scenario(args.name)
     duration = args.duration or sc.duration_s
-    modes = ["adaptive", "static"] if args.mode == "both" else [args.mode]
+    modes = {"both": ["adaptive", "static"], "all": list(MODES)}.get(args.mode, [args.mode])
     show = default_show
     show(f"scenario {sc.name}: {sc.description}")
     results: dict[str, dict[str, Any]] = {}
@@ -72,7 +78,7 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
     report = {"scenario": sc.name, "results": results}
     (out / f"scenario-{sc.name}.json").write_text(json.dumps(report, indent=2))
     cdf_png(out / f"scenario-{sc.name}-cdf.png", steps, sc.sla_step_s,
-            f"{sc.name}: decode step latency, adaptive vs static")
+            f"{sc.name}: decode step latency, {' vs '.join(modes)}")
     timeline_png(out / f"scenario-{sc.name}-timeline.png", sc, runs, duration)
     if not args.json:
         print(table(results))

@@ -23,7 +23,8 @@ Cluster (YAML)::
     entries: [phone]               # optional default entry nodes
     workload: {prompt_tokens: 64, new_tokens: 64, requests_per_s: 1.0,
                privacy: low, privacy_depth: 1, kv_budget_tokens: 2048,
-               concurrent_sessions: 1}
+               concurrent_sessions: 1, batch_marginal_cost: 1.0,
+               max_replicas: 1}
     weights: {alpha: 1.0, beta: 0.1, gamma: 10.0}
 
 Model profile (JSON, as ``edgesplit model profile DIR --json`` prints it)::
@@ -194,6 +195,9 @@ def workload_from_dict(doc: Any) -> Workload:
         concurrent_sessions=int(
             _num(doc, "concurrent_sessions", "workload", base.concurrent_sessions)
         ),
+        batch_marginal_cost=_num(doc, "batch_marginal_cost", "workload",
+                                 base.batch_marginal_cost),
+        max_replicas=int(_num(doc, "max_replicas", "workload", base.max_replicas)),
     )
 
 
@@ -265,6 +269,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "routes": [
             {
                 "entry": r.entry,
+                **({"replica": r.replica} if r.replica else {}),
                 "segments": [
                     {
                         "node": s.node,
@@ -299,5 +304,5 @@ def plan_from_dict(doc: Any) -> Plan:
                 )
             except (KeyError, ValueError, TypeError) as exc:
                 raise ConfigError(f"routes[{i}].segments[{j}]: {exc}") from None
-        routes.append(Route(NodeId(str(r.get("entry"))), tuple(segs)))
+        routes.append(Route(NodeId(str(r.get("entry"))), tuple(segs), int(r.get("replica", 0))))
     return Plan(Epoch(int(doc.get("epoch", 0))), str(doc.get("model_digest", "")), tuple(routes))

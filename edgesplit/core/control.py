@@ -132,8 +132,8 @@ def observe_environment(
 ) -> Observation:
     """The same ``Observation`` in-process (the simulator's way): what the
     monitor derives and serves in ``GetState``, derived here by the same rules."""
-    return observation(env, env.to_cluster_state(inventory),
-                       env.measured_profile(profile, inventory), config)
+    measured = env.measured_profile(profile, inventory)
+    return observation(env, env.to_cluster_state(inventory, profile=measured), measured, config)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +149,7 @@ class ControlHistory:
     private_until: float = NEVER  # plan for privacy=high until then
     first_heard_at: float | None = None  # a node first reported
     rate: float | None = None  # measured requests per second (EWMA)
+    sessions: float | None = None  # measured sessions running at the entries (EWMA)
     last_count: tuple[int, float] | None = None  # (requests_total, at) of the previous E(t)
 
 
@@ -259,11 +260,17 @@ def observe(
         sample = max(0, env.requests_total - last[0]) / (env.now - last[1])
         a = config.rate_alpha
         rate = sample if rate is None else (1 - a) * rate + a * sample
+    sessions = history.sessions
+    at_entries = [env.nodes[e].active_sessions for e in config.entries if e in env.nodes]
+    if at_entries:
+        a = config.rate_alpha
+        sample = float(sum(at_entries))
+        sessions = sample if sessions is None else (1 - a) * sessions + a * sample
     heard = history.first_heard_at
     if heard is None and any(n.alive and n.reports for n in env.nodes.values()):
         heard = env.now if now is None else now
     return replace(history, rate=rate, last_count=(env.requests_total, env.now),
-                   first_heard_at=heard)
+                   first_heard_at=heard, sessions=sessions)
 
 
 def step(
@@ -393,16 +400,23 @@ def is_private(plan: Plan, cluster: ClusterState, config: ControlConfig) -> bool
 
 
 def workload(history: ControlHistory, config: ControlConfig, privacy_high: bool) -> Workload:
-    """The configured workload at the measured rate (the configured one until traffic)."""
-    rate = max(history.rate, config.min_rate) if history.rate else config.workload.requests_per_s
-    return replace(config.workload, requests_per_s=rate,
+    """The configured workload at the measured rate (the configured one until
+    traffic). When the planner may replicate (``max_replicas`` > 1) the
+    sessions measured at the entries count too: in a closed loop the rate
+    served stays low exactly when the route is saturated."""
+    wl = config.workload
+    rate = max(history.rate, config.min_rate) if history.rate else wl.requests_per_s
+    sessions = wl.concurrent_sessions
+    if wl.max_replicas > 1 and history.sessions:
+        sessions = max(sessions, round(history.sessions))
+    return replace(wl, requests_per_s=rate, concurrent_sessions=sessions,
                    privacy=t.Privacy.HIGH if privacy_high else t.Privacy.LOW)
 
 
 # ---- internals ------------------------------------------------------------------------
 def _request(obs: Observation, plan: Plan | None, history: ControlHistory,
              config: ControlConfig, mode: Mode, privacy_high: bool) -> PlanRequest:
-    entries = config.entries or (tuple(r.entry for r in plan.routes) if plan else ())
+    entries = config.entries or (plan.entries if plan else ())
     return PlanRequest(mode, obs.cluster, obs.profile, workload(history, config, privacy_high),
                        config.weights, entries, plan, t.Epoch(history.last_epoch + 1))
 

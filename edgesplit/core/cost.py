@@ -26,8 +26,27 @@ Formulas (seconds, bytes, bits per second):
   ``prompt_tokens`` times the per-token compute (a linear prefill model; real
   prefill batches better, so this is an upper estimate).
 * a node's added utilisation: busy seconds per second =
-  ``requests_per_s / routes * (prompt_tokens + new_tokens) * per-token compute``
-  (each route carries an equal share of the requests).
+  ``requests_per_s / routes * (prompt_tokens + new_tokens) * per-token compute
+  * batch_factor`` (each route carries an equal share of the requests; an
+  entry with several routes — replicas — splits its share among them).
+  ``batch_factor = (1 + (b - 1) * batch_marginal_cost) / b`` with
+  ``b = max(1, concurrent_sessions / routes)`` sessions per batched step:
+  1 without batching gains, less when a node's step serves several sessions.
+* queueing, the larger of two views of the same load:
+
+  - open (requests arrive at a rate): a node whose own load (the plan's, not
+    background: background already slows its compute) is ``rho`` makes each
+    step wait ``its step time * rho / (1 - rho)`` (M/M/1), with ``rho``
+    capped at ``MAX_RHO`` so a saturated plan stays comparable; summed
+    along the route;
+  - closed (``concurrent_sessions`` always stepping, split evenly over the
+    routes): a step cannot take less than the busiest node of its route
+    needs for every session there, ``sum over routes of sessions * step on
+    that node * batch_factor`` (the asymptotic bound of a closed queueing
+    network), so the wait is that minus the route's own step, when positive.
+
+  ``queueing_s`` averages it over routes. ``capacity_rps`` is the request
+  rate at which the busiest node reaches ``rho = 1``.
 * memory of a node: the weights it holds (a layer held for two routes counts
   once) plus, for every route and layer it runs, the KV budget
   ``kv_bytes_per_token * kv_budget_tokens * concurrent_sessions``.
@@ -35,8 +54,9 @@ Formulas (seconds, bytes, bits per second):
   ``head``) of each route that sit on nodes its entry does not trust. For
   ``Privacy.HIGH`` any such item makes the plan infeasible.
 
-The total is ``alpha * mean_latency_s + beta * imbalance + gamma *
-privacy_penalty``, where ``mean_latency_s`` averages the routes' decode steps
+The total is ``alpha * mean_latency_s + delta * queueing_s + beta *
+imbalance + gamma * privacy_penalty`` (``delta`` 0 by default: the seed's
+objective; the planner's replica step weighs queueing itself), where ``mean_latency_s`` averages the routes' decode steps
 (each route serves an equal share of requests; one route: its own latency) and
 ``imbalance`` is the spread (max - min) of utilisation over alive nodes, each
 clipped to 1 (saturated), so the term stays within ``beta``.
@@ -68,6 +88,7 @@ from edgesplit.core.types import (
 )
 
 MIN_FREE_FRACTION = 0.05
+MAX_RHO = 0.95  # own-load utilisation at which queueing stops growing (20x a step)
 
 INF = math.inf
 
@@ -101,6 +122,25 @@ def kv_bytes(cost: LayerCost, workload: Workload) -> int:
     return cost.kv_bytes_per_token * workload.kv_budget_tokens * workload.concurrent_sessions
 
 
+def batch_factor(workload: Workload, num_routes: int) -> float:
+    """Per-session share of a batched step (1: no batching gain; module doc)."""
+    b = max(1.0, workload.concurrent_sessions / max(num_routes, 1))
+    return (1.0 + (b - 1.0) * workload.batch_marginal_cost) / b
+
+
+def load_per_second(workload: Workload, num_routes: int) -> float:
+    """Utilisation one second of per-token compute adds on a node, per route."""
+    tokens = workload.prompt_tokens + workload.new_tokens
+    return workload.requests_per_s / max(num_routes, 1) * tokens * batch_factor(
+        workload, num_routes)
+
+
+def queue_wait(step_s: float, rho: float) -> float:
+    """M/M/1 waiting before a step of ``step_s`` at a node of own load ``rho``."""
+    rho = min(max(rho, 0.0), MAX_RHO)
+    return step_s * rho / (1.0 - rho)
+
+
 def sensitive_depth(profile: ModelProfile, workload: Workload) -> int:
     """Number of leading decoder layers that are privacy-sensitive."""
     return max(0, min(workload.privacy_depth, profile.num_layers))
@@ -117,6 +157,8 @@ def infeasible(reason: str) -> CostBreakdown:
         feasible=False,
         reason=reason,
         mean_latency_s=INF,
+        queueing_s=INF,
+        capacity_rps=0.0,
     )
 
 
@@ -178,9 +220,9 @@ def evaluate(
         return infeasible("plan has no routes")
     if plan.model_digest and profile.digest and plan.model_digest != profile.digest:
         return infeasible(f"plan is for model {plan.model_digest}, profile is {profile.digest}")
-    entries = [r.entry for r in plan.routes]
-    if len(set(entries)) != len(entries):
-        return infeasible("plan has two routes for one entry")
+    keys = [r.key for r in plan.routes]
+    if len(set(keys)) != len(keys):
+        return infeasible("plan has two routes with one key (entry and replica)")
     L = profile.num_layers
     for r in plan.routes:
         why = route_unrunnable(r, state, L)
@@ -194,15 +236,19 @@ def evaluate(
             )
     times = {nid: layer_times(nodes[nid], profile) for nid in plan.nodes}
     depth = sensitive_depth(profile, workload)
-    share = workload.requests_per_s / len(plan.routes)
-    tokens_per_request = workload.prompt_tokens + workload.new_tokens
+    # Each entry an equal share of the requests, split evenly over its replicas;
+    # with one route per entry every route has 1 / routes, as the planner assumes.
+    replicas = {e: len(plan.routes_for(e)) for e in plan.entries}
+    shares = [1.0 / len(replicas) / replicas[r.entry] for r in plan.routes]
+    per_route_load = load_per_second(workload, len(plan.routes)) * len(plan.routes)
     busy: dict[NodeId, float] = defaultdict(float)  # seconds per token, all routes
     link_busy: dict[tuple[NodeId, NodeId], float] = defaultdict(float)
     added: dict[NodeId, float] = defaultdict(float)
+    steps: list[dict[NodeId, float]] = []
     latencies: list[float] = []
     ttfts: list[float] = []
     penalty = 0
-    for r in plan.routes:
+    for r, share in zip(plan.routes, shares, strict=True):
         compute = 0.0
         per_node: dict[NodeId, float] = defaultdict(float)
         for s in r.segments:
@@ -219,9 +265,10 @@ def evaluate(
         prompt = sum(hop_seconds(state.link(a, b), workload.prompt_tokens, act) for a, b in hops)
         latencies.append(compute + one)
         ttfts.append(workload.prompt_tokens * compute + prompt)
+        steps.append(per_node)
         for nid, seconds in per_node.items():
             busy[nid] += seconds
-            added[nid] += share * tokens_per_request * seconds
+            added[nid] += share * per_route_load * seconds
         for a, b in hops:
             link = state.link(a, b)
             assert link is not None  # route_unrunnable guarantees it
@@ -236,9 +283,22 @@ def evaluate(
     # outweigh the latency term the objective is about.
     values = [min(u, 1.0) for _, u in util]
     imbalance = max(values) - min(values)
-    mean_latency = sum(latencies) / len(latencies)
+    mean_latency = sum(w * lat for w, lat in zip(shares, latencies, strict=True))
+    # Closed view: every route's sessions pass each node once per step.
+    sessions = workload.concurrent_sessions * batch_factor(workload, len(plan.routes))
+    demand: dict[NodeId, float] = defaultdict(float)
+    for share, per_node in zip(shares, steps, strict=True):
+        for nid, sec in per_node.items():
+            demand[nid] += share * sessions * sec
+    queueing = sum(
+        w * max(sum(queue_wait(sec, added[nid]) for nid, sec in per_node.items()),
+                max(demand[nid] for nid in per_node) - lat)
+        for w, per_node, lat in zip(shares, steps, latencies, strict=True))
+    peak = max(added.values(), default=0.0)
+    capacity = workload.requests_per_s / peak if peak > 0 else INF
     bottleneck = max([*busy.values(), *link_busy.values()])
-    total = weights.alpha * mean_latency + weights.beta * imbalance + weights.gamma * penalty
+    total = (weights.alpha * mean_latency + weights.delta * queueing
+             + weights.beta * imbalance + weights.gamma * penalty)
     return CostBreakdown(
         total=total,
         latency_s=max(latencies),
@@ -248,6 +308,8 @@ def evaluate(
         privacy_penalty=float(penalty),
         per_node_utilization=util,
         mean_latency_s=mean_latency,
+        queueing_s=queueing,
+        capacity_rps=capacity,
     )
 
 

@@ -9,6 +9,7 @@ references, it does not rebuild per-node tables.
 from __future__ import annotations
 
 import bisect
+import statistics
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
@@ -191,7 +192,8 @@ class EnvironmentState:
         return node is not None and node.alive
 
     def to_cluster_state(
-        self, static: NodeInventory, assume: LinkAssumption | None = None
+        self, static: NodeInventory, assume: LinkAssumption | None = None,
+        profile: ModelProfile | None = None,
     ) -> ClusterState:
         """The planner's input: inventory figures overlaid with what was measured.
 
@@ -200,6 +202,12 @@ class EnvironmentState:
         planner falls back to FLOPs / declared speed). Links appear once both
         ends are in the inventory and both RTT and bandwidth were observed;
         other links between live nodes follow ``complete_links`` with ``assume``.
+
+        With ``profile`` each node's speed is calibrated from its own
+        measurements (``calibrated_speed``): a node that measures k times
+        slower than it declares on the layers it runs is planned k times
+        slower on the layers it does not run yet, so an overloaded node does
+        not look fast for the layers a migration would give it.
         """
         nodes: list[NodeState] = []
         links: list[LinkState] = []
@@ -213,7 +221,8 @@ class EnvironmentState:
                     node_id=spec.node_id,
                     trust=spec.trust,
                     memory_bytes=spec.memory_bytes,
-                    flops_per_s=spec.flops_per_s,
+                    flops_per_s=spec.flops_per_s if profile is None
+                    else calibrated_speed(spec.flops_per_s, env, profile),
                     utilization=env.background_utilization,
                     alive=env.alive,
                     layer_seconds=_overlay(spec.layer_seconds, env.decode),
@@ -261,6 +270,30 @@ class EnvironmentState:
             embed=calibrated(profile.embed, Part.EMBED),
             head=calibrated(profile.head, Part.HEAD),
         )
+
+
+CALIBRATE_ABOVE = 2.0  # measured / estimated above which a node's speed is recalibrated
+
+
+def calibrated_speed(declared: float, env: NodeEnv, profile: ModelProfile) -> float:
+    """The node's speed as its own decode measurements show it: ``declared``
+    divided by the median, over the decoder layers it measured, of measured
+    time / the cost model's estimate (FLOPs / declared speed times its free
+    share). ``declared`` when it measured none."""
+    free = max(1.0 - env.background_utilization, MIN_FREE_FRACTION)
+    ratios = sorted(
+        seconds * declared * free / profile.layers[layer].flops_per_token
+        for layer, seconds in zip(env.decode.layers, env.decode.seconds, strict=True)
+        if isinstance(layer, int) and layer < profile.num_layers and seconds > 0
+        and profile.layers[layer].flops_per_token > 0)
+    if declared <= 0 or not ratios:
+        return declared
+    ratio = statistics.median(ratios)
+    # Only a node clearly slower than it declares is recalibrated: contention
+    # and per-call overhead make every measured node read somewhat slow, and
+    # scaling those while unmeasured nodes keep their declared speed would
+    # push layers towards whatever has not been measured yet.
+    return declared / ratio if ratio > CALIBRATE_ABOVE else declared
 
 
 def _overlay(

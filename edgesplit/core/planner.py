@@ -48,6 +48,16 @@ DSSR's work is bounded (``max_critical``, ``max_states``): past either it
 bans repeated nodes instead of remembering them, which still ends with a
 valid route or none, but is no longer exact (``optimal`` false).
 
+Replicas: with ``Workload.max_replicas`` above 1 and a one-route plan whose
+steps would queue (``cost.queueing_s``) for more than ``replicate_above`` of
+their own latency,
+``_replicate`` gives every entry 2 .. ``max_replicas`` routes, each carrying
+an equal share, placed in turn on nodes earlier replicas do not use, or
+under utilisation caps, and keeps the plan with the lowest ``loaded_total``
+(the total with queueing weighed at least at ``alpha``). Like the balance
+step it is a heuristic; ``optimal`` then holds only if the replicas' mean
+latency still meets the bound (equal replicas on equal nodes do).
+
 Several routes (one per entry) are solved alone first; if they fit together
 the union is the answer (the sum of their bounds a bound). Otherwise they are
 placed in order, each in what the others leave (layers another route holds on
@@ -64,7 +74,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from edgesplit.core.cost import evaluate, infeasible, memory_use, objective
-from edgesplit.core.planner_problem import EMPTY, Instance
+from edgesplit.core.planner_problem import EMPTY, Instance, Occupancy
 from edgesplit.core.planner_search import Job, Outcome, SolverOptions, solve_route
 from edgesplit.core.trust import trusts
 from edgesplit.core.types import (
@@ -145,6 +155,10 @@ def solve(
         if balanced is not None:
             plan, cost = balanced
             method += "+balanced"
+    replicated = _replicate(job, state, epoch, cost)
+    if replicated is not None:
+        plan, cost = replicated
+        method += "+replicas"
     value = objective(cost, weights)
     bounds = [o.lower_bound for o in outcomes]
     lower = None if None in bounds else min(sum(b for b in bounds if b is not None), value)
@@ -192,6 +206,73 @@ def _balance(
         if c.total < (best[1].total if best else cost.total * (1 - job.opts.balance_margin)):
             best = (plan, c)
     return best
+
+
+def _replicate(
+    job: Job, state: ClusterState, epoch: Epoch, cost: CostBreakdown
+) -> tuple[Plan, CostBreakdown] | None:
+    """More routes per entry when the offered load makes the plan's steps queue.
+
+    With ``count`` replicas per entry every route carries ``1 / count`` of its
+    entry's requests; replicas are placed one after another in what the
+    others leave, either on nodes no earlier replica of the entry uses or
+    with every node's utilisation capped (``replica_caps``), so a replica
+    that would pile onto a busy node goes elsewhere. Returns the plan
+    with the lowest ``loaded_total`` (queueing included) if it beats ``cost`` by
+    ``balance_margin``, else None. Replicas may trade the planning objective
+    (a replica may be slower) for capacity.
+    """
+    inst, opts = job.inst, job.opts
+    wl = inst.workload
+    if wl.max_replicas <= 1 or not cost.feasible:
+        return None
+    if cost.queueing_s <= cost.mean_latency_s * opts.replicate_above:
+        return None
+    best: tuple[Plan, CostBreakdown] | None = None
+
+    def loaded(c: CostBreakdown) -> float:
+        return loaded_total(c, inst.weights)
+
+    for count in range(2, wl.max_replicas + 1):
+        wide = Instance(state, inst.profile, wl, inst.weights, len(job.entries) * count)
+        tries = [(replace(job, inst=wide), True)]
+        tries += [(replace(job, inst=wide, max_util=cap), False) for cap in opts.replica_caps]
+        for rjob, disjoint in tries:
+            routes = _place_replicas(rjob, count, disjoint)
+            if routes is None:
+                continue
+            plan = Plan(epoch, inst.profile.digest, tuple(routes))
+            c = evaluate(plan, state, inst.profile, wl, inst.weights)
+            if c.feasible and loaded(c) < (loaded(best[1]) if best
+                                           else loaded(cost) * (1 - opts.balance_margin)):
+                best = (plan, c)
+    return best
+
+
+def loaded_total(cost: CostBreakdown, weights: Weights) -> float:
+    """The total with queueing weighed at least at ``alpha``: what the replica
+    step compares, whatever ``delta`` the objective gives queueing."""
+    return cost.total + max(0.0, weights.alpha - weights.delta) * cost.queueing_s
+
+
+def _place_replicas(job: Job, count: int, disjoint: bool) -> list[Route] | None:
+    """``count`` routes per entry, each placed in what the earlier ones leave;
+    ``disjoint``: a replica may not use a node (but its entry) that an earlier
+    replica of its entry uses."""
+    inst = job.inst
+    placed: list[Route] = []
+    for replica in range(count):
+        for entry in job.entries:
+            occ = inst.occupancy(placed)
+            if disjoint:
+                taken = {n for r in placed if r.entry == entry for n in r.nodes} - {entry}
+                full = {n: inst.nodes[inst.index[n]].memory_bytes + 1 for n in taken}
+                occ = Occupancy({**occ.used, **full}, occ.held, occ.load)
+            o = solve_route(job, entry, occ)
+            if o.route is None:
+                return None
+            placed.append(replace(o.route, replica=replica))
+    return placed
 
 
 def _since(clock: Callable[[], float] | None, start: float | None) -> float | None:

@@ -17,6 +17,7 @@ from edgesplit.core.cost import (
     hop_seconds,
     kv_bytes,
     layer_times,
+    load_per_second,
     memory_use,
     sensitive_depth,
 )
@@ -92,8 +93,7 @@ class Instance:
     @property
     def load_per_second(self) -> float:
         """Utilisation one second of per-token compute adds on a node, per route."""
-        wl = self.workload
-        return wl.requests_per_s / self.num_routes * (wl.prompt_tokens + wl.new_tokens)
+        return load_per_second(self.workload, self.num_routes)
 
     def occupancy(self, routes: Sequence[Route]) -> Occupancy:
         held: dict[NodeId, set[LayerKey]] = {}

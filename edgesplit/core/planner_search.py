@@ -21,6 +21,7 @@ INF = math.inf
 class SolverOptions:
     candidates: int = 8  # nodes of the seed search (all of them if no more: exact)
     pool: int = 24  # nodes of the final search, best relaxed bounds first (exact up to it)
+    pool_growth: int = 2  # times the pool doubles when it holds no feasible route
     target_step: float = 0.03  # first cost target above the relaxed optimum, relative
     target_growth: float = 2.0  # the step grows by this factor after each empty round
     max_critical: int = 8  # DSSR remembers at most this many nodes (2**k states per cut)
@@ -31,6 +32,11 @@ class SolverOptions:
     rounds: int = 2  # improvement rounds when several routes compete for memory
     balance_steps: int = 3  # utilisation caps tried when beta > 0 (each costs a solve)
     balance_margin: float = 0.01  # a capped plan must lower the total by this fraction
+    # Replicas (Workload.max_replicas > 1) are tried once a step would queue
+    # for more than this fraction of its own latency (cost.queueing_s), with
+    # every node's utilisation capped at each of ``replica_caps`` in turn.
+    replicate_above: float = 0.5
+    replica_caps: tuple[float, ...] = (0.9, 0.75, 0.6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,14 +205,23 @@ def _seeded(prob: RouteProblem, opts: SolverOptions) -> _Found:
     first = _search(prob, sorted([e] + [w for _, w in score[: k - 1]]), INF, opts)
     relaxed = relax_both_ways(prob, first.cost)
     ranked = sorted((t, w) for w, t in enumerate(relaxed.through) if w != e and t < INF)
-    keep = sorted([e] + [w for _, w in ranked[: opts.pool - 1]])
-    out = _search(prob, keep, first.cost, opts, relaxed.restrict(keep))
+    size, growth, iterations, states = opts.pool, 0, first.iterations, first.states
+    while True:
+        keep = sorted([e] + [w for _, w in ranked[: size - 1]])
+        out = _search(prob, keep, first.cost, opts, relaxed.restrict(keep))
+        iterations, states = iterations + out.iterations, states + out.states
+        # Nodes ranked one by one by their bound may not form a ring together
+        # (memory, links): with no route at all, widen the pool a few times
+        # before calling the instance infeasible.
+        if out.path is not None or first.path is not None or size - 1 >= len(ranked) \
+                or growth >= opts.pool_growth:
+            break
+        size, growth = size * 2, growth + 1
     # Nothing over keep at or below ub: every route over keep costs more than ub.
     bound = first.cost if out.path is None and out.optimal else out.lower_bound
     if out.path is None:
         out.path, out.cost = first.path, first.cost
-    out.iterations += first.iterations
-    out.states += first.states
+    out.iterations, out.states = iterations, states
     return out, keep, bound, relaxed
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edgesplit.core.types import EMBED_ONLY, HEAD_ONLY, NodeId, Part, Route, Segment
+from edgesplit.core.types import EMBED_ONLY, HEAD_ONLY, REPLICA_MARK, NodeId, Part, Route, Segment
 from edgesplit.errors import Code, DomainError
 
 
@@ -39,7 +39,12 @@ def check_route(route: Route, num_layers: int) -> None:
     entry, segs = route.entry, route.segments
 
     def fail(reason: str) -> RouteError:
-        return RouteError(entry, reason)
+        return RouteError(route.key, reason)
+
+    if route.replica < 0:
+        raise fail(f"replica must be >= 0, is {route.replica}")
+    if REPLICA_MARK in entry:
+        raise fail(f"a node id may not contain {REPLICA_MARK!r}")
 
     if len(segs) < 2:
         if segs and segs[0].parts == EMBED_ONLY | HEAD_ONLY:
@@ -88,7 +93,7 @@ def route_error(route: Route, num_layers: int) -> str:
 
 
 def route_from_cuts(entry: NodeId, nodes: Sequence[NodeId], cuts: Sequence[int],
-                    num_layers: int) -> Route:
+                    num_layers: int, replica: int = 0) -> Route:
     """The route running ``nodes[i]`` on consecutive layer ranges cut at ``cuts``.
 
     ``nodes`` are the nodes that run decoder layers, in ring order, one more
@@ -110,7 +115,7 @@ def route_from_cuts(entry: NodeId, nodes: Sequence[NodeId], cuts: Sequence[int],
         k = 0
     segs = [Segment(entry, 0, k, EMBED_ONLY), *(Segment(n, a, b) for n, a, b in ranges),
             Segment(entry, num_layers, num_layers, HEAD_ONLY)]
-    route = Route(entry, tuple(segs))
+    route = Route(entry, tuple(segs), replica)
     check_route(route, num_layers)
     return route
 

@@ -16,6 +16,7 @@ from typing import NewType
 
 NodeId = NewType("NodeId", str)
 Epoch = NewType("Epoch", int)
+REPLICA_MARK = "#"  # route key of replica r > 0: f"{entry}#{r}" (node ids never hold it)
 
 
 class Trust(enum.IntEnum):
@@ -194,16 +195,28 @@ class Workload:
     privacy: Privacy = Privacy.LOW
     privacy_depth: int = 1  # first layers pinned to trusted nodes
     kv_budget_tokens: int = 2048  # context kept per session when sizing memory
-    concurrent_sessions: int = 1
+    concurrent_sessions: int = 1  # sessions in flight at once (they share batches)
+    # Cost of one more session in a node's batched step, as a fraction of a
+    # step of one session (measured from batch timings): 1.0 is no gain from
+    # batching, 0.1 makes a batch of 10 cost 1.9 single steps.
+    batch_marginal_cost: float = 1.0
+    # Routes one entry may get when the offered load asks for capacity
+    # (pipeline replicas); 1 plans one route per entry.
+    max_replicas: int = 1
 
 
 @dataclass(frozen=True, slots=True)
 class Weights:
-    """Objective weights: alpha * latency + beta * imbalance + gamma * privacy."""
+    """Objective weights: alpha * latency + beta * imbalance + gamma * privacy
+    + delta * queueing."""
 
     alpha: float = 1.0
     beta: float = 0.1
     gamma: float = 10.0
+    # Weight of the queueing the offered load causes (CostBreakdown.queueing_s).
+    # 0 keeps the seed's objective; the planner's replica step weighs queueing
+    # at least at alpha whatever this is.
+    delta: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +295,15 @@ class Route:
 
     entry: NodeId
     segments: tuple[Segment, ...]
+    # Several routes may start at one entry (pipeline replicas; the entry
+    # places each new session on one): 0, 1, ... tell them apart.
+    replica: int = 0
+
+    @property
+    def key(self) -> str:
+        """The route's id in a plan, on the wire and in a node's tables:
+        the entry for replica 0, ``entry#r`` for replica ``r``."""
+        return self.entry if self.replica == 0 else f"{self.entry}{REPLICA_MARK}{self.replica}"
 
     @property
     def nodes(self) -> tuple[NodeId, ...]:
@@ -302,10 +324,20 @@ class Plan:
     routes: tuple[Route, ...]
 
     def route_for(self, entry: NodeId) -> Route | None:
+        """The entry's first route (replica 0 in a plan the planner made)."""
         for r in self.routes:
             if r.entry == entry:
                 return r
         return None
+
+    def routes_for(self, entry: NodeId) -> tuple[Route, ...]:
+        """Every route (replica) that starts at ``entry``."""
+        return tuple(r for r in self.routes if r.entry == entry)
+
+    @property
+    def entries(self) -> tuple[NodeId, ...]:
+        """Entry nodes in route order, each once."""
+        return tuple(dict.fromkeys(r.entry for r in self.routes))
 
     @property
     def nodes(self) -> frozenset[NodeId]:
@@ -328,3 +360,8 @@ class CostBreakdown:
     # Decode step averaged over routes (each serves an equal share of requests);
     # ``total`` uses this one. Equal to ``latency_s`` for a single route.
     mean_latency_s: float = 0.0
+    # Waiting per decode step behind the plan's own load at each node (M/M/1
+    # at each node's utilisation from the offered load), averaged over routes.
+    queueing_s: float = 0.0
+    # Request rate at which the busiest node of the plan saturates (inf: no load).
+    capacity_rps: float = math.inf

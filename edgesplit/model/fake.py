@@ -16,6 +16,7 @@ import time
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from edgesplit.model.base import SamplingParams, SegmentSpec, SessionTable, WireTensor
 from edgesplit.model.errors import BadFrame, BadFrameDtype, BadFrameShape, BadTokens, NotServed
@@ -135,6 +136,34 @@ class FakeSegmentRunner:
         cache.sums = new_sums
         self._sessions.commit(session_id, cache, start_pos + n)
         return FakeHidden(tuple(_f32(r) for r in rows))
+
+    def forward_batch(self, steps: Sequence[tuple[str, FakeHidden, int]]) -> list[FakeHidden]:
+        if not steps or len({sid for sid, _, _ in steps}) != len(steps):
+            raise BadFrame("a batch needs at least one step and each session once")
+        for sid, x, pos in steps:  # all checked before any cache changes
+            self._sessions.check_step(sid, pos, self._check(x).shape[1])
+        return [self.forward(sid, x, pos) for sid, x, pos in steps]
+
+    def head_batch(self, hiddens: Sequence[FakeHidden]) -> list[list[float]]:
+        return [self.head(h) for h in hiddens]
+
+    def encode_batch(self, hiddens: Sequence[FakeHidden],
+                     wire_dtype: str = "float32") -> WireTensor:
+        rows = tuple(r for h in hiddens for r in self._check(h).rows)
+        return self.encode_hidden(FakeHidden(rows), wire_dtype)
+
+    def decode_batch(self, wire: WireTensor, lengths: Sequence[int]) -> list[FakeHidden]:
+        whole = self.decode_hidden(wire)
+        if sum(lengths) != whole.shape[1]:
+            raise BadFrameShape(f"rows {list(lengths)} do not add up to {whole.shape[1]}")
+        ends = list(accumulate(lengths))
+        return [self.slice_hidden(whole, e - n, e) for n, e in zip(lengths, ends, strict=True)]
+
+    def slice_hidden(self, hidden: FakeHidden, start: int, end: int) -> FakeHidden:
+        return FakeHidden(hidden.rows[start:end], hidden.dtype)
+
+    def kv_bytes_per_token(self) -> int:
+        return 8 * self._spec.num_layers
 
     def head(self, hidden: FakeHidden) -> list[float]:
         if not self._spec.has_head:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from edgesplit.model import wire
+from edgesplit.model import batch, wire
 from edgesplit.model.base import SamplingParams, SegmentSpec, SessionTable, WireTensor
 from edgesplit.model.errors import (
     BadFrame,
@@ -131,7 +131,9 @@ class TorchSegmentRunner:
         self._hidden: int = int(self.cfg.hidden_size)
         self.vocab_size: int = int(self.cfg.vocab_size)
         self.max_length: int = int(self.cfg.max_position_embeddings)
-        self.windows = [_window_of(self.cfg, self.family, i) for i in range(start, end)]
+        batch.register()
+        self.cfg._attn_implementation = batch.PACKED  # per-row attention (batch.py)
+        self._window = {i: _window_of(self.cfg, self.family, i) for i in range(start, end)}
         self.module = self._build()  # raises before any state exists
         self._sessions: SessionTable[SegmentKVCache] = SessionTable(self.max_length, clock)
         self._lock = threading.Lock()  # one step at a time: caches are not thread-safe
@@ -222,53 +224,45 @@ class TorchSegmentRunner:
     @torch.inference_mode()
     def forward(self, session_id: str, hidden: torch.Tensor, start_pos: int) -> torch.Tensor:
         """Run this segment's layers on positions ``start_pos .. start_pos+T-1``."""
-        x = self._check_hidden(hidden)
-        if not isinstance(start_pos, int) or start_pos < 0:
-            raise BadFrame(f"start_pos must be an int >= 0, got {start_pos!r}")
-        n = x.shape[1]
+        return self.forward_batch([(session_id, hidden, start_pos)])[0]
+
+    @torch.inference_mode()
+    def forward_batch(self, steps: Sequence[tuple[str, torch.Tensor, int]]
+                      ) -> list[torch.Tensor]:
+        """One packed forward for the steps of several sessions (``batch.py``):
+        each ``(session, hidden [1, T, h], start_pos)`` as ``forward`` would run
+        it. All steps are checked before any cache is touched, and a failure
+        leaves every cache as it was."""
+        xs = [self._check_hidden(x) for _, x, _ in steps]
+        sids = [sid for sid, _, _ in steps]
+        starts = [pos for _, _, pos in steps]
+        if not steps or len(set(sids)) != len(sids):
+            raise BadFrame("a batch needs at least one step and each session once")
+        if any(not isinstance(p, int) or p < 0 for p in starts):
+            raise BadFrame(f"start_pos must be ints >= 0, got {starts!r}")
+        lengths = [int(x.shape[1]) for x in xs]
         with self._lock:
-            cache = self._sessions.check_step(session_id, start_pos, n)
-            if cache is None:
-                cache = SegmentKVCache(self._spec.start, len(self._layers), self.max_length)
-            x = self._run_layers(x, cache, start_pos)
-            cache.advance(n)  # only now: a failure above leaves the cache untouched
-            self._sessions.commit(session_id, cache, start_pos + n)
-        return x
+            caches = []
+            for sid, pos, n in zip(sids, starts, lengths, strict=True):
+                cache = self._sessions.check_step(sid, pos, n)
+                caches.append(cache if cache is not None else
+                              SegmentKVCache(self._spec.start, len(self._layers), self.max_length))
+            outs = xs  # a zero-layer (head) segment only counts the positions
+            if self._layers:
+                packed = batch.PackedBatch(caches, starts, lengths, self._window, self.device)
+                outs = batch.split(self._run_layers(batch.join(xs), packed), lengths)
+            for sid, cache, pos, n in zip(sids, caches, starts, lengths, strict=True):
+                cache.advance(n)  # only now: a failure above leaves the caches untouched
+                self._sessions.commit(sid, cache, pos + n)
+        return outs
 
-    def _run_layers(self, x: torch.Tensor, cache: SegmentKVCache, start_pos: int) -> torch.Tensor:
-        if not self._layers:
-            return x
-        n = x.shape[1]
-        end = start_pos + n
-        pos = torch.arange(start_pos, end, device=self.device).unsqueeze(0)
+    def _run_layers(self, x: torch.Tensor, packed: batch.PackedBatch) -> torch.Tensor:
+        pos = packed.positions()
         rope = self._rotary(x, pos)
-        masks: dict[int | None, torch.Tensor | None] = {}
-        for layer, window in zip(self._layers, self.windows, strict=True):
-            if window not in masks:
-                masks[window] = self._mask(start_pos, n, window)
-            x = layer(
-                x,
-                attention_mask=masks[window],
-                position_ids=pos,
-                cache=cache,
-                use_cache=True,
-                position_embeddings=rope,
-            )
+        for layer in self._layers:
+            x = layer(x, attention_mask=None, position_ids=pos, cache=packed, use_cache=True,
+                      position_embeddings=rope, packed=packed)
         return x
-
-    def _mask(self, start_pos: int, n: int, window: int | None) -> torch.Tensor | None:
-        """None whenever sdpa's own causal handling is exact (as transformers decides):
-        a prefill from an empty cache (is_causal) or one new token, within the window.
-        Otherwise a boolean [1, 1, T, start+T] mask, True where attention is allowed."""
-        end = start_pos + n
-        if (start_pos == 0 or n == 1) and (window is None or end <= window):
-            return None
-        q = torch.arange(start_pos, end, device=self.device)[:, None]
-        k = torch.arange(end, device=self.device)[None, :]
-        allowed = k <= q
-        if window is not None:
-            allowed &= q - k < window
-        return allowed[None, None]
 
     @torch.inference_mode()
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -278,6 +272,17 @@ class TorchSegmentRunner:
         x = self._check_hidden(hidden)[:, -1:, :]
         logits: torch.Tensor = self._lm_head(self._norm(x))
         return logits[0, -1].float()
+
+    @torch.inference_mode()
+    def head_batch(self, hiddens: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """``head`` of several sessions' last positions in one product."""
+        if len(hiddens) == 1:
+            return [self.head(hiddens[0])]
+        if self._norm is None or self._lm_head is None:
+            raise NotServed("this segment does not hold the head")
+        last = torch.cat([self._check_hidden(h)[:, -1:, :] for h in hiddens], dim=1)
+        logits: torch.Tensor = self._lm_head(self._norm(last))
+        return list(logits[0].float())
 
     def new_sampler(self, params: SamplingParams) -> Sampler:
         return Sampler(params)
@@ -289,6 +294,21 @@ class TorchSegmentRunner:
         return wire.from_wire(
             w, dtype=self.dtype, device=self.device, expect_shape=(1, None, self._hidden)
         )
+
+    def encode_batch(self, hiddens: Sequence[torch.Tensor],
+                     wire_dtype: str = "float32") -> WireTensor:
+        """The rows back to back as one ``[1, sum(T_i), h]`` wire tensor (a view
+        when they are the rows of one packed output, as a batch's are)."""
+        return wire.to_wire(batch.join(hiddens), wire_dtype)
+
+    def decode_batch(self, w: WireTensor, lengths: Sequence[int]) -> list[torch.Tensor]:
+        x = self.decode_hidden(w)
+        if sum(lengths) != x.shape[1]:
+            raise BadFrameShape(f"rows {list(lengths)} do not add up to {x.shape[1]}")
+        return batch.split(x, lengths)
+
+    def slice_hidden(self, hidden: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        return hidden[:, start:end]
 
     # ---- sessions ----------------------------------------------------------
     def session_length(self, session_id: str) -> int | None:
@@ -312,6 +332,13 @@ class TorchSegmentRunner:
             for sid in idle:
                 self._sessions.pop(sid)
             return idle
+
+    def kv_bytes_per_token(self) -> int:
+        """KV one more cached token costs on this segment (keys and values, all layers)."""
+        cfg = self.cfg
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        per_layer = 2 * cfg.num_key_value_heads * head_dim * self.dtype.itemsize
+        return per_layer * len(self._layers)
 
     def kv_bytes(self) -> int:
         with self._lock:

@@ -83,6 +83,9 @@ def build_assignments(plan: Plan, shards: Mapping[str, ShardEntry],
     out: dict[str, na.Assignment] = {}
     for route in plan.routes:
         validate_route(route, num_layers)
+    keys = [r.key for r in plan.routes]
+    if len(set(keys)) != len(keys):
+        raise InvalidRequest("plan has two routes with one key (entry and replica)")
     for node in sorted(plan.nodes):
         if node not in peers:
             raise InvalidRequest(f"no address/key known for node {node!r}")
@@ -99,7 +102,7 @@ def build_assignments(plan: Plan, shards: Mapping[str, ShardEntry],
                 prev_node = segs[hop - 1].node if hop > 0 else NodeId("")
                 next_node = segs[hop + 1].node if hop + 1 < len(segs) else route.entry
                 a.segments.append(na.RouteSegment(
-                    entry=route.entry, segment=segment_to_proto(seg), hop=hop,
+                    entry=route.key, segment=segment_to_proto(seg), hop=hop,
                     prev_node=prev_node, next_node=next_node))
                 parts.update(segment_parts(seg))
                 talks_to.update(n for n in (prev_node, next_node) if n and n != node)

@@ -193,14 +193,15 @@ def segment_from_proto(m: pb.Segment, field: str = "segment") -> Segment:
 
 
 def route_to_proto(r: Route) -> pb.Route:
-    return pb.Route(entry=r.entry, segments=[segment_to_proto(s) for s in r.segments])
+    return pb.Route(entry=r.entry, segments=[segment_to_proto(s) for s in r.segments],
+                    replica=r.replica)
 
 
 def route_from_proto(m: pb.Route, field: str = "route") -> Route:
     if not m.entry:
         raise ConversionError(f"{field}.entry", "empty")
     segs = tuple(segment_from_proto(s, f"{field}.segments[{i}]") for i, s in enumerate(m.segments))
-    return Route(NodeId(m.entry), segs)
+    return Route(NodeId(m.entry), segs, m.replica)
 
 
 def plan_to_proto(p: Plan) -> pb.Plan:
@@ -306,7 +307,8 @@ def workload_to_proto(w: Workload) -> pb.Workload:
         prompt_tokens=w.prompt_tokens, new_tokens=w.new_tokens,
         requests_per_s=w.requests_per_s, privacy=PRIVACY.encode(w.privacy),
         privacy_depth=w.privacy_depth, kv_budget_tokens=w.kv_budget_tokens,
-        concurrent_sessions=w.concurrent_sessions)
+        concurrent_sessions=w.concurrent_sessions, batch_marginal_cost=w.batch_marginal_cost,
+        max_replicas=w.max_replicas)
 
 
 def workload_from_proto(m: pb.Workload) -> Workload:
@@ -314,6 +316,10 @@ def workload_from_proto(m: pb.Workload) -> Workload:
     d = Workload()
     if m.requests_per_s < 0:
         raise ConversionError("workload.requests_per_s", "negative")
+    marginal = m.batch_marginal_cost if m.HasField("batch_marginal_cost") \
+        else d.batch_marginal_cost
+    if not 0.0 <= marginal <= 1.0:
+        raise ConversionError("workload.batch_marginal_cost", "must be within [0, 1]")
     return Workload(
         prompt_tokens=m.prompt_tokens or d.prompt_tokens,
         new_tokens=m.new_tokens or d.new_tokens,
@@ -321,19 +327,20 @@ def workload_from_proto(m: pb.Workload) -> Workload:
         privacy=PRIVACY.decode(m.privacy, "workload.privacy", d.privacy),
         privacy_depth=m.privacy_depth or d.privacy_depth,
         kv_budget_tokens=m.kv_budget_tokens or d.kv_budget_tokens,
-        concurrent_sessions=m.concurrent_sessions or d.concurrent_sessions)
+        concurrent_sessions=m.concurrent_sessions or d.concurrent_sessions,
+        batch_marginal_cost=marginal, max_replicas=m.max_replicas or d.max_replicas)
 
 
 def weights_from_proto(m: pb.ObjectiveWeights) -> Weights:
-    if m.alpha == m.beta == m.gamma == 0:
-        return Weights()
-    if min(m.alpha, m.beta, m.gamma) < 0:
+    if min(m.alpha, m.beta, m.gamma, m.delta) < 0:
         raise ConversionError("weights", "negative weight")
-    return Weights(m.alpha, m.beta, m.gamma)
+    if m.alpha == m.beta == m.gamma == 0:
+        return Weights(delta=m.delta)
+    return Weights(m.alpha, m.beta, m.gamma, m.delta)
 
 
 def weights_to_proto(w: Weights) -> pb.ObjectiveWeights:
-    return pb.ObjectiveWeights(alpha=w.alpha, beta=w.beta, gamma=w.gamma)
+    return pb.ObjectiveWeights(alpha=w.alpha, beta=w.beta, gamma=w.gamma, delta=w.delta)
 
 
 def mode_from_proto(m: int) -> Mode:
@@ -345,7 +352,7 @@ def cost_to_proto(c: CostBreakdown) -> pb.CostBreakdown:
         total=c.total, latency_s=c.latency_s, ttft_s=c.ttft_s, bottleneck_s=c.bottleneck_s,
         imbalance=c.imbalance, privacy_penalty=c.privacy_penalty, feasible=c.feasible,
         reason=c.reason, node_utilization=dict(c.per_node_utilization),
-        mean_latency_s=c.mean_latency_s)
+        mean_latency_s=c.mean_latency_s, queueing_s=c.queueing_s, capacity_rps=c.capacity_rps)
 
 
 def cost_from_proto(m: pb.CostBreakdown) -> CostBreakdown:
@@ -354,4 +361,4 @@ def cost_from_proto(m: pb.CostBreakdown) -> CostBreakdown:
         imbalance=m.imbalance, privacy_penalty=m.privacy_penalty, feasible=m.feasible,
         reason=m.reason,
         per_node_utilization=tuple(sorted((NodeId(k), v) for k, v in m.node_utilization.items())),
-        mean_latency_s=m.mean_latency_s)
+        mean_latency_s=m.mean_latency_s, queueing_s=m.queueing_s, capacity_rps=m.capacity_rps)

@@ -206,7 +206,8 @@ def state_to_proto(env: EnvironmentState, inventory: NodeInventory, *, version: 
                    ) -> mpb.EnvironmentState:
     """E(t) for the wire: inventory order first, then nodes enrolled without an entry."""
     epochs = committed_epochs or {}
-    cluster = env.to_cluster_state(inventory)
+    measured = env.measured_profile(profile, inventory) if profile is not None else None
+    cluster = env.to_cluster_state(inventory, profile=measured)  # node speeds calibrated
     states = {n.node_id: n for n in cluster.nodes}
     views = []
     for node_id in (*inventory.ids, *(n for n in env.nodes if n not in inventory)):
@@ -225,8 +226,8 @@ def state_to_proto(env: EnvironmentState, inventory: NodeInventory, *, version: 
         reports_accepted=env.reports_accepted, reports_stale=env.reports_stale,
         reports_refused=dict(env.reports_refused),
         report_interval=duration(report_interval_s), dead_after=duration(dead_after_s))
-    if profile is not None:
-        msg.profile.CopyFrom(profile_to_proto(env.measured_profile(profile, inventory)))
+    if measured is not None:
+        msg.profile.CopyFrom(profile_to_proto(measured))
     return msg
 
 

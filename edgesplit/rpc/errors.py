@@ -5,8 +5,12 @@ here that code becomes a ``grpc.StatusCode``, and the error's reason and field
 become google.rpc details in the status (``grpc-status-details-bin``):
 ``ErrorInfo`` always, plus ``BadRequest`` field violations on INVALID_ARGUMENT
 and ``PreconditionFailure`` violations on FAILED_PRECONDITION when a field is
-named. :func:`error_details` reads them back on the client side. Anything
-else is a bug and answers INTERNAL (and is logged).
+named. :func:`error_details` reads them back on the client side. A domain
+error with a ``retry_after_s`` (the entry's admission queue refusing a call)
+also tells the caller when to come back: a ``RetryInfo`` detail and
+``retry-after`` (whole seconds, as HTTP's header) in the trailing metadata
+(``retry_after_of`` reads either back). Anything else is a bug and answers
+INTERNAL (and is logged).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -34,8 +39,8 @@ from edgesplit.errors import (
 )
 
 __all__ = ["DOMAIN", "ErrorDetails", "InvalidRequest", "NotFound", "Precondition", "TooLarge",
-           "Unavailable", "error_details", "grpc_code", "maps_errors", "rich_status",
-           "status_of"]
+           "Unavailable", "error_details", "grpc_code", "maps_errors", "retry_after_of",
+           "retry_metadata", "rich_status", "status_of"]
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -75,7 +80,14 @@ def rich_status(exc: DomainError) -> grpc.Status:
         status.details.add().Pack(error_details_pb2.PreconditionFailure(violations=[
             error_details_pb2.PreconditionFailure.Violation(
                 type=info.reason, subject=exc.field, description=message)]))
-    return rpc_status.to_status(status)
+    after = getattr(exc, "retry_after_s", None)
+    if after is not None:
+        status.details.add().Pack(_retry_info(after))
+    out = rpc_status.to_status(status)
+    if after is not None:
+        out = out._replace(trailing_metadata=(  # type: ignore[attr-defined]
+            *out.trailing_metadata, (RETRY_AFTER, str(max(1, math.ceil(after))))))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,3 +157,43 @@ async def _abort_or_raise(exc: Exception, context: Any) -> None:
         await context.abort(grpc.StatusCode.INTERNAL, internal_error(exc, log))  # under an id
     status = rich_status(exc)
     await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+RETRY_AFTER = "retry-after"
+STATUS_DETAILS = _DETAILS_KEY
+
+
+def _retry_info(after_s: float) -> error_details_pb2.RetryInfo:
+    info = error_details_pb2.RetryInfo()
+    info.retry_delay.FromNanoseconds(int(after_s * 1e9))
+    return info
+
+
+def retry_metadata(exc: BaseException, code: grpc.StatusCode, details: str
+                   ) -> tuple[tuple[str, str | bytes], ...]:
+    """Trailing metadata with only the error's retry hint (empty when it has none)."""
+    after = getattr(exc, "retry_after_s", None)
+    if after is None:
+        return ()
+    status = status_pb2.Status(code=code.value[0], message=details)
+    status.details.add().Pack(_retry_info(after))
+    return ((RETRY_AFTER, str(max(1, math.ceil(after)))),
+            (STATUS_DETAILS, status.SerializeToString()))
+
+
+def retry_after_of(error: grpc.aio.AioRpcError | grpc.RpcError) -> float | None:
+    """The retry hint of a failed call, in seconds: RetryInfo first, else
+    ``retry-after``; None when the server gave none."""
+    trailing = error.trailing_metadata() or ()  # type: ignore[union-attr]
+    meta = {k: v for k, v in trailing}
+    raw = meta.get(STATUS_DETAILS)
+    if isinstance(raw, bytes):
+        status = status_pb2.Status.FromString(raw)
+        for detail in status.details:
+            info = error_details_pb2.RetryInfo()
+            if detail.Unpack(info):
+                return info.retry_delay.ToNanoseconds() / 1e9
+    try:
+        return float(meta[RETRY_AFTER])
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -47,11 +47,15 @@ def summarize(sc: Scenario, mode: str, duration_s: float, records: list[RequestR
     tokens = sum(len(r.steps_s) + 1 for r in records if r.ok)
     committed = [d for d in history if d.outcome is Outcome.COMMITTED and d.triggers]
     t2c = [d.trigger_to_commit_s * 1000 for d in committed]
-    util = live.utilization
+    util, peak = live.utilization, live.peak_utilization
+    ok = sum(r.ok for r in records)
     return {
         "scenario": sc.name, "mode": mode, "duration_s": duration_s,
-        "requests_ok": sum(r.ok for r in records),
+        "requests_ok": ok,
         "requests_failed": sum(not r.ok for r in records),
+        # Refused by the entry's admission queue (RESOURCE_EXHAUSTED): failed too.
+        "requests_refused": sum(r.error.startswith("RESOURCE_EXHAUSTED") for r in records),
+        "requests_per_s": round(ok / duration_s, 3),
         "p50_ms": round(1000 * (_pct(steps, 0.5) or 0), 1),
         "p95_ms": round(1000 * (_pct(steps, 0.95) or 0), 1),
         "ttft_p50_ms": round(1000 * (_pct([r.ttft_s for r in records if r.ok], 0.5) or 0), 1),
@@ -59,7 +63,10 @@ def summarize(sc: Scenario, mode: str, duration_s: float, records: list[RequestR
         "sla_hit_rate": round(sum(_met(r, sc.sla_step_s) for r in records)
                               / max(1, len(records)), 3),
         "tokens_per_s": round(tokens / duration_s, 2),
+        # Busy time / wall time of the plan's nodes: over the run, and while the
+        # closed-loop load was at its peak (None without a step up of clients).
         "mean_utilization": round(statistics.mean(util), 3) if util else None,
+        "peak_load_utilization": round(statistics.mean(peak), 3) if peak else None,
         "reconfigurations": len(committed),
         "time_to_reconfigure_ms": round(statistics.median(t2c), 1) if t2c else None,
         "reconfigure_triggers": sorted({t for d in committed for t in d.triggers}),
@@ -68,8 +75,10 @@ def summarize(sc: Scenario, mode: str, duration_s: float, records: list[RequestR
     }
 
 
-KEYS = ["requests_ok", "requests_failed", "p50_ms", "p95_ms", "sla_hit_rate", "tokens_per_s",
-        "mean_utilization", "reconfigurations", "time_to_reconfigure_ms", "privacy_violations"]
+KEYS = ["requests_ok", "requests_failed", "requests_refused", "requests_per_s", "p50_ms",
+        "p95_ms", "ttft_p50_ms", "sla_hit_rate", "tokens_per_s", "mean_utilization",
+        "peak_load_utilization", "reconfigurations", "time_to_reconfigure_ms",
+        "privacy_violations"]
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:

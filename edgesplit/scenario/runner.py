@@ -1,10 +1,12 @@
 """Run a scenario on the local test bed: every service as a process on
-127.0.0.1, emulated heterogeneous nodes and links, a steady request load, and
-the scenario's events on schedule. ``mode`` is ``adaptive`` (the orchestrator
-adapts) or ``static`` (it rolls out the initial plan and never changes it).
-Every service serves mTLS with its own certificate from the run's ``pki/``
-(``insecure``: plaintext on loopback); the load calls as a client, the live
-view as an admin."""
+127.0.0.1, emulated heterogeneous nodes and links, a request load (open loop,
+or closed-loop clients whose number the scenario changes), and the
+scenario's events on schedule. ``mode`` is ``adaptive`` (the orchestrator
+adapts), ``static`` (it rolls out the initial plan and never changes it) or
+``single-device`` (the entry alone: the whole model on the entry device, the
+baseline a split must beat). Every service serves mTLS with its own
+certificate from the run's ``pki/`` (``insecure``: plaintext on loopback);
+the load calls as a client, the live view as an admin."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,8 @@ from edgesplit.procs import start_service
 from edgesplit.rpc.convert import seconds
 from edgesplit.rpc.convert_orchestrator import decision_from_proto
 from edgesplit.rpc.transport import Transport
-from edgesplit.scenario.spec import BASE_FLOPS, Event, Scenario
+from edgesplit.scenario.load import ClientPool
+from edgesplit.scenario.spec import BASE_FLOPS, MODES, Event, Scenario
 from edgesplit.testbed import Testbed, ensure_model, node_agreement_key
 from edgesplit.v1 import (
     common_pb2,
@@ -63,7 +66,9 @@ class Live:
     latency_ewma_s: float = 0.0
     decisions: list[str] = field(default_factory=list)
     plans: dict[int, Any] = field(default_factory=dict)  # epoch -> Plan proto
-    utilization: list[float] = field(default_factory=list)  # mean over plan nodes, per poll
+    # Busy time / wall time (the monitor's own_load), mean over the plan's nodes, per poll.
+    utilization: list[float] = field(default_factory=list)
+    peak_utilization: list[float] = field(default_factory=list)  # polls at the peak load
     started_at: float = 0.0  # unix time of run time 0 (the timeline places decisions by it)
 
 
@@ -126,11 +131,30 @@ def inventory(sc: Scenario, addresses: dict[str, str], base_flops: float = BASE_
             "trusted_nodes": trusted}
 
 
+def single_device(sc: Scenario) -> Scenario:
+    """The scenario with only its entry: the events on other nodes and links go."""
+    entry = sc.entry.id
+
+    def applies(ev: Event) -> bool:
+        if ev.kind == "link":
+            return False
+        return ev.kind not in ("node", "kill", "restart") or ev.args["node"] == entry
+
+    return replace(sc, nodes=(sc.entry,), links=(),
+                   events=tuple(e for e in sc.events if applies(e)))
+
+
 class Run:
     def __init__(self, sc: Scenario, mode: str, duration_s: float, base: Path,
                  show: Callable[..., None], orchestrator_args: list[str] | None = None,
                  insecure: bool = False) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        self.scenario = sc  # as written; ``sc`` is what this mode runs
+        sc = single_device(sc) if mode == "single-device" else sc
         self.sc, self.mode, self.duration_s, self.base, self.show = sc, mode, duration_s, base, show
+        self.rate = sc.load.requests_per_s  # open loop; ``load`` events change it
+        self.clients: ClientPool | None = None  # closed loop
         self.insecure = insecure
         self.pki = None if insecure else LocalPki(base / PKI_DIR)
         self.orchestrator_args = orchestrator_args or []
@@ -182,7 +206,7 @@ class Run:
             "--prompt-tokens", str(sc.load.prompt_tokens),
             "--new-tokens", str(sc.load.new_tokens),
             "--requests-per-s", str(sc.load.requests_per_s or sc.load.concurrency / 5.0),
-            "--static" if self.mode == "static" else "--no-static",
+            "--static" if self.mode != "adaptive" else "--no-static",
             *(arg for k, v in sc.orchestrator.items()
               for arg in ("--" + k.replace("_", "-"), str(v))),
             *self.orchestrator_args], **tls)
@@ -197,7 +221,8 @@ class Run:
                                           "--orchestrator", orchestrator.address,
                                           "--report-interval-s", "0.5",
                                           "--bandwidth-probe-cycles", "2",
-                                          "--step-timeout-s", "8", "--rpc-timeout-s", "5"])
+                                          "--step-timeout-s", "8", "--rpc-timeout-s", "5",
+                                          *(["--serial-device"] if sc.serial_device else [])])
         self._start_gateway(shards, monitor.address, listen[sc.entry.id])
         for n in sc.nodes:
             self._conditions(n.id, compute_slowdown=n.slowdown,
@@ -268,13 +293,16 @@ class Run:
         if self.sc.load.requests_per_s > 0:
             tasks = [asyncio.create_task(self._arrivals(stop))]
         else:
-            tasks = [asyncio.create_task(self._client(i, stop))
-                     for i in range(self.sc.load.concurrency)]
+            self.clients = ClientPool(self._one, self.sc.load.think_s, stop)
+            self.clients.resize(self.sc.load.concurrency)
+            tasks = []
         tasks.append(asyncio.create_task(self._events(stop)))
         tasks.append(asyncio.create_task(self._watch(orch, stop)))
         await asyncio.sleep(self.duration_s)
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.clients is not None:
+            await self.clients.join()
         await self._dump_state()
 
     async def _dump_state(self) -> None:
@@ -321,12 +349,6 @@ class Run:
             rec.error = f"{exc.code().name}: {exc.details()}"[:200]
         self.records.append(rec)
 
-    async def _client(self, i: int, stop: asyncio.Event) -> None:
-        rng = random.Random(i)
-        while not stop.is_set():
-            await self._one(rng)
-            await asyncio.sleep(self.sc.load.think_s)
-
     async def _arrivals(self, stop: asyncio.Event) -> None:
         """Open loop: the same seeded arrival times in every mode."""
         ld = self.sc.load
@@ -334,12 +356,14 @@ class Run:
         in_flight: set[asyncio.Task[None]] = set()
         next_at = 0.0
         while not stop.is_set():
-            next_at += arrivals.expovariate(ld.requests_per_s)
+            next_at += arrivals.expovariate(self.rate) if self.rate > 0 else 1.0
             try:
                 await asyncio.wait_for(stop.wait(), max(0.0, next_at - self._now()))
                 break
             except TimeoutError:
                 pass
+            if self.rate <= 0:
+                continue
             if len(in_flight) >= ld.max_in_flight:
                 self.records.append(RequestRecord(self._now(), False, False,
                                                   error="OVERLOADED: too many in flight"))
@@ -360,7 +384,16 @@ class Run:
                 except TimeoutError:
                     pass
             self.show(f"  t={self._now():5.1f}s  EVENT {ev.describe()}")
+            if ev.kind == "load":  # on the loop: the clients are its tasks
+                self._load(ev.args)
+                continue
             await asyncio.get_running_loop().run_in_executor(None, self._apply, ev)
+
+    def _load(self, args: dict[str, Any]) -> None:
+        if "concurrency" in args and self.clients is not None:
+            self.clients.resize(int(args["concurrency"]))
+        if "requests_per_s" in args:
+            self.rate = float(args["requests_per_s"])
 
     def _apply(self, ev: Event) -> None:
         assert self.bed is not None
@@ -395,9 +428,13 @@ class Run:
             ) if st.plan.routes else ""
             self.live.latency_ewma_s = seconds(env.latency_ewma)
             used = {s.node_id for r in st.plan.routes for s in r.segments}
-            utils = [v.cpu_utilization for v in env.nodes if v.state.node_id in used]
+            utils = [v.own_load for v in env.nodes if v.state.node_id in used]
             if utils:
                 self.live.utilization.append(sum(utils) / len(utils))
+                pool = self.clients
+                if pool is not None and pool.peak > self.sc.load.concurrency \
+                        and pool.target == pool.peak:
+                    self.live.peak_utilization.append(sum(utils) / len(utils))
             if st.last_decision.id and st.last_decision.id != seen_decision:
                 d = decision_from_proto(st.last_decision)
                 seen_decision = d.id

@@ -10,6 +10,9 @@ from typing import Any
 import yaml
 
 BUILTIN = Path(__file__).parent / "builtin"
+# How a scenario can be run (edgesplit.scenario.runner): the orchestrator
+# adapting, keeping its first plan, or the entry alone holding the whole model.
+MODES = ("adaptive", "static", "single-device")
 # A CPU core of this test bed counts as an A6000-class node's speed; a node
 # with slowdown k is k times slower per layer (a Jetson is about 10x).
 BASE_FLOPS = 2e10
@@ -52,8 +55,9 @@ class LinkSpec:
 class LoadSpec:
     """``requests_per_s > 0``: open loop, Poisson arrivals whatever the latency
     (so both modes face the same requests; at most ``max_in_flight`` at once,
-    an arrival beyond that counts as failed). Otherwise ``concurrency``
-    clients each send the next request ``think_s`` after the last."""
+    an arrival beyond that counts as failed). Otherwise closed loop:
+    ``concurrency`` clients each send the next request ``think_s`` after the
+    last; a ``load`` event with ``concurrency: N`` changes their number."""
 
     requests_per_s: float = 0.0
     max_in_flight: int = 8
@@ -81,6 +85,8 @@ class Event:
         if self.kind in ("kill", "restart"):
             return f"{self.kind} {a['node']}"
         if self.kind == "load":
+            if "concurrency" in a:
+                return f"load: {a['concurrency']} concurrent clients"
             return f"load: {a.get('requests_per_s', '-')} requests/s"
         return f"privacy=high burst of {a.get('count', 1)}"
 
@@ -103,6 +109,9 @@ class Scenario:
     # Simulator settings (edgesplit.sim.setup.SimSettings fields), e.g. {"model":
     # "llama-2-7b"}; the test bed ignores them.
     sim: dict[str, Any] = field(default_factory=dict)
+    # Test bed: an emulated slow device runs one step at a time (node agents'
+    # --serial-device), as a real one would under concurrent sessions.
+    serial_device: bool = False
 
     @property
     def entry(self) -> NodeSpec:
@@ -134,8 +143,11 @@ def _event(raw: dict[str, Any], ids: set[str]) -> Event:
         return Event(at, "node", raw)
     if "privacy_burst" in raw:
         return Event(at, "privacy_burst", dict(raw["privacy_burst"] or {}))
-    if "load" in raw:  # a change of the open-loop request rate (the simulator's)
-        return Event(at, "load", dict(raw["load"] or {}))
+    if "load" in raw:  # a step change of load: open-loop rate or closed-loop clients
+        args = dict(raw["load"] or {})
+        if "concurrency" in args and int(args["concurrency"]) < 0:
+            raise ScenarioError(f"event at {at}: load concurrency must be >= 0")
+        return Event(at, "load", args)
     raise ScenarioError(f"event at {at}: expected link, node, kill, restart, privacy_burst "
                         "or load")
 
@@ -163,7 +175,7 @@ def parse_scenario(data: dict[str, Any]) -> Scenario:
             default_link=LinkSpec("*", "*", float(d["delay_ms"]), float(d["bandwidth_mbps"])),
             load=LoadSpec(**data.get("load", {})), events=events,
             orchestrator=dict(data.get("orchestrator", {})),
-            sim=dict(data.get("sim", {})))
+            sim=dict(data.get("sim", {})), serial_device=bool(data.get("serial_device", False)))
     except (KeyError, TypeError) as exc:
         raise ScenarioError(f"bad scenario: {exc}") from exc
 

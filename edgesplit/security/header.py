@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from edgesplit.security.errors import FrameRejected
 
-__all__ = ["FrameHeader", "length_prefixed"]
+__all__ = ["BatchHeader", "FrameHeader", "length_prefixed"]
 
 _MAX_STR: Final = 255  # ids and dtype names are short; bounds what a peer can make us hash
 _MAX_DIMS: Final = 8
@@ -104,3 +104,50 @@ class FrameHeader:
 
 
 FIELDS: Final = tuple(f.name for f in fields(FrameHeader))
+
+
+_BATCH_DOMAIN: Final = b"edgesplit.v1.batch\0"
+# Link fields every header of a batch shares: the link's checks read them once.
+_SHARED: Final = ("epoch", "src", "dst", "entry", "hop", "dtype")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchHeader:
+    """The headers of a batched frame, authenticated together: every session's
+    header (its id, step, position and shape) is bound into the one seal, so no
+    session's part can be moved, reordered or dropped without the frame failing
+    to open."""
+
+    headers: tuple[FrameHeader, ...]
+
+    def __post_init__(self) -> None:
+        if not self.headers:
+            raise FrameRejected("bad_header", "a batch frame needs at least one header")
+        first = self.headers[0]
+        for h in self.headers:
+            if h.chunks != 1 or any(getattr(h, f) != getattr(first, f) for f in _SHARED):
+                raise FrameRejected("bad_header", "batch headers must share one link and hop "
+                                                  "and be unchunked")
+        if len({h.session_id for h in self.headers}) != len(self.headers):
+            raise FrameRejected("bad_header", "a session appears twice in one batch frame")
+
+    @property
+    def src(self) -> str:
+        return self.headers[0].src
+
+    @property
+    def dst(self) -> str:
+        return self.headers[0].dst
+
+    @property
+    def epoch(self) -> int:
+        return self.headers[0].epoch
+
+    def encode(self) -> bytes:
+        """Canonical bytes: a domain, the count, then each header's own encoding
+        length-prefixed (a batch never encodes as any single frame's header)."""
+        parts = [_BATCH_DOMAIN, struct.pack(">I", len(self.headers))]
+        for h in self.headers:
+            raw = h.encode()
+            parts += (struct.pack(">I", len(raw)), raw)
+        return b"".join(parts)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64gesplit/v1/common.proto\x12\x0c\x65\x64gesplit.v1\"F\n\x08LayerRef\x12\x0f\n\x05index\x18\x01 \x01(\rH\x00\x12\"\n\x04part\x18\x02 \x01(\x0e\x32\x12.edgesplit.v1.PartH\x00\x42\x05\n\x03ref\"F\n\x0cLayerSeconds\x12%\n\x05layer\x18\x01 \x01(\x0b\x32\x16.edgesplit.v1.LayerRef\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\"V\n\tLayerCost\x12\x14\n\x0cweight_bytes\x18\x01 \x01(\x04\x12\x17\n\x0f\x66lops_per_token\x18\x02 \x01(\x01\x12\x1a\n\x12kv_bytes_per_token\x18\x03 \x01(\x04\"\xc8\x01\n\x0cModelProfile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\'\n\x06layers\x18\x03 \x03(\x0b\x32\x17.edgesplit.v1.LayerCost\x12&\n\x05\x65mbed\x18\x04 \x01(\x0b\x32\x17.edgesplit.v1.LayerCost\x12%\n\x04head\x18\x05 \x01(\x0b\x32\x17.edgesplit.v1.LayerCost\x12\"\n\x1a\x61\x63tivation_bytes_per_token\x18\x06 \x01(\x04\"\xed\x01\n\tNodeState\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\"\n\x05trust\x18\x02 \x01(\x0e\x32\x13.edgesplit.v1.Trust\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x04\x12\x13\n\x0b\x66lops_per_s\x18\x04 \x01(\x01\x12\x13\n\x0butilization\x18\x05 \x01(\x01\x12\r\n\x05\x61live\x18\x06 \x01(\x08\x12\x31\n\rlayer_seconds\x18\n \x03(\x0b\x32\x1a.edgesplit.v1.LayerSeconds\x12\x12\n\ntrusted_by\x18\x08 \x03(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\t \x01(\tJ\x04\x08\x07\x10\x08\"K\n\tLinkState\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\r\n\x05rtt_s\x18\x03 \x01(\x01\x12\x15\n\rbandwidth_bps\x18\x04 \x01(\x01\"^\n\x0c\x43lusterState\x12&\n\x05nodes\x18\x01 \x03(\x0b\x32\x17.edgesplit.v1.NodeState\x12&\n\x05links\x18\x02 \x03(\x0b\x32\x17.edgesplit.v1.LinkState\"\xc3\x01\n\x08Workload\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x12\n\nnew_tokens\x18\x02 \x01(\r\x12\x16\n\x0erequests_per_s\x18\x03 \x01(\x01\x12&\n\x07privacy\x18\x04 \x01(\x0e\x32\x15.edgesplit.v1.Privacy\x12\x15\n\rprivacy_depth\x18\x05 \x01(\r\x12\x18\n\x10kv_budget_tokens\x18\x06 \x01(\r\x12\x1b\n\x13\x63oncurrent_sessions\x18\x07 \x01(\r\">\n\x10ObjectiveWeights\x12\r\n\x05\x61lpha\x18\x01 \x01(\x01\x12\x0c\n\x04\x62\x65ta\x18\x02 \x01(\x01\x12\r\n\x05gamma\x18\x03 \x01(\x01\"z\n\x07Segment\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\r\x12\x0b\n\x03\x65nd\x18\x03 \x01(\r\x12!\n\x05parts\x18\x06 \x03(\x0e\x32\x12.edgesplit.v1.PartJ\x04\x08\x04\x10\x05J\x04\x08\x05\x10\x06R\thas_embedR\x08has_head\"?\n\x05Route\x12\r\n\x05\x65ntry\x18\x01 \x01(\t\x12\'\n\x08segments\x18\x02 \x03(\x0b\x32\x15.edgesplit.v1.Segment\"P\n\x04Plan\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x14\n\x0cmodel_digest\x18\x02 \x01(\t\x12#\n\x06routes\x18\x03 \x03(\x0b\x32\x13.edgesplit.v1.Route\"\xc1\x02\n\rCostBreakdown\x12\r\n\x05total\x18\x01 \x01(\x01\x12\x11\n\tlatency_s\x18\x02 \x01(\x01\x12\x0e\n\x06ttft_s\x18\x03 \x01(\x01\x12\x14\n\x0c\x62ottleneck_s\x18\x04 \x01(\x01\x12\x11\n\timbalance\x18\x05 \x01(\x01\x12\x17\n\x0fprivacy_penalty\x18\x06 \x01(\x01\x12\x10\n\x08\x66\x65\x61sible\x18\x07 \x01(\x08\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12J\n\x10node_utilization\x18\t \x03(\x0b\x32\x30.edgesplit.v1.CostBreakdown.NodeUtilizationEntry\x12\x16\n\x0emean_latency_s\x18\n \x01(\x01\x1a\x36\n\x14NodeUtilizationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*F\n\x05Trust\x12\x15\n\x11TRUST_UNSPECIFIED\x10\x00\x12\x13\n\x0fTRUST_UNTRUSTED\x10\x01\x12\x11\n\rTRUST_TRUSTED\x10\x02*E\n\x07Privacy\x12\x17\n\x13PRIVACY_UNSPECIFIED\x10\x00\x12\x0f\n\x0bPRIVACY_LOW\x10\x01\x12\x10\n\x0cPRIVACY_HIGH\x10\x02*p\n\tWireDtype\x12\x1a\n\x16WIRE_DTYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12WIRE_DTYPE_FLOAT32\x10\x01\x12\x17\n\x13WIRE_DTYPE_BFLOAT16\x10\x02\x12\x16\n\x12WIRE_DTYPE_FLOAT16\x10\x03*U\n\x08PlanMode\x12\x19\n\x15PLAN_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13PLAN_MODE_PLACEMENT\x10\x01\x12\x15\n\x11PLAN_MODE_RESPLIT\x10\x02*;\n\x04Part\x12\x14\n\x10PART_UNSPECIFIED\x10\x00\x12\x0e\n\nPART_EMBED\x10\x01\x12\r\n\tPART_HEAD\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64gesplit/v1/common.proto\x12\x0c\x65\x64gesplit.v1\"F\n\x08LayerRef\x12\x0f\n\x05index\x18\x01 \x01(\rH\x00\x12\"\n\x04part\x18\x02 \x01(\x0e\x32\x12.edgesplit.v1.PartH\x00\x42\x05\n\x03ref\"F\n\x0cLayerSeconds\x12%\n\x05layer\x18\x01 \x01(\x0b\x32\x16.edgesplit.v1.LayerRef\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\"V\n\tLayerCost\x12\x14\n\x0cweight_bytes\x18\x01 \x01(\x04\x12\x17\n\x0f\x66lops_per_token\x18\x02 \x01(\x01\x12\x1a\n\x12kv_bytes_per_token\x18\x03 \x01(\x04\"\xc8\x01\n\x0cModelProfile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\'\n\x06layers\x18\x03 \x03(\x0b\x32\x17.edgesplit.v1.LayerCost\x12&\n\x05\x65mbed\x18\x04 \x01(\x0b\x32\x17.edgesplit.v1.LayerCost\x12%\n\x04head\x18\x05 \x01(\x0b\x32\x17.edgesplit.v1.LayerCost\x12\"\n\x1a\x61\x63tivation_bytes_per_token\x18\x06 \x01(\x04\"\xed\x01\n\tNodeState\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\"\n\x05trust\x18\x02 \x01(\x0e\x32\x13.edgesplit.v1.Trust\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x04\x12\x13\n\x0b\x66lops_per_s\x18\x04 \x01(\x01\x12\x13\n\x0butilization\x18\x05 \x01(\x01\x12\r\n\x05\x61live\x18\x06 \x01(\x08\x12\x31\n\rlayer_seconds\x18\n \x03(\x0b\x32\x1a.edgesplit.v1.LayerSeconds\x12\x12\n\ntrusted_by\x18\x08 \x03(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\t \x01(\tJ\x04\x08\x07\x10\x08\"K\n\tLinkState\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\r\n\x05rtt_s\x18\x03 \x01(\x01\x12\x15\n\rbandwidth_bps\x18\x04 \x01(\x01\"^\n\x0c\x43lusterState\x12&\n\x05nodes\x18\x01 \x03(\x0b\x32\x17.edgesplit.v1.NodeState\x12&\n\x05links\x18\x02 \x03(\x0b\x32\x17.edgesplit.v1.LinkState\"\x93\x02\n\x08Workload\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x12\n\nnew_tokens\x18\x02 \x01(\r\x12\x16\n\x0erequests_per_s\x18\x03 \x01(\x01\x12&\n\x07privacy\x18\x04 \x01(\x0e\x32\x15.edgesplit.v1.Privacy\x12\x15\n\rprivacy_depth\x18\x05 \x01(\r\x12\x18\n\x10kv_budget_tokens\x18\x06 \x01(\r\x12\x1b\n\x13\x63oncurrent_sessions\x18\x07 \x01(\r\x12 \n\x13\x62\x61tch_marginal_cost\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x0cmax_replicas\x18\t \x01(\rB\x16\n\x14_batch_marginal_cost\"M\n\x10ObjectiveWeights\x12\r\n\x05\x61lpha\x18\x01 \x01(\x01\x12\x0c\n\x04\x62\x65ta\x18\x02 \x01(\x01\x12\r\n\x05gamma\x18\x03 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x01\"z\n\x07Segment\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\r\x12\x0b\n\x03\x65nd\x18\x03 \x01(\r\x12!\n\x05parts\x18\x06 \x03(\x0e\x32\x12.edgesplit.v1.PartJ\x04\x08\x04\x10\x05J\x04\x08\x05\x10\x06R\thas_embedR\x08has_head\"P\n\x05Route\x12\r\n\x05\x65ntry\x18\x01 \x01(\t\x12\'\n\x08segments\x18\x02 \x03(\x0b\x32\x15.edgesplit.v1.Segment\x12\x0f\n\x07replica\x18\x03 \x01(\r\"P\n\x04Plan\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x14\n\x0cmodel_digest\x18\x02 \x01(\t\x12#\n\x06routes\x18\x03 \x03(\x0b\x32\x13.edgesplit.v1.Route\"\xeb\x02\n\rCostBreakdown\x12\r\n\x05total\x18\x01 \x01(\x01\x12\x11\n\tlatency_s\x18\x02 \x01(\x01\x12\x0e\n\x06ttft_s\x18\x03 \x01(\x01\x12\x14\n\x0c\x62ottleneck_s\x18\x04 \x01(\x01\x12\x11\n\timbalance\x18\x05 \x01(\x01\x12\x17\n\x0fprivacy_penalty\x18\x06 \x01(\x01\x12\x10\n\x08\x66\x65\x61sible\x18\x07 \x01(\x08\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12J\n\x10node_utilization\x18\t \x03(\x0b\x32\x30.edgesplit.v1.CostBreakdown.NodeUtilizationEntry\x12\x16\n\x0emean_latency_s\x18\n \x01(\x01\x12\x12\n\nqueueing_s\x18\x0b \x01(\x01\x12\x14\n\x0c\x63\x61pacity_rps\x18\x0c \x01(\x01\x1a\x36\n\x14NodeUtilizationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*F\n\x05Trust\x12\x15\n\x11TRUST_UNSPECIFIED\x10\x00\x12\x13\n\x0fTRUST_UNTRUSTED\x10\x01\x12\x11\n\rTRUST_TRUSTED\x10\x02*E\n\x07Privacy\x12\x17\n\x13PRIVACY_UNSPECIFIED\x10\x00\x12\x0f\n\x0bPRIVACY_LOW\x10\x01\x12\x10\n\x0cPRIVACY_HIGH\x10\x02*p\n\tWireDtype\x12\x1a\n\x16WIRE_DTYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12WIRE_DTYPE_FLOAT32\x10\x01\x12\x17\n\x13WIRE_DTYPE_BFLOAT16\x10\x02\x12\x16\n\x12WIRE_DTYPE_FLOAT16\x10\x03*U\n\x08PlanMode\x12\x19\n\x15PLAN_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13PLAN_MODE_PLACEMENT\x10\x01\x12\x15\n\x11PLAN_MODE_RESPLIT\x10\x02*;\n\x04Part\x12\x14\n\x10PART_UNSPECIFIED\x10\x00\x12\x0e\n\nPART_EMBED\x10\x01\x12\r\n\tPART_HEAD\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,16 +33,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_COSTBREAKDOWN_NODEUTILIZATIONENTRY']._loaded_options = None
   _globals['_COSTBREAKDOWN_NODEUTILIZATIONENTRY']._serialized_options = b'8\001'
-  _globals['_TRUST']._serialized_start=1748
-  _globals['_TRUST']._serialized_end=1818
-  _globals['_PRIVACY']._serialized_start=1820
-  _globals['_PRIVACY']._serialized_end=1889
-  _globals['_WIREDTYPE']._serialized_start=1891
-  _globals['_WIREDTYPE']._serialized_end=2003
-  _globals['_PLANMODE']._serialized_start=2005
-  _globals['_PLANMODE']._serialized_end=2090
-  _globals['_PART']._serialized_start=2092
-  _globals['_PART']._serialized_end=2151
+  _globals['_TRUST']._serialized_start=1902
+  _globals['_TRUST']._serialized_end=1972
+  _globals['_PRIVACY']._serialized_start=1974
+  _globals['_PRIVACY']._serialized_end=2043
+  _globals['_WIREDTYPE']._serialized_start=2045
+  _globals['_WIREDTYPE']._serialized_end=2157
+  _globals['_PLANMODE']._serialized_start=2159
+  _globals['_PLANMODE']._serialized_end=2244
+  _globals['_PART']._serialized_start=2246
+  _globals['_PART']._serialized_end=2305
   _globals['_LAYERREF']._serialized_start=43
   _globals['_LAYERREF']._serialized_end=113
   _globals['_LAYERSECONDS']._serialized_start=115
@@ -58,17 +58,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLUSTERSTATE']._serialized_start=795
   _globals['_CLUSTERSTATE']._serialized_end=889
   _globals['_WORKLOAD']._serialized_start=892
-  _globals['_WORKLOAD']._serialized_end=1087
-  _globals['_OBJECTIVEWEIGHTS']._serialized_start=1089
-  _globals['_OBJECTIVEWEIGHTS']._serialized_end=1151
-  _globals['_SEGMENT']._serialized_start=1153
-  _globals['_SEGMENT']._serialized_end=1275
-  _globals['_ROUTE']._serialized_start=1277
-  _globals['_ROUTE']._serialized_end=1340
-  _globals['_PLAN']._serialized_start=1342
-  _globals['_PLAN']._serialized_end=1422
-  _globals['_COSTBREAKDOWN']._serialized_start=1425
-  _globals['_COSTBREAKDOWN']._serialized_end=1746
-  _globals['_COSTBREAKDOWN_NODEUTILIZATIONENTRY']._serialized_start=1692
-  _globals['_COSTBREAKDOWN_NODEUTILIZATIONENTRY']._serialized_end=1746
+  _globals['_WORKLOAD']._serialized_end=1167
+  _globals['_OBJECTIVEWEIGHTS']._serialized_start=1169
+  _globals['_OBJECTIVEWEIGHTS']._serialized_end=1246
+  _globals['_SEGMENT']._serialized_start=1248
+  _globals['_SEGMENT']._serialized_end=1370
+  _globals['_ROUTE']._serialized_start=1372
+  _globals['_ROUTE']._serialized_end=1452
+  _globals['_PLAN']._serialized_start=1454
+  _globals['_PLAN']._serialized_end=1534
+  _globals['_COSTBREAKDOWN']._serialized_start=1537
+  _globals['_COSTBREAKDOWN']._serialized_end=1900
+  _globals['_COSTBREAKDOWN_NODEUTILIZATIONENTRY']._serialized_start=1846
+  _globals['_COSTBREAKDOWN_NODEUTILIZATIONENTRY']._serialized_end=1900
 # @@protoc_insertion_point(module_scope)

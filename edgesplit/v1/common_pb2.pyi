@@ -139,7 +139,7 @@ class ClusterState(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[_Union[NodeState, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[LinkState, _Mapping]]] = ...) -> None: ...
 
 class Workload(_message.Message):
-    __slots__ = ("prompt_tokens", "new_tokens", "requests_per_s", "privacy", "privacy_depth", "kv_budget_tokens", "concurrent_sessions")
+    __slots__ = ("prompt_tokens", "new_tokens", "requests_per_s", "privacy", "privacy_depth", "kv_budget_tokens", "concurrent_sessions", "batch_marginal_cost", "max_replicas")
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_PER_S_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +147,8 @@ class Workload(_message.Message):
     PRIVACY_DEPTH_FIELD_NUMBER: _ClassVar[int]
     KV_BUDGET_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CONCURRENT_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_MARGINAL_COST_FIELD_NUMBER: _ClassVar[int]
+    MAX_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     prompt_tokens: int
     new_tokens: int
     requests_per_s: float
@@ -154,17 +156,21 @@ class Workload(_message.Message):
     privacy_depth: int
     kv_budget_tokens: int
     concurrent_sessions: int
-    def __init__(self, prompt_tokens: _Optional[int] = ..., new_tokens: _Optional[int] = ..., requests_per_s: _Optional[float] = ..., privacy: _Optional[_Union[Privacy, str]] = ..., privacy_depth: _Optional[int] = ..., kv_budget_tokens: _Optional[int] = ..., concurrent_sessions: _Optional[int] = ...) -> None: ...
+    batch_marginal_cost: float
+    max_replicas: int
+    def __init__(self, prompt_tokens: _Optional[int] = ..., new_tokens: _Optional[int] = ..., requests_per_s: _Optional[float] = ..., privacy: _Optional[_Union[Privacy, str]] = ..., privacy_depth: _Optional[int] = ..., kv_budget_tokens: _Optional[int] = ..., concurrent_sessions: _Optional[int] = ..., batch_marginal_cost: _Optional[float] = ..., max_replicas: _Optional[int] = ...) -> None: ...
 
 class ObjectiveWeights(_message.Message):
-    __slots__ = ("alpha", "beta", "gamma")
+    __slots__ = ("alpha", "beta", "gamma", "delta")
     ALPHA_FIELD_NUMBER: _ClassVar[int]
     BETA_FIELD_NUMBER: _ClassVar[int]
     GAMMA_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
     alpha: float
     beta: float
     gamma: float
-    def __init__(self, alpha: _Optional[float] = ..., beta: _Optional[float] = ..., gamma: _Optional[float] = ...) -> None: ...
+    delta: float
+    def __init__(self, alpha: _Optional[float] = ..., beta: _Optional[float] = ..., gamma: _Optional[float] = ..., delta: _Optional[float] = ...) -> None: ...
 
 class Segment(_message.Message):
     __slots__ = ("node_id", "start", "end", "parts")
@@ -179,12 +185,14 @@ class Segment(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[Part, str]]] = ...) -> None: ...
 
 class Route(_message.Message):
-    __slots__ = ("entry", "segments")
+    __slots__ = ("entry", "segments", "replica")
     ENTRY_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
     entry: str
     segments: _containers.RepeatedCompositeFieldContainer[Segment]
-    def __init__(self, entry: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ...) -> None: ...
+    replica: int
+    def __init__(self, entry: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., replica: _Optional[int] = ...) -> None: ...
 
 class Plan(_message.Message):
     __slots__ = ("epoch", "model_digest", "routes")
@@ -197,7 +205,7 @@ class Plan(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., model_digest: _Optional[str] = ..., routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ...) -> None: ...
 
 class CostBreakdown(_message.Message):
-    __slots__ = ("total", "latency_s", "ttft_s", "bottleneck_s", "imbalance", "privacy_penalty", "feasible", "reason", "node_utilization", "mean_latency_s")
+    __slots__ = ("total", "latency_s", "ttft_s", "bottleneck_s", "imbalance", "privacy_penalty", "feasible", "reason", "node_utilization", "mean_latency_s", "queueing_s", "capacity_rps")
     class NodeUtilizationEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -215,6 +223,8 @@ class CostBreakdown(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     NODE_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
     MEAN_LATENCY_S_FIELD_NUMBER: _ClassVar[int]
+    QUEUEING_S_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_RPS_FIELD_NUMBER: _ClassVar[int]
     total: float
     latency_s: float
     ttft_s: float
@@ -225,4 +235,6 @@ class CostBreakdown(_message.Message):
     reason: str
     node_utilization: _containers.ScalarMap[str, float]
     mean_latency_s: float
-    def __init__(self, total: _Optional[float] = ..., latency_s: _Optional[float] = ..., ttft_s: _Optional[float] = ..., bottleneck_s: _Optional[float] = ..., imbalance: _Optional[float] = ..., privacy_penalty: _Optional[float] = ..., feasible: _Optional[bool] = ..., reason: _Optional[str] = ..., node_utilization: _Optional[_Mapping[str, float]] = ..., mean_latency_s: _Optional[float] = ...) -> None: ...
+    queueing_s: float
+    capacity_rps: float
+    def __init__(self, total: _Optional[float] = ..., latency_s: _Optional[float] = ..., ttft_s: _Optional[float] = ..., bottleneck_s: _Optional[float] = ..., imbalance: _Optional[float] = ..., privacy_penalty: _Optional[float] = ..., feasible: _Optional[bool] = ..., reason: _Optional[str] = ..., node_utilization: _Optional[_Mapping[str, float]] = ..., mean_latency_s: _Optional[float] = ..., queueing_s: _Optional[float] = ..., capacity_rps: _Optional[float] = ...) -> None: ...

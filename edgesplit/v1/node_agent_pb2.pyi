@@ -219,17 +219,29 @@ class EndSession(_message.Message):
     epoch: int
     def __init__(self, session_id: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
 
+class BatchFrame(_message.Message):
+    __slots__ = ("headers", "nonce", "ciphertext")
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
+    headers: _containers.RepeatedCompositeFieldContainer[FrameHeader]
+    nonce: bytes
+    ciphertext: bytes
+    def __init__(self, headers: _Optional[_Iterable[_Union[FrameHeader, _Mapping]]] = ..., nonce: _Optional[bytes] = ..., ciphertext: _Optional[bytes] = ...) -> None: ...
+
 class LinkMessage(_message.Message):
-    __slots__ = ("seq", "frame", "end_session", "step_failure")
+    __slots__ = ("seq", "frame", "end_session", "step_failure", "batch_frame")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     END_SESSION_FIELD_NUMBER: _ClassVar[int]
     STEP_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FRAME_FIELD_NUMBER: _ClassVar[int]
     seq: int
     frame: Frame
     end_session: EndSession
     step_failure: StepFailure
-    def __init__(self, seq: _Optional[int] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., end_session: _Optional[_Union[EndSession, _Mapping]] = ..., step_failure: _Optional[_Union[StepFailure, _Mapping]] = ...) -> None: ...
+    batch_frame: BatchFrame
+    def __init__(self, seq: _Optional[int] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., end_session: _Optional[_Union[EndSession, _Mapping]] = ..., step_failure: _Optional[_Union[StepFailure, _Mapping]] = ..., batch_frame: _Optional[_Union[BatchFrame, _Mapping]] = ...) -> None: ...
 
 class LinkAck(_message.Message):
     __slots__ = ("seq", "code", "detail")

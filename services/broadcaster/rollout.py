@@ -104,12 +104,12 @@ def grants_of(plan: Plan, model: ModelEntry) -> dict[str, frozenset[str]]:
 
 def leaky_routes(plan: Plan, trusted_nodes: Sequence[str], privacy_depth: int
                  ) -> dict[str, tuple[str, ...]]:
-    """Entry -> untrusted nodes holding its route's sensitive parts, for routes a
-    privacy=high request may not use. The entries run this same check
+    """Route key (the entry; ``entry#r`` for a replica) -> untrusted nodes holding
+    its sensitive parts, for routes a privacy=high request may not use. The entries run this same check
     (``core.trust``) on the same signed list, so this is what they will refuse."""
     rule = listed(trusted_nodes)
-    out = {r.entry: untrusted_sensitive(r, privacy_depth, rule) for r in plan.routes}
-    return {entry: tuple(nodes) for entry, nodes in out.items() if nodes}
+    out = {r.key: untrusted_sensitive(r, privacy_depth, rule) for r in plan.routes}
+    return {key: tuple(nodes) for key, nodes in out.items() if nodes}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from edgesplit.v1 import common_pb2, inference_pb2
 from services.gateway import metrics as m
 from services.gateway.auth import Client
 from services.gateway.entries import Entry, EntryPool
-from services.gateway.errors import FAILOVER, APIError, from_grpc
+from services.gateway.errors import FAILOVER, APIError, from_rpc_error
 
 log = logging.getLogger(__name__)
 FINISH = {inference_pb2.FINISH_REASON_EOS: "stop", inference_pb2.FINISH_REASON_STOP: "stop",
@@ -108,7 +108,7 @@ class Generation:
 
     def _nothing_left(self, last: grpc.aio.AioRpcError | None) -> APIError:
         if last is not None:
-            err = from_grpc(last.code(), last.details() or "", self.retry_after_s)
+            err = from_rpc_error(last, self.retry_after_s)
             if error_details(last).reason == PRIVACY_UNSATISFIABLE:  # the entry's verdict
                 err.code, err.param = "privacy_unsatisfiable", "privacy"
             return err
@@ -174,7 +174,7 @@ class Generation:
                     reply = await self._call.read()
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in FAILOVER:
-                    raise from_grpc(exc.code(), exc.details() or "", self.retry_after_s) from None
+                    raise from_rpc_error(exc, self.retry_after_s) from None
                 log.warning("request %s: entry %s failed mid-stream (%s) after %d tokens; "
                             "failing over", self.request_id, self.entry.node_id,
                             exc.code().name, len(self.tokens))

@@ -7,9 +7,12 @@ The table is documented in docs/gateway.md.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import grpc
+
+from edgesplit.rpc.errors import retry_after_of
 
 # gRPC code -> (HTTP status, OpenAI error type)
 _HTTP: dict[grpc.StatusCode, tuple[int, str]] = {
@@ -50,6 +53,13 @@ class APIError(Exception):
     def body(self) -> dict[str, object]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param,
                           "code": self.code}}
+
+
+def from_rpc_error(exc: grpc.aio.AioRpcError, retry_after_s: int) -> APIError:
+    """``from_grpc`` with the entry's own retry hint (trailing metadata) when it sent one."""
+    hint = retry_after_of(exc)
+    after = retry_after_s if hint is None else max(1, math.ceil(hint))
+    return from_grpc(exc.code(), exc.details() or "", after)
 
 
 def from_grpc(code: grpc.StatusCode, details: str, retry_after_s: int) -> APIError:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+# Registers edgesplit_build_info, which every service's /metrics carries.
+from edgesplit.rpc.metrics import BUILD  # noqa: F401
+
 REQUESTS = Counter("edgesplit_gateway_requests_total",
                    "HTTP API requests by endpoint and status", ["endpoint", "status"])
 TOKENS = Counter("edgesplit_gateway_completion_tokens_total",

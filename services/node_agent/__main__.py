@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgesplit.core.batching import BatchLimits
 from edgesplit.core.types import Privacy, Segment
 from edgesplit.rpc.config import load_config
 from edgesplit.rpc.server import Registration, RunningServer, run_service
@@ -30,6 +31,7 @@ from services.node_agent.epochs import EpochBook
 from services.node_agent.inference import InferenceServicer
 from services.node_agent.link_salt import SaltBook, greeter
 from services.node_agent.linkstream import LinkPool
+from services.node_agent.queue import AdmissionQueue, QueueLimits
 from services.node_agent.reporter import make_reporter
 from services.node_agent.servicer import AgentIdentity, NodeAgentServicer, housekeeping
 from services.node_agent.shards import ShardStore, cache_dir
@@ -48,6 +50,7 @@ class Agent:
     stage: Stage
     entry: Entry
     emulator: Emulator | None  # the test bed's, when --testbed-admin
+    queue: AdmissionQueue | None = None  # the entry's admission queue (Inference.Generate)
 
     async def close(self) -> None:
         self.control.book.salts.close()
@@ -98,19 +101,23 @@ def build(config: NodeAgentConfig, make_runner: Any = None,
                      make_runner or torch_runner_factory(config, store), config.retained_epochs,
                      EpochStore(state), config.max_epoch_step, salts)
     # The test bed's emulation wraps the compute clock, the links and the replies.
-    emulator = Emulator() if config.testbed_admin else None
+    emulator = Emulator(config.serial_device) if config.testbed_admin else None
     compute = Compute(config.torch_threads, emulator)
     links = LinkPool(transport, config.link_window, config.link_stream_lifetime_s,
                      emulator.wrap_link if emulator else None)
     chunk = max(1024, min(config.frame_chunk_bytes, config.max_message_bytes - 64 * 1024))
     salts.greeter = greeter(config.node_id, salts, links, config.rpc_timeout_s)
-    stage = Stage(config.node_id, book, compute, links, chunk)
+    limits = BatchLimits(config.batch_max_sessions, config.batch_max_tokens,
+                         config.prefill_chunk_tokens, int(config.kv_budget_mb * (1 << 20)))
+    stage = Stage(config.node_id, book, compute, links, chunk, limits)
     resume(book)
     control = Control(book, store)
     entry = Entry(EntrySettings(config.node_id, config.step_timeout_s, config.orchestrator,
-                                Privacy[config.default_privacy.upper()]),
+                                config.sla_step_s, Privacy[config.default_privacy.upper()]),
                   control, stage)
-    agent = Agent(control, compute, links, stage, entry, emulator)
+    queue = AdmissionQueue(QueueLimits(config.max_sessions, config.max_waiting,
+                                       config.max_queue_wait_s))
+    agent = Agent(control, compute, links, stage, entry, emulator, queue)
     args = (AgentIdentity(config.node_id, config.device, public_bytes(keys.agreement),
                           config.probe_max_bytes), control, stage)
     servicer = EmulatedNodeAgent(emulator, *args) if emulator else NodeAgentServicer(*args)
@@ -118,7 +125,7 @@ def build(config: NodeAgentConfig, make_runner: Any = None,
         Registration(node_agent_pb2_grpc.add_NodeAgentServicer_to_server, servicer,
                      "edgesplit.v1.NodeAgent"),
         Registration(inference_pb2_grpc.add_InferenceServicer_to_server,
-                     InferenceServicer(config, entry), "edgesplit.v1.Inference"),
+                     InferenceServicer(config, entry, queue), "edgesplit.v1.Inference"),
     ]
     if emulator is not None:
         regs.append(Registration(testbed_admin_pb2_grpc.add_TestbedAdminServicer_to_server,

@@ -78,11 +78,13 @@ class Compute:
         self.clock: ComputeClock = clock or NativeClock()
         self.observer: ComputeObserver | None = None
         self.in_flight = 0
+        self.queued = 0  # steps waiting for a batch (set by the batcher)
 
     @property
     def queue_depth(self) -> int:
-        """Runs waiting behind the one the compute thread is doing (the report's queue)."""
-        return max(0, self.in_flight - 1)
+        """Work waiting behind what the compute thread is doing (the report's
+        queue): runs handed over, and steps waiting for the next batch."""
+        return max(0, self.in_flight - 1) + self.queued
 
     def submit(self, work: Callable[[Timer], T]) -> Coroutine[Any, Any, T]:
         """Hand ``work`` to the compute thread now (it starts before the caller

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from edgesplit.rpc.config import ServiceConfig, opt
 
@@ -26,8 +26,15 @@ class NodeAgentConfig(ServiceConfig):
     session_idle_timeout_s: PositiveFloat = opt(300.0, "drop a session's KV cache after this "
                                                        "idle time")
     step_timeout_s: PositiveFloat = opt(30.0, "entry: give up on a ring step after this long")
-    max_sessions: PositiveInt = opt(64, "entry: concurrent Generate calls before "
-                                        "RESOURCE_EXHAUSTED")
+    max_sessions: PositiveInt = opt(64, "entry: concurrent Generate calls; more wait in "
+                                        "the admission queue")
+    max_waiting: NonNegativeInt = opt(64, "entry: Generate calls waiting for a session slot "
+                                          "(earliest deadline first) before "
+                                          "RESOURCE_EXHAUSTED with a retry-after hint")
+    max_queue_wait_s: PositiveFloat = opt(10.0, "entry: longest wait for a session slot "
+                                                "before RESOURCE_EXHAUSTED")
+    sla_step_s: PositiveFloat = opt(0.15, "entry: decode-step target; a new session takes "
+                                          "the route (replica) with the most headroom to it")
     max_new_tokens: PositiveInt = opt(4096, "upper bound a request may ask for")
     max_prompt_bytes: PositiveInt = opt(256 * 1024, "entry: UTF-8 bytes of prompt text, "
                                                     "checked before tokenising (INVALID_ARGUMENT "
@@ -42,6 +49,16 @@ class NodeAgentConfig(ServiceConfig):
                                                    "keeps per-key quotas itself, is exempt")
     stream_ahead: NonNegativeInt = opt(2, "entry: tokens generated ahead of the client's "
                                           "stream (0: each reply is written first)")
+    batch_max_sessions: PositiveInt = opt(32, "continuous batching: session steps run "
+                                              "together in one batch at most")
+    batch_max_tokens: PositiveInt = opt(512, "continuous batching: tokens in one batch at "
+                                             "most (decode steps plus prefill chunks)")
+    prefill_chunk_tokens: PositiveInt = opt(128, "continuous batching: prompt tokens of one "
+                                                 "session per batch, so a long prompt does not "
+                                                 "stall the sessions decoding")
+    kv_budget_mb: NonNegativeFloat = opt(0.0, "KV cache memory this node may hold across "
+                                              "its segments, MiB (0: no budget); a step that "
+                                              "cannot fit is refused RESOURCE_EXHAUSTED")
     frame_chunk_bytes: int = opt(4 * 1024 * 1024, "split frames larger than this into chunks",
                                  ge=1024)
     link_window: PositiveInt = opt(64, "link stream: messages sent to a peer and not yet "
@@ -54,6 +71,8 @@ class NodeAgentConfig(ServiceConfig):
     retained_epochs: NonNegativeInt = opt(2, "older committed epochs kept so their sessions "
                                              "drain")
     testbed_admin: bool = opt(False, "serve TestbedAdmin (emulated compute/link conditions)")
+    serial_device: bool = opt(False, "test bed: the emulated slow device runs one step at a "
+                                     "time (the holds of concurrent steps queue)")
     monitor: str = opt("", "monitor address host:port to push reports to (empty: off)")
     orchestrator: str = opt("", "orchestrator address: asked for a private route when a "
                                 "privacy=high request finds none")

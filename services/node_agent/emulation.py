@@ -43,10 +43,12 @@ class Conditions:
 class Emulator:
     """The node's emulated conditions, and the compute clock they make."""
 
-    def __init__(self) -> None:
+    def __init__(self, serial: bool = False) -> None:
         self.conditions = Conditions()
+        self.serial = serial  # holds queue on one device (hold)
         self._link_free_at: dict[str, float] = {}  # when the emulated wire is idle again
         self.emulated_busy_s = 0.0  # compute time added by the slow-down, in total
+        self._device_free_at = 0.0  # when the emulated device finishes the holds so far
 
     def update(self, new: ta.Conditions, replace: bool) -> Conditions:
         c = Conditions() if replace else self.conditions
@@ -82,9 +84,18 @@ class Emulator:
     async def hold(self, extra_s: float) -> None:
         """Hold the step for the rest of the emulated compute time; sleeping
         (not spinning) models a slower device without stealing CPU from the
-        other nodes."""
+        other nodes. With ``serial`` holds queue behind each other: the
+        emulated device is one device, busy until the holds before this one
+        are done, so a slowed node serves k times fewer steps a second under
+        load; without it (the default the built-in scenarios were tuned on)
+        the holds of concurrent steps overlap."""
         self.emulated_busy_s += extra_s
-        await asyncio.sleep(extra_s)
+        if not self.serial:
+            await asyncio.sleep(extra_s)
+            return
+        now = time.monotonic()
+        self._device_free_at = max(now, self._device_free_at) + extra_s
+        await asyncio.sleep(self._device_free_at - now)
 
     # ---- links ------------------------------------------------------------------------
     def arrival(self, dst: str, nbytes: int) -> float:

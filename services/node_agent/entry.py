@@ -16,21 +16,23 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edgesplit.core.ewma import ewma_step
+from edgesplit.core.route_choice import RouteLoad, choose_route
 from edgesplit.core.trust import listed, untrusted_sensitive
 from edgesplit.core.types import Privacy, Route
 from edgesplit.errors import PRIVACY_UNSATISFIABLE
 from edgesplit.model.base import SamplingParams, SegmentRunner, TokenSampler
 from edgesplit.rpc.convert import PRIVACY
-from edgesplit.rpc.errors import Precondition, Unavailable
+from edgesplit.rpc.errors import Precondition, TooLarge, Unavailable
 from edgesplit.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from services.node_agent import metrics as m
-from services.node_agent.compute import Timer
 from services.node_agent.control import Control
 from services.node_agent.epochs import EpochState
 from services.node_agent.stage import Stage, Step, StepFailed
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 4  # failed steps of one request before it fails UNAVAILABLE
+STEP_ALPHA = 0.2  # EWMA weight of a route's newest measured decode step
 # hook (telemetry.py): request_observer(ttft_s, step_latencies_s, ok) when a request ends
 RequestObserver = Callable[[float, Sequence[float], bool], None]
 
@@ -46,7 +48,32 @@ class EntrySettings:
     node_id: str
     step_timeout_s: float
     orchestrator: str = ""  # asked for a private route when privacy=high finds none
+    sla_step_s: float = 0.15  # decode-step target new sessions are placed against
     default_privacy: Privacy = Privacy.LOW  # for a request that states none (UNSPECIFIED)
+
+
+class RouteStats:
+    """What this entry measures of its routes (by route key), for ``choose_route``."""
+
+    def __init__(self) -> None:
+        self.active: dict[str, int] = {}
+        self.step_s: dict[str, float] = {}
+
+    def load(self, key: str) -> RouteLoad:
+        return RouteLoad(key, self.active.get(key, 0), self.step_s.get(key))
+
+    def started(self, key: str) -> None:
+        self.active[key] = self.active.get(key, 0) + 1
+
+    def ended(self, key: str) -> None:
+        left = self.active.get(key, 0) - 1
+        if left > 0:
+            self.active[key] = left
+        else:
+            self.active.pop(key, None)
+
+    def step(self, key: str, seconds: float) -> None:
+        self.step_s[key] = ewma_step(self.step_s.get(key), seconds, STEP_ALPHA)
 
 
 class _Ring:
@@ -54,12 +81,14 @@ class _Ring:
 
     def __init__(self, es: EpochState, route: Route, session_id: str) -> None:
         self.es, self.route, self.session_id = es, route, session_id
-        head = es.runners.get((route.entry, len(route.segments) - 1))
+        head = es.runners.get((route.key, len(route.segments) - 1))
         if head is None or not head.spec.has_head:
-            raise Precondition(f"route of {route.entry} does not end with the head on it")
+            raise Precondition(f"route {route.key} does not end with the head on it")
         self.head: SegmentRunner[Any] = head
         self.cached = 0  # tokens of the history the hops hold
         self.step = 0
+        self.key = route.key
+        self.counted = False  # in RouteStats.active
 
 
 class Entry:
@@ -69,21 +98,29 @@ class Entry:
         self.book = control.book
         self.stage = stage
         self.request_observer: RequestObserver | None = None
+        self.stats = RouteStats()
 
     # ---- routes ------------------------------------------------------------------------
     def route(self, privacy: Privacy) -> tuple[EpochState, Route]:
+        """The committed route a new session takes: of this entry's routes (one
+        per replica) the one with the most SLA headroom (``core.route_choice``)."""
         es = self.book.committed
         if es is None:
             raise Unavailable("no committed epoch yet on this entry node")
-        route = es.routes.get(self.s.node_id)
-        if route is None:
+        mine = [r for r in es.routes.values() if r.entry == self.s.node_id]
+        if not mine:
             raise Precondition(f"{self.s.node_id} is not an entry node in epoch {es.epoch}",
                                error_reason="NOT_AN_ENTRY")
-        if privacy is Privacy.HIGH and not privacy_ok(es, route):
-            raise Precondition("privacy=high: the route puts sensitive layers on nodes "
-                               "this entry does not trust", field="privacy",
-                               error_reason=PRIVACY_UNSATISFIABLE)
-        return es, route
+        if privacy is Privacy.HIGH:
+            mine = [r for r in mine if privacy_ok(es, r)]
+            if not mine:
+                raise Precondition("privacy=high: the route puts sensitive layers on nodes "
+                                   "this entry does not trust", field="privacy",
+                                   error_reason=PRIVACY_UNSATISFIABLE)
+        if len(mine) == 1:
+            return es, mine[0]
+        key = choose_route([self.stats.load(r.key) for r in mine], self.s.sla_step_s)
+        return es, es.routes[key]
 
     async def private_route(self, privacy: Privacy) -> tuple[EpochState, Route]:
         """The newest route the request may use. A privacy=high request with no
@@ -115,7 +152,7 @@ class Entry:
         """Generate up to ``max_new`` tokens after ``history`` (extended in place);
         yields (token, epoch, perf_counter when it was made) per step, stopping
         after a token ``stop`` accepts."""
-        ring = _Ring(es, route, f"{request_id}.0")
+        ring = self._start(_Ring(es, route, f"{request_id}.0"))
         sampler = ring.head.new_sampler(sampling)
         prompt_len, attempt, failures = len(history), 0, 0
         try:
@@ -125,6 +162,8 @@ class Entry:
                         raise _Retired
                     token = await self._ring_step(ring, history, sampler)
                 except (StepFailed, _Retired) as exc:
+                    if isinstance(exc, StepFailed) and exc.code == "RESOURCE_EXHAUSTED":
+                        raise TooLarge(f"step refused: {exc}") from exc  # a replay would be too
                     if isinstance(exc, StepFailed):
                         failures += 1
                         if failures >= MAX_ATTEMPTS:
@@ -136,7 +175,8 @@ class Entry:
                             self.s.step_timeout_s)
                     self.end(ring)
                     attempt += 1
-                    ring = _Ring(*await self.private_route(privacy), f"{request_id}.{attempt}")
+                    ring = self._start(_Ring(*await self.private_route(privacy),
+                                             f"{request_id}.{attempt}"))
                     m.REPLAYS.inc()
                     continue
                 history.append(token)
@@ -150,24 +190,31 @@ class Entry:
         """Embed the tokens the hops lack, send them round, get the next token."""
         step = Step(ring.session_id, ring.step, ring.cached)
         feed = history[ring.cached:]
-        head = ring.head
-
-        def finish(timer: Timer, hidden: Any) -> int:
-            return timer.run(head, "head", 1, lambda: sampler.choose(head.head(hidden)))
-
-        done = self.stage.wait(step, finish)
-        self.stage.advance(ring.es, ring.route, 0, step, lambda r: r.embed(feed))
+        done = self.stage.wait(step, sampler)
+        sent = time.perf_counter()
+        # Joins the node's next batch with the other sessions' steps (batcher.py).
+        self.stage.advance(ring.es, ring.route, 0, step, len(feed), lambda r: r.embed(feed))
         try:
             token = await asyncio.wait_for(done, self.s.step_timeout_s)
         except TimeoutError as exc:
             raise StepFailed("", "DEADLINE_EXCEEDED",
                              f"step {step.step} did not return in {self.s.step_timeout_s}s"
                              ) from exc
+        if ring.cached:  # a decode step (a prefill is no sample of the step time)
+            self.stats.step(ring.key, time.perf_counter() - sent)
         ring.cached, ring.step = len(history), ring.step + 1
         return token
 
+    def _start(self, ring: _Ring) -> _Ring:
+        self.stats.started(ring.key)
+        ring.counted = True
+        return ring
+
     def end(self, ring: _Ring) -> None:
         """Drop the session here and on the route's other nodes."""
+        if ring.counted:
+            ring.counted = False
+            self.stats.ended(ring.key)
         for runner in {id(r): r for r in ring.es.runners.values()}.values():
             runner.end_session(ring.session_id)
         others = {seg.node for seg in ring.route.segments} - {self.s.node_id}

@@ -52,9 +52,9 @@ class EpochState:
     epoch: int
     digest: bytes  # of the signed payload: recognises a re-delivered Prepare
     assignment: na.Assignment
-    routes: dict[str, Route]  # entry -> full route (from the plan)
-    hops: dict[tuple[str, int], Segment]  # (entry, hop) -> segment this node runs
-    runners: dict[tuple[str, int], Runner]  # (entry, hop) -> runner
+    routes: dict[str, Route]  # route key (entry, entry#r for replicas) -> full route
+    hops: dict[tuple[str, int], Segment]  # (route key, hop) -> segment this node runs
+    runners: dict[tuple[str, int], Runner]  # (route key, hop) -> runner
     peers: dict[str, PeerLink]
     trusted: frozenset[str] = field(default_factory=frozenset)
     envelope: na.SignedEnvelope | None = None  # as received: what a commit persists
@@ -137,7 +137,7 @@ class EpochBook:
         """Load this epoch's runners (verifying shard digests) without touching
         what serves now. Returns (state, runners built, runners reused)."""
         plan = plan_from_proto(assignment.plan, "assignment.plan")
-        routes = {r.entry: r for r in plan.routes}
+        routes = {r.key: r for r in plan.routes}
         expected = {s.name: s.sha256 for s in assignment.shards}
         hops: dict[tuple[str, int], Segment] = {}
         for rs in assignment.segments:
@@ -225,7 +225,7 @@ class EpochBook:
                 raise Precondition(f"epoch {epoch} is not prepared on {self.node_id}")
             check_decision(self.node_id, d.node_id, d.epoch, epoch, d.assignment_digest,
                            self.prepared.digest, d.expires_at_ms, now_ms)
-            if now_ms >= self.prepared.assignment.expires_at_ms:
+            if now_ms >= self.prepared.assignment.expires_at.ToMilliseconds():
                 raise ExpiredAssignment(f"epoch {epoch}'s assignment expired before its commit")
             assert self.prepared.envelope is not None
             self.record.committed_as(epoch, self.prepared.envelope)

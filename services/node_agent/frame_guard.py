@@ -56,6 +56,8 @@ def refuse_source(msg: na.LinkMessage, peer: str | None, book: EpochBook | None 
     kind = msg.WhichOneof("kind")
     if kind == "frame":
         named = msg.frame.header.src
+    elif kind == "batch_frame":  # every header names the same src (BatchHeader checks)
+        named = msg.batch_frame.headers[0].src if msg.batch_frame.headers else peer
     elif kind == "step_failure":
         named = msg.step_failure.reporter
     elif kind == "end_session" and book is not None:

@@ -1,4 +1,5 @@
-"""Activation frames: seal into chunks, open and check, reassemble.
+"""Activation frames: seal into chunks, open and check, reassemble; batched
+frames (several sessions' steps at one hop, sealed once).
 
 No torch here: a frame's payload is the :class:`WireTensor` a runner's codec
 made. The header is :class:`edgesplit.security.header.FrameHeader`; the wire
@@ -17,9 +18,9 @@ from edgesplit.model.base import WIRE_DTYPES, WireTensor
 from edgesplit.model.errors import BadFrameShape
 from edgesplit.security.channel import TAG_LEN
 from edgesplit.security.errors import FrameRejected
-from edgesplit.security.header import FrameHeader
+from edgesplit.security.header import BatchHeader, FrameHeader
 from edgesplit.v1 import node_agent_pb2 as na
-from services.node_agent.epochs import EpochState
+from services.node_agent.epochs import EpochState, PeerLink
 
 
 def seal(es: EpochState, header: FrameHeader, wire: WireTensor,
@@ -44,18 +45,7 @@ def open_frame(es: EpochState, node_id: str, frame: na.Frame, chunks: Reassembly
     open it (AEAD: tampered and replayed frames fail here) straight into the
     buffer of its payload. The payload once complete, else None (more chunks)."""
     header = FrameHeader.from_proto(frame.header)
-    route = es.routes.get(header.entry)
-    if header.dst != node_id or route is None:
-        raise FrameRejected("misrouted", f"frame for {header.dst}/{header.entry} at {node_id}")
-    n = len(route.segments)
-    if not 0 < header.hop < n:
-        raise FrameRejected("misrouted", f"hop {header.hop} outside route of {n} segments")
-    if route.segments[header.hop].node != node_id \
-            or route.segments[header.hop - 1].node != header.src:
-        raise FrameRejected("misrouted", f"hop {header.hop} from {header.src} is not this node's")
-    link = es.peers.get(header.src)
-    if link is None:
-        raise FrameRejected("misrouted", f"{header.src} is not a peer in epoch {header.epoch}")
+    route, link = _route_and_link(es, node_id, header)
     ciphertext = frame.ciphertext
     size = max(len(ciphertext) - TAG_LEN, 0)
     if header.chunks <= 1:
@@ -69,6 +59,23 @@ def open_frame(es: EpochState, node_id: str, frame: na.Frame, chunks: Reassembly
         chunks.drop_unopened(header)  # a forged first chunk holds no buffer
         raise
     return route, header, chunks.arrived(header)
+
+
+def _route_and_link(es: EpochState, node_id: str, header: FrameHeader) -> tuple[Route, PeerLink]:
+    """The route and link of a frame for this node at its hop from the hop before."""
+    route = es.routes.get(header.entry)
+    if header.dst != node_id or route is None:
+        raise FrameRejected("misrouted", f"frame for {header.dst}/{header.entry} at {node_id}")
+    n = len(route.segments)
+    if not 0 < header.hop < n:
+        raise FrameRejected("misrouted", f"hop {header.hop} outside route of {n} segments")
+    if route.segments[header.hop].node != node_id \
+            or route.segments[header.hop - 1].node != header.src:
+        raise FrameRejected("misrouted", f"hop {header.hop} from {header.src} is not this node's")
+    link = es.peers.get(header.src)
+    if link is None:
+        raise FrameRejected("misrouted", f"{header.src} is not a peer in epoch {header.epoch}")
+    return route, link
 
 
 @dataclass
@@ -160,3 +167,27 @@ class Reassembly:
     def forget(self, session_id: str) -> None:
         for key in [k for k in self._open if k[1] == session_id]:
             self._drop(key)
+
+
+def seal_batch(es: EpochState, headers: list[FrameHeader], wire: WireTensor) -> na.BatchFrame:
+    """One message for the steps of several sessions: ``wire`` holds their rows
+    back to back, in header order, sealed once under all their headers."""
+    batch = BatchHeader(tuple(headers))
+    nonce, ciphertext = es.peers[batch.dst].sealer.seal(batch, memoryview(wire.data))
+    return na.BatchFrame(headers=[na.FrameHeader(**h.as_dict()) for h in headers],
+                         nonce=nonce, ciphertext=ciphertext)
+
+
+def open_batch(es: EpochState, node_id: str, frame: na.BatchFrame
+               ) -> tuple[Route, BatchHeader, bytearray]:
+    """Check and open a batched frame (the checks of :func:`open_frame`, made
+    once for the link and hop all its headers share); its payload."""
+    batch = BatchHeader(tuple(FrameHeader.from_proto(h) for h in frame.headers))
+    route, link = _route_and_link(es, node_id, batch.headers[0])
+    size = max(len(frame.ciphertext) - TAG_LEN, 0)
+    want = sum(math.prod(h.shape) * WIRE_DTYPES.get(h.dtype, 0) for h in batch.headers)
+    if size != want:
+        raise BadFrameShape(f"batch payload has {size} bytes, its headers need {want}")
+    payload = bytearray(size)
+    link.opener.open_into(frame.nonce, batch, frame.ciphertext, payload)
+    return route, batch, payload

@@ -16,7 +16,7 @@ from edgesplit.core.types import Privacy
 from edgesplit.model.base import SamplingParams
 from edgesplit.rpc.authz import Role, caller
 from edgesplit.rpc.convert import PRIVACY, duration
-from edgesplit.rpc.errors import InvalidRequest, TooLarge, maps_errors
+from edgesplit.rpc.errors import InvalidRequest, maps_errors
 from edgesplit.v1 import inference_pb2, inference_pb2_grpc
 from services.node_agent import metrics as m
 from services.node_agent.admission import (
@@ -32,6 +32,7 @@ from services.node_agent.admission import (
 )
 from services.node_agent.config import NodeAgentConfig
 from services.node_agent.entry import Entry
+from services.node_agent.queue import AdmissionQueue, Overloaded, QueueLimits
 from services.node_agent.shards import model_files_dir
 
 log = logging.getLogger(__name__)
@@ -94,11 +95,13 @@ async def ahead(items: AsyncIterator[T], depth: int) -> AsyncIterator[T]:
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServicer):
-    def __init__(self, config: NodeAgentConfig, entry: Entry) -> None:
+    def __init__(self, config: NodeAgentConfig, entry: Entry,
+                 queue: AdmissionQueue | None = None) -> None:
         self.config = config
         self.entry = entry
         self._tokenizer: Any = None
-        self._slots = asyncio.Semaphore(config.max_sessions)
+        self.queue = queue or AdmissionQueue(QueueLimits(
+            config.max_sessions, config.max_waiting, config.max_queue_wait_s))
         self.limits = AdmissionLimits(config.max_prompt_bytes, config.max_prompt_tokens,
                                       config.min_temperature, config.max_sessions_per_client)
         self.quota = SessionQuota(config.max_sessions_per_client)
@@ -148,13 +151,13 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
             raise InvalidRequest(f"sampling: {exc}", field="sampling") from exc
         privacy = PRIVACY.decode(request.privacy, "privacy", self.entry.s.default_privacy)
         es, route = await self.entry.private_route(privacy)  # before tokenizing
-        if self._slots.locked():
-            raise TooLarge(f"entry is serving {self.config.max_sessions} sessions already")
         who = caller(context)  # its quota: by certificate identity, else by address
         exempt = who is not None and who.role is Role.GATEWAY  # it fans in many clients
         with contextlib.nullcontext() if exempt else self.quota.hold(
                 client_key(who.uri if who else None, context.peer())):
-            async with self._slots:
+            async with self._admitted(context) as waited:
+                if waited:  # the route may have changed while the call waited
+                    es, route = await self.entry.private_route(privacy)
                 outcome = "failed"
                 try:
                     async for reply in self._generate(request, params, privacy, max_new, es,
@@ -164,6 +167,23 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                 finally:
                     m.REQUESTS.labels(outcome).inc()
                     m.REQUEST_SECONDS.labels(outcome).observe(time.perf_counter() - arrived)
+
+    @contextlib.asynccontextmanager
+    async def _admitted(self, context: Any) -> AsyncIterator[float]:
+        """A session slot from the admission queue (seconds waited), by the call's deadline."""
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else self.queue.clock() + remaining
+        m.ADMISSION_WAITING.set(self.queue.waiting + 1)
+        try:
+            async with self.queue.slot(deadline) as waited:
+                m.ADMISSION_WAITING.set(self.queue.waiting)
+                m.ADMISSION_WAIT.observe(waited)
+                yield waited
+        except Overloaded:
+            m.REFUSED.inc()
+            raise
+        finally:
+            m.ADMISSION_WAITING.set(self.queue.waiting)
 
     async def _generate(self, request: inference_pb2.GenerateRequest, params: SamplingParams,
                         privacy: Privacy, max_new: int, es: Any, route: Any, arrived: float

@@ -24,6 +24,14 @@ QUEUE_SECONDS = Histogram("edgesplit_request_queue_seconds",
                           "(admission, tokenising, route)", buckets=LATENCY_BUCKETS)
 REQUESTS = Counter("edgesplit_requests_total", "Entry node: Generate calls by outcome",
                    ["outcome"])
+ADMISSION_WAIT = Histogram("edgesplit_admission_wait_seconds",
+                           "Entry node: time a Generate call waited in the admission queue "
+                           "for a session slot", buckets=LATENCY_BUCKETS)
+ADMISSION_WAITING = Gauge("edgesplit_admission_waiting",
+                          "Entry node: Generate calls waiting for a session slot")
+REFUSED = Counter("edgesplit_requests_refused_total",
+                  "Entry node: Generate calls refused by the admission queue "
+                  "(RESOURCE_EXHAUSTED with a retry-after hint)")
 FRAMES_SENT = Counter("edgesplit_frames_sent_total", "Frames (chunks) sent, by peer", ["peer"])
 BYTES_SENT = Counter("edgesplit_frame_bytes_sent_total", "Frame bytes sent, by peer", ["peer"])
 FRAMES_RECEIVED = Counter("edgesplit_frames_received_total", "Frames accepted, by peer",
@@ -41,6 +49,8 @@ REPLAYS = Counter("edgesplit_session_replays_total",
 COMPUTE = Histogram("edgesplit_segment_compute_seconds",
                     "Time to run this node's layers for one frame",
                     ["phase"], buckets=LATENCY_BUCKETS)
+BATCH_STEPS = Histogram("edgesplit_batch_steps", "Session steps run together in one batch",
+                        buckets=(1, 2, 4, 8, 16, 32, 64, 128))
 
 # Reporting to the monitor (services/node_agent/reporter.py).
 REPORTS = Counter("edgesplit_agent_reports_total",

@@ -208,9 +208,14 @@ class Reporter:
         requests = self.telemetry.pending_requests()
         book, emulator = self.agent.control.book, self.agent.emulator
         runners = book.all_runners()
+        # An entry's sessions are its Generate calls, running or admitted to
+        # wait (the offered concurrency the planner sizes replicas for), even
+        # when it holds no layer with a KV cache.
+        queue = self.agent.queue
+        calls = queue.running + queue.waiting if queue is not None else 0
         resources = self.sampler.sample(
             queue_depth=self.agent.compute.queue_depth,
-            active_sessions=sum(r.session_count() for r in runners),
+            active_sessions=max(sum(r.session_count() for r in runners), calls),
             background_utilization=emulator.conditions.background_utilization
             if emulator is not None else 0.0)
         report = build_report(

@@ -1,13 +1,15 @@
 """One node's place in the ring: receive -> run -> forward (docs/data-plane.md).
 
-A frame for hop ``h`` is opened and checked against this node's assignment
-(epoch, route, hop, sender, dtype, shape, the session's position) and acked
-on receipt; then the node runs hop ``h`` and any hops after it that it holds
-too, in one hand-off to the compute thread, and sends the result on. Every
-route ends with the head segment on its entry, so the ring closes in one
-place: after the route's last hop, the entry's waiting step gets its token
-(the head and sampling ran on the compute thread in the same hand-off).
-Failures after the ack go to the entry as a ``StepFailure``.
+A frame for hop ``h`` (or a batched frame: the steps of several sessions at
+hop ``h``) is opened and checked against this node's assignment (epoch,
+route, hop, sender, dtype, shape, each session's position) and acked on
+receipt; then its steps join the node's batch queue (``batcher.py``), which
+runs hop ``h`` and any hops after it that the node holds too, for all the
+steps waiting, and sends the results on. Every route ends with the head
+segment on its entry, so the ring closes in one place: after the route's
+last hop, the entry's waiting step gets its token (the head and sampling ran
+on the compute thread in the same batch). Failures after the ack go to the
+entry as a ``StepFailure``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from typing import Any
 
 import grpc
 
+from edgesplit.core.batching import BatchLimits
 from edgesplit.core.types import Route
-from edgesplit.model.base import WireTensor
+from edgesplit.model.base import TokenSampler, WireTensor
 from edgesplit.model.errors import BadFrameDtype, BadFrameShape, PositionMismatch, SessionNotFound
 from edgesplit.rpc.convert import status_code, status_name
 from edgesplit.rpc.errors import InvalidRequest, NotFound, Precondition, status_of
@@ -30,18 +33,17 @@ from edgesplit.security.errors import FrameRejected
 from edgesplit.security.header import FrameHeader
 from edgesplit.v1 import node_agent_pb2 as na
 from services.node_agent import metrics as m
-from services.node_agent.compute import Compute, Timer
+from services.node_agent.batcher import Batcher, Closed, Failed, Outcome, Send, Step, Work
+from services.node_agent.compute import Compute
 from services.node_agent.epochs import EpochBook, EpochState
 from services.node_agent.frame_guard import check_finite
-from services.node_agent.frames import Reassembly, open_frame, seal
+from services.node_agent.frames import Reassembly, open_batch, open_frame
 from services.node_agent.linkstream import AckFuture, LinkPool, ack_error
 
 log = logging.getLogger(__name__)
 # hook (telemetry.py): frame_observer(dst, nbytes, seconds from send to ack)
 FrameObserver = Callable[[str, int, float], None]
-# The entry's end of a step, run on the compute thread after the last hop:
-# finish(timer, hidden) -> token.
-Finish = Callable[[Timer, Any], int]
+__all__ = ["Stage", "Step", "StepFailed"]
 
 
 class StepFailed(Exception):
@@ -53,33 +55,22 @@ class StepFailed(Exception):
         self.code = code
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One session step as it travels: the frame header's session fields."""
-
-    session_id: str
-    step: int
-    start_pos: int
-
-    @property
-    def phase(self) -> str:
-        return "prefill" if self.step == 0 else "decode"
-
-
 @dataclass(slots=True)
 class _Waiting:
     future: asyncio.Future[int]
-    finish: Finish
+    sampler: TokenSampler  # picks the token on the compute thread, after the head
 
 
 class Stage:
     def __init__(self, node_id: str, book: EpochBook, compute: Compute, links: LinkPool,
-                 chunk_bytes: int) -> None:
+                 chunk_bytes: int, limits: BatchLimits | None = None) -> None:
         self.node_id = node_id
         self.book = book
         self.compute = compute
         self.links = links
         self.chunk_bytes = chunk_bytes
+        self.batcher = Batcher(node_id, compute, limits or BatchLimits(), chunk_bytes,
+                               book.all_runners, self._deliver)
         self.frame_observer: FrameObserver | None = None
         self._waiting: dict[tuple[str, int], _Waiting] = {}
         self._chunks = Reassembly()
@@ -91,13 +82,14 @@ class Stage:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        await self.batcher.close()
         for task in list(self._tasks):
             task.cancel()
 
     # ---- the entry's waiting steps --------------------------------------------------
-    def wait(self, step: Step, finish: Finish) -> asyncio.Future[int]:
+    def wait(self, step: Step, sampler: TokenSampler) -> asyncio.Future[int]:
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting[(step.session_id, step.step)] = _Waiting(fut, finish)
+        self._waiting[(step.session_id, step.step)] = _Waiting(fut, sampler)
         fut.add_done_callback(lambda _: self._waiting.pop((step.session_id, step.step), None))
         return fut
 
@@ -115,6 +107,8 @@ class Stage:
             kind = msg.WhichOneof("kind")
             if kind == "frame":
                 self._on_frame(msg.frame)
+            elif kind == "batch_frame":
+                self._on_batch(msg.batch_frame)
             elif kind == "end_session":
                 self._on_end(msg.end_session)
             elif kind == "step_failure":
@@ -142,10 +136,20 @@ class Stage:
         if not existed:
             raise NotFound(f"unknown session {end.session_id!r}")
 
-    def _on_frame(self, frame: na.Frame) -> None:
-        es = self.book.get(frame.header.epoch)
+    def _epoch(self, epoch: int) -> EpochState:
+        es = self.book.get(epoch)
         if es is None:
-            raise Precondition(f"epoch {frame.header.epoch} is not held by {self.node_id}")
+            raise Precondition(f"epoch {epoch} is not held by {self.node_id}")
+        return es
+
+    def _check_arrival(self, es: EpochState, route: Route, runner: Any, h: FrameHeader,
+                       shape: tuple[int, ...]) -> None:
+        if h.hop == len(route.segments) - 1 and (h.session_id, h.step) not in self._waiting:
+            raise NotFound(f"no step {h.step} of session {h.session_id} is waiting")
+        _check_step(runner, shape, h)
+
+    def _on_frame(self, frame: na.Frame) -> None:
+        es = self._epoch(frame.header.epoch)
         try:
             if frame.header.dtype != es.wire_dtype:
                 raise BadFrameDtype(f"frame dtype {frame.header.dtype}, assignment says "
@@ -153,100 +157,125 @@ class Stage:
             route, h, data = open_frame(es, self.node_id, frame, self._chunks)
             if data is None:
                 return  # more chunks to come
-            if h.hop == len(route.segments) - 1 and (h.session_id, h.step) not in self._waiting:
-                raise NotFound(f"no step {h.step} of session {h.session_id} is waiting")
             runner = es.runners[(h.entry, h.hop)]
             wire = WireTensor(data, h.shape, h.dtype)
-            _check_step(runner, wire, h)
+            self._check_arrival(es, route, runner, h, wire.shape)
             check_finite(wire)  # hook: frame_guard.py (NaN / inf: INVALID_ARGUMENT)
         except (FrameRejected, BadFrameShape, BadFrameDtype) as exc:
-            reason = exc.reason if isinstance(exc, FrameRejected) else \
-                "bad_dtype" if isinstance(exc, BadFrameDtype) else "bad_shape"
-            m.FRAMES_REJECTED.labels(reason).inc()
+            m.FRAMES_REJECTED.labels(_reason(exc)).inc()
             raise
         m.FRAMES_RECEIVED.labels(h.src).inc()
-        self.advance(es, route, h.hop, Step(h.session_id, h.step, h.start_pos),
+        self.advance(es, route, h.hop, Step(h.session_id, h.step, h.start_pos), h.shape[1],
                      lambda r: r.decode_hidden(wire))
 
+    def _on_batch(self, frame: na.BatchFrame) -> None:
+        """A batched frame: checked and opened once, every session's step
+        checked as a frame's would be; then all of them join the queue, their
+        rows decoded once, as one tensor, when the first of them runs."""
+        if not frame.headers:
+            raise InvalidRequest("batch frame without headers")
+        es = self._epoch(frame.headers[0].epoch)
+        try:
+            if any(h.dtype != es.wire_dtype for h in frame.headers):
+                raise BadFrameDtype(f"batch frame dtype, assignment says {es.wire_dtype}")
+            route, batch, data = open_batch(es, self.node_id, frame)
+            hop = batch.headers[0].hop
+            runner = es.runners[(route.key, hop)]
+            live = {h.session_id for h in batch.headers if self._arrives(es, route, runner, h)}
+            wire = WireTensor(data, (1, sum(h.shape[1] for h in batch.headers),
+                                     runner.hidden_size), batch.headers[0].dtype)
+            check_finite(wire)  # hook: frame_guard.py, the whole batch at once
+        except (FrameRejected, BadFrameShape, BadFrameDtype) as exc:
+            m.FRAMES_REJECTED.labels(_reason(exc)).inc()
+            raise
+        m.FRAMES_RECEIVED.labels(batch.src).inc()
+        rows: list[Any] = []
+
+        def row(r: Any, i: int) -> Any:
+            if not rows:
+                rows.extend(r.decode_batch(wire, [h.shape[1] for h in batch.headers]))
+            return rows[i]
+
+        for i, h in enumerate(batch.headers):
+            if h.session_id in live:
+                self.advance(es, route, hop, Step(h.session_id, h.step, h.start_pos),
+                             h.shape[1], lambda r, i=i: row(r, i))
+
+    def _arrives(self, es: EpochState, route: Route, runner: Any, h: FrameHeader) -> bool:
+        """A session's step in a batched frame: a wrong shape refuses the frame;
+        a step its entry no longer waits for is dropped, and one that does not
+        fit its session's cache is reported to the entry, the others run on."""
+        try:
+            self._check_arrival(es, route, runner, h, h.shape)
+        except (NotFound, PositionMismatch, SessionNotFound) as exc:
+            if not isinstance(exc, NotFound):
+                code = status_of(exc) or grpc.StatusCode.UNKNOWN
+                self.spawn(self.report_failure(es, route.entry,
+                                               Step(h.session_id, h.step, h.start_pos),
+                                               self.node_id, code.name, str(exc)))
+            return False
+        return True
+
     # ---- run and forward -------------------------------------------------------------
-    def advance(self, es: EpochState, route: Route, hop: int, step: Step,
+    def advance(self, es: EpochState, route: Route, hop: int, step: Step, tokens: int,
                 load: Callable[[Any], Any]) -> None:
-        """Run this node's consecutive hops from ``hop`` (``load(runner)`` makes
-        the first input), then forward, or close the ring. The compute thread
-        starts on it before this returns."""
+        """Queue a step of ``tokens`` positions for this node's consecutive hops
+        from ``hop`` (``load(runner)`` makes its input, on the compute thread);
+        the batch it runs in forwards it, or closes the ring."""
         waiting = self._waiting.get((step.session_id, step.step)) \
             if route.segments[-1].node == self.node_id else None
-        running = self.compute.submit(
-            lambda timer: self._run(timer, es, route, hop, step, load, waiting))
-        self.spawn(self._forward(es, route, step, waiting, running))
+        self.batcher.put(Work(es, route, hop, step, tokens, load, waiting))
 
-    async def _forward(self, es: EpochState, route: Route, step: Step,
-                       waiting: _Waiting | None,
-                       running: Coroutine[Any, Any, int | tuple[str, list[na.Frame]] | None]
-                       ) -> None:
-        """Send what the compute made on, or close the ring. Failures are
-        reported to the entry, never swallowed."""
-        dst = self.node_id
+    def _deliver(self, outcomes: list[Outcome]) -> None:
+        """What a batch made: tokens to the entry's waiting steps, messages onto
+        the links, failures to the entries (never swallowed)."""
+        for out in outcomes:
+            if isinstance(out, Closed):
+                if not out.work.waiting.future.done():
+                    out.work.waiting.future.set_result(out.token)
+            elif isinstance(out, Send):
+                self.spawn(self._send(out))
+            elif isinstance(out, Failed):
+                self._failed(out.works, out.dst, out.error)
+
+    def _failed(self, works: list[Work], dst: str, exc: Exception) -> None:
+        code = status_of(exc) or grpc.StatusCode.UNKNOWN
+        for w in works:
+            log.warning("step %s/%d failed towards %s: %s", w.step.session_id, w.step.step,
+                        dst, exc)
+            self.spawn(self.report_failure(w.es, w.route.entry, w.step, dst, code.name,
+                                           str(exc)))
+
+    async def _send(self, out: Send) -> None:
+        es, dst = out.es, out.dst
         try:
-            out = await running
-            if out is None or isinstance(out, int):  # the ring closed here
-                if waiting is not None and out is not None and not waiting.future.done():
-                    waiting.future.set_result(out)
-                return
-            dst, frames = out
-            await self._send(es, dst, frames)
-        except Exception as exc:  # noqa: BLE001 - reported to the entry below
-            code = status_of(exc) or grpc.StatusCode.UNKNOWN
-            log.warning("step %s/%d failed towards %s: %s", step.session_id, step.step, dst, exc)
-            await self.report_failure(es, route.entry, step, dst, code.name, str(exc))
+            link = es.peers.get(dst)
+            if link is None:
+                raise Precondition(f"{dst} is not a peer of {self.node_id} in epoch {es.epoch}")
+            sender = self.links.get(dst, link.address)
+            for msg in out.messages:
+                size = msg.ByteSize()
+                sent = time.perf_counter()
+                ack = await sender.send(msg)
+                m.FRAMES_SENT.labels(dst).inc()
+                m.BYTES_SENT.labels(dst).inc(size)
+                first = msg.WhichOneof("kind") == "batch_frame" or msg.frame.header.chunk == 0
+                ack.add_done_callback(lambda f, s=size, t=sent, first=first:
+                                      self._acked(out, s, t, first, f))
+        except Exception as exc:  # noqa: BLE001 - reported to the entry
+            self._failed(out.works, dst, exc)
 
-    def _run(self, timer: Timer, es: EpochState, route: Route, hop: int, step: Step,
-             load: Callable[[Any], Any], waiting: _Waiting | None
-             ) -> int | tuple[str, list[na.Frame]] | None:
-        """On the compute thread: the local hops, then the head or the next frame."""
-        n = len(route.segments)
-        runner = es.runners[(route.entry, hop)]
-        x = load(runner)
-        while True:
-            x = timer.run(runner, step.phase, int(x.shape[1]),
-                          lambda r=runner, x=x: r.forward(step.session_id, x, step.start_pos))
-            hop += 1
-            if hop == n or route.segments[hop].node != self.node_id:
-                break
-            runner = es.runners[(route.entry, hop)]
-        if hop == n:  # the route's last hop is the entry's head: the ring closes
-            return waiting.finish(timer, x) if waiting is not None else None
-        dst = route.segments[hop].node
-        header = FrameHeader(step.session_id, step.step, hop, es.epoch, self.node_id, dst, (),
-                             es.wire_dtype, entry=route.entry, start_pos=step.start_pos)
-        return dst, seal(es, header, runner.encode_hidden(x, es.wire_dtype), self.chunk_bytes)
-
-    async def _send(self, es: EpochState, dst: str, frames: list[na.Frame]) -> None:
-        link = es.peers.get(dst)
-        if link is None:
-            raise Precondition(f"{dst} is not a peer of {self.node_id} in epoch {es.epoch}")
-        sender = self.links.get(dst, link.address)
-        for frame in frames:
-            size = frame.ByteSize()
-            sent = time.perf_counter()
-            ack = await sender.send(na.LinkMessage(frame=frame))
-            m.FRAMES_SENT.labels(dst).inc()
-            m.BYTES_SENT.labels(dst).inc(size)
-            ack.add_done_callback(lambda f, s=size, t=sent, h=frame.header:
-                                  self._acked(es, dst, h, s, t, f))
-
-    def _acked(self, es: EpochState, dst: str, h: na.FrameHeader, size: int, sent: float,
-               fut: AckFuture) -> None:
+    def _acked(self, out: Send, size: int, sent: float, first: bool, fut: AckFuture) -> None:
         failure = fut.exception()
         error = ("UNAVAILABLE", str(failure)) if failure is not None else ack_error(fut.result())
         if error is None:
             if self.frame_observer is not None:  # hook: passive link timing
-                self.frame_observer(dst, size, time.perf_counter() - sent)
+                self.frame_observer(out.dst, size, time.perf_counter() - sent)
             return
-        log.warning("frame %s/%d refused by %s: %s", h.session_id, h.step, dst, error)
-        if h.chunk == 0 or failure is None:  # one report per broken frame
-            self.spawn(self.report_failure(es, h.entry, Step(h.session_id, h.step, h.start_pos),
-                                           dst, *error))
+        log.warning("frame of %d step(s) refused by %s: %s", len(out.works), out.dst, error)
+        if first or failure is None:  # one report per broken frame
+            for w in out.works:
+                self.spawn(self.report_failure(w.es, w.route.entry, w.step, out.dst, *error))
 
     async def report_failure(self, es: EpochState, entry: str, step: Step, failed_node: str,
                              code: str, detail: str) -> None:
@@ -286,12 +315,16 @@ def _best_effort(fut: AckFuture) -> None:
         log.debug("link message lost: %s", fut.exception())
 
 
-def _check_step(runner: Any, wire: WireTensor, h: FrameHeader) -> None:
+def _reason(exc: Exception) -> str:
+    return exc.reason if isinstance(exc, FrameRejected) else \
+        "bad_dtype" if isinstance(exc, BadFrameDtype) else "bad_shape"
+
+
+def _check_step(runner: Any, shape: tuple[int, ...], h: FrameHeader) -> None:
     """What the runner would refuse, refused before the ack: shape, and the
     session's position (a duplicated or skipped step)."""
-    if len(wire.shape) != 3 or wire.shape[0] != 1 or wire.shape[1] < 1 \
-            or wire.shape[2] != runner.hidden_size:
-        raise BadFrameShape(f"frame shape {wire.shape}, expected (1, T, {runner.hidden_size})")
+    if len(shape) != 3 or shape[0] != 1 or shape[1] < 1 or shape[2] != runner.hidden_size:
+        raise BadFrameShape(f"frame shape {shape}, expected (1, T, {runner.hidden_size})")
     cached = runner.session_length(h.session_id)
     if cached is None and h.start_pos != 0:
         raise SessionNotFound(h.session_id)

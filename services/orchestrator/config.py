@@ -44,9 +44,18 @@ class OrchestratorConfig(ServiceConfig):
                                      "workload: prompt length the plan is judged for")
     new_tokens: PositiveInt = opt(_LOAD.new_tokens, "workload: new tokens per request")
     requests_per_s: PositiveFloat = opt(_LOAD.requests_per_s, "workload: request rate")
+    concurrent_sessions: PositiveInt = opt(_LOAD.concurrent_sessions,
+                                           "workload: sessions in flight at once")
+    batch_marginal_cost: float = opt(_LOAD.batch_marginal_cost, "workload: cost of one more "
+                                     "session in a batched step, as a fraction of a step of "
+                                     "one (1: no batching gain)", ge=0, le=1)
+    max_replicas: PositiveInt = opt(_LOAD.max_replicas, "routes one entry may get when the "
+                                    "load asks for capacity (1: one route per entry)")
     alpha: NonNegativeFloat = opt(_WEIGHTS.alpha, "objective weight of latency")
     beta: NonNegativeFloat = opt(_WEIGHTS.beta, "objective weight of utilisation imbalance")
     gamma: NonNegativeFloat = opt(_WEIGHTS.gamma, "objective weight of the privacy penalty")
+    delta: NonNegativeFloat = opt(_WEIGHTS.delta, "objective weight of the queueing the "
+                                  "offered load causes (0: not in the objective)")
     initial_wait_s: NonNegativeFloat = opt(_STEP.initial_wait_s, "before the first plan, wait "
                                            "this long for links between alive nodes to be "
                                            "measured")

@@ -51,7 +51,7 @@ def decode(request: sr.ReviseRequest) -> dict[str, Any]:
     current = cv.plan_from_proto(request.current, "current") if request.current.routes else None
     known = {n.node_id for n in state.nodes}
     entries = [NodeId(e) for e in request.entries] or (
-        [r.entry for r in current.routes] if current else [])
+        list(current.entries) if current else [])
     if not entries:
         raise InvalidRequest("entries: empty and no current plan to take them from",
                              field="entries")
@@ -62,7 +62,7 @@ def decode(request: sr.ReviseRequest) -> dict[str, Any]:
         for r in current.routes:
             why = route_error(r, profile.num_layers)
             if why:
-                raise InvalidRequest(f"current.routes[{r.entry}]: {why}",
+                raise InvalidRequest(f"current.routes[{r.key}]: {why}",
                                      field="current.routes")
     epoch = request.epoch or ((current.epoch if current else 0) + 1)
     return {"state": state, "profile": profile,

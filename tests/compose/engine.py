@@ -127,11 +127,21 @@ class Engine:
             subprocess.run(["umount", "-l", mount], check=False)
 
 
+def image_id(engine: Engine, ref: str) -> str | None:
+    out = sh(["docker", "image", "inspect", "-f", "{{.Id}}", ref], env=engine.env,
+             check=False, quiet=True)
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
 def base_image(engine: Engine) -> str:
-    """A Debian bookworm base with python3 (debootstrap + docker import), once."""
-    if sh(["docker", "image", "inspect", BASE_TAG], env=engine.env, check=False,
-          quiet=True).returncode == 0:
-        return f"{BASE_TAG} present"
+    """A Debian bookworm base with python3 (debootstrap + docker import), once;
+    returns its image ID (``sha256:...``). Imported, it has no registry digest:
+    its ID, the digest of its configuration and so of its one layer, is what the
+    build pins it by (``--build-arg BASE_IMAGE=<id>``)."""
+    present = image_id(engine, BASE_TAG)
+    if present:
+        print(f"{BASE_TAG} present: {present}")
+        return present
     if shutil.which("debootstrap") is None:
         raise EngineUnavailable("no debootstrap to make a base image (apt-get install "
                                 "debootstrap), and no registry to pull one from")
@@ -148,7 +158,10 @@ def base_image(engine: Engine) -> str:
                               env=engine.env, capture_output=True, text=True, check=False)
     tar.wait()
     assert imported.returncode == 0 and tar.returncode == 0, imported.stderr
-    return f"{BASE_TAG} imported from {rootfs}"
+    made = image_id(engine, BASE_TAG)
+    assert made, f"{BASE_TAG} missing after docker import"
+    print(f"{BASE_TAG} imported from {rootfs}: {made}")
+    return made
 
 
 def runtime_requirements() -> list[str]:
@@ -176,9 +189,19 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 @contextmanager
 def wheel_server(house: Path) -> Iterator[str]:
-    """Serve ``house`` as a find-links page on 127.0.0.1 (port 0); yields its URL."""
+    """Serve ``house`` as a find-links page on 127.0.0.1; yields its URL.
+
+    The URL is a build argument, and the classic builder keys a RUN step's cache
+    on the build arguments it sees: a new port would reinstall every dependency.
+    So the port of the last run is taken again when it is free (else port 0)."""
     handler = functools.partial(_Quiet, directory=str(house))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    remembered = VAR / "wheel-port"
+    try:
+        server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", int(remembered.read_text())), handler)
+    except (OSError, ValueError):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        remembered.write_text(str(server.server_address[1]))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -150,7 +150,8 @@ class Ring:
     # ---- a client ------------------------------------------------------------------------
     async def generate(self, entry: str = "node-0", new: int = 6) -> list[int]:
         stub = inference_pb2_grpc.InferenceStub(self.channel(entry, "clients", "app"))
-        req = inference_pb2.GenerateRequest(token_ids=PROMPT, max_new_tokens=new)
+        req = inference_pb2.GenerateRequest(token_ids=inference_pb2.TokenIds(ids=PROMPT),
+                                            max_new_tokens=new)
         return [r.token_id async for r in stub.Generate(req, timeout=120)]
 
     async def stop(self) -> None:

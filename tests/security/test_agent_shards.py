@@ -63,7 +63,8 @@ class Fetching:
 
     async def generate(self) -> list[int]:
         stub = inference_pb2_grpc.InferenceStub(self.stub("node-0"))
-        req = inference_pb2.GenerateRequest(token_ids=[5, 9, 13, 2], max_new_tokens=5)
+        req = inference_pb2.GenerateRequest(token_ids=inference_pb2.TokenIds(ids=[5, 9, 13, 2]),
+                                            max_new_tokens=5)
         return [r.token_id async for r in stub.Generate(req, timeout=120)]
 
     async def boot(self, node: str) -> None:

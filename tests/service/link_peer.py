@@ -22,6 +22,7 @@ class Recorder(na_grpc.NodeAgentServicer):
     def __init__(self, node_id: str = "node-2") -> None:
         self.node_id = node_id
         self.frames: asyncio.Queue[na.Frame] = asyncio.Queue()
+        self.batches: asyncio.Queue[na.BatchFrame] = asyncio.Queue()
         self.salt = os.urandom(SALT_LEN)
         self.hellos: list[bytes] = []  # the agent's salts, one per process life
 
@@ -38,6 +39,8 @@ class Recorder(na_grpc.NodeAgentServicer):
         async for msg in request_iterator:
             if msg.HasField("frame"):
                 await self.frames.put(msg.frame)
+            if msg.HasField("batch_frame"):
+                await self.batches.put(msg.batch_frame)
             yield na.LinkAck(seq=msg.seq)
 
 

@@ -226,7 +226,8 @@ def test_dead_after_missed_cycles_and_alive_again() -> None:
 def fake_agent() -> SimpleNamespace:
     book = SimpleNamespace(committed=None, all_runners=list)
     return SimpleNamespace(control=SimpleNamespace(book=book),
-                           compute=SimpleNamespace(queue_depth=0), emulator=Emulator())
+                           compute=SimpleNamespace(queue_depth=0), emulator=Emulator(),
+                           queue=None)
 
 
 def free_port() -> int:

@@ -36,7 +36,7 @@ from edgesplit.rpc.assignments import (
 from edgesplit.rpc.server import create_server
 from edgesplit.rpc.transport import Transport, TransportSettings
 from edgesplit.security.channel import SALT_LEN, LinkKeys, LinkSecret
-from edgesplit.security.header import FrameHeader
+from edgesplit.security.header import BatchHeader, FrameHeader
 from edgesplit.security.keys import (
     generate_agreement_key,
     generate_signing_key,
@@ -281,6 +281,74 @@ async def test_tampered_replayed_misrouted_frames_rejected_cache_untouched(rig: 
         assert await rig.link.frame(frame) == code, reason
         assert _rejected(reason) == before + 1, reason
         assert runner.session_length("s1") == 3, reason
+
+
+def _batch(rig: Rig, rows: list[tuple[str, int, int, torch.Tensor]],
+           sealer: Any = None) -> na.BatchFrame:
+    """(session, step, start_pos, hidden) rows as one batched frame from node-0."""
+    headers = [FrameHeader(sid, step, 1, rig.epoch, "node-0", "node-1", tuple(x.shape),
+                           "float32", 0, 1, "node-0", pos) for sid, step, pos, x in rows]
+    data = torch.cat([x for *_, x in rows], dim=1).contiguous().view(torch.uint8).numpy()
+    sealer = sealer or rig.keys_with("node-0").sealer()
+    nonce, ct = sealer.seal(BatchHeader(tuple(headers)), data.tobytes())
+    return na.BatchFrame(headers=[na.FrameHeader(**h.as_dict()) for h in headers],
+                         nonce=nonce, ciphertext=ct)
+
+
+async def test_batch_frame_runs_its_sessions_and_forwards_one_batch(rig: Rig) -> None:
+    await _committed(rig)
+    torch.manual_seed(1)
+    a, b = torch.randn(1, 3, 64), torch.randn(1, 2, 64)
+    ack = await rig.link.send(na.LinkMessage(batch_frame=_batch(rig, [("a", 0, 0, a),
+                                                                      ("b", 0, 0, b)])))
+    assert _status(ack) == grpc.StatusCode.OK
+    out = await asyncio.wait_for(rig.recorder.batches.get(), 30)
+    headers = tuple(FrameHeader.from_proto(h) for h in out.headers)
+    assert [(h.session_id, h.hop, h.src, h.dst, h.shape) for h in headers] == [
+        ("a", 2, "node-1", "node-2", (1, 3, 64)), ("b", 2, "node-1", "node-2", (1, 2, 64))]
+    secret = LinkSecret.derive(rig.keys["node-2"], rig.keys["node-1"].public_key(), "node-2",
+                               "node-1", 1)
+    opener = secret.keys(rig.recorder.salt, rig.recorder.peer_salt).opener()
+    plain = opener.open(out.nonce, BatchHeader(headers), out.ciphertext)
+    from edgesplit.model.base import WireTensor
+
+    got = from_wire(WireTensor(plain, (1, 5, 64), "float32"))
+    ref = TorchSegmentRunner(ShardDir(rig.shards), 1, 3)
+    want = torch.cat([ref.forward("a", a, 0), ref.forward("b", b, 0)], dim=1)
+    assert torch.allclose(got, want, atol=1e-5)  # rows of one batch: rounding only
+
+
+async def test_a_stale_session_in_a_batch_frame_does_not_stop_the_others(rig: Rig) -> None:
+    await _committed(rig)
+    rows = [("a", 1, 5, torch.randn(1, 1, 64)),  # step 1 of a session node-1 never saw
+            ("b", 0, 0, torch.randn(1, 2, 64))]
+    ack = await rig.link.send(na.LinkMessage(batch_frame=_batch(rig, rows)))
+    assert _status(ack) == grpc.StatusCode.OK
+    out = await asyncio.wait_for(rig.recorder.frames.get(), 30)  # b alone: a plain frame
+    assert out.header.session_id == "b"
+    runner = _runner(rig)
+    assert runner.session_length("a") is None and runner.session_length("b") == 2
+
+
+async def test_forged_batch_frames_rejected_caches_untouched(rig: Rig) -> None:
+    await _committed(rig)
+    sealer = rig.keys_with("node-0").sealer()
+    rows = [("a", 0, 0, torch.randn(1, 2, 64)), ("b", 0, 0, torch.randn(1, 1, 64))]
+    tampered = _batch(rig, rows, sealer)
+    tampered.ciphertext = bytes([tampered.ciphertext[0] ^ 1]) + tampered.ciphertext[1:]
+    shifted = _batch(rig, rows, sealer)
+    shifted.headers[1].session_id = "c"  # a session's part moved to another session
+    twice = _batch(rig, rows, sealer)
+    twice.headers[1].session_id = "a"  # one session twice: refused before any decryption
+    empty = na.BatchFrame()
+    for frame, code in ((tampered, grpc.StatusCode.PERMISSION_DENIED),
+                        (shifted, grpc.StatusCode.PERMISSION_DENIED),
+                        (twice, grpc.StatusCode.INVALID_ARGUMENT),
+                        (empty, grpc.StatusCode.INVALID_ARGUMENT)):
+        ack = await rig.link.send(na.LinkMessage(batch_frame=frame))
+        assert _status(ack) == code, ack.detail
+    runner = _runner(rig)
+    assert runner.session_length("a") is None and runner.session_length("b") is None
 
 
 async def test_wrong_shape_or_dtype_rejected_cache_untouched(rig: Rig) -> None:

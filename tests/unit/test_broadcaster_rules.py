@@ -170,3 +170,27 @@ def test_the_inventory_file_is_reread_when_it_changes(tmp_path: Path) -> None:
     path.write_text("nodes: 7\n")  # an edit that breaks it: refused, not half-used
     with pytest.raises(Precondition, match="inventory unusable"):
         source.current()
+
+
+def test_replicas_of_one_entry_get_their_own_route_keys_and_shared_shards_once() -> None:
+    from edgesplit.core.route import route_from_cuts
+    from edgesplit.core.types import Epoch, NodeId
+
+    n0, n1, n2 = NodeId("n0"), NodeId("n1"), NodeId("n2")
+    both = Plan(Epoch(1), MODEL.digest, (route_from_cuts(n0, [n0, n1], [1], 4),
+                                         route_from_cuts(n0, [n0, n2], [1], 4, replica=1)))
+    peers = {n: PeerInfo(n, f"h{n}:1", public_bytes(generate_agreement_key()))
+             for n in ("n0", "n1", "n2")}
+    out = build_assignments(both, SHARDS, peers, 4, 10**13, common_shards=["meta"])
+    # The entry runs hop 0 and the head of both routes, each under its route key;
+    # the layer it holds for both is one shard.
+    assert sorted((s.entry, s.hop) for s in out["n0"].segments) == [
+        ("n0", 0), ("n0", 2), ("n0#1", 0), ("n0#1", 2)]
+    assert [r.name for r in out["n0"].shards].count("layer.0") == 1
+    assert [(s.entry, s.hop) for s in out["n2"].segments] == [("n0#1", 1)]
+    assert {p.node_id for p in out["n0"].peers} == {"n1", "n2"}
+    twice = Plan(Epoch(1), MODEL.digest, (both.routes[0], both.routes[0]))
+    with pytest.raises(InvalidRequest, match="one key"):
+        build_assignments(twice, SHARDS, peers, 4, 10**13)
+    assert grants_of(both, MODEL)["n2"] == {SHARDS["meta"].sha256, SHARDS["layer.1"].sha256,
+                                            SHARDS["layer.2"].sha256, SHARDS["layer.3"].sha256}

@@ -37,7 +37,11 @@ def _resolved() -> dict[str, object]:
 
 
 SERVICES = {"monitor", "orchestrator", "split-reviser", "broadcaster"}
+GATEWAY = "gateway"  # HTTP, not gRPC: /readyz is its health
 NODES = {"node-a", "node-b", "node-c"}
+TLS_ENV = {"EDGESPLIT_TLS_CA": "/etc/edgesplit/pki/ca.pem",
+           "EDGESPLIT_TLS_CERT": "/etc/edgesplit/pki/tls.pem",
+           "EDGESPLIT_TLS_KEY": "/etc/edgesplit/pki/tls.key"}
 
 
 def mounts(svc: dict[str, Any]) -> list[tuple[str, str, bool]]:
@@ -60,10 +64,16 @@ def argv(svc: dict[str, Any]) -> list[str]:
 def test_compose_config_is_valid_and_healthchecked() -> None:
     services = _resolved()["services"]
     assert isinstance(services, dict)
-    assert SERVICES | NODES | {"init", "client", "prometheus", "grafana"} <= set(services)
-    for name in SERVICES | NODES:
+    assert SERVICES | NODES | {GATEWAY, "init", "conditions", "client", "prometheus",
+                               "grafana"} <= set(services)
+    for name in SERVICES | NODES | {GATEWAY}:
         svc = services[name]
-        assert "grpc_health" in " ".join(svc["healthcheck"]["test"]), name
+        probe = svc["healthcheck"]["test"]
+        assert probe[:3] == ["CMD", "python", "/opt/edgesplit/share/healthcheck.py"], name
+        if name == GATEWAY:
+            assert probe[3:] == ["--http", "http://127.0.0.1:8080/readyz"]
+        else:  # gRPC health over mTLS with the service's own certificate
+            assert probe[3:] == ["127.0.0.1:50051"], name
         assert (svc.get("depends_on") or {}), f"{name} starts before init has run"
         for dep, cond in svc["depends_on"].items():
             want = "service_completed_successfully" if dep == "init" else "service_healthy"
@@ -72,10 +82,21 @@ def test_compose_config_is_valid_and_healthchecked() -> None:
     assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
 
 
+def test_every_channel_is_mtls_with_its_own_certificate() -> None:
+    services = _resolved()["services"]
+    assert isinstance(services, dict)
+    for name in SERVICES | NODES | {GATEWAY}:
+        env = services[name]["environment"]
+        assert {k: env.get(k) for k in TLS_ENV} == TLS_ENV, name
+        assert not any("insecure" in a for a in argv(services[name])), name
+    client = services["client"]["environment"]
+    assert client == {"EDGESPLIT_ENTRY": "node-a:50051", "EDGESPLIT_TLS_DIR": "/etc/edgesplit/pki"}
+
+
 def test_each_service_mounts_only_its_own_secrets() -> None:
     services = _resolved()["services"]
     assert isinstance(services, dict)
-    for name in SERVICES | NODES | {"client"}:
+    for name in SERVICES | NODES | {GATEWAY, "client", "conditions"}:
         pki = [m for m in mounts(services[name]) if m[0].startswith("pki-")]
         assert pki == [(f"pki-{name}", "/etc/edgesplit/pki", True)], name
     argvs = {n: argv(services[n]) for n in SERVICES | NODES}
@@ -85,18 +106,28 @@ def test_each_service_mounts_only_its_own_secrets() -> None:
         assert "--control-public-key=/etc/edgesplit/pki/control.ed25519.pub.pem" in argvs[n]
     init = {target: source for source, target, _ in mounts(services["init"])}
     assert {f"/pki/nodes/{n}" for n in NODES} | {f"/pki/services/{s}" for s in SERVICES} \
-        <= set(init)
+        | {"/pki/services/gateway", "/pki/admins/conditions", "/pki/clients/host",
+           "/pki/admins/operator"} <= set(init)
+    assert "--api-keys=/etc/edgesplit/pki/api-keys.yaml" in argv(services[GATEWAY])
 
 
-def test_entry_publishes_and_the_client_reaches_it() -> None:
+def _published(port: Any) -> tuple[str, int, int]:
+    """(host address, host port, container port) of a resolved port, either syntax."""
+    if isinstance(port, dict):
+        return port["host_ip"], int(port["published"]), int(port["target"])
+    host, published, target = port.removesuffix("/tcp").split(":")
+    return host, int(published), int(target)
+
+
+def test_entry_orchestrator_and_gateway_publish_on_loopback_only() -> None:
     services = _resolved()["services"]
     assert isinstance(services, dict)
-    (port,) = services["node-a"]["ports"]
-    assert port in ("127.0.0.1:50051:50051/tcp", {"mode": "ingress", "host_ip": "127.0.0.1",
-                                                  "target": 50051, "published": "50051",
-                                                  "protocol": "tcp"})
-    assert not any(services[n].get("ports") for n in NODES - {"node-a"} | SERVICES)
-    assert services["client"]["network_mode"] == "service:node-a"
+    published = {n: [_published(p) for p in services[n].get("ports", [])]
+                 for n in SERVICES | NODES | {GATEWAY}}
+    assert published.pop("node-a") == [("127.0.0.1", 50051, 50051)]
+    assert published.pop("orchestrator") == [("127.0.0.1", 50052, 50051)]
+    assert published.pop(GATEWAY) == [("127.0.0.1", 8080, 8080)]
+    assert not any(published.values()), published
     orch = argv(services["orchestrator"])
     assert "--entries=node-a" in orch
     assert any(a.startswith("--db=/var/lib/edgesplit/") for a in orch)  # a writable volume
@@ -108,7 +139,7 @@ def test_prometheus_scrapes_every_service_on_the_metrics_port() -> None:
     conf = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     targets = {t for job in conf["scrape_configs"] for sc in job["static_configs"]
                for t in sc["targets"]}
-    assert targets == {f"{n}:9400" for n in SERVICES | NODES}
+    assert targets == {f"{n}:9400" for n in SERVICES | NODES} | {"gateway:8080"}
     for name in SERVICES | NODES:
         assert "--metrics-listen=0.0.0.0:9400" in argv(services[name]), name
 
@@ -126,7 +157,8 @@ def test_compose_commands_name_real_modules_and_flags() -> None:
         classes = [c for c in vars(config_mod).values()
                    if isinstance(c, type) and issubclass(c, ServiceConfig) and c is not ServiceConfig]
         assert classes, f"{name}: no config class"
-        env = {k: str(v) for k, v in (svc.get("environment") or {}).items()}
+        env = {k: str(v) for k, v in (svc.get("environment") or {}).items()
+               if not k.startswith("EDGESPLIT_TLS_")}  # the files are in the container only
         load_config(classes[0], cmd[3:], env=env)  # raises SystemExit on a bad flag
 
 
@@ -141,7 +173,8 @@ def test_dockerignore_keeps_the_context_small() -> None:
 
 
 K8S = ROOT / "deploy" / "k8s"
-OVERLAYS = ("base", "overlays/dev", "overlays/gpu")
+OVERLAYS = ("base", "overlays/dev", "overlays/gpu", "overlays/cert-manager")
+CERT_MANAGER = "cert-manager.io/v1"  # CRDs: kubernetes-validate has no schema for them
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 
 
@@ -166,7 +199,8 @@ def test_kubernetes_manifests_pass_strict_schema_validation(overlay: str) -> Non
     kv = pytest.importorskip("kubernetes_validate")
     version = kv.latest_version()
     for doc in rendered(overlay):
-        kv.validate(doc, version, strict=True)
+        if doc["apiVersion"] != CERT_MANAGER:
+            kv.validate(doc, version, strict=True)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -182,8 +216,20 @@ def test_every_container_is_locked_down_sized_and_probed(overlay: str) -> None:
             assert sc["capabilities"]["drop"] == ["ALL"], name
             assert c["resources"]["requests"] and c["resources"]["limits"], name
         for c in spec["containers"]:
-            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                assert c[probe]["grpc"]["port"] == 50051, (name, probe)
+            env = {e["name"]: e["value"] for e in c.get("env", [])}
+            assert {k: env.get(k) for k in TLS_ENV} == TLS_ENV, name  # mTLS everywhere
+            probes = [c[p] for p in ("startupProbe", "readinessProbe", "livenessProbe")]
+            if name == GATEWAY:  # HTTP: ready once it has a tokenizer and a live entry
+                assert [p["httpGet"]["path"] for p in probes] == ["/healthz", "/readyz",
+                                                                   "/healthz"]
+                assert "--listen=0.0.0.0:8080" in c["command"]
+                continue
+            # Servers require a client certificate: kubelet's own grpc probe has
+            # none, so the probe runs in the container with the service's.
+            for probe in probes:
+                assert probe["exec"]["command"] == [
+                    "python", "/opt/edgesplit/share/healthcheck.py", "127.0.0.1:50051"], name
+                assert probe["timeoutSeconds"] >= 3, name
             assert "--metrics-listen=0.0.0.0:9400" in c["command"], name
 
 
@@ -193,12 +239,16 @@ def test_referenced_secrets_and_config_maps_are_made_or_documented(overlay: str)
     made = {(d["kind"], d["metadata"]["name"]) for d in docs}
     readme = (K8S / "README.md").read_text()
     for name, spec in pod_specs(docs):
+        # A Certificate makes its Secret; a projected volume refers to several.
+        made |= {("Secret", d["spec"]["secretName"]) for d in docs if d["kind"] == "Certificate"}
         for v in spec.get("volumes", []):
-            for kind, key, field in (("Secret", "secret", "secretName"),
-                                     ("ConfigMap", "configMap", "name")):
-                if key in v:
-                    ref = v[key][field]
-                    assert (kind, ref) in made or f"{kind} `{ref}`" in readme, (name, ref)
+            sources = [v, *v.get("projected", {}).get("sources", [])]
+            for src in sources:
+                for kind, key, field in (("Secret", "secret", "secretName"),
+                                         ("ConfigMap", "configMap", "name")):
+                    if key in src:
+                        ref = src[key].get(field) or src[key]["name"]
+                        assert (kind, ref) in made or f"{kind} `{ref}`" in readme, (name, ref)
 
 
 def test_kubernetes_labels_services_and_the_node_list_agree() -> None:
@@ -222,6 +272,35 @@ def test_kubernetes_labels_services_and_the_node_list_agree() -> None:
     assert monitor["spec"]["replicas"] == 1 and monitor["spec"]["strategy"]["type"] == "Recreate"
 
 
+def test_cert_manager_issues_each_component_its_own_identity() -> None:
+    """Every workload's /etc/edgesplit/pki comes from the Certificate naming that
+    component (the URI SAN the servers authorise), renamed to pki init's files;
+    only the broadcaster gets the signing key."""
+    docs = rendered("overlays/cert-manager")
+    certs = {d["spec"]["secretName"]: d["spec"] for d in docs if d["kind"] == "Certificate"}
+    (issuer,) = [d for d in docs if d["kind"] == "Issuer"]
+    roles = {"node-agent": "node", "gateway": "gateway", "control-plane": ""}
+    for d in docs:
+        if d["kind"] not in WORKLOADS:
+            continue
+        name = d["metadata"]["name"]
+        role = roles[d["metadata"]["labels"]["app.kubernetes.io/component"]] or name
+        (pki,) = [v for v in d["spec"]["template"]["spec"]["volumes"] if v["name"] == "pki"]
+        assert "secret" not in pki, name
+        tls, *rest = pki["projected"]["sources"]
+        spec = certs[tls["secret"]["name"]]
+        assert spec["uris"] == [f"spiffe://edgesplit/{role}/{name}"], name
+        assert name in spec["dnsNames"] and "127.0.0.1" in spec["ipAddresses"], name
+        assert {"server auth", "client auth"} <= set(spec["usages"]), name
+        assert spec["issuerRef"]["name"] == issuer["metadata"]["name"], name
+        assert {i["path"] for i in tls["secret"]["items"]} == {"ca.pem", "tls.pem", "tls.key"}
+        extra = [next(iter(s.values()))["name"] for s in rest]
+        assert extra == (["edgesplit-control-signing-key"] if name == "broadcaster" else
+                         ["edgesplit-control-public-key"] if role == "node" else []), name
+    assert {d["metadata"].get("namespace") for d in docs if d["apiVersion"] == CERT_MANAGER} \
+        == {"edgesplit"}
+
+
 def test_gpu_overlay_asks_for_a_gpu_node() -> None:
     (gpu,) = [spec for name, spec in pod_specs(rendered("overlays/gpu")) if name == "node-c"]
     c = gpu["containers"][0]
@@ -241,8 +320,8 @@ def test_kubernetes_commands_name_real_modules_and_flags() -> None:
             cls = next(v for v in vars(config_mod).values() if isinstance(v, type)
                        and issubclass(v, ServiceConfig) and v is not ServiceConfig)
             load_config(cls, cmd[3:], env={})  # SystemExit on an unknown flag
-    assert modules == {f"services.{s}" for s in
-                       ("monitor", "split_reviser", "broadcaster", "orchestrator", "node_agent")}
+    assert modules == {f"services.{s}" for s in ("monitor", "split_reviser", "broadcaster",
+                                                  "orchestrator", "node_agent", "gateway")}
 
 
 def _exercised_registry() -> str:

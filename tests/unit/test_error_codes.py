@@ -59,6 +59,7 @@ INTENDED: dict[str, Code] = {
     "services.monitor.loaders.ConfigFileError": Code.INVALID_ARGUMENT,
     "services.node_agent.admission.Rejected": Code.INVALID_ARGUMENT,
     "services.node_agent.admission.QuotaExceeded": Code.RESOURCE_EXHAUSTED,
+    "services.node_agent.queue.Overloaded": Code.RESOURCE_EXHAUSTED,
     "services.node_agent.shards.FetchFailed": Code.UNKNOWN,  # the registry's code, below
 }
 

@@ -65,3 +65,70 @@ def test_summary_counts_failures_privacy_and_reconfigurations() -> None:
     assert s["sla_hit_rate"] == 0.5
     assert s["mean_utilization"] == 0.6
     assert s["errors"] == ["UNAVAILABLE"]
+    assert s["requests_per_s"] == 0.3 and s["requests_refused"] == 0
+    assert s["peak_load_utilization"] is None  # no step up of closed-loop clients
+
+
+def test_refused_requests_are_failed_and_sla_misses() -> None:
+    sc = parse_scenario(BASE)
+    records = [RequestRecord(0.0, True, False, 0.2, [0.1], {1}),
+               RequestRecord(0.5, False, False, error="RESOURCE_EXHAUSTED: retry after 2s")]
+    s = summarize(sc, "adaptive", 2.0, records, [], Live(peak_utilization=[0.9, 0.8]))
+    assert (s["requests_failed"], s["requests_refused"]) == (1, 1)
+    assert s["sla_hit_rate"] == 0.5  # refusing is no way to meet the SLA
+    assert s["peak_load_utilization"] == 0.85
+
+
+def test_load_events_step_the_closed_loop_clients() -> None:
+    sc = load_scenario("smart-city-surge")
+    assert sc.load.requests_per_s == 0 and sc.load.concurrency == 2
+    steps = [e.args["concurrency"] for e in sc.events if e.kind == "load"]
+    assert steps == [8, 24]
+    assert [e.describe() for e in sc.events if e.kind == "load"][-1] == \
+        "load: 24 concurrent clients"
+    with pytest.raises(ScenarioError, match="concurrency"):
+        parse_scenario({**BASE, "events": [{"at": 1, "load": {"concurrency": -1}}]})
+
+
+def test_single_device_keeps_the_entry_and_its_events() -> None:
+    from edgesplit.scenario.runner import single_device
+
+    sc = parse_scenario({**BASE, "events": [
+        {"at": 1, "link": {"a": "a", "b": "b"}, "delay_ms": 3}, {"at": 2, "kill": "b"},
+        {"at": 3, "node": "a", "slowdown": 4}, {"at": 4, "load": {"concurrency": 5}}]})
+    alone = single_device(sc)
+    assert [n.id for n in alone.nodes] == ["a"] and alone.entry.id == "a"
+    assert [e.kind for e in alone.events] == ["node", "load"]
+
+
+async def test_client_pool_grows_and_shrinks() -> None:
+    import asyncio
+    import random
+
+    from edgesplit.scenario.load import ClientPool
+
+    running: set[int] = set()
+    seen: list[int] = []
+
+    async def one(rng: random.Random) -> None:
+        key = id(rng)
+        running.add(key)
+        seen.append(len(running))
+        await asyncio.sleep(0.01)
+        running.discard(key)
+
+    stop = asyncio.Event()
+    pool = ClientPool(one, 0.0, stop)
+    pool.resize(2)
+    await asyncio.sleep(0.05)
+    assert max(seen) == 2
+    pool.resize(5)
+    await asyncio.sleep(0.05)
+    assert max(seen) == 5 and pool.peak == 5
+    pool.resize(1)
+    await asyncio.sleep(0.05)
+    seen.clear()
+    await asyncio.sleep(0.05)
+    assert seen and max(seen) == 1
+    stop.set()
+    await pool.join()

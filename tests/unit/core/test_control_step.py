@@ -223,6 +223,18 @@ def test_observe_measures_the_request_rate() -> None:
     assert ctl.workload(idle, CONFIG, True).privacy is Privacy.HIGH
 
 
+def test_sessions_at_the_entries_count_only_when_the_planner_may_replicate() -> None:
+    e = env()
+    busy = replace(e, nodes={**e.nodes, A: replace(e.nodes[A], active_sessions=12.0)})
+    h = ctl.observe(ctl.ControlHistory(), busy, CONFIG)
+    assert h.sessions == pytest.approx(12.0)
+    h = ctl.observe(h, replace(e, now=NOW + 2), CONFIG)
+    assert h.sessions == pytest.approx(0.8 * 12)
+    assert ctl.workload(h, CONFIG, False).concurrent_sessions == 1  # max_replicas 1
+    may = replace(CONFIG, workload=replace(CONFIG.workload, max_replicas=2))
+    assert ctl.workload(h, may, False).concurrent_sessions == 10
+
+
 def test_one_rule_for_unmeasured_links() -> None:
     nodes = (t.NodeState(A, t.Trust.TRUSTED, 1, 1.0), t.NodeState(B, t.Trust.TRUSTED, 1, 1.0),
              t.NodeState(C, t.Trust.TRUSTED, 1, 1.0, alive=False))

@@ -124,7 +124,13 @@ def test_two_node_ring_by_hand() -> None:
     assert cost.imbalance == pytest.approx(0.47)
     # layer 1 is sensitive (depth 2) and sits on untrusted B.
     assert cost.privacy_penalty == 1
-    assert cost.total == pytest.approx(0.019 + 0.1 * 0.47 + 10 * 1)
+    # Own load (not background) queues: A 0.04 on a 2 ms step, B 0.01 on 0.5 ms.
+    queueing = 0.002 * 0.04 / 0.96 + 0.0005 * 0.01 / 0.99
+    assert cost.queueing_s == pytest.approx(queueing)
+    assert cost.capacity_rps == pytest.approx(0.5 / 0.04)  # A saturates first
+    assert cost.total == pytest.approx(0.019 + 0.1 * 0.47 + 10 * 1)  # delta 0: the seed's
+    with_queueing = evaluate(PLAN, cluster(), PROFILE, WORKLOAD, Weights(1.0, 0.1, 10.0, 2.0))
+    assert with_queueing.total == pytest.approx(cost.total + 2.0 * queueing)
     assert objective(cost, WEIGHTS) == pytest.approx(0.019 + 10)
     # weights + KV (1 B/token * 16 tokens): A 10 + 10 + 100 + 16, B 100 + 16.
     assert memory_use(PLAN.routes, PROFILE, WORKLOAD) == {A: 136, B: 116}
@@ -180,3 +186,41 @@ def test_shared_layers_are_loaded_once() -> None:
     cost = evaluate(both, cluster(mem_b=268), PROFILE, WORKLOAD, WEIGHTS)
     assert cost.feasible, cost.reason
     assert cost.latency_s > cost.mean_latency_s  # the worst route is the two-node ring
+
+
+ALONE = Route(A, (Segment(A, 0, 2, EMBED_ONLY), Segment(A, 2, 2, HEAD_ONLY)), replica=1)
+
+
+def test_replicas_of_one_entry_split_its_requests() -> None:
+    plan = Plan(Epoch(1), "", (PLAN.routes[0], ALONE))
+    assert ALONE.key == "A#1" and plan.entries == (A,) and plan.routes_for(A) == plan.routes
+    cost = evaluate(plan, cluster(mem_a=1000), PROFILE, WORKLOAD, WEIGHTS)
+    assert cost.feasible, cost.reason
+    util = dict(cost.per_node_utilization)
+    # 0.25 req/s each, 40 tokens: A 2 ms on the ring + 3 ms alone -> 0.05; B 0.5 ms -> 0.005
+    # on top of its 0.5 background.
+    assert util[A] == pytest.approx(0.05) and util[B] == pytest.approx(0.505)
+    # The ring (19 ms) and A alone (3 ms), half the requests each.
+    assert cost.mean_latency_s == pytest.approx((0.019 + 0.003) / 2)
+    assert cost.latency_s == pytest.approx(0.019)
+    same_key = Plan(Epoch(1), "", (PLAN.routes[0], Route(A, ALONE.segments)))
+    assert "one key" in evaluate(same_key, cluster(mem_a=1000), PROFILE, WORKLOAD, WEIGHTS).reason
+
+
+def test_batching_and_load_drive_queueing_and_capacity() -> None:
+    fields = {f: getattr(WORKLOAD, f) for f in WORKLOAD.__slots__}
+    base = evaluate(PLAN, cluster(), PROFILE, WORKLOAD, WEIGHTS)
+    busy = evaluate(PLAN, cluster(), PROFILE, Workload(**{**fields, "requests_per_s": 10.0}),
+                    WEIGHTS)
+    # 20x the rate: A's own load 0.8, so its 2 ms step waits 8 ms.
+    assert dict(busy.per_node_utilization)[A] == pytest.approx(0.8)
+    assert busy.queueing_s > 50 * base.queueing_s
+    assert busy.queueing_s == pytest.approx(0.002 * 4 + 0.0005 * 0.2 / 0.8)
+    assert busy.capacity_rps == pytest.approx(base.capacity_rps)
+    # Ten sessions per batched step at a marginal cost of 0.1: each costs 0.19 of a step.
+    batched = Workload(**{**fields, "requests_per_s": 10.0, "concurrent_sessions": 10,
+                          "batch_marginal_cost": 0.1})
+    cost = evaluate(PLAN, cluster(mem_a=10_000, mem_b=10_000), PROFILE, batched, WEIGHTS)
+    assert dict(cost.per_node_utilization)[A] == pytest.approx(0.8 * 0.19)
+    assert cost.capacity_rps == pytest.approx(busy.capacity_rps / 0.19)
+    assert cost.queueing_s < busy.queueing_s

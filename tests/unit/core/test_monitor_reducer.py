@@ -118,6 +118,22 @@ def test_link_ewma_and_partial_observations() -> None:
     assert link.samples == 3 and link.last_seen == 2.0
 
 
+def test_link_ewma_weighs_the_new_sample_by_alpha_not_one_minus_alpha() -> None:
+    # alpha = 0.5 cannot tell alpha from 1 - alpha; 0.2 can: 10 ms then 30 ms
+    # reads 14 ms (the old value keeps 0.8), never 26 ms.
+    m = Monitor(MonitorConfig(link_alpha=0.2), [A])
+    m.ingest(report("a", 0, links=(("b", 0.010, 100e6),)), now=0.0)
+    m.ingest(report("a", 1, links=(("b", 0.030, 50e6),)), now=1.0)
+    link = m.snapshot(1.0).link(A, B)
+    assert link is not None
+    assert link.rtt_s == pytest.approx(0.014)
+    assert link.bandwidth_bps == pytest.approx(90e6)
+    m.ingest(report("a", 2, links=(("b", 0.030, 50e6),)), now=2.0)
+    link = m.snapshot(2.0).link(A, B)
+    assert link is not None
+    assert link.rtt_s == pytest.approx(0.014 + 0.2 * 0.016)
+
+
 def test_latency_ewma_takes_one_sample_per_request() -> None:
     m = Monitor(MonitorConfig(latency_alpha=0.5), [A])
     m.ingest(report("a", 0, requests=(request((0.1, 0.3), ttft=1.0),)), now=0.0)

@@ -248,3 +248,61 @@ def test_heuristic_tier_on_a_larger_cluster(seed: int) -> None:
     full = solve(state, profile, wl, [ENTRY], weights=W)
     assert full.plan is not None and full.stats.lower_bound is not None
     assert res.stats.objective >= full.stats.lower_bound * (1 - 1e-9)
+
+
+def test_heuristic_recall_against_the_exact_search() -> None:
+    """On seeded instances of up to 7 nodes the heuristic tiers miss a feasible
+    plan in at most 2 % and are worse than the exact search in at most 10 %.
+    (Returning the seed search's first feasible route misses about 13 % and is
+    worse in about 24 %: this test is what catches such a shortcut.)"""
+    feasible = 0
+    misses = {"pruned": 0, "screened": 0}
+    worse = dict(misses)
+    for seed in range(300):
+        state, profile, wl = small_instance(random.Random(seed), max_nodes=7)
+        exact = solve(state, profile, wl, [ENTRY], weights=W)
+        if exact.plan is None:
+            continue
+        feasible += 1
+        for name, opts in (("pruned", PRUNED), ("screened", SCREENED)):
+            res = solve(state, profile, wl, [ENTRY], weights=W, options=opts)
+            if res.plan is None:
+                misses[name] += 1
+            elif res.stats.objective > exact.stats.objective * (1 + 1e-9):
+                worse[name] += 1
+    assert feasible > 200
+    for name, missed in misses.items():
+        assert missed <= 0.02 * feasible, (name, missed, feasible)
+        assert worse[name] <= 0.10 * feasible, (name, worse[name], feasible)
+
+
+def _outside_the_seeds() -> tuple[ClusterState, ModelProfile, Workload]:
+    """Four layers; the entry holds none. n1 and n2 are fast and close but hold
+    one layer each, n3 and n4 hold everything but are slow and far. The seed
+    search (entry + the best-scored node) and a pool of three nodes both hold
+    no ring; the optimum needs four nodes."""
+    from edgesplit.core.types import LayerCost, LinkState, NodeState, Trust
+
+    layer = LayerCost(100, 1e9, 0)
+    profile = ModelProfile("hand", (layer,) * 4, LayerCost(10, 1e6, 0), LayerCost(10, 1e8, 0),
+                           1000, "hand")
+    spec = {0: (20, 1e12, 0.001), 1: (100, 1e12, 0.001), 2: (100, 1e12, 0.001),
+            3: (400, 1e11, 0.02), 4: (400, 1e11, 0.02)}
+    nodes = tuple(NodeState(NodeId(f"n{i}"), Trust.TRUSTED, mem, speed)
+                  for i, (mem, speed, _) in spec.items())
+    links = tuple(LinkState(NodeId(f"n{a}"), NodeId(f"n{b}"), max(spec[a][2], spec[b][2]), 1e9)
+                  for a in spec for b in spec if a != b)
+    return ClusterState(nodes, links), profile, Workload(prompt_tokens=1, new_tokens=1,
+                                                         kv_budget_tokens=1)
+
+
+def test_heuristic_finds_an_optimum_that_needs_a_node_outside_the_seeds() -> None:
+    state, profile, wl = _outside_the_seeds()
+    exact = solve(state, profile, wl, [ENTRY], weights=W)
+    assert exact.plan is not None and exact.optimal
+    used = set(exact.plan.routes[0].nodes)
+    assert len(used) == 4  # more than the seeds (2) and the first pool (3) hold
+    res = solve(state, profile, wl, [ENTRY], weights=W, options=PRUNED)
+    assert res.plan is not None, res.reason
+    assert violations(res.plan, state, profile, wl) == []
+    assert close(res.stats.objective, exact.stats.objective)

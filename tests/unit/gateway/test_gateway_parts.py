@@ -198,3 +198,23 @@ def test_reply_shapes() -> None:
     comp = Reply("completion", "r2", "m")
     assert comp.chunk("x", None)["choices"][0]["text"] == "x"
     assert comp.usage_chunk(1, 2)["choices"] == []
+
+
+def test_the_entrys_retry_hint_becomes_the_retry_after_header() -> None:
+    from edgesplit.errors import TooLarge
+    from edgesplit.rpc.errors import retry_after_of, retry_metadata
+    from services.gateway.errors import from_rpc_error
+
+    class Busy(TooLarge):
+        retry_after_s = 7.2
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    meta = grpc.aio.Metadata(*retry_metadata(Busy("full"), code, "full"))
+    exc = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), meta, "full")
+    assert retry_after_of(exc) == pytest.approx(7.2)  # RetryInfo, exact
+    err = from_rpc_error(exc, retry_after_s=1)
+    assert (err.status, err.headers["Retry-After"]) == (429, "8")
+    plain = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), "full")
+    assert retry_after_of(plain) is None
+    assert from_rpc_error(plain, retry_after_s=3).headers["Retry-After"] == "3"
+    assert retry_metadata(TooLarge("x"), code, "x") == ()

@@ -1,0 +1,270 @@
+"""Continuous batching at a node (docs/data-plane.md, batching).
+
+Every step that reaches this node — a frame from the hop before, or a ring
+step the entry starts — waits in one queue. Whenever the compute thread is
+free, the waiting steps go to it in one hand-off; there the node's scheduler
+(``edgesplit.core.batching.plan_batch``) picks the next batch within the
+node's limits and KV budget, and the steps at the same hop of the same route
+run as one ``forward_batch`` through each of the node's consecutive hops. What
+the batch sends to one next hop leaves as one batched frame, sealed once; on
+the entry, the head and the samplers of every session whose ring closed run
+in one go. A long prompt is run ``prefill_chunk`` tokens per batch between
+the decode steps, and forwarded once all of it has run.
+
+While the compute runs one batch, new steps queue for the next, and the
+frames of the last are on their way: each node works on its batch while the
+others work on theirs, so the ring is a pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgesplit.core.batching import BatchLimits, Waiting, plan_batch
+from edgesplit.core.types import Route
+from edgesplit.model.base import WIRE_DTYPES
+from edgesplit.model.errors import PositionMismatch
+from edgesplit.rpc.errors import TooLarge
+from edgesplit.security.header import FrameHeader
+from edgesplit.v1 import node_agent_pb2 as na
+from services.node_agent import metrics as m
+from services.node_agent.compute import Compute, Timer
+from services.node_agent.epochs import EpochState
+from services.node_agent.frames import seal, seal_batch
+
+log = logging.getLogger(__name__)
+# Event-loop turns to wait before taking a batch, so that steps made ready by
+# the same event (the tokens of one head batch starting their next ring steps)
+# join one batch instead of trickling into several.
+_GATHER_TURNS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One session step as it travels: the frame header's session fields."""
+
+    session_id: str
+    step: int
+    start_pos: int
+
+    @property
+    def phase(self) -> str:
+        return "prefill" if self.step == 0 else "decode"
+
+
+@dataclass(eq=False, slots=True)
+class Work:
+    """One session's step at this node, from ``hop`` on."""
+
+    es: EpochState
+    route: Route
+    hop: int
+    step: Step
+    tokens: int  # positions the step carries
+    load: Callable[[Any], Any]  # runner -> the step's input, on the compute thread
+    waiting: Any = None  # the entry's waiting step (stage._Waiting) when the ring closes here
+    x: Any = None  # the input, once loaded
+    done: int = 0  # positions already run here (a chunked prefill)
+    outs: list[Any] = field(default_factory=list)  # what the node's last hop made of them
+
+    @property
+    def key(self) -> tuple[int, str, int]:
+        return (self.es.epoch, self.route.key, self.hop)
+
+
+@dataclass(slots=True)
+class Closed:
+    """The ring closed here: the session's next token."""
+
+    work: Work
+    token: int
+
+
+@dataclass(slots=True)
+class Send:
+    """Link messages for ``dst``, carrying the steps of ``works``."""
+
+    es: EpochState
+    dst: str
+    works: list[Work]
+    messages: list[na.LinkMessage]
+
+
+@dataclass(slots=True)
+class Failed:
+    works: list[Work]
+    dst: str  # where it failed (this node for a compute error)
+    error: Exception
+
+
+Outcome = Closed | Send | Failed
+
+
+class Batcher:
+    def __init__(self, node_id: str, compute: Compute, limits: BatchLimits, chunk_bytes: int,
+                 runners: Callable[[], Iterable[Any]],
+                 deliver: Callable[[list[Outcome]], None]) -> None:
+        self.node_id = node_id
+        self.compute = compute
+        self.limits = limits
+        self.chunk_bytes = chunk_bytes
+        self._runners = runners  # every runner this node holds (the KV budget covers all)
+        self._deliver = deliver
+        self._queue: list[Work] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def put(self, work: Work) -> None:
+        self._queue.append(work)
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                for _ in range(_GATHER_TURNS):
+                    await asyncio.sleep(0)
+                waiting, self._queue = self._queue, []
+                self.compute.queued = len(waiting)
+                try:
+                    outcomes, left = await self.compute.submit(
+                        lambda timer, w=waiting: self._step(timer, w))
+                except Exception as exc:  # noqa: BLE001 - reported per step by deliver
+                    outcomes, left = [Failed(waiting, self.node_id, exc)], []
+                self._queue[:0] = left  # unfinished prompts and steps not taken keep their turn
+                self.compute.queued = len(self._queue)
+                self._deliver(outcomes)
+
+    # ---- on the compute thread ---------------------------------------------------------
+    def _step(self, timer: Timer, waiting: list[Work]) -> tuple[list[Outcome], list[Work]]:
+        """Schedule one batch from ``waiting`` and run it; (outcomes, still waiting)."""
+        chains = [self._chain(w) for w in waiting]
+        kv_used = sum(r.kv_bytes() for r in self._runners()) if self.limits.kv_budget_bytes \
+            else 0
+        plan = plan_batch([Waiting(w.tokens - w.done, w.tokens == 1 and w.step.step > 0,
+                                   sum(r.kv_bytes_per_token() for _, r in chain))
+                           for w, chain in zip(waiting, chains, strict=True)],
+                          self.limits, kv_used)
+        outcomes: list[Outcome] = []
+        if plan.refused:
+            outcomes.append(Failed([waiting[i] for i in plan.refused], self.node_id,
+                                   TooLarge(f"{self.node_id}: KV budget of "
+                                            f"{self.limits.kv_budget_bytes} bytes is full")))
+        groups: dict[tuple[int, str, int], list[tuple[Work, int]]] = {}
+        for i, n in plan.take:
+            groups.setdefault(waiting[i].key, []).append((waiting[i], n))
+        gone = {id(waiting[i]) for i in plan.refused}
+        chain_of = {id(w): chain for w, chain in zip(waiting, chains, strict=True)}
+        for rows in groups.values():
+            try:
+                outcomes += self._run(timer, rows, chain_of[id(rows[0][0])])
+            except Exception as exc:  # noqa: BLE001 - the group's steps are reported failed
+                outcomes.append(Failed([w for w, _ in rows], self.node_id, exc))
+        gone |= {id(w) for out in outcomes if isinstance(out, Failed) for w in out.works}
+        left = [w for w in waiting if id(w) not in gone and w.done < w.tokens]
+        return outcomes, left
+
+    def _chain(self, w: Work) -> list[tuple[int, Any]]:
+        """The consecutive hops from ``w.hop`` this node runs, with their runners."""
+        segments, hop, chain = w.route.segments, w.hop, []
+        while True:
+            chain.append((hop, w.es.runners[(w.route.key, hop)]))
+            hop += 1
+            if hop == len(segments) or segments[hop].node != self.node_id:
+                return chain
+
+    def _run(self, timer: Timer, rows: list[tuple[Work, int]],
+             chain: list[tuple[int, Any]]) -> list[Outcome]:
+        first = chain[0][1]
+        stale = [w for w, _ in rows if not _in_place(first, w)]
+        if stale:  # e.g. a session its entry gave up on: it alone fails, not the batch
+            rows = [(w, n) for w, n in rows if _in_place(first, w)]
+            w = stale[0]
+            failed: list[Outcome] = [Failed(stale, self.node_id, PositionMismatch(
+                w.step.session_id, first.session_length(w.step.session_id) or 0,
+                w.step.start_pos + w.done))]
+            return failed + (self._run(timer, rows, chain) if rows else [])
+        xs = []
+        for w, n in rows:
+            if w.x is None:
+                w.x = w.load(first)
+            xs.append(w.x if n == w.tokens else first.slice_hidden(w.x, w.done, w.done + n))
+        phase = "decode" if all(w.step.step > 0 for w, _ in rows) else "prefill"
+        tokens = sum(n for _, n in rows)
+        m.BATCH_STEPS.observe(len(rows))
+        for _, runner in chain:
+            steps = [(w.step.session_id, x, w.step.start_pos + w.done)
+                     for (w, _), x in zip(rows, xs, strict=True)]
+            xs = timer.run(runner, phase, tokens, lambda r=runner, s=steps: r.forward_batch(s))
+        for (w, n), x in zip(rows, xs, strict=True):
+            w.done += n
+            w.outs.append(x)
+        complete = [w for w, _ in rows if w.done == w.tokens]
+        if not complete:
+            return []
+        route, last = complete[0].route, chain[-1]
+        hop = last[0] + 1
+        if hop == len(route.segments):  # the route's last hop is the entry's head: ring closes
+            return self._close(timer, last[1], complete)
+        return self._frames(complete[0].es, route, hop, last[1], complete)
+
+    def _close(self, timer: Timer, head: Any, works: list[Work]) -> list[Outcome]:
+        works = [w for w in works if w.waiting is not None]  # others timed out meanwhile
+        if not works:
+            return []
+
+        def sample() -> list[int]:
+            logits = head.head_batch([w.outs[-1] for w in works])
+            return [w.waiting.sampler.choose(x) for w, x in zip(works, logits, strict=True)]
+
+        tokens = timer.run(head, "head", len(works), sample)
+        return [Closed(w, t) for w, t in zip(works, tokens, strict=True)]
+
+    def _frames(self, es: EpochState, route: Route, hop: int, runner: Any,
+                works: list[Work]) -> list[Outcome]:
+        """One batched frame per ``chunk_bytes`` of the steps; a step larger than
+        that goes alone, as the chunked frame of one session."""
+        dst = route.segments[hop].node
+        row_bytes = runner.hidden_size * WIRE_DTYPES[es.wire_dtype]
+        groups: list[list[Work]] = []
+        size = self.chunk_bytes
+        for w in works:
+            if size + w.tokens * row_bytes > self.chunk_bytes:
+                groups.append([])
+                size = 0
+            groups[-1].append(w)
+            size += w.tokens * row_bytes
+        out: list[Outcome] = []
+        for group in groups:
+            headers = [FrameHeader(w.step.session_id, w.step.step, hop, es.epoch, self.node_id,
+                                   dst, (1, w.tokens, runner.hidden_size), es.wire_dtype,
+                                   entry=route.key, start_pos=w.step.start_pos)
+                       for w in group]
+            wire = runner.encode_batch([x for w in group for x in w.outs], es.wire_dtype)
+            if len(group) == 1:
+                messages = [na.LinkMessage(frame=f)
+                            for f in seal(es, headers[0], wire, self.chunk_bytes)]
+            else:
+                messages = [na.LinkMessage(batch_frame=seal_batch(es, headers, wire))]
+            out.append(Send(es, dst, group, messages))
+        return out
+
+
+def _in_place(runner: Any, w: Work) -> bool:
+    """The session's cache at ``runner`` ends where the step's next rows start."""
+    return (runner.session_length(w.step.session_id) or 0) == w.step.start_pos + w.done

@@ -274,6 +274,38 @@ def test_malformed_bytes_get_a_clean_status_and_the_servers_keep_serving(
         assert bed.serving(process), process
 
 
+def _generate(bed: Bed, request: inference_pb2.GenerateRequest) -> grpc.StatusCode:
+    from edgesplit.v1 import inference_pb2_grpc
+
+    stub = inference_pb2_grpc.InferenceStub(bed.channel(CLIENT, "entry"))
+    try:
+        for _ in stub.Generate(request, timeout=DEADLINE_S):
+            pass
+        return grpc.StatusCode.OK
+    except grpc.RpcError as exc:
+        assert _clean(exc.code(), exc.details() or ""), (exc.code(), exc.details())
+        return exc.code()
+
+
+def test_a_malicious_clients_requests_are_refused_cleanly(bed: Bed) -> None:
+    """What a client with a valid certificate may try at the entry: an 8 MB
+    prompt (refused by size before any tokenising, within the deadline), an
+    over-long or odd request_id, a temperature so small sampling would divide
+    by zero, token ids beyond the vocabulary; none is INTERNAL or leaks text."""
+    big = _generate(bed, inference_pb2.GenerateRequest(prompt="x" * (8 << 20),
+                                                       max_new_tokens=4))
+    assert big in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    for rid in ("r" * 300, "../../etc", "a b"):
+        req = inference_pb2.GenerateRequest(prompt="hello", max_new_tokens=2, request_id=rid)
+        assert _generate(bed, req) == grpc.StatusCode.INVALID_ARGUMENT, rid
+    tiny = inference_pb2.GenerateRequest(prompt="hello", max_new_tokens=2)
+    tiny.sampling.temperature = 1e-300
+    assert _generate(bed, tiny) in (grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT)
+    huge = inference_pb2.GenerateRequest(max_new_tokens=2)
+    huge.token_ids.ids.extend([10**9, 3])
+    assert _generate(bed, huge) == grpc.StatusCode.INVALID_ARGUMENT
+
+
 def test_the_bed_is_unchanged_afterwards(bed: Bed) -> None:
     view, tokens = bed.before
     assert bed.view() == view

@@ -231,7 +231,7 @@ def sample(text: str, name: str) -> float:
 
 
 def wait_route_without(stack: Stack, victim: str, timeout_s: float = 120
-                       ) -> orchestrator_pb2.OrchestratorStatus:
+                       ) -> orchestrator_pb2.StatusResponse:
     deadline = time.monotonic() + timeout_s
     while True:
         status = stack.status()

@@ -74,7 +74,7 @@ class Ring:
                 tls_cert=str(d / "tls.pem"), tls_key=str(d / "tls.key"), rpc_timeout_s=10,
                 **overrides)
             await ring.boot(node)
-            info = await ring.stub(node).GetInfo(na.InfoRequest(), timeout=5)
+            info = await ring.stub(node).GetInfo(na.GetInfoRequest(), timeout=5)
             ring.publics[node] = info.x25519_public
         return ring
 
@@ -144,8 +144,8 @@ class Ring:
         for node in envelopes:
             await self.commit(node, plan.epoch)
 
-    async def info(self, node: str) -> na.NodeInfo:
-        return await self.stub(node).GetInfo(na.InfoRequest(), timeout=5)
+    async def info(self, node: str) -> na.GetInfoResponse:
+        return await self.stub(node).GetInfo(na.GetInfoRequest(), timeout=5)
 
     # ---- a client ------------------------------------------------------------------------
     async def generate(self, entry: str = "node-0", new: int = 6) -> list[int]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.rpc import code_pb2
 
 from edgesplit.model.shard import Manifest
 from edgesplit.rpc.convert import plan_to_proto
@@ -58,8 +59,8 @@ class Fetching:
         self.channels.append(ch)
         return ch
 
-    async def info(self, node: str) -> na.NodeInfo:
-        return await na_grpc.NodeAgentStub(self.stub(node)).GetInfo(na.InfoRequest(), timeout=5)
+    async def info(self, node: str) -> na.GetInfoResponse:
+        return await na_grpc.NodeAgentStub(self.stub(node)).GetInfo(na.GetInfoRequest(), timeout=5)
 
     async def generate(self) -> list[int]:
         stub = inference_pb2_grpc.InferenceStub(self.stub("node-0"))
@@ -126,7 +127,7 @@ async def test_a_tampered_cached_shard_is_refused_after_a_restart(fetching: Fetc
 
     reply = await f.apply(3, 2)
     assert not reply.committed
-    assert {n.node_id: n.code for n in reply.nodes}["node-1"] == "FAILED_PRECONDITION"
+    assert {n.node_id: n.code for n in reply.nodes}["node-1"] == code_pb2.FAILED_PRECONDITION
     info = await f.info("node-1")
     assert (info.committed_epoch, info.prepared_epoch) == (2, 0)
     assert await f.generate() == tokens
@@ -145,7 +146,7 @@ async def test_a_blob_that_authenticates_but_is_another_shard_leaves_nothing(
     cluster.registry._store(sha, iter([other]))  # re-sealed: a compromised registry
     reply = await cluster.apply(plan_of(cluster.digest, 2, (2, 3)))  # node-0 needs layer.1
     assert not reply.committed
-    assert {n.node_id: n.code for n in reply.nodes}["node-0"] == "FAILED_PRECONDITION"
+    assert {n.node_id: n.code for n in reply.nodes}["node-0"] == code_pb2.FAILED_PRECONDITION
     assert sha not in cluster.cached("node-0")
     assert not [c for c in cluster.cached("node-0") if c.startswith(".")]  # no temp file
     info = await cluster.info("node-0")

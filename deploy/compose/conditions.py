@@ -37,9 +37,9 @@ def set_conditions(transport: Transport, address: str, conditions: dict[str, Any
     while True:
         try:
             with transport.sync_channel(address, retry=()) as channel:
-                reply: ta.Conditions = ta_grpc.TestbedAdminStub(channel).SetConditions(
-                    req, timeout=TIMEOUT_S)
-                return reply
+                reply = ta_grpc.TestbedAdminStub(channel).SetConditions(req, timeout=TIMEOUT_S)
+                conditions: ta.Conditions = reply.conditions
+                return conditions
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
                 raise

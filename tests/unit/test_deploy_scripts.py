@@ -175,7 +175,7 @@ def test_conditions_job_sets_the_scenarios_conditions_as_admin_only(
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     job.apply(json.loads(json.dumps(entries)), mtls(pki / "admins" / "conditions"), wait_s=0)
     with mtls(pki / "admins" / "conditions").sync_channel(node.address) as ch:
-        got = ta_grpc.TestbedAdminStub(ch).GetConditions(ta.GetConditionsRequest(), timeout=10)
+        got = ta_grpc.TestbedAdminStub(ch).GetConditions(ta.GetConditionsRequest(), timeout=10).conditions
     assert got.compute_slowdown == 3.0 and got.background_utilization == 0.25
     assert dict(got.link_delay_s) == {"node-b": 0.02}
     assert dict(got.link_bandwidth_bps) == {"node-b": 5e7}

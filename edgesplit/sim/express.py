@@ -135,43 +135,39 @@ def plan(dp: DataPlane, s: Session, now: float, horizon: float) -> Chunk | None:
 
 def catch_up(dp: DataPlane, chunk: Chunk, now: float) -> None:
     """Count the passes of ``chunk`` started by ``now`` (busy time, layer
-    counters) and ended by ``now`` (bytes sent), as the per-hop events would."""
-    chunk.started = _count(chunk, chunk.started, 0, now, _busy, dp)
-    chunk.ended = _count(chunk, chunk.ended, 1, now, _sent, dp)
-
-
-def _count(chunk: Chunk, k: int, field: int, now: float, fn: Any, dp: DataPlane) -> int:
-    """Apply ``fn(dp, hop, leg)`` to the passes from the ``k``-th on whose
-    ``leg[field]`` (0: start, 1: end) is not after ``now``; the new ``k``."""
+    counters) and ended by ``now`` (bytes sent), as the per-hop events would:
+    pass by pass, in the order they ran, so the sums are the same floats."""
     hops, steps = chunk.hops, chunk.steps
     n = len(hops)
     total = n * len(steps)
+    k = chunk.started
     while k < total:
         leg = steps[k // n][k % n]
-        if leg[field] > now:
+        if leg[0] > now:
             break
-        fn(dp, hops[k % n], leg)
+        node, seg, seconds = hops[k % n][0], hops[k % n][1], leg[2]
+        node.busy_s += seconds
+        node.busy_since_report += seconds
+        c = node.seg_counters.get((id(seg), False))
+        if c is None:
+            node.seg_counters[(id(seg), False)] = [seconds, 1, seg]
+        else:
+            c[0] += seconds
+            c[1] += 1
         k += 1
-    return k
-
-
-def _busy(dp: DataPlane, hop: Hop, leg: Leg) -> None:
-    node, seg, seconds = hop[0], hop[1], leg[2]
-    node.busy_s += seconds
-    node.busy_since_report += seconds
-    key = (id(seg), False)
-    c = node.seg_counters.get(key)
-    if c is None:
-        node.seg_counters[key] = [seconds, 1, seg]
-    else:
-        c[0] += seconds
-        c[1] += 1
-
-
-def _sent(dp: DataPlane, hop: Hop, leg: Leg) -> None:
-    node, link = hop[0], hop[6]
-    if link is not None:
-        node.bytes_sent[link.dst] = node.bytes_sent.get(link.dst, 0) + dp.table.act_bytes
+    chunk.started = k
+    k = chunk.ended
+    act = dp.table.act_bytes
+    while k < total:
+        if steps[k // n][k % n][1] > now:
+            break
+        hop = hops[k % n]
+        link = hop[6]
+        if link is not None:
+            sent = hop[0].bytes_sent
+            sent[link.dst] = sent.get(link.dst, 0) + act
+        k += 1
+    chunk.ended = k
 
 
 def settle(dp: DataPlane, s: Session, chunk: Chunk, now: float) -> bool:

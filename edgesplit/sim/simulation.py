@@ -21,18 +21,10 @@ from typing import Any
 
 from edgesplit.core.control import ControlConfig
 from edgesplit.core.monitor import Monitor
-from edgesplit.core.reports import (
-    AgentCounters,
-    GpuSample,
-    LinkObservation,
-    LinkSource,
-    RequestSample,
-    ResourceSample,
-    build_report,
-)
+from edgesplit.core.reports import RequestSample
 from edgesplit.core.triggers import TriggerConfig
 from edgesplit.core.types import NodeId, Plan, Route, Trust, Weights, Workload
-from edgesplit.sim import express
+from edgesplit.sim.agents import Agent, Agents
 from edgesplit.sim.dataplane import DataPlane, DataPlaneConfig, Finished, Session
 from edgesplit.sim.decide import Decider
 from edgesplit.sim.region import Region
@@ -121,17 +113,14 @@ class Simulation:
         self.regions = [Region(self, k, tuple(e), tuple(n), config, context)
                         for k, (e, n) in enumerate(groups)]
         self.region_of = {n: r for r in self.regions for n in r.inventory.ids}
-        self.finished_at_entry: dict[NodeId, list[RequestSample]] = {e: [] for e in self.entries}
-        self.prev_counters: dict[NodeId, AgentCounters] = {}
-        self._busy_at_report: dict[NodeId, float] = {}
-        self._shard_bytes_at: dict[NodeId, tuple[int, int]] = {}
-        self._out_cache: dict[NodeId, list[tuple[NodeId, SimLink, SimNode]]] = {}
-        self.last_report: dict[NodeId, float] = {}
+        self.rng_probe = random.Random(f"{seed}/probe")
+        self.agents = Agents(self.nodes, self.links, self.table, self.region_of,
+                             st.report_interval_s, sc.sla_step_s, self.rng_probe.random, self.dp)
+        self.finished_at_entry = {e: self.agents.agents[e].finished for e in self.entries}
         self.rate = sc.load.requests_per_s
         self._arrival_gen = 0
         self.rng_arrivals = random.Random(f"{seed}/arrivals")
         self.rng_privacy = random.Random(f"{seed}/privacy")
-        self.rng_probe = random.Random(f"{seed}/probe")
         self.privacy_burst = 0
         self.t0 = st.warmup_s
         self.reports = 0
@@ -160,8 +149,8 @@ class Simulation:
     def run(self) -> RunLog:
         st = self.settings
         n = len(self.nodes)
-        for k, node_id in enumerate(self.nodes):
-            self.clock.at(st.report_interval_s * (k + 1) / n, self._report, node_id)
+        for k, agent in enumerate(self.agents.agents.values()):
+            self.clock.at(st.report_interval_s * (k + 1) / n, self._report, agent)
         self.clock.at(self.t0, self._initial)
         end = self.t0 + self.duration_s
         self.clock.run(end)
@@ -253,92 +242,18 @@ class Simulation:
         return self.region_of[s.entry].gate(s, route)
 
     # ---- reports -> monitor --------------------------------------------------------------------
-    def _report(self, node_id: NodeId) -> None:
-        st = self.settings
+    def _report(self, a: Agent) -> None:
         now = self.clock.now
-        self.clock.at(now + st.report_interval_s, self._report, node_id)
-        node = self.nodes[node_id]
-        if not node.alive:
+        self.clock.at(now + self.settings.report_interval_s, self._report, a)
+        out = self.agents.report(a, now)
+        region = a.region
+        if out is None or region is None:
             return
-        if node.express is not None:
-            express.catch_up(self.dp, node.express.chunk, now)
-        dt = now - self.last_report.get(node_id, now - st.report_interval_s)
-        self.last_report[node_id] = now
-        bg = node.background
-        util = min(1.0, bg + (1.0 - bg) * node.busy_since_report / max(dt, 1e-9))
-        node.busy_since_report = 0.0
-        used = self._shard_bytes(node)
-        gpu = None if node.hw.name.startswith(("cpu", "testbed")) else GpuSample(
-            util, used, node.memory_bytes)
-        active = node.users  # sessions whose route runs through this node
-        resources = ResourceSample(cpu_utilization=util if gpu is None else 0.05,
-                                   memory_used_bytes=used, memory_total_bytes=node.memory_bytes,
-                                   gpu=gpu, queue_depth=len(node.queue), active_sessions=active)
-        prev = self.prev_counters.get(node_id)
-        sent = node.bytes_sent
-        if prev is not None and prev.bytes_sent == sent:
-            sent = prev.bytes_sent  # unchanged: share the copy
-        else:
-            sent = dict(sent)
-        if prev is not None and self._busy_at_report.get(node_id) == node.busy_s:
-            # No pass since the last report: its layer counters are the last
-            # report's, so the report carries no layer figures; building it from
-            # the bytes alone gives the same report without expanding the layers.
-            counters = AgentCounters(prev.prefill, prev.decode, sent)
-            cur, base = AgentCounters(bytes_sent=sent), AgentCounters(bytes_sent=prev.bytes_sent)
-        else:
-            prefill, decode = node.layer_counters()
-            cur = counters = AgentCounters(prefill=prefill, decode=decode, bytes_sent=sent)
-            base = prev
-        self._busy_at_report[node_id] = node.busy_s
-        finished = self.finished_at_entry.get(node_id)
-        samples = tuple(finished) if finished else ()
-        if finished:
-            finished.clear()
-        report = build_report(node_id, node.seq, now, resources, cur, base, samples,
-                              self._observe_links(node_id, now),
-                              incarnation=node.incarnation,
-                              sla_step_budget_s=self.setup.scenario.sla_step_s)
-        node.seq += 1
-        self.prev_counters[node_id] = counters
-        region = self.region_of.get(node_id)
-        if region is None:
-            return
+        report, util = out
         region.monitor.ingest(report, now)
         self.reports += 1
-        if node_id in region.plan_nodes and now >= self.t0:
+        if now >= self.t0 and a.node.node_id in region.plan_nodes:
             self.log.util_samples.append((now - self.t0, util))
-
-    def _shard_bytes(self, node: SimNode) -> int:
-        """Weight bytes of the layers on ``node``'s disk (shards are only added)."""
-        hit = self._shard_bytes_at.get(node.node_id)
-        if hit is None or hit[0] != len(node.shards):
-            layers, n = self.table.profile.layers, self.table.profile.num_layers
-            hit = self._shard_bytes_at[node.node_id] = (
-                len(node.shards), sum(layers[i].weight_bytes for i in node.shards if i < n))
-        return hit[1]
-
-    def _observe_links(self, node_id: NodeId, now: float) -> list[LinkObservation]:
-        """Probes to every peer this node has a link to (a probe in an outage times
-        out: RTT only)."""
-        out = []
-        rand = self.rng_probe.random
-        for peer, link, node in self._out_links(node_id):
-            if not node.alive:
-                continue
-            bw, rtt = link.figures(now)
-            jitter = 1.0 + 0.02 * (rand() - 0.5)
-            out.append(LinkObservation(peer, rtt * jitter, bw if bw > 0 else None,
-                                       LinkSource.PROBE))
-        return out
-
-    def _out_links(self, node_id: NodeId) -> list[tuple[NodeId, SimLink, SimNode]]:
-        """(peer, link, peer's node) of every link from ``node_id``, in link order."""
-        cache = self._out_cache
-        if not cache:
-            for (a, b), link in self.links.items():
-                cache.setdefault(a, []).append((b, link, self.nodes[b]))
-        return cache.get(node_id, [])
 
     # ---- scenario events ------------------------------------------------------------------------
     def _event(self, ev: Any) -> None:

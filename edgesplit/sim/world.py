@@ -17,11 +17,13 @@ later (docs/data-plane.md: one long-lived stream per link, acks not waiting).
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from edgesplit.core.cost import MIN_FREE_FRACTION
+from edgesplit.core.reports import LinkObservation, LinkSource
 from edgesplit.core.types import LayerKey, ModelProfile, NodeId, Segment, Trust
 from edgesplit.sim.hardware import HardwareClass
 from edgesplit.sim.traces import Trace
@@ -135,20 +137,31 @@ class SimNode:
 
     def pass_seconds(self, table: LayerTable, batch: list[Work], segs: list[Segment]) -> float:
         """One forward pass over ``batch`` (grouped by segment), and counter updates."""
-        groups: dict[int, tuple[Segment, list[Work]]]
-        if len(batch) == 1:
-            groups = {id(segs[0]): (segs[0], batch)}
-        else:
-            groups = {}
-            for w, s in zip(batch, segs, strict=True):
-                g = groups.get(id(s))
-                if g is None:
-                    groups[id(s)] = (s, [w])
-                else:
-                    g[1].append(w)
         free = max(1.0 - self.background, MIN_FREE_FRACTION) if self.background_slows else 1.0
-        total = 0.0
         counters = self.seg_counters
+        if len(batch) == 1:  # most passes: the loop below with one item, spelled out
+            w, seg = batch[0], segs[0]
+            flops, weights, kv, layers = table.segment(seg)
+            tokens = w.tokens
+            seconds = self.hw.batch_seconds(flops * tokens, weights + kv * (w.context + tokens),
+                                            layers)
+            seconds *= self.slowdown / free
+            ck = (id(seg), tokens > 1)
+            c = counters.get(ck)
+            if c is None:
+                counters[ck] = [seconds, tokens, seg]
+            else:
+                c[0] += seconds
+                c[1] += tokens
+            return seconds
+        groups: dict[int, tuple[Segment, list[Work]]] = {}
+        for w, s in zip(batch, segs, strict=True):
+            g = groups.get(id(s))
+            if g is None:
+                groups[id(s)] = (s, [w])
+            else:
+                g[1].append(w)
+        total = 0.0
         for key, (seg, items) in groups.items():
             flops, weights, kv, layers = table.segment(seg)
             tokens = 0
@@ -219,11 +232,55 @@ class SimLink:
 
     def send(self, now: float, nbytes: int) -> float:
         """Arrival time at ``dst`` of a frame of ``nbytes`` handed over at ``now``."""
-        start = max(now, self.free_at)
-        if self.trace is not None:
+        free = self.free_at
+        start = max(now, free)
+        trace = self.trace
+        if trace is None:
+            bw, rtt = self.bandwidth_bps, self.rtt_s
+        else:  # figures(start), inlined: every frame and every express step sends
             tt = start + self.trace_offset_s
-            if self._trace_row(tt)[2] <= 0:  # an outage: wait for the link to come back
-                start = self.trace.usable_from(tt) - self.trace_offset_s
-        bw, rtt = self.figures(start)
+            row = self._row
+            if not row[0] <= tt < row[1]:
+                row = self._row = trace.row(tt)
+            if row[2] <= 0:  # an outage: wait for the link to come back
+                start = trace.usable_from(tt) - self.trace_offset_s
+                row = self._trace_row(start + self.trace_offset_s)
+            bw, rtt = row[2] * self.scale, row[3] + self.extra_rtt_s
         self.free_at = start + nbytes * 8.0 / max(bw, 1.0)
         return self.free_at + rtt / 2.0
+
+Peer = tuple[NodeId, SimLink, SimNode]  # a link from a node: (peer, link, peer's node)
+
+
+def probe(peers: list[Peer], now: float, rand: Callable[[], float]
+          ) -> tuple[LinkObservation, ...]:
+    """What one report's probes to ``peers`` see at ``now``: each link's figures
+    with a +-1 % RTT jitter drawn from ``rand``; RTT only in an outage; nothing
+    from a dead peer. ``SimLink.figures`` inlined: this runs for every link of
+    every report, the bulk of a large run's reports."""
+    out = []
+    append = out.append
+    source = LinkSource.PROBE
+    for peer, link, node in peers:
+        if not node.alive:
+            continue
+        trace = link.trace
+        if trace is None:
+            bw, rtt = link.bandwidth_bps, link.rtt_s
+        else:
+            tt = now + link.trace_offset_s
+            row = link._row
+            if not row[0] <= tt < row[1]:
+                # Trace.row(tt), inlined: a probe rarely finds the row it last read.
+                period = trace.period_s
+                t = tt % period
+                times = trace.times
+                i = bisect_right(times, t) - 1
+                lap = tt - t
+                until = times[i + 1] if i + 1 < len(times) else period
+                row = link._row = (lap + times[i], lap + until, trace.bandwidth_bps[i],
+                                   trace.rtt_s[i])
+            bw, rtt = row[2] * link.scale, row[3] + link.extra_rtt_s
+        jitter = 1.0 + 0.02 * (rand() - 0.5)
+        append(LinkObservation(peer, rtt * jitter, bw if bw > 0 else None, source))
+    return tuple(out)

@@ -205,7 +205,21 @@ class DataPlane:
         self.clock.at(self.clock.now + self.config.failure_detect_s, self.start, s)
 
     def _start_pass(self, node: SimNode) -> None:
-        queue, batch, segs = node.queue, [], []
+        queue = node.queue
+        if len(queue) == 1:  # most passes: the loop below with one item, spelled out
+            w = queue[0]
+            node.queue = []
+            s = w.session
+            if s.done or w.generation != s.generation:
+                return
+            batch = [w]
+            seconds = node.pass_seconds(self.table, batch, [s.route.segments[w.hop]])
+            node.running = True
+            node.busy_s += seconds
+            node.busy_since_report += seconds
+            self.clock.at(self.clock.now + seconds, self.end_pass, node, batch, node.incarnation)
+            return
+        batch, segs = [], []
         decode = prefill_tokens = 0
         keep: list[Work] = []
         for w in queue:
@@ -239,6 +253,26 @@ class DataPlane:
             return  # the node died during the pass; its work died with it
         node.running = False
         now = self.clock.now
+        if len(batch) == 1:  # most passes: the loops below with one item, spelled out
+            w = batch[0]
+            s = w.session
+            if not s.done and w.generation == s.generation:
+                segs = s.route.segments
+                hop = w.hop + 1
+                if hop == len(segs):
+                    self._step_done(s, now)
+                elif (nxt := segs[hop].node) == node.node_id:
+                    node.queue.append(Work(s, hop, w.tokens, w.context, w.generation))
+                elif (link := self.links.get((node.node_id, nxt))) is None:
+                    self._broken(s, w.generation)
+                else:
+                    nbytes = self.table.act_bytes * w.tokens
+                    node.bytes_sent[nxt] = node.bytes_sent.get(nxt, 0) + nbytes
+                    self.clock.at(link.send(now, nbytes), self.deliver, nxt,
+                                  [Work(s, hop, w.tokens, w.context, w.generation)])
+            if node.queue:
+                self._start_pass(node)
+            return
         frames: dict[NodeId, list[Work]] = {}
         for w in batch:
             s = w.session

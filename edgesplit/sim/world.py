@@ -251,6 +251,14 @@ class SimLink:
 
 Peer = tuple[NodeId, SimLink, SimNode]  # a link from a node: (peer, link, peer's node)
 
+# LinkObservation(peer, rtt, bw, source) without the frozen dataclass's
+# __init__ (one object.__setattr__ per field, most of a probe's cost): the
+# same object, its slots set directly. It has no __post_init__ to skip.
+assert not hasattr(LinkObservation, "__post_init__")
+_new_observation = LinkObservation.__new__
+_set_peer, _set_rtt, _set_bw, _set_source = (
+    LinkObservation.__dict__[f].__set__ for f in ("peer", "rtt_s", "bandwidth_bps", "source"))
+
 
 def probe(peers: list[Peer], now: float, rand: Callable[[], float]
           ) -> tuple[LinkObservation, ...]:
@@ -282,5 +290,10 @@ def probe(peers: list[Peer], now: float, rand: Callable[[], float]
                                    trace.rtt_s[i])
             bw, rtt = row[2] * link.scale, row[3] + link.extra_rtt_s
         jitter = 1.0 + 0.02 * (rand() - 0.5)
-        append(LinkObservation(peer, rtt * jitter, bw if bw > 0 else None, source))
+        obs = _new_observation(LinkObservation)
+        _set_peer(obs, peer)
+        _set_rtt(obs, rtt * jitter)
+        _set_bw(obs, bw if bw > 0 else None)
+        _set_source(obs, source)
+        append(obs)
     return tuple(out)

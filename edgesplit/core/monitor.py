@@ -26,9 +26,15 @@ from edgesplit.core.environment import (
     NodeEnv,
 )
 from edgesplit.core.ewma import check_alpha, ewma_step
+from edgesplit.core.frozen import maker
 from edgesplit.core.reports import DEFAULT_SLA_STEP_BUDGET_S, NodeReport, judge_sla
 from edgesplit.core.types import LayerKey, NodeId
 from edgesplit.errors import Code, DomainError
+
+# One LinkEnv per link of every report, one NodeEnv per report: built without
+# their dataclass __init__ (edgesplit.core.frozen), the same frozen values.
+_link_env = maker(LinkEnv)
+_node_env = maker(NodeEnv)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +269,7 @@ class Monitor:
                 elif o_bw is not None:
                     bw = o_bw + la * (bw - o_bw)
                 samples = old.samples + 1
-            links[peer] = LinkEnv(src, peer, rtt, bw, obs.source, now, samples)
+            links[peer] = _link_env(src, peer, rtt, bw, obs.source, now, samples)
 
     def _fold_requests(self, report: NodeReport, now: float) -> None:
         cfg = self.config
@@ -300,7 +306,7 @@ class Monitor:
         old = acc.view
         hops = tuple(acc.hop_bps.items()) if report.activation_bytes else old.hop_bytes_per_s
         links = tuple(acc.links.values()) if report.links else old.links
-        return NodeEnv(
+        return _node_env(
             node_id=acc.node_id,
             alive=True,
             last_seen=now,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgesplit.core.cost import MIN_FREE_FRACTION
+from edgesplit.core.frozen import maker
 from edgesplit.core.reports import LinkObservation, LinkSource
 from edgesplit.core.types import LayerKey, ModelProfile, NodeId, Segment, Trust
 from edgesplit.sim.hardware import HardwareClass
@@ -251,13 +252,8 @@ class SimLink:
 
 Peer = tuple[NodeId, SimLink, SimNode]  # a link from a node: (peer, link, peer's node)
 
-# LinkObservation(peer, rtt, bw, source) without the frozen dataclass's
-# __init__ (one object.__setattr__ per field, most of a probe's cost): the
-# same object, its slots set directly. It has no __post_init__ to skip.
-assert not hasattr(LinkObservation, "__post_init__")
-_new_observation = LinkObservation.__new__
-_set_peer, _set_rtt, _set_bw, _set_source = (
-    LinkObservation.__dict__[f].__set__ for f in ("peer", "rtt_s", "bandwidth_bps", "source"))
+# Probes make a LinkObservation per link of every report (edgesplit.core.frozen).
+_observation = maker(LinkObservation)
 
 
 def probe(peers: list[Peer], now: float, rand: Callable[[], float]
@@ -290,10 +286,5 @@ def probe(peers: list[Peer], now: float, rand: Callable[[], float]
                                    trace.rtt_s[i])
             bw, rtt = row[2] * link.scale, row[3] + link.extra_rtt_s
         jitter = 1.0 + 0.02 * (rand() - 0.5)
-        obs = _new_observation(LinkObservation)
-        _set_peer(obs, peer)
-        _set_rtt(obs, rtt * jitter)
-        _set_bw(obs, bw if bw > 0 else None)
-        _set_source(obs, source)
-        append(obs)
+        append(_observation(peer, rtt * jitter, bw if bw > 0 else None, source))
     return tuple(out)

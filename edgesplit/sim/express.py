@@ -111,7 +111,6 @@ def plan(dp: DataPlane, s: Session, now: float, horizon: float) -> Chunk | None:
     steps: list[list[Leg]] = []
     t = now
     for _ in range(s.new_tokens - s.generated):
-        saved = [lk.free_at for lk in links]
         legs: list[Leg] = []
         c = ctx + len(steps) + 1  # attended this step: the context and the new token
         for compute, weights, kv, bandwidth, overhead, factor, link in priced:
@@ -120,9 +119,8 @@ def plan(dp: DataPlane, s: Session, now: float, horizon: float) -> Chunk | None:
             start, end = t, t + seconds
             t = end if link is None else link.send(end, act)
             legs.append((start, end, seconds, t, 0.0 if link is None else link.free_at))
-        if t >= horizon:
-            for lk, free in zip(links, saved, strict=True):
-                lk.free_at = free  # this step is left to the per-hop path
+        if t >= horizon:  # this step is left to the per-hop path
+            _restore_links(hops, steps, links0, len(steps) * len(hops))
             break
         steps.append(legs)
     if not steps:
@@ -131,6 +129,24 @@ def plan(dp: DataPlane, s: Session, now: float, horizon: float) -> Chunk | None:
     for n in nodes:
         n.express = s
     return chunk
+
+
+def _restore_links(hops: tuple[Hop, ...], steps: list[list[Leg]],
+                   links0: tuple[tuple[SimLink, float], ...], k: int) -> None:
+    """Set the route's links as the sends of the first ``k`` passes left them
+    (the last send on each), or as before the chunk."""
+    free = dict(links0)
+    left = set(free)
+    n = len(hops)
+    for j in range(k - 1, -1, -1):
+        link = hops[j % n][6]
+        if link in left:
+            free[link] = steps[j // n][j % n][4]
+            left.discard(link)
+            if not left:
+                break
+    for lk, f in free.items():
+        lk.free_at = f
 
 
 def catch_up(dp: DataPlane, chunk: Chunk, now: float) -> None:
@@ -185,13 +201,7 @@ def settle(dp: DataPlane, s: Session, chunk: Chunk, now: float) -> bool:
         dp.record_step(s, legs[-1][3])
         done += 1
     # The links as the sends made by now left them.
-    sent = {lk: f for lk, f in chunk.links0}
-    for k in range(chunk.ended):
-        leg, link = chunk.steps[k // len(hops)][k % len(hops)], hops[k % len(hops)][6]
-        if link is not None:
-            sent[link] = leg[4]
-    for lk, f in sent.items():
-        lk.free_at = f
+    _restore_links(hops, chunk.steps, chunk.links0, chunk.ended)
     if done < len(chunk.steps):
         legs = chunk.steps[done]
         h = next(i for i, leg in enumerate(legs) if leg[1] > now)

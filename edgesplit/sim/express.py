@@ -23,7 +23,7 @@ between events at the same instant may order differently.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edgesplit.core.cost import MIN_FREE_FRACTION
@@ -52,6 +52,7 @@ class Chunk:
     steps: list[list[Leg]]
     started: int = 0  # passes (step * hops + hop) whose start has been counted
     ended: int = 0  # ... and whose end (bytes sent) has been counted
+    counters: list[list[Any] | None] = field(default_factory=list)  # per hop, once found
 
 
 class RouteTable:
@@ -125,7 +126,7 @@ def plan(dp: DataPlane, s: Session, now: float, horizon: float) -> Chunk | None:
         steps.append(legs)
     if not steps:
         return None
-    chunk = Chunk(s.generation, ctx, nodes, hops, links0, steps)
+    chunk = Chunk(s.generation, ctx, nodes, hops, links0, steps, counters=[None] * len(hops))
     for n in nodes:
         n.express = s
     return chunk
@@ -154,35 +155,45 @@ def catch_up(dp: DataPlane, chunk: Chunk, now: float) -> None:
     counters) and ended by ``now`` (bytes sent), as the per-hop events would:
     pass by pass, in the order they ran, so the sums are the same floats."""
     hops, steps = chunk.hops, chunk.steps
-    n = len(hops)
-    total = n * len(steps)
+    n, last = len(hops), len(steps) - 1
+    counters = chunk.counters
     k = chunk.started
-    while k < total:
-        leg = steps[k // n][k % n]
+    si, hi = divmod(k, n)
+    while si <= last:
+        leg = steps[si][hi]
         if leg[0] > now:
             break
-        node, seg, seconds = hops[k % n][0], hops[k % n][1], leg[2]
+        node, seconds = hops[hi][0], leg[2]
         node.busy_s += seconds
         node.busy_since_report += seconds
-        c = node.seg_counters.get((id(seg), False))
-        if c is None:
-            node.seg_counters[(id(seg), False)] = [seconds, 1, seg]
-        else:
-            c[0] += seconds
-            c[1] += 1
+        c = counters[hi]
+        if c is None:  # the hop's counter, found (or made) once per chunk
+            key = (id(hops[hi][1]), False)
+            c = node.seg_counters.get(key)
+            if c is None:
+                c = node.seg_counters[key] = [0.0, 0, hops[hi][1]]  # 0.0 + s is s
+            counters[hi] = c
+        c[0] += seconds
+        c[1] += 1
         k += 1
+        hi += 1
+        if hi == n:
+            si, hi = si + 1, 0
     chunk.started = k
     k = chunk.ended
+    si, hi = divmod(k, n)
     act = dp.table.act_bytes
-    while k < total:
-        if steps[k // n][k % n][1] > now:
+    while si <= last:
+        if steps[si][hi][1] > now:
             break
-        hop = hops[k % n]
-        link = hop[6]
+        link = hops[hi][6]
         if link is not None:
-            sent = hop[0].bytes_sent
+            sent = hops[hi][0].bytes_sent
             sent[link.dst] = sent.get(link.dst, 0) + act
         k += 1
+        hi += 1
+        if hi == n:
+            si, hi = si + 1, 0
     chunk.ended = k
 
 

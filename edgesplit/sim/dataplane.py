@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgesplit.core.types import NodeId, Plan, Route
-from edgesplit.sim import express
+from edgesplit.sim import express, group
 from edgesplit.sim.world import Clock, LayerTable, SimLink, SimNode, Work
 
 
@@ -46,6 +46,9 @@ class Session:
     client: int | None = None  # closed-loop client that sent it
     chunk: Any = None  # express decode steps in flight (express.Chunk)
     counted: Route | None = None  # the route whose nodes count s among their users
+    # Its per-hop event in flight, for ``group``: ("pass", batch, end, node) or
+    # ("link", works, arrival, node); None when it waits in a queue or batched.
+    pending: Any = None
 
 
 @dataclass(slots=True)
@@ -100,6 +103,7 @@ class DataPlane:
         # express stretch runs past one.
         self.barriers: list[float] = []
         self.expressing: dict[int, Session] = {}
+        self.route_users: dict[int, dict[int, Session]] = {}  # id(route) -> its sessions
 
     # ---- plans -------------------------------------------------------------------
     def commit(self, plan: Plan) -> None:
@@ -167,9 +171,11 @@ class DataPlane:
         if s.counted is not None:
             for n in self.route_table.get(s.counted)[0]:
                 n.users -= 1
+            del self.route_users[id(s.counted)][s.sid]
         if route is not None:
             for n in self.route_table.get(route)[0]:
                 n.users += 1
+            self.route_users.setdefault(id(route), {})[s.sid] = s
         s.counted = route
 
     def _finish(self, s: Session, error: str = "") -> None:
@@ -196,6 +202,8 @@ class DataPlane:
         node.queue.append(w)
         if not node.running:
             self._start_pass(node)
+        else:
+            w.session.pending = None
 
     def _broken(self, s: Session, generation: int) -> None:
         """Work of ``s`` hit a dead node: the entry learns it after the detect delay."""
@@ -217,7 +225,9 @@ class DataPlane:
             node.running = True
             node.busy_s += seconds
             node.busy_since_report += seconds
-            self.clock.at(self.clock.now + seconds, self.end_pass, node, batch, node.incarnation)
+            end = self.clock.now + seconds
+            s.pending = ("pass", batch, end, node)
+            self.clock.at(end, self.end_pass, node, batch, node.incarnation)
             return
         batch, segs = [], []
         decode = prefill_tokens = 0
@@ -234,6 +244,7 @@ class DataPlane:
                 take = decode < node.max_batch
                 decode += take
             if take:
+                s.pending = None
                 batch.append(w)
                 assert s.route is not None
                 segs.append(s.route.segments[w.hop])
@@ -249,8 +260,10 @@ class DataPlane:
         self.clock.at(self.clock.now + seconds, self.end_pass, node, batch, node.incarnation)
 
     def end_pass(self, node: SimNode, batch: list[Work], incarnation: int) -> None:
-        if incarnation != node.incarnation:
-            return  # the node died during the pass; its work died with it
+        if incarnation != node.incarnation or not batch:
+            # The node died during the pass (its work died with it), or a group
+            # took the pass over (``group.plan`` emptied the batch).
+            return
         node.running = False
         now = self.clock.now
         if len(batch) == 1:  # most passes: the loops below with one item, spelled out
@@ -268,9 +281,11 @@ class DataPlane:
                 else:
                     nbytes = self.table.act_bytes * w.tokens
                     node.bytes_sent[nxt] = node.bytes_sent.get(nxt, 0) + nbytes
-                    self.clock.at(link.send(now, nbytes), self.deliver, nxt,
-                                  [Work(s, hop, w.tokens, w.context, w.generation)])
-            if node.queue:
+                    works = [Work(s, hop, w.tokens, w.context, w.generation)]
+                    at = link.send(now, nbytes)
+                    s.pending = ("link", works, at, self.nodes[nxt])
+                    self.clock.at(at, self.deliver, nxt, works)
+            if node.queue and not node.running:
                 self._start_pass(node)
             return
         frames: dict[NodeId, list[Work]] = {}
@@ -299,7 +314,8 @@ class DataPlane:
                 continue
             node.bytes_sent[nxt] = node.bytes_sent.get(nxt, 0) + nbytes
             self.clock.at(link.send(now, nbytes), self.deliver, nxt, works)
-        if node.queue:
+        # Not if a step that ended in this pass started the next pass here already.
+        if node.queue and not node.running:
             self._start_pass(node)
 
     def deliver(self, node_id: NodeId, works: list[Work]) -> None:
@@ -340,6 +356,13 @@ class DataPlane:
                 self.expressing[s.sid] = s
                 self.clock.at(chunk.steps[-1][-1][3], self._chunk_done, s, chunk)
                 return
+            g = group.plan(self, s, now, horizon)
+            if g is not None:
+                for m in g.members:
+                    m.session.chunk = g
+                    self.expressing[m.session.sid] = m.session
+                self.clock.at(g.until, self._group_done, g)
+                return
         ctx = s.prompt + s.generated - 1
         self._enqueue(s.route.segments[0].node, Work(s, 0, 1, ctx, s.generation))
 
@@ -350,12 +373,21 @@ class DataPlane:
         express.settle(self, s, chunk, self.clock.now)
         self._next_step(s, self.clock.now)
 
+    def _group_done(self, g: group.Group) -> None:
+        if g.members[0].session.chunk is g:  # not derailed meanwhile
+            group.settle(self, g, self.clock.now, upto=False)
+
     def _derail(self, which: Callable[[Session], bool]) -> None:
         """Express sessions picked by ``which`` go back to per-hop events now."""
         if not self.expressing:
             return
         now = self.clock.now
         for s in [x for x in self.expressing.values() if which(x)]:
+            if s.sid not in self.expressing:
+                continue  # settled with its group
+            if isinstance(s.chunk, group.Group):
+                group.settle(self, s.chunk, now)
+                continue
             del self.expressing[s.sid]
             if express.settle(self, s, s.chunk, now):
                 self._next_step(s, now, fast=False)  # its last step ended just now

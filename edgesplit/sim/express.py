@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgesplit.core.cost import MIN_FREE_FRACTION
 from edgesplit.core.types import Route
+from edgesplit.sim import group
 from edgesplit.sim.world import SimLink, SimNode, Work
 
 if TYPE_CHECKING:
@@ -154,6 +155,9 @@ def catch_up(dp: DataPlane, chunk: Chunk, now: float) -> None:
     """Count the passes of ``chunk`` started by ``now`` (busy time, layer
     counters) and ended by ``now`` (bytes sent), as the per-hop events would:
     pass by pass, in the order they ran, so the sums are the same floats."""
+    if not isinstance(chunk, Chunk):  # sessions sharing a route
+        group.catch_up(dp, chunk, now)
+        return
     hops, steps = chunk.hops, chunk.steps
     n, last = len(hops), len(steps) - 1
     counters = chunk.counters

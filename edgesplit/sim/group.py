@@ -154,11 +154,6 @@ def _replay(dp: DataPlane, s: Session, now: float, horizon: float,
     seq = 0
     g = Group(nodes, hops, links0, members, INF)
 
-    def price(leg: Leg) -> float:
-        compute, weights, kv, bandwidth, overhead, factor = priced[leg.hop]
-        memory = (weights + kv * (leg.ctx + 1)) / bandwidth
-        return (max(compute, memory) + overhead) * factor
-
     members[0].legs.append(Leg(0, s.prompt + s.generated - 1, now, INF, INF))
     events.append((now, 0, 0, 0))
     for i, (_, leg, in_pass) in enumerate(taken, start=1):
@@ -176,7 +171,9 @@ def _replay(dp: DataPlane, s: Session, now: float, horizon: float,
         nonlocal seq
         leg = members[i].legs[-1]
         leg.start = t
-        seconds = price(leg)
+        compute, weights, kv, bandwidth, overhead, factor = priced[leg.hop]
+        memory = (weights + kv * (leg.ctx + 1)) / bandwidth
+        seconds = (max(compute, memory) + overhead) * factor
         leg.end = t + seconds
         node = hops[leg.hop][0]
         busy[node] = leg.end
@@ -186,8 +183,11 @@ def _replay(dp: DataPlane, s: Session, now: float, horizon: float,
 
     while events:
         t, _, kind, i = events[0]
-        if t >= horizon or any(e[0] == t for e in events[1:3]):
-            break  # two events at one instant: the per-hop path orders them
+        # Two events at one instant (the next is a child of the heap's root):
+        # the per-hop path orders them.
+        if t >= horizon or (len(events) > 1 and events[1][0] == t) or (
+                len(events) > 2 and events[2][0] == t):
+            break
         m = members[i]
         leg = m.legs[-1]
         node = hops[leg.hop][0]

@@ -77,7 +77,8 @@ class DataPlaneConfig:
     retained_epochs: int = 2
     stall_step_s: float = 2.0  # a step longer than this is logged as a stall
     # Decode steps of a session alone on its route run as one event per
-    # stretch (``express``); False: per-hop events throughout (same figures).
+    # stretch (``express``), those of sessions sharing one as a replay among
+    # themselves (``group``); False: per-hop events throughout (same figures).
     express: bool = True
 
 

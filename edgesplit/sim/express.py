@@ -18,7 +18,8 @@ If something reaches those nodes first (another session's work, a plan
 committed for the entry, a node failure) ``derail`` settles the steps done by
 then and puts the step in flight back as per-hop events where it is: in a
 pass, or on a link to the next hop. So the run is the per-hop run; only ties
-between events at the same instant may order differently.
+between events at the same instant may order differently. Sessions that
+share a route take the same shortcut together in ``group``.
 """
 
 from __future__ import annotations

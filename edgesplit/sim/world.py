@@ -135,6 +135,9 @@ class SimNode:
     shards: set[int] = field(default_factory=set)  # layers whose weights are on disk here
     users: int = 0  # active sessions whose route runs through this node
     express: Any = None  # the session whose decode steps hold this node (dataplane)
+    # Segment.keys (sorted anew on each call) per counted segment: the
+    # segments stay alive in seg_counters, so their ids stay theirs.
+    layer_keys: dict[int, tuple[LayerKey, ...]] = field(default_factory=dict)
 
     def pass_seconds(self, table: LayerTable, batch: list[Work], segs: list[Segment]) -> float:
         """One forward pass over ``batch`` (grouped by segment), and counter updates."""
@@ -188,14 +191,20 @@ class SimNode:
         """(prefill, decode) cumulative ``layer -> (seconds, tokens)``, as an agent
         reports them: a segment's time shared evenly over its parts."""
         out: tuple[dict[LayerKey, list[float]], dict[LayerKey, list[float]]] = ({}, {})
-        for (_, prefill), (seconds, tokens, seg) in self.seg_counters.items():
-            parts = seg.keys
+        keys = self.layer_keys
+        for (sid, prefill), (seconds, tokens, seg) in self.seg_counters.items():
+            parts = keys.get(sid)
+            if parts is None:
+                parts = keys[sid] = seg.keys
             share = seconds / max(1, len(parts))
             table = out[0] if prefill else out[1]
             for layer in parts:
-                c = table.setdefault(layer, [0.0, 0])
-                c[0] += share
-                c[1] += tokens
+                c = table.get(layer)
+                if c is None:
+                    table[layer] = [share, tokens]  # 0.0 + share is share
+                else:
+                    c[0] += share
+                    c[1] += tokens
         return ({k: (v[0], int(v[1])) for k, v in out[0].items()},
                 {k: (v[0], int(v[1])) for k, v in out[1].items()})
 

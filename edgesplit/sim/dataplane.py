@@ -181,6 +181,7 @@ class DataPlane:
 
     def _finish(self, s: Session, error: str = "") -> None:
         s.done = True
+        s.pending = None  # (its works point back at it: no cycle left for the collector)
         self._use(s, None)
         if s.sid in self.active:
             del self.active[s.sid]

@@ -281,19 +281,11 @@ def probe(peers: list[Peer], now: float, rand: Callable[[], float]
         if trace is None:
             bw, rtt = link.bandwidth_bps, link.rtt_s
         else:
-            tt = now + link.trace_offset_s
-            row = link._row
-            if not row[0] <= tt < row[1]:
-                # Trace.row(tt), inlined: a probe rarely finds the row it last read.
-                period = trace.period_s
-                t = tt % period
-                times = trace.times
-                i = bisect_right(times, t) - 1
-                lap = tt - t
-                until = times[i + 1] if i + 1 < len(times) else period
-                row = link._row = (lap + times[i], lap + until, trace.bandwidth_bps[i],
-                                   trace.rtt_s[i])
-            bw, rtt = row[2] * link.scale, row[3] + link.extra_rtt_s
+            # Trace.at, inlined; not through the link's cached row: a probe comes
+            # a report cycle after the last, rows last a second.
+            i = bisect_right(trace.times, (now + link.trace_offset_s) % trace.period_s) - 1
+            bw = trace.bandwidth_bps[i] * link.scale
+            rtt = trace.rtt_s[i] + link.extra_rtt_s
         jitter = 1.0 + 0.02 * (rand() - 0.5)
         append(_observation(peer, rtt * jitter, bw if bw > 0 else None, source))
     return tuple(out)

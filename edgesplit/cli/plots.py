@@ -129,7 +129,8 @@ def solve_time_png(path: str | Path, families: Sequence[tuple[int, int, list[flo
         xs.append(nodes)
         med.append(statistics.median(s))
         p95.append(s[min(len(s) - 1, round(0.95 * (len(s) - 1)))])
-        ax.annotate(f"{layers} layers, {len(times)} runs", (nodes, max(times)),
+        runs = f"{len(times)} run" + ("s" if len(times) != 1 else "")
+        ax.annotate(f"{layers} layers, {runs}", (nodes, max(times)),
                     textcoords="offset points", xytext=(4, 6), fontsize=7.5)
     ax.plot(xs, med, "-o", color="#36c", label="median")
     ax.plot(xs, p95, "--s", color="#c63", label="p95")

@@ -29,12 +29,13 @@ class BatchLimits:
     max_tokens: int = 512  # tokens in one batch (decode tokens + prefill chunks)
     prefill_chunk: int = 128  # most tokens of one prompt per batch
     kv_budget_bytes: int = 0  # KV this node may hold in all; 0: no budget
+    ring_waves: int = 0  # entry: waves kept on a route's ring (core.waves); 0: its nodes
 
     def __post_init__(self) -> None:
         if min(self.max_sessions, self.max_tokens, self.prefill_chunk) < 1:
             raise ValueError("batch limits must be positive")
-        if self.kv_budget_bytes < 0:
-            raise ValueError("kv_budget_bytes must be >= 0")
+        if self.kv_budget_bytes < 0 or self.ring_waves < 0:
+            raise ValueError("kv_budget_bytes and ring_waves must be >= 0")
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,7 +108,8 @@ def build(config: NodeAgentConfig, make_runner: Any = None,
     chunk = max(1024, min(config.frame_chunk_bytes, config.max_message_bytes - 64 * 1024))
     salts.greeter = greeter(config.node_id, salts, links, config.rpc_timeout_s)
     limits = BatchLimits(config.batch_max_sessions, config.batch_max_tokens,
-                         config.prefill_chunk_tokens, int(config.kv_budget_mb * (1 << 20)))
+                         config.prefill_chunk_tokens, int(config.kv_budget_mb * (1 << 20)),
+                         config.ring_waves)
     stage = Stage(config.node_id, book, compute, links, chunk, limits)
     resume(book)
     control = Control(book, store)

@@ -13,19 +13,24 @@ the decode steps, and forwarded once all of it has run.
 
 While the compute runs one batch, new steps queue for the next, and the
 frames of the last are on their way: each node works on its batch while the
-others work on theirs, so the ring is a pipeline.
+others work on theirs, so the ring is a pipeline. On the entry, a session
+ready while its route has as many waves out as it keeps waits to leave with
+the next wave back (``edgesplit.core.waves``), so the ring carries a few
+large batches instead of many small ones (docs/data-plane.md, waves).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from edgesplit.core.batching import BatchLimits, Waiting, plan_batch
 from edgesplit.core.types import Route
+from edgesplit.core.waves import Waves
 from edgesplit.model.base import WIRE_DTYPES
 from edgesplit.model.errors import PositionMismatch
 from edgesplit.rpc.errors import TooLarge
@@ -37,9 +42,10 @@ from services.node_agent.epochs import EpochState
 from services.node_agent.frames import seal, seal_batch
 
 log = logging.getLogger(__name__)
-# Event-loop turns to wait before taking a batch, so that steps made ready by
-# the same event (the tokens of one head batch starting their next ring steps)
-# join one batch instead of trickling into several.
+# Event-loop turns a batch may wait for the sessions whose tokens the last one
+# made: each starts its next ring step a few turns after its token is delivered,
+# and they should join one batch instead of trickling into several. Nothing
+# else waits (a frame's steps are all queued when it arrives).
 _GATHER_TURNS = 4
 
 
@@ -115,40 +121,119 @@ class Batcher:
         self._runners = runners  # every runner this node holds (the KV budget covers all)
         self._deliver = deliver
         self._queue: list[Work] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._busy = False  # a batch is on the compute thread (or held by the clock)
+        self._gathering = False  # a loop turn is awaited before the next batch
+        self._turns = 0  # turns waited so far for the next batch
+        self._expected = 0  # ring steps the sessions closed by the last batch have yet to start
+        self._closed = False
+        self._waves: dict[str, Waves] = {}  # entry: by route key
+        self._parked: list[Work] = []  # entry: ring starts waiting to join a wave
+        self._release: asyncio.TimerHandle | None = None
 
     @property
     def queued(self) -> int:
         return len(self._queue)
 
-    def put(self, work: Work) -> None:
-        self._queue.append(work)
-        self._wake.set()
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop())
+    def put(self, works: list[Work]) -> None:
+        """Queue steps that arrived together (a batched frame's): they can run
+        in one batch, which starts now if the compute is free."""
+        for work in works:
+            if work.hop == 0:
+                self._expected -= 1
+                if work.step.step > 0 and self._park(work):
+                    continue
+            self._queue.append(work)
+        self._kick()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        self._closed = True
+        if self._release is not None:
+            self._release.cancel()
 
-    async def _loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                for _ in range(_GATHER_TURNS):
-                    await asyncio.sleep(0)
-                waiting, self._queue = self._queue, []
-                self.compute.queued = len(waiting)
-                try:
-                    outcomes, left = await self.compute.submit(
-                        lambda timer, w=waiting: self._step(timer, w))
-                except Exception as exc:  # noqa: BLE001 - reported per step by deliver
-                    outcomes, left = [Failed(waiting, self.node_id, exc)], []
-                self._queue[:0] = left  # unfinished prompts and steps not taken keep their turn
-                self.compute.queued = len(self._queue)
-                self._deliver(outcomes)
+    def forget(self, session_id: str) -> None:
+        """The session will not come back to this entry (its step failed)."""
+        for waves in self._waves.values():
+            waves.forget(session_id)
+
+    # ---- waves (core.waves): the entry keeps few, large groups on its ring ----------
+    def _waves_of(self, route: Route) -> Waves:
+        waves = self._waves.get(route.key)
+        if waves is None:
+            n = self.limits.ring_waves or len({seg.node for seg in route.segments})
+            waves = self._waves[route.key] = Waves(n)
+        return waves
+
+    def _park(self, work: Work) -> bool:
+        """Hold a ring start while its route has as many waves out as it keeps."""
+        waves = self._waves_of(work.route)
+        if waves.hold_s() <= 0 or not waves.must_wait(time.monotonic()):
+            return False
+        self._parked.append(work)
+        if self._release is None:
+            self._release = asyncio.get_running_loop().call_later(waves.hold_s(),
+                                                                  self._unpark)
+        return True
+
+    def _unpark(self, kick: bool = True) -> None:
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+        self._queue += self._parked
+        self._parked = []
+        if kick:
+            self._kick()
+
+    def _count_waves(self, outcomes: list[Outcome]) -> bool:
+        """Waves that left hop 0 and came back in these outcomes; True when one
+        whole wave is back (the parked steps leave with it)."""
+        now, whole = time.monotonic(), False
+        for out in outcomes:
+            if isinstance(out, Send):
+                starts = [w.step.session_id for w in out.works if w.hop == 0]
+                if starts and out.dst != self.node_id:
+                    self._waves_of(out.works[0].route).depart(starts, now)
+            elif isinstance(out, Closed):
+                whole |= self._waves_of(out.work.route).back(out.work.step.session_id, now)
+            elif isinstance(out, Failed):
+                for w in out.works:
+                    self.forget(w.step.session_id)
+        return whole
+
+    def _kick(self) -> None:
+        """Start the next batch if the compute is free: at once, unless the
+        sessions the last batch closed have yet to start their next steps
+        (then a few loop turns later, with them)."""
+        if self._busy or self._gathering or not self._queue or self._closed:
+            return
+        if self._expected > 0 and self._turns < _GATHER_TURNS:
+            self._gathering = True
+            asyncio.get_running_loop().call_soon(self._turn)
+            return
+        self._turns = 0
+        waiting, self._queue = self._queue, []
+        self._busy = True
+        self.compute.queued = len(waiting)
+        self.compute.start(lambda timer: self._step(timer, waiting),
+                           lambda result, error: self._ran(waiting, result, error))
+
+    def _turn(self) -> None:
+        self._gathering = False
+        self._turns += 1
+        self._kick()
+
+    def _ran(self, waiting: list[Work], result: tuple[list[Outcome], list[Work]] | None,
+             error: Exception | None) -> None:
+        outcomes, left = result if result is not None else \
+            ([Failed(waiting, self.node_id, error or RuntimeError("no result"))], [])
+        self._queue[:0] = left  # unfinished prompts and steps not taken keep their turn
+        self.compute.queued = len(self._queue)
+        self._expected = sum(isinstance(out, Closed) for out in outcomes)
+        self._busy = False
+        if self._count_waves(outcomes) and self._parked:
+            self._unpark(kick=False)  # they leave with the wave's next steps
+        if not self._closed:
+            self._deliver(outcomes)
+            self._kick()
 
     # ---- on the compute thread ---------------------------------------------------------
     def _step(self, timer: Timer, waiting: list[Work]) -> tuple[list[Outcome], list[Work]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -79,6 +79,7 @@ class Compute:
         self.observer: ComputeObserver | None = None
         self.in_flight = 0
         self.queued = 0  # steps waiting for a batch (set by the batcher)
+        self._holds: set[asyncio.Task[None]] = set()
 
     @property
     def queue_depth(self) -> int:
@@ -86,22 +87,31 @@ class Compute:
         queue): runs handed over, and steps waiting for the next batch."""
         return max(0, self.in_flight - 1) + self.queued
 
-    def submit(self, work: Callable[[Timer], T]) -> Coroutine[Any, Any, T]:
+    def start(self, work: Callable[[Timer], T],
+              done: Callable[[T | None, Exception | None], None]) -> None:
         """Hand ``work`` to the compute thread now (it starts before the caller
-        goes on, e.g. to write an ack); await the result to account for it."""
+        goes on, e.g. to write an ack); ``done(result, error)`` runs on the event
+        loop when it ends, one loop turn after (awaiting a future costs two), or
+        once the clock's hold is over."""
+        loop = asyncio.get_running_loop()
         timer = Timer()
         self.in_flight += 1
-        fut = asyncio.get_running_loop().run_in_executor(self._executor, work, timer)
-        return self._finish(fut, timer)
 
-    async def run(self, work: Callable[[Timer], T]) -> T:
-        return await self.submit(work)
+        def run() -> None:
+            try:
+                result, error = work(timer), None
+            except Exception as exc:  # noqa: BLE001 - handed to done
+                result, error = None, exc
+            try:
+                loop.call_soon_threadsafe(self._ended, timer, result, error, done)
+            except RuntimeError:  # the loop closed meanwhile (shutdown)
+                pass
 
-    async def _finish(self, fut: asyncio.Future[T], timer: Timer) -> T:
-        try:
-            result = await fut
-        finally:
-            self.in_flight -= 1
+        self._executor.submit(run)
+
+    def _ended(self, timer: Timer, result: T | None, error: Exception | None,
+               done: Callable[[T | None, Exception | None], None]) -> None:
+        self.in_flight -= 1
         extra = 0.0
         for s in timer.sections:
             seconds = self.clock.seconds(s.wall_s, s.cpu_s)
@@ -110,10 +120,20 @@ class Compute:
             if self.observer is not None:
                 self.observer(s.runner, s.phase, seconds, s.tokens)
         if extra > 0:
-            await self.clock.hold(extra)
-        return result
+            self._holds.add(task := asyncio.get_running_loop().create_task(
+                self._hold(extra, done, result, error)))
+            task.add_done_callback(self._holds.discard)
+        else:
+            done(result, error)
+
+    async def _hold(self, extra_s: float, done: Callable[[T | None, Exception | None], None],
+                    result: T | None, error: Exception | None) -> None:
+        await self.clock.hold(extra_s)
+        done(result, error)
 
     def close(self) -> None:
+        for task in self._holds:
+            task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 

@@ -59,6 +59,10 @@ class NodeAgentConfig(ServiceConfig):
     kv_budget_mb: NonNegativeFloat = opt(0.0, "KV cache memory this node may hold across "
                                               "its segments, MiB (0: no budget); a step that "
                                               "cannot fit is refused RESOURCE_EXHAUSTED")
+    ring_waves: NonNegativeInt = opt(0, "entry: groups of sessions kept travelling a route's "
+                                        "ring at once; a step ready while that many are out "
+                                        "waits (a round trip at most) to join the next one "
+                                        "back (0: the route's number of nodes)")
     frame_chunk_bytes: int = opt(4 * 1024 * 1024, "split frames larger than this into chunks",
                                  ge=1024)
     link_window: PositiveInt = opt(64, "link stream: messages sent to a peer and not yet "

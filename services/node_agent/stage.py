@@ -97,6 +97,7 @@ class Stage:
         w = self._waiting.get((session_id, step))
         if w is None or w.future.done():
             return False
+        self.batcher.forget(session_id)
         w.future.set_exception(failure)
         return True
 
@@ -196,10 +197,9 @@ class Stage:
                 rows.extend(r.decode_batch(wire, [h.shape[1] for h in batch.headers]))
             return rows[i]
 
-        for i, h in enumerate(batch.headers):
-            if h.session_id in live:
-                self.advance(es, route, hop, Step(h.session_id, h.step, h.start_pos),
-                             h.shape[1], lambda r, i=i: row(r, i))
+        self.batcher.put([self._work(es, route, hop, Step(h.session_id, h.step, h.start_pos),
+                                     h.shape[1], lambda r, i=i: row(r, i))
+                          for i, h in enumerate(batch.headers) if h.session_id in live])
 
     def _arrives(self, es: EpochState, route: Route, runner: Any, h: FrameHeader) -> bool:
         """A session's step in a batched frame: a wrong shape refuses the frame;
@@ -222,9 +222,13 @@ class Stage:
         """Queue a step of ``tokens`` positions for this node's consecutive hops
         from ``hop`` (``load(runner)`` makes its input, on the compute thread);
         the batch it runs in forwards it, or closes the ring."""
+        self.batcher.put([self._work(es, route, hop, step, tokens, load)])
+
+    def _work(self, es: EpochState, route: Route, hop: int, step: Step, tokens: int,
+              load: Callable[[Any], Any]) -> Work:
         waiting = self._waiting.get((step.session_id, step.step)) \
             if route.segments[-1].node == self.node_id else None
-        self.batcher.put(Work(es, route, hop, step, tokens, load, waiting))
+        return Work(es, route, hop, step, tokens, load, waiting)
 
     def _deliver(self, outcomes: list[Outcome]) -> None:
         """What a batch made: tokens to the entry's waiting steps, messages onto

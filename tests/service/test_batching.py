@@ -92,3 +92,29 @@ async def test_step_beyond_the_kv_budget_is_refused_at_once(tmp_path: Path) -> N
         assert len(await cluster.generate([5, 6, 7], 2)) == 2  # its KV was freed
     finally:
         await cluster.stop()
+
+
+async def test_sessions_started_apart_end_up_in_one_wave(tmp_path: Path) -> None:
+    """With one wave kept on the ring, sessions that start at different times
+    are gathered into it (core.waves): after a few steps every node runs all
+    of them as one batch, and each still gets the tokens it gets alone."""
+    shards = ensure_model(tmp_path / "model", tmp_path / "shards", family="qwen3", layers=4,
+                          hidden=64, seed=3)
+    cluster = await Cluster.start(3, shards, tmp_path, ring_waves=1)
+    try:
+        await cluster.apply(cluster.plan(["node-0", "node-1", "node-2"]))
+        prompts = [[3 + i, 40 + i, 7] for i in range(4)]
+        new = 24
+        alone = [await cluster.generate(p, new) for p in prompts]
+        sizes = _batch_sizes(cluster)
+
+        async def late(i: int) -> list[int]:
+            await asyncio.sleep(0.03 * i)
+            return await cluster.generate(prompts[i], new)
+
+        together = await asyncio.gather(*(late(i) for i in range(len(prompts))))
+        assert together == alone
+        assert sizes.count(len(prompts)) >= new // 2 * 3, \
+            f"the sessions did not travel together: batch sizes {sizes}"
+    finally:
+        await cluster.stop()

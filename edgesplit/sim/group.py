@@ -117,9 +117,10 @@ def plan(dp: DataPlane, s: Session, now: float, horizon: float) -> Group | None:
             return None
         taken.append((x, *got))
     running = {n for n in nodes if n.running}
-    if running != {hops[leg.hop][0] for _, leg, busy in taken if busy} or any(
+    in_pass = [hops[leg.hop][0] for _, leg, busy in taken if busy]
+    if running != set(in_pass) or len(in_pass) != len(running) or any(
             n.queue for n in nodes):
-        return None
+        return None  # a node runs no one else's pass, and one at a time
     g = _replay(dp, s, now, horizon, nodes, hops, taken)
     if g is None:
         return None

@@ -190,7 +190,7 @@ class Batcher:
         for out in outcomes:
             if isinstance(out, Send):
                 starts = [w.step.session_id for w in out.works if w.hop == 0]
-                if starts and out.dst != self.node_id:
+                if starts:
                     self._waves_of(out.works[0].route).depart(starts, now)
             elif isinstance(out, Closed):
                 whole |= self._waves_of(out.work.route).back(out.work.step.session_id, now)

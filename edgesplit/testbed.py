@@ -23,6 +23,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from edgesplit import procs
 from edgesplit.bedpki import ADMIN, CLIENT, PKI_DIR, LocalPki, service, transport_for
 from edgesplit.core.route import route_from_cuts
@@ -119,9 +121,12 @@ class Testbed:
            timeout_s: float = 120.0, admin: bool = True,
            node_ids: Sequence[str] = (), listen: dict[str, str] | None = None,
            torch_threads: int = 0, pki: LocalPki | None = None,
-           insecure: bool = False) -> Testbed:
+           insecure: bool = False, ring_waves: int = 0) -> Testbed:
         """Start ``n`` agents, each with its own certificate from ``pki``
-        (default: ``base/pki``, made here); ``insecure``: plaintext instead."""
+        (default: ``base/pki``, made here); ``insecure``: plaintext instead.
+        ``ring_waves``: the entries' ``--ring-waves`` (0: the agents' default;
+        :func:`shared_host_waves` where the agents' real compute shares this
+        machine)."""
         base.mkdir(parents=True, exist_ok=True)
         ensure_dev_keys(base / "keys", "control")
         control_pub = base / "keys" / "control.ed25519.pub.pem"
@@ -139,6 +144,7 @@ class Testbed:
                     *(["--testbed-admin"] if admin else []),
                     # Agents share this machine: each reports its own load.
                     "--utilization-scope", "process",
+                    *(["--ring-waves", str(ring_waves)] if ring_waves else []),
                     *(["--torch-threads", str(torch_threads)] if torch_threads else []),
                     *extra_args]
             tls, _ = procs.credentials("node_agent", base, args, pki, insecure)
@@ -282,6 +288,16 @@ class Testbed:
         """``Inference.Generate`` on ``node_id``, called as the bed's client."""
         return generate(self.node(node_id).address, prompt, token_ids,
                         transport=self.transport(CLIENT), **kw)
+
+
+def shared_host_waves(torch_threads: int) -> int:
+    """Waves a ring of agents whose real compute shares this machine should
+    carry: as many steps as its cores can compute side by side (torch's
+    default threads take every core, so one). More would only make the
+    agents' torch threads wait on each other's cores. (Emulated devices hold
+    their steps without computing: a scenario keeps the default.)"""
+    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    return max(1, cores // torch_threads) if torch_threads else 1
 
 
 # Idle torch workers must not spin while another node computes: on a small

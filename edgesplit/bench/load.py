@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any
 
-from edgesplit.bench.pipeline import add_split_arguments, model_tag, split_bed
+from edgesplit.bench.pipeline import add_split_arguments, model_tag, ring_waves, split_bed
 
 NEAR_TIE = 1e-4
 
@@ -198,5 +198,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": args.rounds,
         "tls": bed.secure,
         "torch_threads": args.torch_threads or torch.get_num_threads(),
+        "ring_waves": ring_waves(args),  # the entry's --ring-waves
         "levels": results,
     }

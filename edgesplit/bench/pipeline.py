@@ -39,6 +39,9 @@ def add_split_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
     p.add_argument("--torch-threads", type=int, default=0,
                    help="torch intra-op threads on both sides (0: torch's default)")
+    p.add_argument("--ring-waves", type=int, default=0,
+                   help="the entry's --ring-waves (0: as many as this machine's cores can "
+                        "compute side by side with --torch-threads each)")
     p.add_argument("--dir", default="var/bench", help="where the generated model is cached")
     p.add_argument("--insecure", action="store_true",
                    help="plaintext on loopback instead of mTLS between the agents")
@@ -132,14 +135,23 @@ def split_bed(args: argparse.Namespace, log: Callable[[str], None] = _log
     bed_dir = Path(tempfile.mkdtemp(prefix="edgesplit-bench-"))
     log(f"starting {args.nodes} node agents ...")
     # Production agents: no emulation wrappers, no TestbedAdmin.
+    # The agents' real compute shares this machine: as many waves as it can
+    # run side by side (docs/data-plane.md, waves).
     bed = Testbed.up(args.nodes, shards, bed_dir, extra_args=extra, admin=False,
-                     torch_threads=args.torch_threads, insecure=args.insecure)
+                     torch_threads=args.torch_threads, insecure=args.insecure,
+                     ring_waves=ring_waves(args))
     try:
         plan = bed.even_plan()  # the production route shape (core.route)
         bed.apply(plan, wire_dtype=args.wire_dtype)
         yield model, bed, plan
     finally:
         bed.down()
+
+
+def ring_waves(args: argparse.Namespace) -> int:
+    from edgesplit.testbed import shared_host_waves
+
+    return args.ring_waves or shared_host_waves(args.torch_threads)
 
 
 def model_tag(args: argparse.Namespace) -> str:
@@ -189,6 +201,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "bytes_per_token_per_hop": decode_frame_bytes(args.hidden, args.wire_dtype),
         "wire_dtype": args.wire_dtype,
         "torch_threads": args.torch_threads or torch.get_num_threads(),
+        "ring_waves": ring_waves(args),  # the entry's --ring-waves
         "tokens_match": mono_tokens == split_tokens,
         "tls": bed.secure,  # mTLS on every hop and on the client's call
         # all agents' CPU per generated token (prefill included): compare with --insecure

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from edgesplit.core.ewma import ewma_step
 
 RING_ALPHA = 0.2  # EWMA weight of a wave's newest round trip
-STALE_RINGS = 8.0  # a wave out this many round trips (its sessions failed) no longer counts
+STALE_RINGS = 4.0  # a wave out this many round trips (a session lost unseen) no longer counts
 MIN_STALE_S = 1.0
 
 

@@ -126,7 +126,7 @@ class Batcher:
         self._turns = 0  # turns waited so far for the next batch
         self._expected = 0  # ring steps the sessions closed by the last batch have yet to start
         self._closed = False
-        self._waves: dict[str, Waves] = {}  # entry: by route key
+        self._waves: dict[tuple[int, str], Waves] = {}  # entry: by (epoch, route key)
         self._parked: list[Work] = []  # entry: ring starts waiting to join a wave
         self._release: asyncio.TimerHandle | None = None
 
@@ -151,21 +151,26 @@ class Batcher:
             self._release.cancel()
 
     def forget(self, session_id: str) -> None:
-        """The session will not come back to this entry (its step failed)."""
+        """The session will not come back to this entry (it failed, timed out,
+        moved to another route or ended)."""
         for waves in self._waves.values():
             waves.forget(session_id)
 
     # ---- waves (core.waves): the entry keeps few, large groups on its ring ----------
-    def _waves_of(self, route: Route) -> Waves:
-        waves = self._waves.get(route.key)
+    def _waves_of(self, w: Work) -> Waves:
+        key = (w.es.epoch, w.route.key)  # a new epoch's route is a new pipeline
+        waves = self._waves.get(key)
         if waves is None:
-            n = self.limits.ring_waves or len({seg.node for seg in route.segments})
-            waves = self._waves[route.key] = Waves(n)
+            now = time.monotonic()
+            for old in [k for k, v in self._waves.items() if k[0] < key[0] and not v.out(now)]:
+                del self._waves[old]  # a retired epoch's, drained
+            n = self.limits.ring_waves or len({seg.node for seg in w.route.segments})
+            waves = self._waves[key] = Waves(n)
         return waves
 
     def _park(self, work: Work) -> bool:
         """Hold a ring start while its route has as many waves out as it keeps."""
-        waves = self._waves_of(work.route)
+        waves = self._waves_of(work)
         if waves.hold_s() <= 0 or not waves.must_wait(time.monotonic()):
             return False
         self._parked.append(work)
@@ -190,10 +195,10 @@ class Batcher:
         for out in outcomes:
             if isinstance(out, Send):
                 starts = [w.step.session_id for w in out.works if w.hop == 0]
-                if starts and out.dst != self.node_id:
-                    self._waves_of(out.works[0].route).depart(starts, now)
+                if starts:
+                    self._waves_of(out.works[0]).depart(starts, now)
             elif isinstance(out, Closed):
-                whole |= self._waves_of(out.work.route).back(out.work.step.session_id, now)
+                whole |= self._waves_of(out.work).back(out.work.step.session_id, now)
             elif isinstance(out, Failed):
                 for w in out.works:
                     self.forget(w.step.session_id)

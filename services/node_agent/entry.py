@@ -212,6 +212,7 @@ class Entry:
 
     def end(self, ring: _Ring) -> None:
         """Drop the session here and on the route's other nodes."""
+        self.stage.batcher.forget(ring.session_id)  # its wave waits for it no more
         if ring.counted:
             ring.counted = False
             self.stats.ended(ring.key)

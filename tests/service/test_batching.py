@@ -114,7 +114,9 @@ async def test_sessions_started_apart_end_up_in_one_wave(tmp_path: Path) -> None
 
         together = await asyncio.gather(*(late(i) for i in range(len(prompts))))
         assert together == alone
-        assert sizes.count(len(prompts)) >= new // 2 * 3, \
+        # Once gathered they stay together: all four share a batch for at least
+        # half the steps (without waves they never all do: at most three).
+        assert sizes.count(len(prompts)) >= new // 2, \
             f"the sessions did not travel together: batch sizes {sizes}"
     finally:
         await cluster.stop()

@@ -40,8 +40,8 @@ def add_split_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--torch-threads", type=int, default=0,
                    help="torch intra-op threads on both sides (0: torch's default)")
     p.add_argument("--ring-waves", type=int, default=0,
-                   help="the entry's --ring-waves (0: as many as this machine's cores can "
-                        "compute side by side with --torch-threads each)")
+                   help="the entry's --ring-waves (0: one per core of this machine, "
+                        "which all the agents share)")
     p.add_argument("--dir", default="var/bench", help="where the generated model is cached")
     p.add_argument("--insecure", action="store_true",
                    help="plaintext on loopback instead of mTLS between the agents")
@@ -151,7 +151,7 @@ def split_bed(args: argparse.Namespace, log: Callable[[str], None] = _log
 def ring_waves(args: argparse.Namespace) -> int:
     from edgesplit.testbed import shared_host_waves
 
-    return args.ring_waves or shared_host_waves(args.torch_threads)
+    return args.ring_waves or shared_host_waves()
 
 
 def model_tag(args: argparse.Namespace) -> str:

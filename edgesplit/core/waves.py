@@ -58,25 +58,25 @@ class Waves:
 
     def back(self, session: str, now: float) -> bool:
         """The session's step came back; True when that completes its wave."""
-        wave = self._wave_of.pop(session, None)
-        w = self._waves.get(wave) if wave is not None else None
-        if w is None:
+        w = self._leave(session)
+        if w is None or w.out > 0:
             return False
-        w.out -= 1
-        if w.out > 0:
-            return False
-        del self._waves[wave]  # type: ignore[arg-type]
         self.ring_s = ewma_step(self.ring_s, now - w.left_at, RING_ALPHA)
         return True
 
     def forget(self, session: str) -> None:
         """The session will not come back (it failed or ended)."""
+        self._leave(session)
+
+    def _leave(self, session: str) -> _Wave | None:
+        """Take the session out of its wave (dropped once empty); that wave."""
         wave = self._wave_of.pop(session, None)
         w = self._waves.get(wave) if wave is not None else None
         if w is not None:
             w.out -= 1
             if w.out <= 0:
                 del self._waves[wave]  # type: ignore[arg-type]
+        return w
 
     def out(self, now: float) -> int:
         """Waves on their way round (ones out for much longer than a round trip

@@ -152,7 +152,7 @@ class Batcher:
 
     def forget(self, session_id: str) -> None:
         """The session will not come back to this entry (it failed, timed out,
-        moved to another route or ended)."""
+        moved to another route or ended: ``Entry.end``)."""
         for waves in self._waves.values():
             waves.forget(session_id)
 
@@ -199,10 +199,7 @@ class Batcher:
                     self._waves_of(out.works[0]).depart(starts, now)
             elif isinstance(out, Closed):
                 whole |= self._waves_of(out.work).back(out.work.step.session_id, now)
-            elif isinstance(out, Failed):
-                for w in out.works:
-                    self.forget(w.step.session_id)
-        return whole
+        return whole  # a failed session leaves its wave when the entry ends it (forget)
 
     def _kick(self) -> None:
         """Start the next batch if the compute is free: at once, unless the
@@ -228,8 +225,10 @@ class Batcher:
 
     def _ran(self, waiting: list[Work], result: tuple[list[Outcome], list[Work]] | None,
              error: Exception | None) -> None:
-        outcomes, left = result if result is not None else \
-            ([Failed(waiting, self.node_id, error or RuntimeError("no result"))], [])
+        if error is not None or result is None:
+            outcomes, left = [Failed(waiting, self.node_id, error or RuntimeError())], []
+        else:
+            outcomes, left = result
         self._queue[:0] = left  # unfinished prompts and steps not taken keep their turn
         self.compute.queued = len(self._queue)
         self._expected = sum(isinstance(out, Closed) for out in outcomes)
@@ -246,8 +245,10 @@ class Batcher:
         chains = [self._chain(w) for w in waiting]
         kv_used = sum(r.kv_bytes() for r in self._runners()) if self.limits.kv_budget_bytes \
             else 0
+        budget = bool(self.limits.kv_budget_bytes)  # only a budget needs the KV a step adds
         plan = plan_batch([Waiting(w.tokens - w.done, w.tokens == 1 and w.step.step > 0,
-                                   sum(r.kv_bytes_per_token() for _, r in chain))
+                                   sum(r.kv_bytes_per_token() for _, r in chain) if budget
+                                   else 0)
                            for w, chain in zip(waiting, chains, strict=True)],
                           self.limits, kv_used)
         outcomes: list[Outcome] = []

@@ -97,7 +97,6 @@ class Stage:
         w = self._waiting.get((session_id, step))
         if w is None or w.future.done():
             return False
-        self.batcher.forget(session_id)
         w.future.set_exception(failure)
         return True
 

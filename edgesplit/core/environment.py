@@ -126,6 +126,10 @@ class NodeEnv:
     own_load: float = 0.0  # fraction of wall time spent computing our segments
     prefill: LayerTimes = NO_LAYER_TIMES
     decode: LayerTimes = NO_LAYER_TIMES
+    # Background utilisation while ``decode`` was measured (EWMA over the
+    # reports that carried decode times): a layer time measured before an
+    # overload is not what that layer costs during it (``measured_free``).
+    decode_background: float = 0.0
     hop_bytes_per_s: tuple[tuple[NodeId, float], ...] = ()
     links: tuple[LinkEnv, ...] = ()
 
@@ -149,6 +153,16 @@ class NodeEnv:
         which on a GPU is close to, not exactly, the NVML busy fraction.
         """
         return min(1.0, max(0.0, self.compute_utilization - self.own_load))
+
+    @property
+    def free_share(self) -> float:
+        """The share of the node our segments get now (the cost model's rule)."""
+        return max(1.0 - self.background_utilization, MIN_FREE_FRACTION)
+
+    @property
+    def measured_free(self) -> float:
+        """The share our segments got while ``decode`` was measured."""
+        return max(1.0 - self.decode_background, MIN_FREE_FRACTION)
 
     def link(self, dst: NodeId) -> LinkEnv | None:
         for link in self.links:
@@ -225,7 +239,7 @@ class EnvironmentState:
                     else calibrated_speed(spec.flops_per_s, env, profile),
                     utilization=env.background_utilization,
                     alive=env.alive,
-                    layer_seconds=_overlay(spec.layer_seconds, env.decode),
+                    layer_seconds=_overlay(spec.layer_seconds, current_decode(env)),
                     trusted_by=spec.trusted_by,
                     address=spec.address,
                 )
@@ -252,7 +266,7 @@ class EnvironmentState:
             spec = static.get(env.node_id)
             if spec is None or not env.alive or spec.flops_per_s <= 0:
                 continue
-            speed = spec.flops_per_s * max(1.0 - env.background_utilization, MIN_FREE_FRACTION)
+            speed = spec.flops_per_s * env.measured_free  # the speed the times were taken at
             for layer, seconds in zip(env.decode.layers, env.decode.seconds, strict=True):
                 if seconds > 0:
                     samples.setdefault(layer, []).append(seconds * speed)
@@ -279,8 +293,8 @@ def calibrated_speed(declared: float, env: NodeEnv, profile: ModelProfile) -> fl
     """The node's speed as its own decode measurements show it: ``declared``
     divided by the median, over the decoder layers it measured, of measured
     time / the cost model's estimate (FLOPs / declared speed times its free
-    share). ``declared`` when it measured none."""
-    free = max(1.0 - env.background_utilization, MIN_FREE_FRACTION)
+    share while they were measured). ``declared`` when it measured none."""
+    free = env.measured_free
     ratios = sorted(
         seconds * declared * free / profile.layers[layer].flops_per_token
         for layer, seconds in zip(env.decode.layers, env.decode.seconds, strict=True)
@@ -294,6 +308,23 @@ def calibrated_speed(declared: float, env: NodeEnv, profile: ModelProfile) -> fl
     # scaling those while unmeasured nodes keep their declared speed would
     # push layers towards whatever has not been measured yet.
     return declared / ratio if ratio > CALIBRATE_ABOVE else declared
+
+
+RESCALE_BEYOND = 1.25  # free share then / now beyond which measured times are rescaled
+
+
+def current_decode(env: NodeEnv) -> LayerTimes:
+    """``env.decode`` as the layers would run now: times measured while the
+    node had a clearly different free share (an overload began or ended since
+    it last ran them) scale by then / now, the cost model's own speed rule, so
+    a node overloaded after it ran a layer does not keep looking fast for it
+    (and one that recovered does not keep looking slow). Within a factor of
+    ``RESCALE_BEYOND`` the measured times stand as they are: background is a
+    noisy difference of two utilisations, and a measurement beats a model."""
+    ratio = env.measured_free / env.free_share
+    if not env.decode or 1.0 / RESCALE_BEYOND <= ratio <= RESCALE_BEYOND:
+        return env.decode
+    return LayerTimes(env.decode.layers, tuple(s * ratio for s in env.decode.seconds))
 
 
 def _overlay(

@@ -155,6 +155,7 @@ class _NodeAcc:
     own_load: float | None = None
     prefill: _LayerAcc = field(default_factory=_LayerAcc)
     decode: _LayerAcc = field(default_factory=_LayerAcc)
+    decode_background: float | None = None  # background while decode times were measured
     hop_bps: dict[NodeId, float] = field(default_factory=dict)
     links: dict[NodeId, LinkEnv] = field(default_factory=dict)
     view: NodeEnv = field(init=False)
@@ -247,6 +248,11 @@ class Monitor:
         acc.own_load = ewma_step(acc.own_load, min(1.0, report.compute_busy_s / dt), a)
         acc.prefill.fold(report.prefill_layer_s, cfg.layer_alpha)
         acc.decode.fold(report.decode_layer_s, cfg.layer_alpha)
+        if report.decode_layer_s:
+            busy = acc.cpu if acc.gpu is None else acc.gpu  # NodeEnv.compute_utilization
+            background = min(1.0, max(0.0, (busy or 0.0) - acc.own_load))
+            acc.decode_background = ewma_step(acc.decode_background, background,
+                                              cfg.layer_alpha)
         hops = acc.hop_bps
         for peer, n in report.activation_bytes:
             hops[peer] = ewma_step(hops.get(peer), n / dt, a)
@@ -322,6 +328,7 @@ class Monitor:
             own_load=acc.own_load or 0.0,
             prefill=acc.prefill.view,
             decode=acc.decode.view,
+            decode_background=acc.decode_background or 0.0,
             hop_bytes_per_s=hops,
             links=links,
         )

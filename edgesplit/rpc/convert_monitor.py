@@ -190,6 +190,7 @@ def _node_view(env: NodeEnv, state: NodeState, now: float, epoch: int) -> mpb.No
         queue_depth=env.queue_depth, active_sessions=round(env.active_sessions),
         active_sessions_avg=env.active_sessions, own_load=env.own_load,
         layers=timings_to_proto(env.prefill.pairs(), env.decode.pairs()),
+        decode_background=env.decode_background,
         hop_bytes_per_s=dict(env.hop_bytes_per_s), committed_epoch=epoch)
 
 
@@ -244,7 +245,7 @@ def _node_env_from_proto(v: mpb.NodeView, at: float, links: tuple[LinkEnv, ...],
         gpu_memory_used_bytes=float(v.gpu_memory_used_bytes) if v.has_gpu else None,
         gpu_memory_total_bytes=v.gpu_memory_total_bytes if v.has_gpu else None,
         queue_depth=v.queue_depth, active_sessions=v.active_sessions_avg, own_load=v.own_load,
-        prefill=_times(prefill), decode=_times(decode),
+        prefill=_times(prefill), decode=_times(decode), decode_background=v.decode_background,
         hop_bytes_per_s=tuple((NodeId(k), x) for k, x in sorted(v.hop_bytes_per_s.items())),
         links=links)
 

@@ -137,7 +137,7 @@ class ReportResponse(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., accepted: _Optional[bool] = ..., reason: _Optional[_Union[ReportReason, str]] = ..., probe_targets: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class NodeView(_message.Message):
-    __slots__ = ("state", "last_seen_age", "cpu_utilization", "gpu_utilization", "memory_used_bytes", "queue_depth", "active_sessions", "layers", "committed_epoch", "reports", "memory_total_bytes", "has_gpu", "gpu_memory_used_bytes", "gpu_memory_total_bytes", "own_load", "hop_bytes_per_s", "active_sessions_avg")
+    __slots__ = ("state", "last_seen_age", "cpu_utilization", "gpu_utilization", "memory_used_bytes", "queue_depth", "active_sessions", "layers", "committed_epoch", "reports", "memory_total_bytes", "has_gpu", "gpu_memory_used_bytes", "gpu_memory_total_bytes", "own_load", "hop_bytes_per_s", "active_sessions_avg", "decode_background")
     class HopBytesPerSEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +162,7 @@ class NodeView(_message.Message):
     OWN_LOAD_FIELD_NUMBER: _ClassVar[int]
     HOP_BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_SESSIONS_AVG_FIELD_NUMBER: _ClassVar[int]
+    DECODE_BACKGROUND_FIELD_NUMBER: _ClassVar[int]
     state: _common_pb2.NodeState
     last_seen_age: _duration_pb2.Duration
     cpu_utilization: float
@@ -179,7 +180,8 @@ class NodeView(_message.Message):
     own_load: float
     hop_bytes_per_s: _containers.ScalarMap[str, float]
     active_sessions_avg: float
-    def __init__(self, state: _Optional[_Union[_common_pb2.NodeState, _Mapping]] = ..., last_seen_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cpu_utilization: _Optional[float] = ..., gpu_utilization: _Optional[float] = ..., memory_used_bytes: _Optional[int] = ..., queue_depth: _Optional[float] = ..., active_sessions: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerTiming, _Mapping]]] = ..., committed_epoch: _Optional[int] = ..., reports: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., has_gpu: _Optional[bool] = ..., gpu_memory_used_bytes: _Optional[int] = ..., gpu_memory_total_bytes: _Optional[int] = ..., own_load: _Optional[float] = ..., hop_bytes_per_s: _Optional[_Mapping[str, float]] = ..., active_sessions_avg: _Optional[float] = ...) -> None: ...
+    decode_background: float
+    def __init__(self, state: _Optional[_Union[_common_pb2.NodeState, _Mapping]] = ..., last_seen_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cpu_utilization: _Optional[float] = ..., gpu_utilization: _Optional[float] = ..., memory_used_bytes: _Optional[int] = ..., queue_depth: _Optional[float] = ..., active_sessions: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerTiming, _Mapping]]] = ..., committed_epoch: _Optional[int] = ..., reports: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., has_gpu: _Optional[bool] = ..., gpu_memory_used_bytes: _Optional[int] = ..., gpu_memory_total_bytes: _Optional[int] = ..., own_load: _Optional[float] = ..., hop_bytes_per_s: _Optional[_Mapping[str, float]] = ..., active_sessions_avg: _Optional[float] = ..., decode_background: _Optional[float] = ...) -> None: ...
 
 class LinkView(_message.Message):
     __slots__ = ("src", "dst", "rtt", "bandwidth_bps", "source", "age", "samples")

@@ -74,3 +74,50 @@ def test_without_calibration_a_placement_handed_the_overloaded_node_more() -> No
     raw = o.env.to_cluster_state(INVENTORY)
     old = solve(raw, o.profile, LIGHT, [A], Mode.PLACEMENT, WEIGHTS, PLAN, t.Epoch(4))
     assert old.plan is not None and layers_on(old.plan, B) == 6
+
+
+def stale_after_overload(later_cpu: float) -> ctl.Observation:
+    """b and c run their layers at 1 ms with nothing else on them (cpu 0);
+    then c's background goes to ``later_cpu`` while it runs nothing (the plan
+    moved away, or it is idle): its measured times are from before."""
+    m = Monitor(MonitorConfig(alpha=1.0, layer_alpha=1.0), [A, B, C, D], now=0.0)
+    decode = {"a": (), "b": tuple((i, 0.001) for i in range(2)),
+              "c": tuple((i, 0.001) for i in range(2, 8)), "d": ()}
+    links = {n: tuple(LinkObservation(NodeId(p), 0.001, 1e9) for p in "abcd" if p != n)
+             for n in "abcd"}
+    for n in "abcd":
+        m.ingest(NodeReport(NodeId(n), 0, 0.0, ResourceSample(0.0, 1, 2),
+                            decode_layer_s=decode[n], links=links[n]), now=1.0)
+    m.ingest(NodeReport(C, 1, 1.0, ResourceSample(later_cpu, 1, 2), links=links["c"]), now=2.0)
+    return ctl.observe_environment(m.snapshot(2.0), INVENTORY, PROFILE, CONFIG)
+
+
+def test_a_time_measured_before_an_overload_is_scaled_to_the_load_now() -> None:
+    """The smart-city failure: the cloud's layer times, measured before another
+    tenant took 90 % of it, stood as they were; worse, they were read at the
+    new free share, making every layer look ten times cheaper on every node."""
+    o = stale_after_overload(0.9)
+    c = o.cluster.node(C)
+    assert dict(c.layer_seconds)[2] == pytest.approx(0.001 / 0.1)  # then 100 % free, now 10 %
+    assert dict(o.cluster.node(B).layer_seconds)[0] == pytest.approx(0.001)  # b: unchanged
+    # b and c both measured 1 ms at full speed: 1e9 FLOPs per token, as profiled.
+    assert o.profile.layers[2].flops_per_token == pytest.approx(1e9)
+    res = solve(o.cluster, o.profile, LIGHT, [A], Mode.PLACEMENT, WEIGHTS, PLAN, t.Epoch(4))
+    assert res.plan is not None, res.reason
+    assert layers_on(res.plan, C) < layers_on(PLAN, C)
+
+
+def test_small_changes_of_background_leave_measured_times_alone() -> None:
+    o = stale_after_overload(0.15)  # within RESCALE_BEYOND: noise, not an overload
+    assert dict(o.cluster.node(C).layer_seconds)[2] == pytest.approx(0.001)
+
+
+def test_a_node_that_recovered_is_planned_at_its_speed_again() -> None:
+    m = Monitor(MonitorConfig(alpha=1.0, layer_alpha=1.0), [C], now=0.0)
+    m.ingest(NodeReport(C, 0, 0.0, ResourceSample(0.9, 1, 2),
+                        decode_layer_s=((2, 0.010),)), now=1.0)  # measured during an overload
+    m.ingest(NodeReport(C, 1, 1.0, ResourceSample(0.0, 1, 2)), now=2.0)
+    env = m.snapshot(2.0)
+    assert env.nodes[C].decode_background == pytest.approx(0.9)
+    seconds = dict(env.to_cluster_state(INVENTORY).node(C).layer_seconds)
+    assert seconds[2] == pytest.approx(0.001)

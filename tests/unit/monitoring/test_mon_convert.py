@@ -80,6 +80,7 @@ def test_state_round_trip_keeps_what_the_orchestrator_needs() -> None:
     assert back.now == 1000.0 and a.last_seen == pytest.approx(999.0)  # wall clock, same age
     assert a.decode == env.nodes[A].decode and a.prefill == env.nodes[A].prefill
     assert a.gpu_utilization == pytest.approx(0.7) and a.own_load == env.nodes[A].own_load
+    assert a.decode_background == env.nodes[A].decode_background > 0
     assert back.nodes[B].reports == 0 and back.nodes[B].last_seen is None
     assert back.latency_ewma_s == env.latency_ewma_s and back.sla_hit_rate == 1.0
     assert back.link(A, B) is not None and back.link(A, B).bandwidth_bps == 1e7  # type: ignore[union-attr]

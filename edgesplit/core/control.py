@@ -459,11 +459,11 @@ def _revise(obs: Observation, plan: Plan, history: ControlHistory, now: float,
         if resplit is None:
             return Revise(_request(obs, plan, history, config, Mode.RESPLIT, privacy_high))
         r_cost = resplit.cost if resplit.feasible else None
-        # A broken plan (dead node) adopts any feasible one: then weigh the
-        # re-split too, rather than the first placement that merely works.
+        # A broken plan (dead node) adopts any feasible one: the re-split
+        # when it is cheaper at all, not only by the margin.
         if broken and p_cost is not None and r_cost is not None and r_cost.total < p_cost.total:
             verdict = decide_revision(current, None, r_cost, config.margin)
-        elif not broken or p_cost is None:
+        else:
             verdict = decide_revision(current, p_cost, r_cost, config.margin)
     if verdict.adopt is None:
         best = resplit if resplit is not None and resplit.feasible else placement

@@ -278,13 +278,25 @@ def decide_revision(
     resplit: CostBreakdown | None = None,
     margin: float = 0.05,
 ) -> RevisionDecision:
-    """Placement first; re-split only if placement is infeasible or not better enough.
+    """Placement first; a re-split when placement is infeasible or not better
+    enough, or when the re-split beats the placement itself by the margin.
 
-    Call with ``resplit=None`` after the placement answer: the result either
-    adopts placement or asks for a re-split (``try_resplit``). Call again with
-    both answers to decide on the re-split.
+    The last clause extends the seed's Algorithm 1: a placement keeps cuts
+    made for conditions that may be gone, so it can beat the current plan and
+    still be far from a fresh split (smart-city: after the cloud's overload
+    the placement moved the cloud's segment to the edge and gave the cloud the
+    edge's two layers, at twice the re-split's latency, and the re-split came
+    one reconfiguration later). Call with ``resplit=None`` after the placement
+    answer: the result asks for a re-split (``try_resplit``) unless placement
+    is ruled out already. Call again with both answers to decide.
     """
     if should_adopt(current, placement, margin):
+        if resplit is None:
+            return RevisionDecision(None, True, "placement beats current plan by the margin: "
+                                    "weigh a re-split too")
+        if should_adopt(placement, resplit, margin):
+            return RevisionDecision(Mode.RESPLIT, False, "placement beats current plan by the "
+                                    "margin; re-split beats placement by the margin")
         return RevisionDecision(Mode.PLACEMENT, False, "placement beats current plan by the margin")
     why = (
         "placement infeasible"

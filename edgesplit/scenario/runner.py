@@ -222,6 +222,7 @@ class Run:
                                           "--report-interval-s", "0.5",
                                           "--bandwidth-probe-cycles", "2",
                                           "--step-timeout-s", "8", "--rpc-timeout-s", "5",
+                                          "--sla-step-s", str(sc.sla_step_s),
                                           *(["--serial-device"] if sc.serial_device else [])])
         self._start_gateway(shards, monitor.address, listen[sc.entry.id])
         for n in sc.nodes:

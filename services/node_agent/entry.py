@@ -5,6 +5,9 @@ route's last hop — the head segment, on this node — samples the next token.
 The entry keeps each request's token history, so when a step fails or the
 session's epoch is retired it replays the history on the current route
 (new hops rebuild their KV caches) and the caller's stream just continues.
+A session whose steps miss the SLA on an epoch a newer one has superseded
+replays on the newer route at once instead of draining on the old one: the
+reconfiguration was made for it too.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ class _Ring:
         self.step = 0
         self.key = route.key
         self.counted = False  # in RouteStats.active
+        self.last_step_s = 0.0  # the latest decode step's time, on this route
 
 
 class Entry:
@@ -158,7 +162,7 @@ class Entry:
         try:
             while len(history) - prompt_len < max_new:
                 try:
-                    if self.book.get(ring.es.epoch) is None:
+                    if self.book.get(ring.es.epoch) is None or self._outpaced(ring, privacy):
                         raise _Retired
                     token = await self._ring_step(ring, history, sampler)
                 except (StepFailed, _Retired) as exc:
@@ -201,9 +205,26 @@ class Entry:
                              f"step {step.step} did not return in {self.s.step_timeout_s}s"
                              ) from exc
         if ring.cached:  # a decode step (a prefill is no sample of the step time)
-            self.stats.step(ring.key, time.perf_counter() - sent)
+            ring.last_step_s = time.perf_counter() - sent
+            self.stats.step(ring.key, ring.last_step_s)
         ring.cached, ring.step = len(history), ring.step + 1
         return token
+
+    def _outpaced(self, ring: _Ring, privacy: Privacy) -> bool:
+        """Should the session leave its epoch for a newer one? Only when its
+        last step missed the SLA (a replay costs a prefill of the history, not
+        worth paying for a route that serves it well) and the newer epoch has a
+        route it may take."""
+        newest = self.book.committed
+        if newest is None or newest.epoch <= ring.es.epoch \
+                or ring.last_step_s <= self.s.sla_step_s:
+            return False
+        try:
+            self.route(privacy)
+        except (Precondition, Unavailable):
+            return False
+        m.MIGRATED.inc()
+        return True
 
     def _start(self, ring: _Ring) -> _Ring:
         self.stats.started(ring.key)

@@ -45,7 +45,11 @@ KV_BYTES = Gauge("edgesplit_kv_cache_bytes", "Bytes held in KV caches on this no
 SESSIONS = Gauge("edgesplit_sessions", "Live sessions on this node")
 EPOCH = Gauge("edgesplit_committed_epoch", "Epoch this node serves")
 REPLAYS = Counter("edgesplit_session_replays_total",
-                  "Entry node: sessions replayed on a new route after a failure")
+                  "Entry node: sessions replayed on a new route (after a failure, a "
+                  "retired epoch, or a move)")
+MIGRATED = Counter("edgesplit_session_moves_total",
+                   "Entry node: sessions that left a superseded epoch whose steps missed the "
+                   "SLA, to replay on the newer route")
 COMPUTE = Histogram("edgesplit_segment_compute_seconds",
                     "Time to run this node's layers for one frame",
                     ["phase"], buckets=LATENCY_BUCKETS)

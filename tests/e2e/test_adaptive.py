@@ -4,6 +4,8 @@ orchestrator and node agents as processes on 127.0.0.1.
 * an orchestrator restart keeps the epoch and starts no rollout;
 * a bandwidth drop on the active route leads to a new committed epoch right
   after the cool-down, and no request fails across the reconfiguration;
+* a session whose steps miss the SLA when a new epoch commits moves to the
+  new route at once, with the same tokens;
 * killing a node mid-generation still completes every request, with output
   identical to the fault-free greedy run.
 """
@@ -146,6 +148,33 @@ def test_2_bandwidth_drop_reconfigures_without_failures(stack: Run) -> None:
     assert not errors, errors
     new_route = _route_nodes(stack)
     assert new_route != route or _status(stack).plan != start.plan
+
+
+def test_2b_a_session_missing_the_sla_moves_to_the_new_epoch(stack: Run) -> None:
+    """The link to the route's first remote node gets slow (300 ms a way) and
+    thin (the bandwidth trigger): the session in flight, whose steps now miss
+    the 0.4 s SLA, replays on the new epoch's route instead of draining on the
+    slow one, and its greedy tokens are those of an undisturbed run."""
+    prompt, n = [21, 22, 23], 40
+    expected = [r.token_id for r in _generate(stack, prompt, n)]
+    start = _status(stack).plan.epoch
+    far = next(node for node in _route_nodes(stack) if node != "entry")
+
+    async def slowed() -> list[Any]:
+        call = asyncio.get_running_loop().run_in_executor(
+            None, lambda: _generate(stack, prompt, n, timeout_s=120))
+        await asyncio.sleep(0.3)
+        stack._link("entry", far, 300.0, 20.0)
+        return await call
+
+    try:
+        got = asyncio.run(slowed())
+    finally:
+        stack._link("entry", far, 1.0, 1000.0)
+    assert [r.token_id for r in got] == expected
+    epochs = [r.epoch for r in got]
+    assert epochs[0] == start and epochs[-1] > start, epochs
+    assert far not in [s.node_id for s in _status(stack).plan.routes[0].segments][:2]
 
 
 def test_3_killed_node_mid_generation_completes_identically(stack: Run) -> None:

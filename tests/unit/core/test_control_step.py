@@ -82,11 +82,20 @@ def test_a_trigger_asks_for_placement_first_and_adopts_a_better_one() -> None:
     q = first.request
     assert (q.mode, q.current, q.epoch, q.entries) == (Mode.PLACEMENT, PLAN, 8, (A,))
     assert q.workload.privacy is Privacy.LOW
-    done = ctl.step(o, PLAN, h, NOW, CONFIG, {Mode.PLACEMENT: answer(0.5)})
+    # A better placement: the re-split is weighed too, and taken only when it
+    # beats the placement by the margin.
+    again = ctl.step(o, PLAN, h, NOW, CONFIG, {Mode.PLACEMENT: answer(0.5)})
+    assert isinstance(again, ctl.Revise) and again.request.mode is Mode.RESPLIT
+    done = ctl.step(o, PLAN, h, NOW, CONFIG, {Mode.PLACEMENT: answer(0.5),
+                                               Mode.RESPLIT: answer(0.49)})
     assert isinstance(done, ctl.Reconfigure)
     assert (done.change, done.mode) == (ctl.Change.MIGRATE, Mode.PLACEMENT)
     assert done.triggers == ("latency",)
     assert done.old_cost == cost(1.0) and done.cost == cost(0.5)
+    far = ctl.step(o, PLAN, h, NOW, CONFIG, {Mode.PLACEMENT: answer(0.5),
+                                              Mode.RESPLIT: answer(0.3)})
+    assert isinstance(far, ctl.Reconfigure) and far.change is ctl.Change.RESPLIT
+    assert far.cost == cost(0.3)
 
 
 def test_infeasible_placement_falls_back_to_a_resplit() -> None:

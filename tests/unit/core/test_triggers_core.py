@@ -195,7 +195,7 @@ def test_should_adopt_feasibility_rules() -> None:
 
 def test_placement_first_then_resplit() -> None:
     good = decide_revision(cost(1.0), cost(0.5), margin=0.1)
-    assert good.adopt is Mode.PLACEMENT and not good.try_resplit
+    assert good.adopt is None and good.try_resplit  # a good placement: weigh a re-split too
 
     for placement in (cost(0.95), cost(0.1, feasible=False), None):
         step = decide_revision(cost(1.0), placement, margin=0.1)
@@ -204,8 +204,10 @@ def test_placement_first_then_resplit() -> None:
     assert decide_revision(cost(1.0), cost(0.95), cost(0.5), 0.1).adopt is Mode.RESPLIT
     keep = decide_revision(cost(1.0), cost(0.95), cost(0.93), 0.1)
     assert keep.adopt is None and not keep.try_resplit and "keep" in keep.reason
-    # A good placement is taken even when a re-split result is at hand.
-    assert decide_revision(cost(1.0), cost(0.5), cost(0.1), 0.1).adopt is Mode.PLACEMENT
+    # A good placement is taken unless the re-split beats it by the margin too.
+    assert decide_revision(cost(1.0), cost(0.5), cost(0.46), 0.1).adopt is Mode.PLACEMENT
+    assert decide_revision(cost(1.0), cost(0.5), cost(0.44), 0.1).adopt is Mode.RESPLIT
+    assert decide_revision(cost(1.0), cost(0.5), cost(0.1, False), 0.1).adopt is Mode.PLACEMENT
     # Failover: the current plan is infeasible, so any feasible result is taken.
-    assert decide_revision(cost(1.0, False), cost(9.0), margin=0.1).adopt is Mode.PLACEMENT
+    assert decide_revision(cost(1.0, False), cost(9.0), cost(9.5), 0.1).adopt is Mode.PLACEMENT
     assert decide_revision(cost(1.0, False), None, cost(9.0), 0.1).adopt is Mode.RESPLIT

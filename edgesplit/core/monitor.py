@@ -141,6 +141,7 @@ class _NodeAcc:
     # Liveness counts from enrolment until the first report, so a node that
     # enrolled but never reported goes dead after the same grace period.
     heard_at: float
+    lost_at: float | None = None  # when its report stream ended (``stream_lost``)
     key: tuple[int, int] = (-1, -1)  # (incarnation, seq) last accepted
     agent_now: float | None = None
     reports: int = 0
@@ -193,6 +194,17 @@ class Monitor:
     def unenroll(self, node_id: NodeId) -> None:
         """Forget ``node_id``; its later reports are refused."""
         self._nodes.pop(node_id, None)
+
+    def stream_lost(self, node_id: NodeId, now: float) -> None:
+        """The node's report stream ended (its process died, or its connection
+        broke): the node is dead once one report cycle passes with no report
+        after ``now``, not ``missed_cycles`` of them. An agent that merely
+        reconnects reports again at once, within the cycle. A node killed
+        mid-request is then failed over about a second sooner, which is what
+        its in-flight requests wait for."""
+        acc = self._nodes.get(node_id)
+        if acc is not None:
+            acc.lost_at = now
 
     @property
     def enrolled(self) -> frozenset[NodeId]:
@@ -337,11 +349,13 @@ class Monitor:
     def snapshot(self, now: float) -> EnvironmentState:
         """E(t) at ``now``: O(nodes), sharing every unchanged ``NodeEnv``."""
         self._evict(now)
-        dead_after = self.config.dead_after_s
+        dead_after, grace = self.config.dead_after_s, self.config.report_interval_s
         nodes: dict[NodeId, NodeEnv] = {}
         for node_id, acc in self._nodes.items():
             view = acc.view
-            alive = now - acc.heard_at <= dead_after
+            lost = acc.lost_at
+            alive = now - acc.heard_at <= dead_after and (
+                lost is None or lost < acc.heard_at or now - lost <= grace)
             if view.alive is not alive:
                 view = acc.view = replace(view, alive=alive)
             nodes[node_id] = view

@@ -110,6 +110,13 @@ class MonitorHub:
             self._wake.set()  # a node appeared or came back: publish now, not next cycle
         return ack
 
+    def lost(self, node_id: str) -> None:
+        """``node_id``'s report stream ended: it is dead one report cycle from
+        now unless it reports again (``Monitor.stream_lost``); publish then."""
+        self.monitor.stream_lost(NodeId(node_id), self._clock())
+        grace = self.config.report_interval_s
+        asyncio.get_running_loop().call_later(grace * 1.05, self._wake.set)
+
     def refuse_other(self, msg: mpb.ReportRequest, reason: str, detail: str) -> mpb.ReportResponse:
         """Refuse a report for a reason the servicer found (counted like any refusal)."""
         return self._refuse(mpb.ReportResponse(seq=msg.seq), reason, msg.node_id, detail)

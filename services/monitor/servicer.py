@@ -65,15 +65,24 @@ class MonitorServicer(mpb_grpc.MonitorServicer):
     async def Report(self, request_iterator: AsyncIterator[mpb.ReportRequest],
                      context: Any) -> AsyncIterator[mpb.ReportResponse]:
         identity = peer_identity(context) if self.verify_identity else None
-        bound = ""
-        async for report in until_set(request_iterator, self.hub.closing):
-            # One stream speaks for one node: without mTLS this is the only
-            # thing stopping a stream from interleaving several identities.
-            bound = bound or report.node_id
-            if report.node_id != bound:
-                yield self.hub.refuse_other(report, IDENTITY_MISMATCH, f"stream bound to {bound}")
-                continue
-            yield self.hub.ingest(report, identity)
+        bound, reporting = "", False
+        try:
+            async for report in until_set(request_iterator, self.hub.closing):
+                # One stream speaks for one node: without mTLS this is the only
+                # thing stopping a stream from interleaving several identities.
+                bound = bound or report.node_id
+                if report.node_id != bound:
+                    yield self.hub.refuse_other(report, IDENTITY_MISMATCH,
+                                                f"stream bound to {bound}")
+                    continue
+                ack = self.hub.ingest(report, identity)
+                reporting = reporting or ack.accepted
+                yield ack
+        finally:
+            # The stream of a node whose reports were accepted ended (not the
+            # monitor's own shutdown): the node may be gone.
+            if reporting and not self.hub.closing.is_set():
+                self.hub.lost(bound)
 
     @maps_errors
     async def GetState(self, request: mpb.GetStateRequest, context: Any) -> mpb.GetStateResponse:

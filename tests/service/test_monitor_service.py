@@ -223,6 +223,39 @@ def test_dead_after_missed_cycles_and_alive_again() -> None:
     assert hub.state().nodes[0].state.alive
 
 
+async def test_a_node_whose_stream_breaks_is_dead_after_one_cycle(tmp_path: Path) -> None:
+    """A node's report stream cancelled (its process killed): dead after one
+    0.1 s report cycle, long before the 20 missed cycles silence alone needs;
+    a node whose stream is merely renewed stays alive throughout."""
+    async with monitor(tmp_path, missed_cycles=20) as (address, _), \
+            PLAIN.aio_channel(address) as ch:
+        stub = mpb_grpc.MonitorStub(ch)
+        calls = {n: stub.Report(timeout=10) for n in ("node-0", "node-1")}
+        for n, call in calls.items():
+            await call.write(report(n, 0))
+            assert (await call.read()).accepted
+
+        def alive() -> dict[str, bool]:
+            return {v.state.node_id: v.state.alive for v in hub_state}
+
+        calls["node-0"].cancel()
+        await calls["node-1"].done_writing()  # node-1 renews its stream at once
+        renewed = stub.Report(timeout=10)
+        await renewed.write(report("node-1", 1))
+        assert (await renewed.read()).accepted
+        lost_at = time.monotonic()
+        while True:
+            hub_state = (await get_state(address)).nodes
+            if not alive()["node-0"]:
+                break
+            assert time.monotonic() - lost_at < 1.0, "node-0 still alive 1 s after its stream broke"
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        hub_state = (await get_state(address)).nodes
+        assert alive() == {"node-0": False, "node-1": True}
+        renewed.cancel()
+
+
 def fake_agent() -> SimpleNamespace:
     book = SimpleNamespace(committed=None, all_runners=list)
     return SimpleNamespace(control=SimpleNamespace(book=book),

@@ -358,3 +358,19 @@ def test_config_rejects_nonsense() -> None:
         MonitorConfig(missed_cycles=0)
     with pytest.raises(ValueError):
         MonitorConfig(alpha=0.0)
+
+
+def test_a_lost_stream_makes_a_node_dead_after_one_cycle_not_missed_cycles() -> None:
+    m = Monitor(MonitorConfig(report_interval_s=1.0, missed_cycles=3), [A, B], now=0.0)
+    m.ingest(report("a", 0), now=10.0)
+    m.ingest(report("b", 0), now=10.0)
+    m.stream_lost(A, now=10.2)  # a's process died, or its connection broke
+    assert m.snapshot(11.2).nodes[A].alive  # within one cycle of the loss
+    assert not m.snapshot(11.21).nodes[A].alive  # not 13.0, as silence alone would be
+    assert m.snapshot(11.21).nodes[B].alive
+    m.ingest(report("a", 1), now=11.5)  # it came back (restarted, or reconnected)
+    assert m.snapshot(12.0).nodes[A].alive
+    m.stream_lost(B, now=12.0)
+    m.ingest(report("b", 1), now=12.3)  # only the stream was renewed: never dead
+    assert m.snapshot(13.5).nodes[B].alive
+    assert not m.snapshot(15.31).nodes[B].alive  # silence alone still counts

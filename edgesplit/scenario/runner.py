@@ -147,7 +147,7 @@ def single_device(sc: Scenario) -> Scenario:
 class Run:
     def __init__(self, sc: Scenario, mode: str, duration_s: float, base: Path,
                  show: Callable[..., None], orchestrator_args: list[str] | None = None,
-                 insecure: bool = False) -> None:
+                 insecure: bool = False, agent_args: list[str] | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.scenario = sc  # as written; ``sc`` is what this mode runs
@@ -158,6 +158,7 @@ class Run:
         self.insecure = insecure
         self.pki = None if insecure else LocalPki(base / PKI_DIR)
         self.orchestrator_args = orchestrator_args or []
+        self.agent_args = agent_args or []  # after the defaults: a flag given here wins
         self.records: list[RequestRecord] = []
         self.live = Live()
         self.services: list[Any] = []
@@ -223,7 +224,8 @@ class Run:
                                           "--bandwidth-probe-cycles", "2",
                                           "--step-timeout-s", "8", "--rpc-timeout-s", "5",
                                           "--sla-step-s", str(sc.sla_step_s),
-                                          *(["--serial-device"] if sc.serial_device else [])])
+                                          *(["--serial-device"] if sc.serial_device else []),
+                                          *self.agent_args])
         self._start_gateway(shards, monitor.address, listen[sc.entry.id])
         for n in sc.nodes:
             self._conditions(n.id, compute_slowdown=n.slowdown,

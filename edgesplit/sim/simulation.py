@@ -299,7 +299,11 @@ class Simulation:
                 node.slowdown = max(float(a["slowdown"]), floor)
             node.background = float(a.get("background_utilization", 0) or 0)
         elif ev.kind == "kill":
-            self.dp.kill(NodeId(a["node"]))
+            node_id = NodeId(a["node"])
+            self.dp.kill(node_id)
+            region = self.region_of.get(node_id)
+            if region is not None:  # its report stream breaks with it, as an agent's does
+                region.monitor.stream_lost(node_id, self.clock.now)
         elif ev.kind == "restart":
             self.dp.restart(NodeId(a["node"]))
         elif ev.kind == "privacy_burst":

@@ -7,7 +7,8 @@ session's epoch is retired it replays the history on the current route
 (new hops rebuild their KV caches) and the caller's stream just continues.
 A session whose steps miss the SLA on an epoch a newer one has superseded
 replays on the newer route at once instead of draining on the old one: the
-reconfiguration was made for it too.
+reconfiguration was made for it too. So does a step still out past the SLA
+once a newer epoch commits (its frames may be lost on a dead node).
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ class Entry:
                 try:
                     if self.book.get(ring.es.epoch) is None or self._outpaced(ring, privacy):
                         raise _Retired
-                    token = await self._ring_step(ring, history, sampler)
+                    token = await self._ring_step(ring, history, sampler, privacy)
                 except (StepFailed, _Retired) as exc:
                     if isinstance(exc, StepFailed) and exc.code == "RESOURCE_EXHAUSTED":
                         raise TooLarge(f"step refused: {exc}") from exc  # a replay would be too
@@ -190,7 +191,8 @@ class Entry:
         finally:
             self.end(ring)
 
-    async def _ring_step(self, ring: _Ring, history: list[int], sampler: TokenSampler) -> int:
+    async def _ring_step(self, ring: _Ring, history: list[int], sampler: TokenSampler,
+                         privacy: Privacy) -> int:
         """Embed the tokens the hops lack, send them round, get the next token."""
         step = Step(ring.session_id, ring.step, ring.cached)
         feed = history[ring.cached:]
@@ -198,17 +200,36 @@ class Entry:
         sent = time.perf_counter()
         # Joins the node's next batch with the other sessions' steps (batcher.py).
         self.stage.advance(ring.es, ring.route, 0, step, len(feed), lambda r: r.embed(feed))
-        try:
-            token = await asyncio.wait_for(done, self.s.step_timeout_s)
-        except TimeoutError as exc:
-            raise StepFailed("", "DEADLINE_EXCEEDED",
-                             f"step {step.step} did not return in {self.s.step_timeout_s}s"
-                             ) from exc
+        token = await self._returned(ring, done, sent, privacy)
         if ring.cached:  # a decode step (a prefill is no sample of the step time)
             ring.last_step_s = time.perf_counter() - sent
             self.stats.step(ring.key, ring.last_step_s)
         ring.cached, ring.step = len(history), ring.step + 1
         return token
+
+    async def _returned(self, ring: _Ring, done: asyncio.Future[int], sent: float,
+                        privacy: Privacy) -> int:
+        """The step's token. A step still out past the SLA while a newer epoch
+        has a route for the session is given up (``_Retired``: it replays there)
+        instead of waited for until ``step_timeout_s``: its frames may sit on a
+        node that died further along the ring, which nobody is left to report
+        (smart-city-surge: 8 s stalls after an edge server in mid-route died)."""
+        deadline = sent + self.s.step_timeout_s
+        try:
+            while True:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    raise StepFailed("", "DEADLINE_EXCEEDED", f"step {ring.step} did not "
+                                     f"return in {self.s.step_timeout_s}s")
+                try:
+                    return await asyncio.wait_for(asyncio.shield(done),
+                                                  min(left, self.s.sla_step_s))
+                except TimeoutError:
+                    ring.last_step_s = max(ring.last_step_s, time.perf_counter() - sent)
+                    if self._outpaced(ring, privacy):
+                        raise _Retired from None
+        finally:
+            done.cancel()  # given up (or cancelled): the step waits here no more
 
     def _outpaced(self, ring: _Ring, privacy: Privacy) -> bool:
         """Should the session leave its epoch for a newer one? Only when its

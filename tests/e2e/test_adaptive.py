@@ -5,7 +5,8 @@ orchestrator and node agents as processes on 127.0.0.1.
 * a bandwidth drop on the active route leads to a new committed epoch right
   after the cool-down, and no request fails across the reconfiguration;
 * a session whose steps miss the SLA when a new epoch commits moves to the
-  new route at once, with the same tokens;
+  new route at once, with the same tokens, and so does a step stuck on a
+  node that stopped answering;
 * killing a node mid-generation still completes every request, with output
   identical to the fault-free greedy run.
 """
@@ -31,6 +32,7 @@ from edgesplit.v1 import orchestrator_pb2 as opb
 
 COOLDOWN_S = 4.0
 INTERVAL_S = 0.5
+STEP_TIMEOUT_S = 40.0  # a step no answer comes back for fails after this
 
 SCENARIO = {
     "name": "e2e", "duration_s": 30, "sla_step_s": 0.4,
@@ -52,7 +54,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     sc = parse_scenario(SCENARIO)
     run = Run(sc, "adaptive", 0, tmp_path_factory.mktemp("stack"), default_show,
               orchestrator_args=["--cooldown-s", str(COOLDOWN_S),
-                                 "--interval-s", str(INTERVAL_S)])
+                                 "--interval-s", str(INTERVAL_S)],
+              agent_args=["--step-timeout-s", str(STEP_TIMEOUT_S)])
     try:
         run.start()
         asyncio.run(run.wait_for_plan())
@@ -175,6 +178,37 @@ def test_2b_a_session_missing_the_sla_moves_to_the_new_epoch(stack: Run) -> None
     epochs = [r.epoch for r in got]
     assert epochs[0] == start and epochs[-1] > start, epochs
     assert far not in [s.node_id for s in _status(stack).plan.routes[0].segments][:2]
+
+
+def test_2c_a_step_stuck_on_a_node_moves_to_the_new_epoch(stack: Run) -> None:
+    """The route's first remote node stops answering (its emulated device
+    hangs with a step in it) and its link to the entry gets thin: once the
+    new epoch commits, the stuck step is given up past the SLA and replayed
+    on the new route, so the call ends long before the step timeout would
+    have failed the step (the call's own deadline is half of it)."""
+    for node in ("edge-a", "edge-b"):  # only the stuck node's link will be thin
+        stack._link("entry", node, 1.0, 1000.0)
+    time.sleep(COOLDOWN_S)  # links re-measured; the last reconfiguration out of the cool-down
+    prompt, n = [31, 32, 33], 12
+    expected = [r.token_id for r in _generate(stack, prompt, n)]
+    far = next(node for node in _route_nodes(stack) if node != "entry")
+
+    async def stuck() -> list[Any]:
+        call = asyncio.get_running_loop().run_in_executor(
+            None, lambda: _generate(stack, prompt, n, timeout_s=STEP_TIMEOUT_S / 2))
+        await asyncio.sleep(0.2)
+        stack._conditions(far, compute_slowdown=1e6)
+        stack._link("entry", far, 1.0, 20.0)
+        return await call
+
+    try:
+        got = asyncio.run(stuck())
+    finally:
+        stack._conditions(far, compute_slowdown=1.0)
+        stack._link("entry", far, 1.0, 1000.0)
+    assert [r.token_id for r in got] == expected
+    assert got[-1].epoch > got[0].epoch
+    assert far not in _route_nodes(stack)
 
 
 def test_3_killed_node_mid_generation_completes_identically(stack: Run) -> None:

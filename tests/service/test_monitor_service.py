@@ -78,7 +78,8 @@ PLAIN = Transport(LOOPBACK_PLAINTEXT)  # the tests' own client side without TLS
 
 async def send(address: str, *reports: mpb.ReportRequest,
                transport: Transport = PLAIN) -> list[mpb.ReportResponse]:
-    """One stream, one ack per report."""
+    """One stream, one ack per report, closed as an agent closes it (a stream
+    that breaks off instead marks its node lost: test_a_node_whose_stream_breaks...)."""
     async with transport.aio_channel(address) as ch:
         call = mpb_grpc.MonitorStub(ch).Report(timeout=10)
         acks = []
@@ -86,6 +87,7 @@ async def send(address: str, *reports: mpb.ReportRequest,
             await call.write(r)
             acks.append(await call.read())
         await call.done_writing()
+        await call.code()
         return acks
 
 

@@ -3,10 +3,11 @@ smart-city-surge (2 -> 8 -> 24 closed-loop clients, backhaul drop, an edge
 server lost) the adaptive split, batching at every node, serves at least four
 times the requests of the whole model on the entry device (which batches
 too), fails and refuses none, and meets the SLA (>= 0.95, a refusal counting
-as a miss). The issue's 5x, utilisation (>= 0.8) and "static visibly worse"
-do not hold on this machine (static is only worse when its first plan uses
-the node that is killed) and are not asserted: README, "Surge", gives the
-measured figures."""
+as a miss). The issue's 5x holds in some runs (4.5-6.2x this round: the
+device alone varies), its utilisation (>= 0.8) and "static visibly worse" do
+not hold on this machine (static is only worse when its first plan uses the
+node that is killed); none of the three is asserted: README, "Surge", gives
+the measured figures."""
 
 from __future__ import annotations
 

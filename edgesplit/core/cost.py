@@ -93,11 +93,16 @@ MAX_RHO = 0.95  # own-load utilisation at which queueing stops growing (20x a st
 INF = math.inf
 
 
+def free_share(utilization: float) -> float:
+    """The share of a node our segments get beside ``utilization`` of other
+    load, floored at ``MIN_FREE_FRACTION``."""
+    return max(1.0 - utilization, MIN_FREE_FRACTION)
+
+
 def layer_times(node: NodeState, profile: ModelProfile) -> tuple[list[float], float, float]:
     """(per decoder layer, embed, head) seconds per token on ``node``."""
     measured = dict(node.layer_seconds)
-    free = max(1.0 - node.utilization, MIN_FREE_FRACTION)
-    speed = node.flops_per_s * free
+    speed = node.flops_per_s * free_share(node.utilization)
 
     def one(cost: LayerCost, key: LayerKey) -> float:
         if key in measured:

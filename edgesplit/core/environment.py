@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
-from edgesplit.core.cost import MIN_FREE_FRACTION
+from edgesplit.core.cost import free_share
 from edgesplit.core.inventory import NodeInventory
 from edgesplit.core.reports import LinkSource
 from edgesplit.core.types import (
@@ -57,6 +57,11 @@ class LayerTimes:
 
 
 NO_LAYER_TIMES = LayerTimes()
+
+
+def background_load(compute_utilization: float, own_load: float) -> float:
+    """Load on a node not caused by our own segments (``NodeEnv.background_utilization``)."""
+    return min(1.0, max(0.0, compute_utilization - own_load))
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,17 +157,17 @@ class NodeEnv:
         An estimate: our busy fraction is wall time inside the segment runner,
         which on a GPU is close to, not exactly, the NVML busy fraction.
         """
-        return min(1.0, max(0.0, self.compute_utilization - self.own_load))
+        return background_load(self.compute_utilization, self.own_load)
 
     @property
     def free_share(self) -> float:
         """The share of the node our segments get now (the cost model's rule)."""
-        return max(1.0 - self.background_utilization, MIN_FREE_FRACTION)
+        return free_share(self.background_utilization)
 
     @property
     def measured_free(self) -> float:
         """The share our segments got while ``decode`` was measured."""
-        return max(1.0 - self.decode_background, MIN_FREE_FRACTION)
+        return free_share(self.decode_background)
 
     def link(self, dst: NodeId) -> LinkEnv | None:
         for link in self.links:

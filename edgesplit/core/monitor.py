@@ -24,6 +24,7 @@ from edgesplit.core.environment import (
     LayerTimes,
     LinkEnv,
     NodeEnv,
+    background_load,
 )
 from edgesplit.core.ewma import check_alpha, ewma_step
 from edgesplit.core.frozen import maker
@@ -262,9 +263,9 @@ class Monitor:
         acc.decode.fold(report.decode_layer_s, cfg.layer_alpha)
         if report.decode_layer_s:
             busy = acc.cpu if acc.gpu is None else acc.gpu  # NodeEnv.compute_utilization
-            background = min(1.0, max(0.0, (busy or 0.0) - acc.own_load))
-            acc.decode_background = ewma_step(acc.decode_background, background,
-                                              cfg.layer_alpha)
+            acc.decode_background = ewma_step(
+                acc.decode_background, background_load(busy or 0.0, acc.own_load),
+                cfg.layer_alpha)
         hops = acc.hop_bps
         for peer, n in report.activation_bytes:
             hops[peer] = ewma_step(hops.get(peer), n / dt, a)

@@ -221,13 +221,13 @@ class Entry:
                 if left <= 0:
                     raise StepFailed("", "DEADLINE_EXCEEDED", f"step {ring.step} did not "
                                      f"return in {self.s.step_timeout_s}s")
-                try:
-                    return await asyncio.wait_for(asyncio.shield(done),
-                                                  min(left, self.s.sla_step_s))
-                except TimeoutError:
-                    ring.last_step_s = max(ring.last_step_s, time.perf_counter() - sent)
-                    if self._outpaced(ring, privacy):
-                        raise _Retired from None
+                # asyncio.wait leaves ``done`` running when the SLA tick passes.
+                await asyncio.wait((done,), timeout=min(left, self.s.sla_step_s))
+                if done.done():
+                    return done.result()
+                ring.last_step_s = max(ring.last_step_s, time.perf_counter() - sent)
+                if self._outpaced(ring, privacy):
+                    raise _Retired
         finally:
             done.cancel()  # given up (or cancelled): the step waits here no more
 

@@ -307,6 +307,7 @@ class Run:
         if self.clients is not None:
             await self.clients.join()
         await self._dump_state()
+        write_records(self.base / "requests.json", self.records)
 
     async def _dump_state(self) -> None:
         """E(t) at the end, beside the logs: what the planner last saw."""
@@ -480,6 +481,17 @@ def run_mode(sc: Scenario, mode: str, duration_s: float, show: Callable[..., Non
     finally:
         run.stop()
     return run.records, history, run.live
+
+
+def write_records(path: Path, records: list[RequestRecord]) -> None:
+    """Every request of the run (start in seconds from the run's), to see
+    which ones missed the SLA and when."""
+    path.write_text(json.dumps([
+        {"started_s": round(r.started, 3), "ok": r.ok, "privacy_high": r.privacy_high,
+         "ttft_ms": round(r.ttft_s * 1000, 1),
+         "mean_step_ms": round(1000 * sum(r.steps_s) / len(r.steps_s), 1) if r.steps_s else None,
+         "max_step_ms": round(1000 * max(r.steps_s), 1) if r.steps_s else None,
+         "epochs": sorted(r.epochs), "error": r.error} for r in records], indent=1))
 
 
 def default_show(msg: str, transient: bool = False) -> None:

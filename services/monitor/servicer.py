@@ -65,7 +65,7 @@ class MonitorServicer(mpb_grpc.MonitorServicer):
     async def Report(self, request_iterator: AsyncIterator[mpb.ReportRequest],
                      context: Any) -> AsyncIterator[mpb.ReportResponse]:
         identity = peer_identity(context) if self.verify_identity else None
-        bound, reporting, closed = "", False, False
+        bound, reporting = "", False
         try:
             async for report in until_set(request_iterator, self.hub.closing):
                 # One stream speaks for one node: without mTLS this is the only
@@ -78,12 +78,14 @@ class MonitorServicer(mpb_grpc.MonitorServicer):
                 ack = self.hub.ingest(report, identity)
                 reporting = reporting or ack.accepted
                 yield ack
-            closed = True  # the client closed its side: a deliberate end
         finally:
-            # The stream of a node whose reports were accepted broke off (the
-            # call cancelled, its connection gone; not the monitor's own
-            # shutdown): the node may be gone.
-            if reporting and not closed and not self.hub.closing.is_set():
+            # The stream of a node whose reports were accepted ended (not by the
+            # monitor's own shutdown): the node may be gone. Any end counts: a
+            # killed agent's stream often ends as a clean half-close would (gRPC
+            # reads its torn-down connection as end-of-stream before it cancels
+            # the call), and an agent that renews its stream reports on the new
+            # one at once, which keeps it alive.
+            if reporting and not self.hub.closing.is_set():
                 self.hub.lost(bound)
 
     @maps_errors

@@ -35,6 +35,9 @@ from services.orchestrator.config import OrchestratorConfig
 from services.orchestrator.store import Store
 
 log = logging.getLogger(__name__)
+# The deadline of the monitor's state stream (every call has one); it is
+# re-opened at once when it passes.
+WATCH_RENEW_S = 300.0
 
 EPOCH = Gauge("edgesplit_orchestrator_epoch", "Epoch of the plan in force")
 RECONFIGS = Counter("edgesplit_reconfigurations_total", "Committed reconfigurations, by trigger",
@@ -78,6 +81,7 @@ class ControlLoop:
                                           last_epoch=resumed.last_epoch)
         self.last_decision: ctl.Decision | None = None
         self._lock = asyncio.Lock()  # one rollout at a time
+        self._wake = asyncio.Event()  # a decision now, not at the end of the interval
         transport = transport or Transport(TransportSettings.of(config))
         self._channels = [transport.aio_channel(a) for a in (config.monitor, config.split_reviser,
                                                              config.broadcaster)]
@@ -237,15 +241,46 @@ class ControlLoop:
             return d.new_epoch, True
 
     async def run(self) -> None:
+        """One decision per interval, and one at once when a node of the plan
+        dies (``watch_deaths``)."""
+        watcher = asyncio.get_running_loop().create_task(self.watch_deaths())
+        try:
+            while True:
+                start = time.monotonic()
+                self._wake.clear()
+                try:
+                    await self.tick()
+                except grpc.aio.AioRpcError as exc:
+                    log.warning("control loop: %s %s", exc.code().name, exc.details())
+                except Exception:
+                    log.exception("control loop interval failed")
+                left = self.config.interval_s - (time.monotonic() - start)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, left))
+                except TimeoutError:
+                    pass
+        finally:
+            watcher.cancel()
+
+    async def watch_deaths(self) -> None:
+        """Follow the monitor's published states; wake the loop when a node of
+        the plan is newly dead, so a failover waits for the monitor's verdict
+        only, not for the rest of the interval as well (docs/architecture.md §2)."""
+        dead: set[str] = set()
         while True:
-            start = time.monotonic()
             try:
-                await self.tick()
+                async for reply in self.monitor.WatchState(monitor_pb2.WatchStateRequest(),
+                                                           timeout=WATCH_RENEW_S):
+                    now_dead = {v.state.node_id for v in reply.state.nodes if not v.state.alive}
+                    if self.plan is not None and (now_dead - dead) & self.plan.nodes:
+                        log.info("plan node(s) dead: %s; deciding now",
+                                 ", ".join(sorted((now_dead - dead) & self.plan.nodes)))
+                        self._wake.set()
+                    dead = now_dead
             except grpc.aio.AioRpcError as exc:
-                log.warning("control loop: %s %s", exc.code().name, exc.details())
-            except Exception:
-                log.exception("control loop interval failed")
-            await asyncio.sleep(max(0.0, self.config.interval_s - (time.monotonic() - start)))
+                if exc.code() is not grpc.StatusCode.DEADLINE_EXCEEDED:  # else: renewed
+                    log.debug("watching the monitor: %s", exc.code().name)
+                    await asyncio.sleep(self.config.interval_s)
 
 
 def status(loop: ControlLoop, now: float) -> pb.StatusResponse:

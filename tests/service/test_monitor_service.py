@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -256,6 +257,43 @@ async def test_a_node_whose_stream_breaks_is_dead_after_one_cycle(tmp_path: Path
         hub_state = (await get_state(address)).nodes
         assert alive() == {"node-0": False, "node-1": True}
         renewed.cancel()
+
+
+KILLED_REPORTER = """
+import os, signal, sys, time
+from edgesplit.rpc.transport import LOOPBACK_PLAINTEXT, Transport
+from edgesplit.v1 import monitor_pb2 as mpb, monitor_pb2_grpc as mpb_grpc
+with Transport(LOOPBACK_PLAINTEXT).sync_channel(sys.argv[1]) as ch:
+    def reports():
+        yield mpb.ReportRequest(node_id="node-0", seq=1, memory_total_bytes=16 << 30)
+        time.sleep(60)  # the stream stays open, as an agent's does
+    acks = mpb_grpc.MonitorStub(ch).Report(reports(), timeout=30)
+    next(acks)
+    print("reported", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # mid-stream, as a crash would
+"""
+
+
+async def test_a_node_whose_stream_ends_any_way_is_dead_after_one_cycle(tmp_path: Path) -> None:
+    """The reporting process itself dies (SIGKILL: its connection torn down by
+    the kernel, which gRPC often reads as a clean end of the stream before it
+    cancels the call), or a stream ends cleanly and no other follows: dead
+    after one 0.1 s cycle either way, long before 20 silent cycles."""
+
+    async def dead_within(node: str, since: float, limit_s: float = 1.0) -> None:
+        while {v.state.node_id: v.state.alive for v in (await get_state(address)).nodes}[node]:
+            assert time.monotonic() - since < limit_s, f"{node} alive {limit_s} s after its end"
+            await asyncio.sleep(0.02)
+
+    async with monitor(tmp_path, missed_cycles=20) as (address, _):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", KILLED_REPORTER, address, stdout=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None
+        assert (await asyncio.wait_for(proc.stdout.readline(), 30)).strip() == b"reported"
+        await proc.wait()
+        await dead_within("node-0", time.monotonic())
+        await send(address, report("node-1", 0))  # accepted, then the stream half-closes
+        await dead_within("node-1", time.monotonic())
 
 
 def fake_agent() -> SimpleNamespace:

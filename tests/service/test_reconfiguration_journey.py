@@ -10,6 +10,7 @@ functions and noting the module that called each one.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections import Counter
@@ -84,21 +85,25 @@ class Stack:
     loop: ControlLoop
     seq: int = 0
 
+    def observation(self, node: str, slow: frozenset[tuple[str, str]] = frozenset()
+                    ) -> mpb.ReportRequest:
+        self.seq += 1
+        links = [mpb.LinkObservation(peer=p, source=mpb.LINK_SOURCE_PROBE,
+                                     rtt=cv.duration(0.3 if (node, p) in slow else 0.001),
+                                     bandwidth_bps=SLOW if (node, p) in slow else FAST)
+                 for p in NODES if p != node]
+        return mpb.ReportRequest(
+            node_id=node, seq=self.seq, sent_at=cv.timestamp(time.time()),
+            cpu_utilization=0.1, memory_used_bytes=1 << 30, memory_total_bytes=16 << 30,
+            links=links)
+
     async def report(self, slow: frozenset[tuple[str, str]] = frozenset()) -> None:
         """One report per node over the monitor's Report stream, as agents send them:
         every link measured, fast unless named in ``slow``."""
         async with TRANSPORT.aio_channel(self.monitor) as ch:
             for node in NODES:
-                self.seq += 1
-                links = [mpb.LinkObservation(peer=p, source=mpb.LINK_SOURCE_PROBE,
-                                             rtt=cv.duration(0.3 if (node, p) in slow else 0.001),
-                                             bandwidth_bps=SLOW if (node, p) in slow else FAST)
-                         for p in NODES if p != node]
                 call = mpb_grpc.MonitorStub(ch).Report(timeout=10)
-                await call.write(mpb.ReportRequest(
-                    node_id=node, seq=self.seq, sent_at=cv.timestamp(time.time()),
-                    cpu_utilization=0.1,
-                    memory_used_bytes=1 << 30, memory_total_bytes=16 << 30, links=links))
+                await call.write(self.observation(node, slow))
                 ack = await call.read()
                 assert ack.accepted, ack.reason
                 await call.done_writing()
@@ -124,7 +129,9 @@ async def stack(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Stack]:
         monitor=f"127.0.0.1:{mserver.port}", split_reviser=f"127.0.0.1:{rserver.port}",
         broadcaster=baddr, db=str(tmp_path / "orchestrator.sqlite"), entries=(ENTRY,))
     st = Stack(oconf.monitor, ControlLoop(oconf, Store(oconf.db)))
+    publishing = asyncio.get_running_loop().create_task(hub.run())  # for WatchState
     yield st
+    publishing.cancel()
     await st.loop.close()
     st.loop.store.close()
     for server in (mserver, rserver):
@@ -221,3 +228,40 @@ async def test_an_aborted_epoch_is_never_offered_again_after_a_restart(
     await stack.report(slow=remote_hops(again.plan))
     d = await again.tick(now=time.time() + loop.config.cooldown_s + 1)
     assert d is not None and d.outcome is Outcome.COMMITTED and d.new_epoch == 3, d
+
+
+async def test_the_running_loop_fails_over_when_the_monitor_says_so(stack: Stack) -> None:
+    """A node of the plan dies (its report stream breaks): the running loop
+    decides at the monitor's verdict (one 1 s report cycle later), not at the
+    end of its interval (60 s here)."""
+    await stack.report()
+    first = await stack.loop.tick()
+    assert first is not None and first.outcome is Outcome.COMMITTED, first
+    config = stack.loop.config.model_copy(update={"interval_s": 60.0})
+    await stack.loop.close()
+    stack.loop.store.close()
+    loop = stack.loop = ControlLoop(config, Store(config.db))
+    before = loop.plan
+    assert before is not None
+    victim = min(before.nodes - {ENTRY})
+    running = asyncio.get_running_loop().create_task(loop.run())
+    try:
+        await asyncio.sleep(0.5)  # the run's first decision (a quiet one) is made
+        assert loop.plan == before
+        async with TRANSPORT.aio_channel(stack.monitor) as ch:
+            streams = {}  # one open report stream per node, as agents keep them
+            for node in NODES:
+                call = streams[node] = mpb_grpc.MonitorStub(ch).Report(timeout=30)
+                await call.write(stack.observation(node))
+                assert (await call.read()).accepted
+            streams[victim].cancel()  # the victim's process is gone
+            killed = time.monotonic()
+            while loop.plan == before:
+                assert time.monotonic() - killed < 10, "no failover 10 s after the kill"
+                await asyncio.sleep(0.05)
+            for call in streams.values():
+                call.cancel()
+        assert victim not in loop.plan.nodes
+        assert "failover" in loop.last_decision.triggers  # type: ignore[union-attr]
+    finally:
+        running.cancel()

@@ -90,8 +90,19 @@ class Region:
 
     def tick(self) -> None:
         sim = self.sim
+        sim.clock.at(sim.clock.now + sim.settings.interval_s, self.tick)
+        self.decide()
+
+    def dead(self, node_id: NodeId) -> None:
+        """The monitor published ``node_id`` dead: a node of the plan makes the
+        orchestrator decide at once (``ControlLoop.watch_deaths``), not at its
+        next interval."""
+        if node_id in self.plan_nodes and self.sim.mode == "adaptive":
+            self.decide()
+
+    def decide(self) -> None:
+        sim = self.sim
         now = sim.clock.now
-        sim.clock.at(now + sim.settings.interval_s, self.tick)
         if self.rolling or self.plan is None:
             return
         calls = self.decider.planner_calls

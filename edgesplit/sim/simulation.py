@@ -304,6 +304,9 @@ class Simulation:
             region = self.region_of.get(node_id)
             if region is not None:  # its report stream breaks with it, as an agent's does
                 region.monitor.stream_lost(node_id, self.clock.now)
+                # The monitor publishes the verdict one cycle later (MonitorHub.lost).
+                self.clock.at(self.clock.now + 1.05 * self.settings.report_interval_s,
+                              region.dead, node_id)
         elif ev.kind == "restart":
             self.dp.restart(NodeId(a["node"]))
         elif ev.kind == "privacy_burst":

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+STEP_ALPHA = 0.2  # EWMA weight of a route's newest measured decode step
+
 
 @dataclass(frozen=True, slots=True)
 class RouteLoad:

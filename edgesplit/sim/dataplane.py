@@ -1,7 +1,9 @@
 """The simulated data plane (docs/architecture.md §3): sessions, frames per hop, batching,
 replay on failure, drain on epoch change (agents keep ``retained_epochs`` older epochs).
 
-A request becomes a session on its entry's newest committed route. Its
+A request becomes a session on one of its entry's newest committed routes
+(with replicas, the one with the most SLA headroom, by the entry's own rule
+``core.route_choice`` over the sessions on each and its measured steps). Its
 prompt runs as one prefill pass per hop (the time to first token); then each
 decode step carries one token around the ring. Every node batches what waits
 for it (``world.SimNode``), and the sessions of one pass bound for the same
@@ -20,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgesplit.core.ewma import ewma_step
+from edgesplit.core.route_choice import STEP_ALPHA, RouteLoad, choose_route
 from edgesplit.core.types import NodeId, Plan, Route
 from edgesplit.sim import express, group
 from edgesplit.sim.world import Clock, LayerTable, SimLink, SimNode, Work
@@ -76,6 +80,7 @@ class DataPlaneConfig:
     # ``retained_epochs``); a session on an older one replays on the newest.
     retained_epochs: int = 2
     stall_step_s: float = 2.0  # a step longer than this is logged as a stall
+    sla_step_s: float = 0.4  # the entry's decode-step target: it picks among replicas by it
     # Decode steps of a session alone on its route run as one event per
     # stretch (``express``), those of sessions sharing one as a replay among
     # themselves (``group``); False: per-hop events throughout (same figures).
@@ -86,15 +91,19 @@ class DataPlane:
     def __init__(self, clock: Clock, nodes: dict[NodeId, SimNode],
                  links: dict[tuple[NodeId, NodeId], SimLink], table: LayerTable,
                  config: DataPlaneConfig, on_finish: Callable[[Session, Finished], None],
-                 gate: Callable[[Session, Route], bool] | None = None) -> None:
+                 gate: Callable[[Session, Route], bool] | None = None,
+                 private: Callable[[Route], bool] | None = None) -> None:
         self.clock, self.nodes, self.links, self.table = clock, nodes, links, table
         self.config = config
         self.on_finish = on_finish
         # The entry's check before a session (re)starts on a route (privacy);
         # False means the gate took the session over.
         self.gate = gate or (lambda s, r: True)
+        self.private = private or (lambda r: True)  # may a privacy=high session take it?
         self.stalls: list[float] = []  # times of steps longer than stall_step_s
-        self.routes: dict[NodeId, tuple[int, Route, float]] = {}  # entry -> (epoch, route, at)
+        # entry -> (epoch, its routes in plan order: one per replica, at)
+        self.routes: dict[NodeId, tuple[int, tuple[Route, ...], float]] = {}
+        self.route_step: dict[int, float] = {}  # id(route) -> EWMA of its decode steps
         self.active: dict[int, Session] = {}
         self.in_flight: dict[NodeId, int] = {}
         self.step_latencies = array("d")  # every decode step of every finished request
@@ -109,13 +118,29 @@ class DataPlane:
     # ---- plans -------------------------------------------------------------------
     def commit(self, plan: Plan) -> None:
         """New sessions take ``plan``'s routes from now on; old ones drain."""
-        for r in plan.routes:
-            self.routes[r.entry] = (plan.epoch, r, self.clock.now)
+        for e in plan.entries:
+            self.routes[e] = (plan.epoch, plan.routes_for(e), self.clock.now)
         entries = {r.entry for r in plan.routes}
         self._derail(lambda s: s.entry in entries)  # their next step sees the new epoch
 
     def route_ok(self, route: Route) -> bool:
         return all(self.nodes[s.node].alive for s in route.segments)
+
+    def _route_for(self, s: Session) -> tuple[int, Route] | None:
+        """The route ``s`` (re)starts on, as the entry picks it
+        (``Entry.route``): of its entry's working routes (privacy=high: the
+        private ones, when there are), the one with the most SLA headroom."""
+        cur = self.routes.get(s.entry)
+        if cur is None:
+            return None
+        routes = [r for r in cur[1] if self.route_ok(r)]
+        if s.privacy_high:
+            routes = [r for r in routes if self.private(r)] or routes
+        if len(routes) <= 1:
+            return (cur[0], routes[0]) if routes else None
+        loads = [RouteLoad(str(i), len(self.route_users.get(id(r), ())),
+                           self.route_step.get(id(r))) for i, r in enumerate(routes)]
+        return cur[0], routes[int(choose_route(loads, self.config.sla_step_s))]
 
     # ---- requests ------------------------------------------------------------------
     def admit(self, entry: NodeId, privacy_high: bool, prompt: int, new_tokens: int) -> Session | None:
@@ -137,9 +162,9 @@ class DataPlane:
         """Begin (or replay) ``s`` on its entry's newest route."""
         if s.done:
             return
-        cur = self.routes.get(s.entry)
+        cur = self._route_for(s)
         now = self.clock.now
-        if cur is None or not self.route_ok(cur[1]):
+        if cur is None:
             if s.broken_since is None:
                 s.broken_since = now
             if now - s.broken_since >= self.config.stall_timeout_s:
@@ -150,7 +175,7 @@ class DataPlane:
         if not self.gate(s, cur[1]):
             return
         self._use(s, cur[1])
-        s.epoch, s.route, _ = cur
+        s.epoch, s.route = cur
         s.epochs.add(s.epoch)
         s.broken_since = None
         s.generation += 1
@@ -330,9 +355,12 @@ class DataPlane:
         if s.generated == 0:
             s.ttft = now - s.step_started
         else:
-            s.steps.append(now - s.step_started)
-            if now - s.step_started > self.config.stall_step_s:
+            step = now - s.step_started
+            s.steps.append(step)
+            if step > self.config.stall_step_s:
                 self.stalls.append(now)
+            key = id(s.route)
+            self.route_step[key] = ewma_step(self.route_step.get(key), step, STEP_ALPHA)
         s.generated += 1
         s.step_started = now
 

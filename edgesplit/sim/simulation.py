@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgesplit.core.control import ControlConfig
+from edgesplit.core.environment import LinkAssumption
 from edgesplit.core.monitor import Monitor
 from edgesplit.core.reports import RequestSample
 from edgesplit.core.triggers import TriggerConfig
@@ -35,6 +36,14 @@ from edgesplit.sim.traces import load_trace
 from edgesplit.sim.world import Clock, LayerTable, SimLink, SimNode
 
 MODES = ("static", "single-device", "adaptive")
+# The scenario's orchestrator flags (OrchestratorConfig names) the simulator
+# turns into the decision step's settings, as the real orchestrator does
+# (services.orchestrator.loop.control_config; a test keeps the two equal).
+ORCHESTRATOR_FLAGS = frozenset({
+    "latency_trigger_s", "utilization_trigger", "bandwidth_trigger_bps", "cooldown_s",
+    "privacy_depth", "margin", "alpha", "beta", "gamma", "delta", "concurrent_sessions",
+    "batch_marginal_cost", "max_replicas", "default_link_rtt_s", "default_link_bandwidth_bps",
+    "initial_wait_s", "retry_backoff_s", "privacy_hold_s"})
 
 
 @dataclass
@@ -125,8 +134,8 @@ class Simulation:
                                             stall_timeout_s=st.stall_timeout_s,
                                             retained_epochs=st.retained_epochs,
                                             stall_step_s=st.incident_step_s,
-                                            express=st.express),
-                            self._finished, gate=self._gate)
+                                            sla_step_s=sc.sla_step_s, express=st.express),
+                            self._finished, gate=self._gate, private=self._private)
         context = sc.load.prompt_tokens + sc.load.new_tokens // 2
         groups = regions or [(self.entries, tuple(self.nodes))]
         config = self._decider_config()
@@ -146,24 +155,45 @@ class Simulation:
         self.reports = 0
 
     def _decider_config(self) -> ControlConfig:
-        """The orchestrator's flags (``OrchestratorConfig`` names) from the scenario."""
+        """The orchestrator's flags (``OrchestratorConfig`` names) from the scenario,
+        as the test bed passes them to the real orchestrator; a flag the
+        simulator does not model is refused rather than silently dropped."""
         sc, o = self.setup.scenario, self.setup.orchestrator
-        trig = TriggerConfig(latency_ewma_s=float(o.get("latency_trigger_s", 0.150)),
-                             max_utilization=float(o.get("utilization_trigger", 0.85)),
-                             min_link_bandwidth_bps=float(o.get("bandwidth_trigger_bps", 50e6)),
-                             cooldown_s=float(o.get("cooldown_s", self.settings.cooldown_s)),
-                             privacy_depth=int(o.get("privacy_depth", 1)))
+        unknown = set(o) - ORCHESTRATOR_FLAGS
+        if unknown:
+            raise ValueError(f"orchestrator flags the simulator does not model: "
+                             f"{', '.join(sorted(unknown))}")
+        base = ControlConfig()
+        t, w, wl = base.triggers, base.weights, base.workload
+
+        def num(key: str, default: float) -> float:
+            return float(o.get(key, default))
+
+        trig = TriggerConfig(latency_ewma_s=num("latency_trigger_s", t.latency_ewma_s),
+                             max_utilization=num("utilization_trigger", t.max_utilization),
+                             min_link_bandwidth_bps=num("bandwidth_trigger_bps",
+                                                        t.min_link_bandwidth_bps),
+                             cooldown_s=num("cooldown_s", self.settings.cooldown_s),
+                             privacy_depth=int(num("privacy_depth", t.privacy_depth)))
         return ControlConfig(
-            triggers=trig, margin=float(o.get("margin", 0.05)),
-            weights=Weights(float(o.get("alpha", 1.0)), float(o.get("beta", 0.1)),
-                            float(o.get("gamma", 10.0))),
+            triggers=trig, margin=num("margin", base.margin),
+            weights=Weights(num("alpha", w.alpha), num("beta", w.beta), num("gamma", w.gamma),
+                            num("delta", w.delta)),
             workload=Workload(prompt_tokens=sc.load.prompt_tokens,
                               new_tokens=sc.load.new_tokens,
                               requests_per_s=sc.load.requests_per_s or sc.load.concurrency / 5.0,
-                              privacy_depth=trig.privacy_depth),
-            initial_wait_s=float(o.get("initial_wait_s", 10.0)),
-            retry_backoff_s=float(o.get("retry_backoff_s", 2.0)),
-            privacy_hold_s=float(o.get("privacy_hold_s", 120.0)))
+                              privacy_depth=trig.privacy_depth,
+                              concurrent_sessions=int(num("concurrent_sessions",
+                                                          wl.concurrent_sessions)),
+                              batch_marginal_cost=num("batch_marginal_cost",
+                                                      wl.batch_marginal_cost),
+                              max_replicas=int(num("max_replicas", wl.max_replicas))),
+            assumed_link=LinkAssumption(num("default_link_rtt_s", base.assumed_link.rtt_s),
+                                        num("default_link_bandwidth_bps",
+                                            base.assumed_link.bandwidth_bps)),
+            initial_wait_s=num("initial_wait_s", base.initial_wait_s),
+            retry_backoff_s=num("retry_backoff_s", base.retry_backoff_s),
+            privacy_hold_s=num("privacy_hold_s", base.privacy_hold_s))
 
     # ---- the run ------------------------------------------------------------------------
     def run(self) -> RunLog:
@@ -261,6 +291,9 @@ class Simulation:
 
     def _gate(self, s: Session, route: Route) -> bool:
         return self.region_of[s.entry].gate(s, route)
+
+    def _private(self, route: Route) -> bool:
+        return self.region_of[route.entry].private(route)
 
     # ---- reports -> monitor --------------------------------------------------------------------
     def _report(self, a: Agent) -> None:

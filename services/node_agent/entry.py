@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgesplit.core.ewma import ewma_step
-from edgesplit.core.route_choice import RouteLoad, choose_route
+from edgesplit.core.route_choice import STEP_ALPHA, RouteLoad, choose_route
 from edgesplit.core.trust import listed, untrusted_sensitive
 from edgesplit.core.types import Privacy, Route
 from edgesplit.errors import PRIVACY_UNSATISFIABLE
@@ -36,7 +36,6 @@ from services.node_agent.stage import Stage, Step, StepFailed
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 4  # failed steps of one request before it fails UNAVAILABLE
-STEP_ALPHA = 0.2  # EWMA weight of a route's newest measured decode step
 # hook (telemetry.py): request_observer(ttft_s, step_latencies_s, ok) when a request ends
 RequestObserver = Callable[[float, Sequence[float], bool], None]
 

@@ -273,24 +273,28 @@ def test_5_status_watch_fits_80_columns_in_tmux(stack: Run) -> None:
     subprocess.run([tmux, *server, "new-session", "-d", "-s", "watch", "-x", "80", "-y", "60",
                     "-c", str(ROOT), "-e", f"PYTHONPATH={os.environ.get('PYTHONPATH', ROOT)}",
                     watch], check=True, timeout=30)
+    def capture(*flags: str) -> list[str]:
+        out = subprocess.run([tmux, *server, "capture-pane", "-p", *flags, "-t", "watch"],
+                             capture_output=True, text=True, check=True).stdout
+        return [line.rstrip() for line in out.splitlines()]  # (-J keeps trailing spaces)
+
     try:
+        # -J joins lines the terminal wrapped: the same lines both ways means none
+        # was. A pair captured across a refresh can differ without any wrap, so
+        # the pair is taken again until one whole screen agrees.
         deadline = time.monotonic() + 60
         while True:
-            joined = subprocess.run([tmux, *server, "capture-pane", "-p", "-J", "-t", "watch"],
-                                    capture_output=True, text=True, check=True).stdout
-            if "RECONFIGURED BY" in joined and "NODE" in joined:
+            lines, plain = capture("-J"), capture()
+            joined = "\n".join(lines)
+            if "RECONFIGURED BY" in joined and "NODE" in joined and "LINK" in joined \
+                    and lines == plain:
                 break
-            assert time.monotonic() < deadline, f"status --watch showed:\n{joined}"
+            assert time.monotonic() < deadline, \
+                f"status --watch showed (joined, then plain):\n{joined}\n---\n" + "\n".join(plain)
             time.sleep(0.3)
-        plain = subprocess.run([tmux, *server, "capture-pane", "-p", "-t", "watch"],
-                               capture_output=True, text=True, check=True).stdout
     finally:
         subprocess.run([tmux, *server, "kill-server"], check=False, timeout=30)
     print(joined)
-    # -J joins lines the terminal wrapped: the same lines both ways means none was.
-    # (-J also keeps trailing spaces, which are no content)
-    lines = [line.rstrip() for line in joined.splitlines()]
-    assert lines == [line.rstrip() for line in plain.splitlines()]
     assert all(len(line) <= 80 for line in lines)
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", joined)
     assert re.search(r"^failover\s+\d+\s*$", joined, re.MULTILINE), joined

@@ -115,8 +115,8 @@ class MonitorHub:
         now unless it reports again (``Monitor.stream_lost``); publish then."""
         self.monitor.stream_lost(NodeId(node_id), self._clock())
         grace = self.config.report_interval_s
-        log.info("report stream of %s broke off: dead in %.2fs unless it reports", node_id,
-                 grace)
+        # debug: every renewal of an agent's stream ends one too
+        log.debug("report stream of %s ended: dead in %.2fs unless it reports", node_id, grace)
         asyncio.get_running_loop().call_later(grace * 1.05, self._wake.set)
 
     def refuse_other(self, msg: mpb.ReportRequest, reason: str, detail: str) -> mpb.ReportResponse:

@@ -70,6 +70,10 @@ async def monitor(tmp: Path, **overrides: Any) -> AsyncIterator[tuple[str, Monit
     try:
         yield f"127.0.0.1:{server.port}", hub
     finally:
+        hub.close()  # ends the streams ``send`` left open, as a monitor's shutdown does
+        for ch in _OPEN:
+            await ch.close()
+        _OPEN.clear()
         task.cancel()
         await server.server.stop(0)
 
@@ -77,19 +81,22 @@ async def monitor(tmp: Path, **overrides: Any) -> AsyncIterator[tuple[str, Monit
 PLAIN = Transport(LOOPBACK_PLAINTEXT)  # the tests' own client side without TLS
 
 
+_OPEN: list[Any] = []  # channels of the streams ``send`` keeps open, closed with the monitor
+
+
 async def send(address: str, *reports: mpb.ReportRequest,
                transport: Transport = PLAIN) -> list[mpb.ReportResponse]:
-    """One stream, one ack per report, closed as an agent closes it (a stream
-    that breaks off instead marks its node lost: test_a_node_whose_stream_breaks...)."""
-    async with transport.aio_channel(address) as ch:
-        call = mpb_grpc.MonitorStub(ch).Report(timeout=10)
-        acks = []
-        for r in reports:
-            await call.write(r)
-            acks.append(await call.read())
-        await call.done_writing()
-        await call.code()
-        return acks
+    """One stream, one ack per report, left open as an agent keeps it (a stream
+    that ends marks its node lost: test_a_node_whose_stream_ends_any_way...)
+    until the ``monitor`` context stops the monitor."""
+    ch = transport.aio_channel(address)
+    _OPEN.append(ch)
+    call = mpb_grpc.MonitorStub(ch).Report(timeout=30)
+    acks = []
+    for r in reports:
+        await call.write(r)
+        acks.append(await call.read())
+    return acks
 
 
 async def get_state(address: str) -> mpb.EnvironmentState:
@@ -292,7 +299,12 @@ async def test_a_node_whose_stream_ends_any_way_is_dead_after_one_cycle(tmp_path
         assert (await asyncio.wait_for(proc.stdout.readline(), 30)).strip() == b"reported"
         await proc.wait()
         await dead_within("node-0", time.monotonic())
-        await send(address, report("node-1", 0))  # accepted, then the stream half-closes
+        async with PLAIN.aio_channel(address) as ch:  # accepted, then the stream half-closes
+            call = mpb_grpc.MonitorStub(ch).Report(timeout=10)
+            await call.write(report("node-1", 0))
+            assert (await call.read()).accepted
+            await call.done_writing()
+            await call.code()
         await dead_within("node-1", time.monotonic())
 
 

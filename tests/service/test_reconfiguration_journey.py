@@ -15,7 +15,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,8 @@ class Stack:
     monitor: str
     loop: ControlLoop
     seq: int = 0
+    streams: dict[str, Any] = field(default_factory=dict)  # node -> its open Report stream
+    channel: Any = None
 
     def observation(self, node: str, slow: frozenset[tuple[str, str]] = frozenset()
                     ) -> mpb.ReportRequest:
@@ -98,15 +100,23 @@ class Stack:
             links=links)
 
     async def report(self, slow: frozenset[tuple[str, str]] = frozenset()) -> None:
-        """One report per node over the monitor's Report stream, as agents send them:
-        every link measured, fast unless named in ``slow``."""
-        async with TRANSPORT.aio_channel(self.monitor) as ch:
-            for node in NODES:
-                call = mpb_grpc.MonitorStub(ch).Report(timeout=10)
-                await call.write(self.observation(node, slow))
-                ack = await call.read()
-                assert ack.accepted, ack.reason
-                await call.done_writing()
+        """One report per node on its Report stream, kept open as agents keep
+        theirs (a stream that ends marks its node lost): every link measured,
+        fast unless named in ``slow``."""
+        if self.channel is None:
+            self.channel = TRANSPORT.aio_channel(self.monitor)
+        for node in NODES:
+            call = self.streams.get(node)
+            if call is None:
+                call = self.streams[node] = mpb_grpc.MonitorStub(self.channel).Report(
+                    timeout=300)
+            await call.write(self.observation(node, slow))
+            ack = await call.read()
+            assert ack.accepted, ack.reason
+
+    async def close(self) -> None:
+        if self.channel is not None:
+            await self.channel.close()
 
 
 @pytest.fixture
@@ -132,6 +142,7 @@ async def stack(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Stack]:
     publishing = asyncio.get_running_loop().create_task(hub.run())  # for WatchState
     yield st
     publishing.cancel()
+    await st.close()
     await st.loop.close()
     st.loop.store.close()
     for server in (mserver, rserver):
@@ -248,19 +259,12 @@ async def test_the_running_loop_fails_over_when_the_monitor_says_so(stack: Stack
     try:
         await asyncio.sleep(0.5)  # the run's first decision (a quiet one) is made
         assert loop.plan == before
-        async with TRANSPORT.aio_channel(stack.monitor) as ch:
-            streams = {}  # one open report stream per node, as agents keep them
-            for node in NODES:
-                call = streams[node] = mpb_grpc.MonitorStub(ch).Report(timeout=30)
-                await call.write(stack.observation(node))
-                assert (await call.read()).accepted
-            streams[victim].cancel()  # the victim's process is gone
-            killed = time.monotonic()
-            while loop.plan == before:
-                assert time.monotonic() - killed < 10, "no failover 10 s after the kill"
-                await asyncio.sleep(0.05)
-            for call in streams.values():
-                call.cancel()
+        await stack.report()
+        stack.streams[victim].cancel()  # the victim's process is gone
+        killed = time.monotonic()
+        while loop.plan == before:
+            assert time.monotonic() - killed < 10, "no failover 10 s after the kill"
+            await asyncio.sleep(0.05)
         assert victim not in loop.plan.nodes
         assert "failover" in loop.last_decision.triggers  # type: ignore[union-attr]
     finally:

@@ -44,8 +44,10 @@ from services.node_agent.frames import seal, seal_batch
 log = logging.getLogger(__name__)
 # Event-loop turns a batch may wait for the sessions whose tokens the last one
 # made: each starts its next ring step a few turns after its token is delivered,
-# and they should join one batch instead of trickling into several. Nothing
-# else waits (a frame's steps are all queued when it arrives).
+# and they should join one batch instead of trickling into several. New
+# sessions' first steps (prompts, and the replays a commit moves at once) wait
+# the same few turns for each other. Nothing else waits (a frame's steps are
+# all queued when it arrives).
 _GATHER_TURNS = 4
 
 
@@ -203,11 +205,14 @@ class Batcher:
 
     def _kick(self) -> None:
         """Start the next batch if the compute is free: at once, unless the
-        sessions the last batch closed have yet to start their next steps
-        (then a few loop turns later, with them)."""
+        sessions the last batch closed have yet to start their next steps, or
+        only new sessions' first steps wait, which others may be about to
+        join (then a few loop turns later, with them: after a failover the
+        sessions in flight replay together, in one prefill batch)."""
         if self._busy or self._gathering or not self._queue or self._closed:
             return
-        if self._expected > 0 and self._turns < _GATHER_TURNS:
+        starting = all(w.hop == 0 and w.step.step == 0 for w in self._queue)
+        if (self._expected > 0 or starting) and self._turns < _GATHER_TURNS:
             self._gathering = True
             asyncio.get_running_loop().call_soon(self._turn)
             return

@@ -138,9 +138,10 @@ class DataPlane:
             routes = [r for r in routes if self.private(r)] or routes
         if len(routes) <= 1:
             return (cur[0], routes[0]) if routes else None
-        loads = [RouteLoad(str(i), len(self.route_users.get(id(r), ())),
-                           self.route_step.get(id(r))) for i, r in enumerate(routes)]
-        return cur[0], routes[int(choose_route(loads, self.config.sla_step_s))]
+        loads = [RouteLoad(r.key, len(self.route_users.get(id(r), ())),
+                           self.route_step.get(id(r))) for r in routes]
+        key = choose_route(loads, self.config.sla_step_s)
+        return cur[0], next(r for r in routes if r.key == key)
 
     # ---- requests ------------------------------------------------------------------
     def admit(self, entry: NodeId, privacy_high: bool, prompt: int, new_tokens: int) -> Session | None:

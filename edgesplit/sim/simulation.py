@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgesplit.core.control import ControlConfig
-from edgesplit.core.environment import LinkAssumption
+from edgesplit.core.control_flags import control_config
 from edgesplit.core.monitor import Monitor
 from edgesplit.core.reports import RequestSample
-from edgesplit.core.triggers import TriggerConfig
-from edgesplit.core.types import NodeId, Plan, Route, Trust, Weights, Workload
+from edgesplit.core.types import NodeId, Plan, Route, Trust
 from edgesplit.sim.agents import Agent, Agents
 from edgesplit.sim.dataplane import DataPlane, DataPlaneConfig, Finished, Session
 from edgesplit.sim.decide import Decider
@@ -36,14 +35,6 @@ from edgesplit.sim.traces import load_trace
 from edgesplit.sim.world import Clock, LayerTable, SimLink, SimNode
 
 MODES = ("static", "single-device", "adaptive")
-# The scenario's orchestrator flags (OrchestratorConfig names) the simulator
-# turns into the decision step's settings, as the real orchestrator does
-# (services.orchestrator.loop.control_config; a test keeps the two equal).
-ORCHESTRATOR_FLAGS = frozenset({
-    "latency_trigger_s", "utilization_trigger", "bandwidth_trigger_bps", "cooldown_s",
-    "privacy_depth", "margin", "alpha", "beta", "gamma", "delta", "concurrent_sessions",
-    "batch_marginal_cost", "max_replicas", "default_link_rtt_s", "default_link_bandwidth_bps",
-    "initial_wait_s", "retry_backoff_s", "privacy_hold_s"})
 
 
 @dataclass
@@ -155,45 +146,15 @@ class Simulation:
         self.reports = 0
 
     def _decider_config(self) -> ControlConfig:
-        """The orchestrator's flags (``OrchestratorConfig`` names) from the scenario,
-        as the test bed passes them to the real orchestrator; a flag the
-        simulator does not model is refused rather than silently dropped."""
-        sc, o = self.setup.scenario, self.setup.orchestrator
-        unknown = set(o) - ORCHESTRATOR_FLAGS
-        if unknown:
-            raise ValueError(f"orchestrator flags the simulator does not model: "
-                             f"{', '.join(sorted(unknown))}")
-        base = ControlConfig()
-        t, w, wl = base.triggers, base.weights, base.workload
-
-        def num(key: str, default: float) -> float:
-            return float(o.get(key, default))
-
-        trig = TriggerConfig(latency_ewma_s=num("latency_trigger_s", t.latency_ewma_s),
-                             max_utilization=num("utilization_trigger", t.max_utilization),
-                             min_link_bandwidth_bps=num("bandwidth_trigger_bps",
-                                                        t.min_link_bandwidth_bps),
-                             cooldown_s=num("cooldown_s", self.settings.cooldown_s),
-                             privacy_depth=int(num("privacy_depth", t.privacy_depth)))
-        return ControlConfig(
-            triggers=trig, margin=num("margin", base.margin),
-            weights=Weights(num("alpha", w.alpha), num("beta", w.beta), num("gamma", w.gamma),
-                            num("delta", w.delta)),
-            workload=Workload(prompt_tokens=sc.load.prompt_tokens,
-                              new_tokens=sc.load.new_tokens,
-                              requests_per_s=sc.load.requests_per_s or sc.load.concurrency / 5.0,
-                              privacy_depth=trig.privacy_depth,
-                              concurrent_sessions=int(num("concurrent_sessions",
-                                                          wl.concurrent_sessions)),
-                              batch_marginal_cost=num("batch_marginal_cost",
-                                                      wl.batch_marginal_cost),
-                              max_replicas=int(num("max_replicas", wl.max_replicas))),
-            assumed_link=LinkAssumption(num("default_link_rtt_s", base.assumed_link.rtt_s),
-                                        num("default_link_bandwidth_bps",
-                                            base.assumed_link.bandwidth_bps)),
-            initial_wait_s=num("initial_wait_s", base.initial_wait_s),
-            retry_backoff_s=num("retry_backoff_s", base.retry_backoff_s),
-            privacy_hold_s=num("privacy_hold_s", base.privacy_hold_s))
+        """The step's settings from the scenario's orchestrator flags, by the
+        orchestrator's own rule (``core.control_flags``), with the workload and
+        cool-down the test bed passes beside them; a flag that is no setting
+        of the step is refused rather than dropped."""
+        sc = self.setup.scenario
+        return control_config({
+            "cooldown_s": self.settings.cooldown_s, **self.setup.orchestrator,
+            "prompt_tokens": sc.load.prompt_tokens, "new_tokens": sc.load.new_tokens,
+            "requests_per_s": sc.load.requests_per_s or sc.load.concurrency / 5.0})
 
     # ---- the run ------------------------------------------------------------------------
     def run(self) -> RunLog:

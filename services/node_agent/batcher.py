@@ -211,8 +211,8 @@ class Batcher:
         sessions in flight replay together, in one prefill batch)."""
         if self._busy or self._gathering or not self._queue or self._closed:
             return
-        starting = all(w.hop == 0 and w.step.step == 0 for w in self._queue)
-        if (self._expected > 0 or starting) and self._turns < _GATHER_TURNS:
+        if self._turns < _GATHER_TURNS and (
+                self._expected > 0 or all(w.hop == 0 and w.step.step == 0 for w in self._queue)):
             self._gathering = True
             asyncio.get_running_loop().call_soon(self._turn)
             return

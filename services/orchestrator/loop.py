@@ -18,9 +18,8 @@ import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
 from edgesplit.core import control as ctl
-from edgesplit.core.environment import LinkAssumption
-from edgesplit.core.triggers import TriggerConfig
-from edgesplit.core.types import CostBreakdown, Mode, Plan, Weights, Workload
+from edgesplit.core import control_flags
+from edgesplit.core.types import CostBreakdown, Mode, Plan
 from edgesplit.errors import PRIVACY_UNSATISFIABLE
 from edgesplit.rpc import convert as cv
 from edgesplit.rpc.errors import Precondition, Unavailable
@@ -49,22 +48,8 @@ TO_COMMIT = Histogram("edgesplit_trigger_to_commit_seconds", "Trigger to committ
 
 
 def control_config(c: OrchestratorConfig) -> ctl.ControlConfig:
-    """The step's settings from the service's."""
-    return ctl.ControlConfig(
-        triggers=TriggerConfig(
-            latency_ewma_s=c.latency_trigger_s, max_utilization=c.utilization_trigger,
-            min_link_bandwidth_bps=c.bandwidth_trigger_bps, cooldown_s=c.cooldown_s,
-            privacy_depth=c.privacy_depth),
-        margin=c.margin, weights=Weights(c.alpha, c.beta, c.gamma, c.delta),
-        workload=Workload(prompt_tokens=c.prompt_tokens, new_tokens=c.new_tokens,
-                          requests_per_s=c.requests_per_s, privacy_depth=c.privacy_depth,
-                          concurrent_sessions=c.concurrent_sessions,
-                          batch_marginal_cost=c.batch_marginal_cost,
-                          max_replicas=c.max_replicas),
-        entries=oc.node_ids(c.entries),
-        assumed_link=LinkAssumption(c.default_link_rtt_s, c.default_link_bandwidth_bps),
-        initial_wait_s=c.initial_wait_s, retry_backoff_s=c.retry_backoff_s,
-        privacy_hold_s=c.privacy_hold_s, static=c.static)
+    """The step's settings from the service's (the simulator's rule too)."""
+    return control_flags.control_config(c.model_dump(include=set(control_flags.FLAGS)))
 
 
 class ControlLoop:
@@ -272,9 +257,9 @@ class ControlLoop:
                 async for reply in self.monitor.WatchState(monitor_pb2.WatchStateRequest(),
                                                            timeout=WATCH_RENEW_S):
                     now_dead = {v.state.node_id for v in reply.state.nodes if not v.state.alive}
-                    if self.plan is not None and (now_dead - dead) & self.plan.nodes:
-                        log.info("plan node(s) dead: %s; deciding now",
-                                 ", ".join(sorted((now_dead - dead) & self.plan.nodes)))
+                    newly = (now_dead - dead) & self.plan.nodes if self.plan else set()
+                    if newly:
+                        log.info("plan node(s) dead: %s; deciding now", ", ".join(sorted(newly)))
                         self._wake.set()
                     dead = now_dead
             except grpc.aio.AioRpcError as exc:

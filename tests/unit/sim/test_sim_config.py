@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from edgesplit.core.control_flags import FLAGS
 from edgesplit.scenario.spec import BUILTIN, load_scenario
 from edgesplit.sim.setup import build_setup
 from edgesplit.sim.simulation import Simulation
@@ -34,6 +35,11 @@ def test_the_simulator_decides_with_the_orchestrators_settings(path: Path) -> No
         requests_per_s=sc.load.requests_per_s or sc.load.concurrency / 5.0,
         cooldown_s=sim.settings.cooldown_s, **sc.orchestrator)
     assert replace(control_config(flags), entries=mine.entries) == mine
+
+
+def test_every_setting_of_the_step_is_an_orchestrator_flag() -> None:
+    """The orchestrator reads the settings by these names from its own config."""
+    assert FLAGS <= set(OrchestratorConfig.model_fields)
 
 
 def test_a_flag_the_simulator_does_not_model_is_refused() -> None:

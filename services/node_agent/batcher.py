@@ -130,6 +130,9 @@ class Batcher:
         self._closed = False
         self._waves: dict[tuple[int, str], Waves] = {}  # entry: by (epoch, route key)
         self._parked: list[Work] = []  # entry: ring starts waiting to join a wave
+        # entry: sessions of a wave that came back to parked steps; their next
+        # steps leave with those, they do not park in turn
+        self._joiners: set[str] = set()
         self._release: asyncio.TimerHandle | None = None
 
     @property
@@ -142,7 +145,9 @@ class Batcher:
         for work in works:
             if work.hop == 0:
                 self._expected -= 1
-                if work.step.step > 0 and self._park(work):
+                joins = work.step.session_id in self._joiners
+                self._joiners.discard(work.step.session_id)
+                if work.step.step > 0 and not joins and self._park(work):
                     continue
             self._queue.append(work)
         self._kick()
@@ -157,6 +162,7 @@ class Batcher:
         moved to another route or ended: ``Entry.end``)."""
         for waves in self._waves.values():
             waves.forget(session_id)
+        self._joiners.discard(session_id)
 
     # ---- waves (core.waves): the entry keeps few, large groups on its ring ----------
     def _waves_of(self, w: Work) -> Waves:
@@ -239,7 +245,12 @@ class Batcher:
         self._expected = sum(isinstance(out, Closed) for out in outcomes)
         self._busy = False
         if self._count_waves(outcomes) and self._parked:
-            self._unpark(kick=False)  # they leave with the wave's next steps
+            # The parked steps leave with the next steps of the sessions back
+            # now, which therefore do not park, though other waves are still
+            # out: two groups become one (else they would only take turns).
+            self._joiners |= {out.work.step.session_id for out in outcomes
+                              if isinstance(out, Closed)}
+            self._unpark(kick=False)
         if not self._closed:
             self._deliver(outcomes)
             self._kick()

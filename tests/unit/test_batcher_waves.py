@@ -91,8 +91,8 @@ async def test_a_parked_group_and_the_wave_it_waits_for_leave_as_one() -> None:
     ring.b.put([step("b1", 0, 2), step("b2", 0, 2)])
     await settle()
     assert queued[-1] == 4, queued
-    ring.compute.finish([Send(ES, "edge", [step(s, 0, 2) for s in ("a1", "a2", "b1", "b2")],
-                              [])])  # type: ignore[arg-type]
+    merged = [step(s, 0, 2) for s in ("a1", "a2", "b1", "b2")]
+    ring.compute.finish([Send(ES, "edge", merged, [])])  # type: ignore[arg-type]
     # C comes back while the merged wave is out: it waits for that wave ...
     await ring.back(["c1"], 1)
     ring.b.put([step("c1", 0, 2)])

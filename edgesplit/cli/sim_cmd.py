@@ -38,6 +38,9 @@ def register(sub: Any) -> None:
     b.add_argument("--entries", type=int, default=100, help="entry nodes (one cell each)")
     b.add_argument("--hours", type=float, default=1.0, help="simulated hours of load")
     b.add_argument("--seed", type=int, default=0, help="random seed (same seed, same result)")
+    b.add_argument("--workers", type=int, default=0,
+                   help="processes sharing the run's parts (0: one per core; the result "
+                        "is the same for any number)")
     b.add_argument("--json", action="store_true", help="print only the JSON result")
     b.set_defaults(handler=_bench)
 
@@ -84,7 +87,8 @@ def _table5(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from edgesplit.sim.bench import bench
 
-    _print(bench(args.nodes, args.entries, args.hours * 3600, args.seed), True)
+    _print(bench(args.nodes, args.entries, args.hours * 3600, args.seed,
+                 workers=args.workers or None), True)
     return 0
 
 

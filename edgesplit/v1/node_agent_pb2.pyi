@@ -230,18 +230,20 @@ class BatchFrame(_message.Message):
     def __init__(self, headers: _Optional[_Iterable[_Union[FrameHeader, _Mapping]]] = ..., nonce: _Optional[bytes] = ..., ciphertext: _Optional[bytes] = ...) -> None: ...
 
 class LinkMessage(_message.Message):
-    __slots__ = ("seq", "frame", "end_session", "step_failure", "batch_frame")
+    __slots__ = ("seq", "frame", "end_session", "step_failure", "batch_frame", "ack_now")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     END_SESSION_FIELD_NUMBER: _ClassVar[int]
     STEP_FAILURE_FIELD_NUMBER: _ClassVar[int]
     BATCH_FRAME_FIELD_NUMBER: _ClassVar[int]
+    ACK_NOW_FIELD_NUMBER: _ClassVar[int]
     seq: int
     frame: Frame
     end_session: EndSession
     step_failure: StepFailure
     batch_frame: BatchFrame
-    def __init__(self, seq: _Optional[int] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., end_session: _Optional[_Union[EndSession, _Mapping]] = ..., step_failure: _Optional[_Union[StepFailure, _Mapping]] = ..., batch_frame: _Optional[_Union[BatchFrame, _Mapping]] = ...) -> None: ...
+    ack_now: bool
+    def __init__(self, seq: _Optional[int] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., end_session: _Optional[_Union[EndSession, _Mapping]] = ..., step_failure: _Optional[_Union[StepFailure, _Mapping]] = ..., batch_frame: _Optional[_Union[BatchFrame, _Mapping]] = ..., ack_now: _Optional[bool] = ...) -> None: ...
 
 class LinkAck(_message.Message):
     __slots__ = ("seq", "code", "detail")

@@ -1,20 +1,28 @@
 """The sending end of a link: one long-lived ``NodeAgent.Link`` stream per peer.
 
 Frames and session control to one peer go in order on one bidirectional
-stream; the peer acks each message on receipt (not after its compute). At
-most ``window`` messages are unacked per link: a sender that gets ahead waits
-for acks (back-pressure), so nothing queues without bound. When a stream
-breaks, every message still unacked fails with UNAVAILABLE (the entry
-replays those steps) and the next send opens a new stream on the same
-channel, whose reconnect backoff gRPC handles. A stream carries a deadline
-like every call; it is replaced by a fresh one at half its lifetime, so the
-deadline never cuts a message in flight.
+stream; the peer checks each message on receipt (not after its compute) and
+acks a refusal at once. Accepted messages are acked only when the sender asks
+(``LinkMessage.ack_now``), one ack covering every accepted message before it:
+a frame of the per-token path then costs the peer no ack write and this side
+no ack read. The sender asks for messages it times (the first, and one every
+``timed_every_s``: the passive link samples, links.py), for every message
+that is not a frame, for frames large enough to time the bandwidth, and
+whenever half its window is unacked. At most ``window`` messages are unacked
+per link: a sender that gets ahead waits for acks (back-pressure), so nothing
+queues without bound. When a stream breaks, every message still unacked
+fails with UNAVAILABLE (the entry replays those steps) and the next send
+opens a new stream on the same channel, whose reconnect backoff gRPC
+handles. A stream carries a deadline like every call; it is replaced by a
+fresh one at half its lifetime (the old one half-closes, and the peer acks
+what it owes), so the deadline never cuts a message in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -25,10 +33,15 @@ from edgesplit.rpc.errors import Unavailable
 from edgesplit.rpc.transport import Transport
 from edgesplit.v1 import node_agent_pb2 as na
 from edgesplit.v1 import node_agent_pb2_grpc as na_grpc
+from services.node_agent.links import LinkTiming
 
 log = logging.getLogger(__name__)
 AckFuture = asyncio.Future[na.LinkAck]
 _UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
+_OK = grpc.StatusCode.OK.value[0]
+_FRAMES = ("frame", "batch_frame")
+# A frame larger than this is acked at once: its time tells the link's bandwidth.
+TIMED_BYTES = LinkTiming().small_bytes
 
 
 class LinkSender(Protocol):
@@ -48,6 +61,7 @@ class _Stream:
         self.on_doubt = on_doubt  # hook (link_salt.py): the peer may have restarted
         self.opened = time.monotonic()
         self.seq = 0
+        self.acks = 0  # acks read
         self.pending: dict[int, AckFuture] = {}
         self.lock = asyncio.Lock()  # gRPC takes one write at a time
         self.broken: BaseException | None = None
@@ -59,17 +73,33 @@ class _Stream:
                 ack = await self.call.read()
                 if ack is grpc.aio.EOF:
                     break
+                self.acks += 1
                 if ack.code == _UNAVAILABLE and self.on_doubt is not None:
                     self.on_doubt(self.peer)
-                fut = self.pending.pop(ack.seq, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(ack)
+                self.acked(ack)
             self.fail(Unavailable(f"link to {self.peer} closed"))
         except asyncio.CancelledError:
             self.fail(Unavailable(f"link to {self.peer} closed"))
             raise
         except grpc.aio.AioRpcError as exc:
             self.fail(Unavailable(f"link to {self.peer} broke: {exc.code().name}"))
+
+    def acked(self, ack: na.LinkAck) -> None:
+        """A refusal resolves its own message; an accepted ack every message
+        up to it (the pending ones are in seq order)."""
+        pending = self.pending
+        if ack.code != _OK:
+            fut = pending.pop(ack.seq, None)
+            if fut is not None and not fut.done():
+                fut.set_result(ack)
+            return
+        while pending:
+            seq = next(iter(pending))
+            if seq > ack.seq:
+                break
+            fut = pending.pop(seq)
+            if not fut.done():
+                fut.set_result(ack)
 
     def fail(self, exc: BaseException) -> None:
         if self.broken is None and self.on_doubt is not None:
@@ -85,11 +115,15 @@ class StreamLink:
     """One peer's link stream, re-opened when it breaks or ages."""
 
     def __init__(self, stub: na_grpc.NodeAgentStub, peer: str, window: int,
-                 lifetime_s: float, on_doubt: Callable[[str], None] | None = None) -> None:
+                 lifetime_s: float, on_doubt: Callable[[str], None] | None = None,
+                 timed_every_s: float = 0.25) -> None:
         self._stub = stub
         self._on_doubt = on_doubt
         self.peer = peer
         self._window = asyncio.Semaphore(window)
+        self._half = max(1, window // 2)
+        self._timed_every_s = timed_every_s
+        self._timed_at = -math.inf
         self._lifetime_s = lifetime_s
         self._stream: _Stream | None = None
         self._retired: set[_Stream] = set()
@@ -125,6 +159,11 @@ class StreamLink:
         s.seq += 1
         msg.seq = s.seq
         s.pending[s.seq] = fut
+        now = time.monotonic()
+        if now - self._timed_at >= self._timed_every_s or len(s.pending) >= self._half \
+                or msg.WhichOneof("kind") not in _FRAMES or msg.ByteSize() > TIMED_BYTES:
+            msg.ack_now = True
+            self._timed_at = now
         try:
             async with s.lock:
                 await s.call.write(msg)

@@ -18,6 +18,7 @@ from services.node_agent.frame_guard import caller_node, check_hello, refuse_sou
 from services.node_agent.stage import Stage
 
 log = logging.getLogger(__name__)
+_OK = grpc.StatusCode.OK.value[0]
 
 
 class AckWriter:
@@ -75,16 +76,30 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
         return AckWriter(context)
 
     async def Link(self, request_iterator: Any, context: Any) -> None:
-        """One peer's link stream: each message handled and acked on receipt."""
+        """One peer's link stream: each message handled on receipt; a refusal
+        acked at once, accepted messages when the sender asks (``ack_now``:
+        one ack covers every accepted one before it) or when the stream ends.
+        Most frames then cost no ack write here and no ack read at the sender."""
         acks = self.ack_writer(context)
         peer = caller_node(caller(context))  # with mTLS: what every message must name
+        owed: tuple[int, str] | None = None  # the last accepted message not acked yet
         try:
             while True:
                 msg = await context.read()
                 if msg is grpc.aio.EOF:
                     break
                 ack = refuse_source(msg, peer, self.control.book) or self.stage.on_message(msg)
-                await acks.write(ack, _source(msg))
+                if ack.code != _OK and not msg.ack_now:
+                    await acks.write(ack, _source(msg))  # alone: it names the refused one
+                elif msg.ack_now:
+                    if ack.code != _OK and owed is not None:
+                        await acks.write(na.LinkAck(seq=owed[0]), owed[1])
+                    await acks.write(ack, _source(msg))
+                    owed = None
+                else:
+                    owed = (msg.seq, _source(msg))
+            if owed is not None:  # the sender closed its side: what it is owed
+                await acks.write(na.LinkAck(seq=owed[0]), owed[1])
         finally:
             await acks.drain()
 

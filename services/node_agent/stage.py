@@ -263,16 +263,19 @@ class Stage:
                 m.FRAMES_SENT.labels(dst).inc()
                 m.BYTES_SENT.labels(dst).inc(size)
                 first = msg.WhichOneof("kind") == "batch_frame" or msg.frame.header.chunk == 0
-                ack.add_done_callback(lambda f, s=size, t=sent, first=first:
-                                      self._acked(out, s, t, first, f))
+                ack.add_done_callback(lambda f, s=size, t=sent, first=first, msg=msg:
+                                      self._acked(out, msg, s, t, first, f))
         except Exception as exc:  # noqa: BLE001 - reported to the entry
             self._failed(out.works, dst, exc)
 
-    def _acked(self, out: Send, size: int, sent: float, first: bool, fut: AckFuture) -> None:
+    def _acked(self, out: Send, msg: na.LinkMessage, size: int, sent: float, first: bool,
+               fut: AckFuture) -> None:
         failure = fut.exception()
         error = ("UNAVAILABLE", str(failure)) if failure is not None else ack_error(fut.result())
         if error is None:
-            if self.frame_observer is not None:  # hook: passive link timing
+            # hook: passive link timing, from the messages acked at once (an ack
+            # that covers this one on its way back for a later one times nothing)
+            if self.frame_observer is not None and fut.result().seq == msg.seq:
                 self.frame_observer(out.dst, size, time.perf_counter() - sent)
             return
         log.warning("frame of %d step(s) refused by %s: %s", len(out.works), out.dst, error)

@@ -56,8 +56,11 @@ class LinkEnd:
         self.seq = 0
 
     async def send(self, msg: na.LinkMessage) -> na.LinkAck:
+        """Send ``msg`` and read its ack (asked for at once, as a sender timing
+        the link does)."""
         self.seq += 1
         msg.seq = self.seq
+        msg.ack_now = True
         await self.call.write(msg)
         ack = await asyncio.wait_for(self.call.read(), 30)
         assert ack.seq == self.seq

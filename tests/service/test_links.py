@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from edgesplit.core.types import Segment
@@ -54,12 +55,12 @@ def fake_factory(gate: dict[int, threading.Event] | None = None) -> Any:
     return make
 
 
-def fake_reference(cuts: list[int], n: int) -> list[int]:
+def fake_reference(cuts: list[int], n: int, prompt: list[int] = PROMPT) -> list[int]:
     bounds = [0, *cuts, LAYERS]
     runners = [FakeSegmentRunner(a, b, has_embed=i == 0)
                for i, (a, b) in enumerate(itertools.pairwise(bounds))]
     runners.append(FakeSegmentRunner(LAYERS, LAYERS, has_head=True))
-    return local_generate(runners, PROMPT, n)
+    return local_generate(runners, prompt, n)
 
 
 async def test_fake_runner_across_real_agents(shards: Path, tmp_path: Path) -> None:
@@ -232,5 +233,74 @@ async def test_a_cancelled_request_frees_every_nodes_sessions(shards: Path,
                 break
             await asyncio.sleep(0.02)
         assert live() == 0
+    finally:
+        await c.stop()
+
+
+class AsAnAgentAcks(na_grpc.NodeAgentServicer):
+    """Acks as an agent does: a refusal (a frame for session "bad") at once and
+    alone, accepted messages only when asked, one ack for all of them."""
+
+    def __init__(self) -> None:
+        self.asked: list[bool] = []
+
+    async def Link(self, request_iterator: Any, context: Any) -> AsyncIterator[na.LinkAck]:
+        async for msg in request_iterator:
+            self.asked.append(msg.ack_now)
+            if msg.frame.header.session_id == "bad":
+                yield na.LinkAck(seq=msg.seq, code=grpc.StatusCode.NOT_FOUND.value[0])
+            elif msg.ack_now:
+                yield na.LinkAck(seq=msg.seq)
+
+
+def _frame(session: str) -> na.LinkMessage:
+    return na.LinkMessage(frame=na.Frame(header=na.FrameHeader(session_id=session)))
+
+
+async def test_accepted_frames_are_acked_together_and_a_refusal_alone() -> None:
+    peer = AsAnAgentAcks()
+    server = await _peer(peer)
+    channel = Transport(LOOPBACK_PLAINTEXT).aio_channel(f"127.0.0.1:{server.port}")
+    link = StreamLink(na_grpc.NodeAgentStub(channel), "peer", window=8, lifetime_s=60,
+                      timed_every_s=60.0)
+    try:
+        first = await link.send(_frame("s"))  # the first is timed: acked at once
+        assert ack_error(await asyncio.wait_for(first, 10)) is None
+        two = [await link.send(_frame("s")) for _ in range(2)]
+        bad = await link.send(_frame("bad"))
+        assert ack_error(await asyncio.wait_for(bad, 10))[0] == "NOT_FOUND"
+        await asyncio.sleep(0.05)
+        assert not any(f.done() for f in two)  # accepted, owed, not acked one by one
+        more = [await link.send(_frame("s")) for _ in range(2)]  # half the window: asks
+        acks = await asyncio.wait_for(asyncio.gather(*two, *more), 10)
+        assert all(ack_error(a) is None for a in acks)
+        assert acks[0].seq == more[-1].result().seq  # one ack covered them all
+        assert peer.asked == [True, False, False, False, False, True]
+        assert link.in_flight == 0
+    finally:
+        await link.close()
+        await channel.close()
+        await server.server.stop(0)
+
+
+async def test_an_agent_acks_frames_together_and_what_it_owes_at_the_streams_end(
+        shards: Path, tmp_path: Path) -> None:
+    c = await Cluster.start(3, shards, tmp_path, make_runner=fake_factory())
+    try:
+        await c.apply(c.plan(["node-0", "node-1", "node-2"]))
+        prompt = [5, 6, 7, 8]  # its 40 tokens hold no eos
+        got = await c.generate(prompt, 40)
+        assert got == fake_reference([2, 4], 40, prompt)
+        link = c.agents[0].links.get("node-1", c.addresses["node-1"])
+        stream = link._stream
+        assert stream is not None and stream.seq >= len(got)
+        assert stream.acks <= stream.seq // 4, (stream.acks, stream.seq)  # not one each
+        link._retire(stream)  # half-closed, as at half its lifetime ...
+        link._stream = None
+        for _ in range(200):
+            if link.in_flight == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert link.in_flight == 0  # ... the agent acked what it owed, none failed
     finally:
         await c.stop()

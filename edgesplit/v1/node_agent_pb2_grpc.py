@@ -99,9 +99,10 @@ class NodeAgentServicer:
 
     def Link(self, request_iterator, context):
         """The long-lived stream of one (sender, receiver) link: frames and session
-        control in, one ack per message out, with a bounded window in flight.
+        control in, acks out (a refusal at once, accepted messages together when
+        the sender asks: LinkMessage.ack_now), with a bounded window in flight.
         LinkMessage/LinkAck keep their names: they are the per-frame elements of
-        the data plane (what a link carries, acked one by one), not a call's request
+        the data plane (what a link carries, and its receipts), not a call's request
         and response, and other messages (a batched frame) join LinkMessage's oneof.
         buf:lint:ignore RPC_REQUEST_STANDARD_NAME
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME

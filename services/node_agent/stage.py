@@ -2,8 +2,9 @@
 
 A frame for hop ``h`` (or a batched frame: the steps of several sessions at
 hop ``h``) is opened and checked against this node's assignment (epoch,
-route, hop, sender, dtype, shape, each session's position) and acked on
-receipt; then its steps join the node's batch queue (``batcher.py``), which
+route, hop, sender, dtype, shape, each session's position) on receipt (a
+refusal is acked at once, accepted messages when the sender asks:
+linkstream.py); then its steps join the node's batch queue (``batcher.py``), which
 runs hop ``h`` and any hops after it that the node holds too, for all the
 steps waiting, and sends the results on. Every route ends with the head
 segment on its entry, so the ring closes in one place: after the route's

@@ -195,6 +195,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "monolithic_tokens_per_s": round(args.new_tokens / mono, 2),
         "split_tokens_per_s": round(args.new_tokens / split, 2),
         "ratio": round(mono / split, 3),
+        # each run's ratio to the monolithic run just before it: how much the
+        # machine moved the figure while this benchmark ran
+        "ratio_per_run": [round(m_t / s_t, 3) for m_t, s_t in zip(mono_t, split_t, strict=True)],
         "hops": hops,
         "per_hop_overhead_ms": round((split - mono) / args.new_tokens / hops * 1000, 3),
         "split_decode_step_ms_p50": round(statistics.median(steps) * 1000, 2) if steps else None,

@@ -90,6 +90,9 @@ class Closed:
 
     work: Work
     token: int
+    # perf_counter when the session's next ring step started, in the same
+    # hand-off (``Batcher._close``); None: the entry starts it
+    next_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -134,6 +137,7 @@ class Batcher:
         # steps leave with those, they do not park in turn
         self._joiners: set[str] = set()
         self._release: asyncio.TimerHandle | None = None
+        self._fuse = False  # the batch on the compute thread may start next ring steps
 
     @property
     def queued(self) -> int:
@@ -224,10 +228,27 @@ class Batcher:
             return
         self._turns = 0
         waiting, self._queue = self._queue, []
+        self._fuse = self._may_fuse(waiting)
         self._busy = True
         self.compute.queued = len(waiting)
         self.compute.start(lambda timer: self._step(timer, waiting),
                            lambda result, error: self._ran(waiting, result, error))
+
+    def _may_fuse(self, waiting: list[Work]) -> bool:
+        """May the sessions whose rings close in this batch start their next
+        steps in the same hand-off? Only when none of them would wait to join
+        a wave (nothing is parked, and their routes will have fewer waves out
+        than they keep once these are back), and no KV budget is set (the
+        budget is the scheduler's to check, ``core.batching``)."""
+        if self._parked or self.limits.kv_budget_bytes:
+            return False
+        now = time.monotonic()
+        for w in waiting:
+            if w.waiting is not None:
+                waves = self._waves_of(w)
+                if waves.out(now) > waves.max_waves:
+                    return False
+        return True
 
     def _turn(self) -> None:
         self._gathering = False
@@ -242,7 +263,8 @@ class Batcher:
             outcomes, left = result
         self._queue[:0] = left  # unfinished prompts and steps not taken keep their turn
         self.compute.queued = len(self._queue)
-        self._expected = sum(isinstance(out, Closed) for out in outcomes)
+        self._expected = sum(isinstance(out, Closed) and out.next_at is None
+                             for out in outcomes)
         self._busy = False
         if self._count_waves(outcomes) and self._parked:
             # The parked steps leave with the next steps of the sessions back
@@ -340,7 +362,40 @@ class Batcher:
             return [w.waiting.sampler.choose(x) for w, x in zip(works, logits, strict=True)]
 
         tokens = timer.run(head, "head", len(works), sample)
-        return [Closed(w, t) for w, t in zip(works, tokens, strict=True)]
+        if not self._fuse:
+            return [Closed(w, t) for w, t in zip(works, tokens, strict=True)]
+        return self._next_steps(timer, works, tokens)
+
+    def _next_steps(self, timer: Timer, works: list[Work], tokens: list[int]) -> list[Outcome]:
+        """The ring closed: the token of each session that goes on (its entry
+        said how to tell, ``waiting.more``) is embedded and run through hop 0
+        here and now, in the same hand-off, instead of after a round through
+        the event loop and a second hand-off (docs/data-plane.md, the
+        per-token path). A session that stops or moves after all has its
+        sessions ended by its entry, as it would anyway."""
+        at = time.perf_counter()
+        first = self._chain(Work(works[0].es, works[0].route, 0, works[0].step, 1,
+                                 works[0].load))
+        if first[-1][0] + 1 == len(works[0].route.segments):
+            # The whole ring runs here (the device alone): the next step's ring
+            # would close in this hand-off, before its entry waits for it.
+            return [Closed(w, t) for w, t in zip(works, tokens, strict=True)]
+        going = {id(w) for w, t in zip(works, tokens, strict=True)
+                 if w.waiting.more is not None and w.waiting.more(t)}
+        closed = [Closed(w, t, at if id(w) in going else None)
+                  for w, t in zip(works, tokens, strict=True)]
+        nexts = [Work(w.es, w.route, 0, Step(w.step.session_id, w.step.step + 1,
+                                             w.step.start_pos + w.tokens), 1,
+                      lambda r, t=t: r.embed([t]))
+                 for w, t in zip(works, tokens, strict=True) if id(w) in going]
+        if not nexts:
+            return list(closed)
+        m.NEXT_STEPS.inc(len(nexts))
+        try:
+            more = self._run(timer, [(n, 1) for n in nexts], first)
+        except Exception as exc:  # noqa: BLE001 - the next steps are reported failed
+            more = [Failed(nexts, self.node_id, exc)]
+        return [*closed, *more]
 
     def _frames(self, es: EpochState, route: Route, hop: int, runner: Any,
                 works: list[Work]) -> list[Outcome]:

@@ -164,7 +164,9 @@ class Entry:
                 try:
                     if self.book.get(ring.es.epoch) is None or self._outpaced(ring, privacy):
                         raise _Retired
-                    token = await self._ring_step(ring, history, sampler, privacy)
+                    token = await self._ring_step(
+                        ring, history, sampler, privacy,
+                        _goes_on(len(history) + 1 - prompt_len, max_new, stop))
                 except (StepFailed, _Retired) as exc:
                     if isinstance(exc, StepFailed) and exc.code == "RESOURCE_EXHAUSTED":
                         raise TooLarge(f"step refused: {exc}") from exc  # a replay would be too
@@ -191,14 +193,20 @@ class Entry:
             self.end(ring)
 
     async def _ring_step(self, ring: _Ring, history: list[int], sampler: TokenSampler,
-                         privacy: Privacy) -> int:
-        """Embed the tokens the hops lack, send them round, get the next token."""
+                         privacy: Privacy, more: Callable[[int], bool]) -> int:
+        """Embed the tokens the hops lack, send them round, get the next token
+        (``more(token)``: will the session step again at once after it?)."""
         step = Step(ring.session_id, ring.step, ring.cached)
-        feed = history[ring.cached:]
-        done = self.stage.wait(step, sampler)
-        sent = time.perf_counter()
-        # Joins the node's next batch with the other sessions' steps (batcher.py).
-        self.stage.advance(ring.es, ring.route, 0, step, len(feed), lambda r: r.embed(feed))
+        started = self.stage.started(step, more)
+        if started is not None:  # the batcher started it when the last ring closed
+            done, sent = started
+        else:
+            feed = history[ring.cached:]
+            done = self.stage.wait(step, sampler, more)
+            sent = time.perf_counter()
+            # Joins the node's next batch with the other sessions' steps (batcher.py).
+            self.stage.advance(ring.es, ring.route, 0, step, len(feed),
+                               lambda r: r.embed(feed))
         token = await self._returned(ring, done, sent, privacy)
         if ring.cached:  # a decode step (a prefill is no sample of the step time)
             ring.last_step_s = time.perf_counter() - sent
@@ -274,6 +282,7 @@ class Entry:
     def end(self, ring: _Ring) -> None:
         """Drop the session here and on the route's other nodes."""
         self.stage.batcher.forget(ring.session_id)  # its wave waits for it no more
+        self.stage.drop_started(ring.session_id)
         if ring.counted:
             ring.counted = False
             self.stats.ended(ring.key)
@@ -282,6 +291,12 @@ class Entry:
         others = {seg.node for seg in ring.route.segments} - {self.s.node_id}
         if others:
             self.stage.spawn(self.stage.end_remote(ring.es, others, ring.session_id))
+
+
+def _goes_on(made: int, max_new: int, stop: Callable[[int], bool]) -> Callable[[int], bool]:
+    """After a step whose token is the ``made``-th generated: does the request
+    step again at once with that token? (Run on the compute thread.)"""
+    return lambda token: made < max_new and not stop(token)
 
 
 class _Retired(Exception):

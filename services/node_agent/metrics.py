@@ -47,6 +47,9 @@ EPOCH = Gauge("edgesplit_committed_epoch", "Epoch this node serves")
 REPLAYS = Counter("edgesplit_session_replays_total",
                   "Entry node: sessions replayed on a new route (after a failure, a "
                   "retired epoch, or a move)")
+NEXT_STEPS = Counter("edgesplit_ring_steps_started_at_close_total",
+                     "Entry node: ring steps started in the compute hand-off that closed "
+                     "the session's last one (embed and hop 0 right after the head)")
 MIGRATED = Counter("edgesplit_session_moves_total",
                    "Entry node: sessions that left a superseded epoch whose steps missed the "
                    "SLA, to replay on the newer route")

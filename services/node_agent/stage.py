@@ -60,6 +60,10 @@ class StepFailed(Exception):
 class _Waiting:
     future: asyncio.Future[int]
     sampler: TokenSampler  # picks the token on the compute thread, after the head
+    # on the compute thread, after the token: does the session take its next
+    # step at once with that token (batcher.py starts it in the same hand-off)?
+    more: Callable[[int], bool] | None = None
+    started_at: float | None = None  # set when the batcher started the step itself
 
 
 class Stage:
@@ -88,11 +92,30 @@ class Stage:
             task.cancel()
 
     # ---- the entry's waiting steps --------------------------------------------------
-    def wait(self, step: Step, sampler: TokenSampler) -> asyncio.Future[int]:
+    def wait(self, step: Step, sampler: TokenSampler,
+             more: Callable[[int], bool] | None = None,
+             started_at: float | None = None) -> asyncio.Future[int]:
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting[(step.session_id, step.step)] = _Waiting(fut, sampler)
-        fut.add_done_callback(lambda _: self._waiting.pop((step.session_id, step.step), None))
+        key = (step.session_id, step.step)
+        self._waiting[key] = w = _Waiting(fut, sampler, more, started_at)
+        fut.add_done_callback(lambda _: self._waiting.get(key) is w and self._waiting.pop(key))
         return fut
+
+    def started(self, step: Step, more: Callable[[int], bool] | None
+                ) -> tuple[asyncio.Future[int], float] | None:
+        """The step, if the batcher already started it when the last one's ring
+        closed: (its token's future, when it started); ``more`` as for ``wait``."""
+        w = self._waiting.get((step.session_id, step.step))
+        if w is None or w.started_at is None:
+            return None
+        w.more = more
+        return w.future, w.started_at
+
+    def drop_started(self, session_id: str) -> None:
+        """The session ends here: a step the batcher started for it is not waited for."""
+        for key in [k for k, w in self._waiting.items()
+                    if k[0] == session_id and w.started_at is not None]:
+            self._waiting[key].future.cancel()
 
     def fail_step(self, session_id: str, step: int, failure: Exception) -> bool:
         w = self._waiting.get((session_id, step))
@@ -233,6 +256,11 @@ class Stage:
     def _deliver(self, outcomes: list[Outcome]) -> None:
         """What a batch made: tokens to the entry's waiting steps, messages onto
         the links, failures to the entries (never swallowed)."""
+        for out in outcomes:  # first: the steps started with the tokens are waited for
+            if isinstance(out, Closed) and out.next_at is not None:
+                w = out.work
+                self.wait(Step(w.step.session_id, w.step.step + 1, w.step.start_pos + w.tokens),
+                          w.waiting.sampler, started_at=out.next_at)
         for out in outcomes:
             if isinstance(out, Closed):
                 if not out.work.waiting.future.done():

@@ -304,3 +304,50 @@ async def test_an_agent_acks_frames_together_and_what_it_owes_at_the_streams_end
         assert link.in_flight == 0  # ... the agent acked what it owed, none failed
     finally:
         await c.stop()
+
+
+def _started_at_close() -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("edgesplit_ring_steps_started_at_close_total") or 0.0
+
+
+async def test_the_entry_starts_the_next_ring_step_as_the_last_one_closes(
+        shards: Path, tmp_path: Path) -> None:
+    """The entry's batch embeds each new token and runs hop 0 in the hand-off
+    that closed the ring; the tokens are those of a step-by-step run, and a
+    request that stops (eos, or its last token) leaves nothing behind."""
+    c = await Cluster.start(3, shards, tmp_path, make_runner=fake_factory())
+    try:
+        await c.apply(c.plan(["node-0", "node-1", "node-2"]))
+        before = _started_at_close()
+        prompt = [5, 6, 7, 8]  # no eos in its 40 tokens
+        assert await c.generate(prompt, 40) == fake_reference([2, 4], 40, prompt)
+        assert _started_at_close() - before >= 35  # nearly every step after the first
+        want = fake_reference([2, 4], 10)  # stops at eos after two tokens
+        assert await c.generate(PROMPT, 10) == want[:2]
+        together = await asyncio.gather(*(c.generate(prompt, 12) for _ in range(4)))
+        assert all(t == fake_reference([2, 4], 12, prompt) for t in together)
+        entry = c.agents[0]
+        for _ in range(200):
+            live = sum(r.session_count() for a in c.agents for r in a.control.book.all_runners())
+            if live == 0 and not entry.stage._waiting:
+                break
+            await asyncio.sleep(0.02)
+        assert live == 0 and not entry.stage._waiting  # no step left waiting, no KV held
+    finally:
+        await c.stop()
+
+
+async def test_a_route_on_the_entry_alone_steps_as_before(shards: Path, tmp_path: Path) -> None:
+    """The whole ring on one node: its next step would close in the same
+    hand-off, before the entry waits for it, so it is not started there."""
+    c = await Cluster.start(1, shards, tmp_path, make_runner=fake_factory())
+    try:
+        await c.apply(c.plan(["node-0"]))
+        before = _started_at_close()
+        prompt = [5, 6, 7, 8]
+        assert await c.generate(prompt, 20) == fake_reference([], 20, prompt)
+        assert _started_at_close() == before
+    finally:
+        await c.stop()

@@ -371,8 +371,8 @@ class Batcher:
         said how to tell, ``waiting.more``) is embedded and run through hop 0
         here and now, in the same hand-off, instead of after a round through
         the event loop and a second hand-off (docs/data-plane.md, the
-        per-token path). A session that stops or moves after all has its
-        sessions ended by its entry, as it would anyway."""
+        per-token path). A session that stops or moves after all is ended by
+        its entry, as it would be anyway, which drops that step."""
         at = time.perf_counter()
         first = self._chain(Work(works[0].es, works[0].route, 0, works[0].step, 1,
                                  works[0].load))

@@ -26,7 +26,7 @@ from typing import Any
 
 from edgesplit.core.types import NodeId
 from edgesplit.scenario.spec import Event, LinkSpec, LoadSpec, NodeSpec, Scenario
-from edgesplit.sim.metrics import met, pct, summarize
+from edgesplit.sim.metrics import met, ms, pct, summarize
 from edgesplit.sim.setup import build_setup
 from edgesplit.sim.simulation import Simulation
 
@@ -139,7 +139,7 @@ def _run_part(job: tuple[Scenario, Cells, int]) -> dict[str, Any]:
     log = sim.run()
     summary = summarize(sim, log)
     return {
-        "steps": array("d", sim.dp.step_latencies).tobytes(),
+        "steps": sim.dp.step_latencies.tobytes(),
         "hits": sum(met(r.ok, r.steps_s, sc.sla_step_s) for r in log.records),
         "requests": summary["requests"], "requests_failed": summary["requests_failed"],
         "reconfigurations": summary["reconfigurations"], "links": len(sim.links),
@@ -169,6 +169,7 @@ def bench(nodes: int = 1000, entries: int = 100, duration_s: float = 3600.0, see
     steps = array("d")
     for r in results:
         steps.frombytes(r["steps"])
+    every = list(steps)
     total = {k: sum(r[k] for r in results) for k in (
         "requests", "requests_failed", "hits", "reconfigurations", "links", "events",
         "control_planes", "reports", "planner_calls", "planner_wall_s", "cpu_s")}
@@ -190,11 +191,7 @@ def bench(nodes: int = 1000, entries: int = 100, duration_s: float = 3600.0, see
         "planner_calls_per_wall_s": round(calls / wall, 2),
         "planner_ms_mean": round(1000 * total["planner_wall_s"] / max(1, calls), 2),
         "requests": total["requests"], "requests_failed": total["requests_failed"],
-        "p50_ms": _ms(pct(list(steps), 0.5)), "p95_ms": _ms(pct(list(steps), 0.95)),
+        "p50_ms": ms(pct(every, 0.5)), "p95_ms": ms(pct(every, 0.95)),
         "sla_hit_rate": round(total["hits"] / max(1, total["requests"]), 4),
         "reconfigurations": total["reconfigurations"],
     }
-
-
-def _ms(x: float | None) -> float | None:
-    return None if x is None else round(1000 * x, 1)

@@ -48,7 +48,8 @@ def incidents(times: list[float], merge_s: float) -> int:
     return count
 
 
-def _ms(x: float | None) -> float | None:
+def ms(x: float | None) -> float | None:
+    """Seconds as milliseconds to 0.1 (None stays None)."""
     return None if x is None else round(1000 * x, 1)
 
 
@@ -74,9 +75,9 @@ def summarize(sim: Simulation, log: RunLog) -> dict[str, Any]:
         "scenario": sc.name, "mode": sim.mode, "model": sim.table.profile.name,
         "seed": sim.seed, "duration_s": sim.duration_s,
         "requests": len(recs), "requests_ok": len(ok), "requests_failed": len(recs) - len(ok),
-        "p50_ms": _ms(pct(steps, 0.5)), "p95_ms": _ms(pct(steps, 0.95)),
-        "p99_ms": _ms(pct(steps, 0.99)),
-        "ttft_p50_ms": _ms(pct([r.ttft_s for r in ok], 0.5)),
+        "p50_ms": ms(pct(steps, 0.5)), "p95_ms": ms(pct(steps, 0.95)),
+        "p99_ms": ms(pct(steps, 0.99)),
+        "ttft_p50_ms": ms(pct([r.ttft_s for r in ok], 0.5)),
         "sla_step_ms": sc.sla_step_s * 1000,
         "sla_hit_rate": round(sum(met(r.ok, r.steps_s, sc.sla_step_s) for r in recs)
                               / max(1, len(recs)), 4),
@@ -89,7 +90,7 @@ def summarize(sim: Simulation, log: RunLog) -> dict[str, Any]:
         "privacy_high_refused": log.privacy_high_refused,
         "reconfigurations": max(0, len(committed)),
         "reconfigurations_aborted": sum(c.outcome == "aborted" for c in log.reconfigurations),
-        "time_to_reconfigure_ms": _ms(statistics.median(durations)) if durations else None,
+        "time_to_reconfigure_ms": ms(statistics.median(durations)) if durations else None,
         "reconfigure_triggers": sorted({t for c in committed for t in c.triggers}),
         "planner_calls": sim.planner_calls,
         "errors": sorted({r.error.split(":")[0] for r in recs if not r.ok}),

@@ -280,7 +280,7 @@ class Batcher:
     # ---- on the compute thread ---------------------------------------------------------
     def _step(self, timer: Timer, waiting: list[Work]) -> tuple[list[Outcome], list[Work]]:
         """Schedule one batch from ``waiting`` and run it; (outcomes, still waiting)."""
-        chains = [self._chain(w) for w in waiting]
+        chains = [self._chain(w.es, w.route, w.hop) for w in waiting]
         kv_used = sum(r.kv_bytes() for r in self._runners()) if self.limits.kv_budget_bytes \
             else 0
         budget = bool(self.limits.kv_budget_bytes)  # only a budget needs the KV a step adds
@@ -308,11 +308,11 @@ class Batcher:
         left = [w for w in waiting if id(w) not in gone and w.done < w.tokens]
         return outcomes, left
 
-    def _chain(self, w: Work) -> list[tuple[int, Any]]:
-        """The consecutive hops from ``w.hop`` this node runs, with their runners."""
-        segments, hop, chain = w.route.segments, w.hop, []
+    def _chain(self, es: EpochState, route: Route, hop: int) -> list[tuple[int, Any]]:
+        """The consecutive hops from ``hop`` this node runs, with their runners."""
+        segments, chain = route.segments, []
         while True:
-            chain.append((hop, w.es.runners[(w.route.key, hop)]))
+            chain.append((hop, es.runners[(route.key, hop)]))
             hop += 1
             if hop == len(segments) or segments[hop].node != self.node_id:
                 return chain
@@ -374,9 +374,9 @@ class Batcher:
         per-token path). A session that stops or moves after all is ended by
         its entry, as it would be anyway, which drops that step."""
         at = time.perf_counter()
-        first = self._chain(Work(works[0].es, works[0].route, 0, works[0].step, 1,
-                                 works[0].load))
-        if first[-1][0] + 1 == len(works[0].route.segments):
+        es, route = works[0].es, works[0].route
+        first = self._chain(es, route, 0)
+        if first[-1][0] + 1 == len(route.segments):
             # The whole ring runs here (the device alone): the next step's ring
             # would close in this hand-off, before its entry waits for it.
             return [Closed(w, t) for w, t in zip(works, tokens, strict=True)]
@@ -384,8 +384,8 @@ class Batcher:
                  if w.waiting.more is not None and w.waiting.more(t)}
         closed = [Closed(w, t, at if id(w) in going else None)
                   for w, t in zip(works, tokens, strict=True)]
-        nexts = [Work(w.es, w.route, 0, Step(w.step.session_id, w.step.step + 1,
-                                             w.step.start_pos + w.tokens), 1,
+        nexts = [Work(es, route, 0, Step(w.step.session_id, w.step.step + 1,
+                                         w.step.start_pos + w.tokens), 1,
                       lambda r, t=t: r.embed([t]))
                  for w, t in zip(works, tokens, strict=True) if id(w) in going]
         if not nexts:

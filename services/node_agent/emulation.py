@@ -131,30 +131,31 @@ class EmulatedLink:
     def __init__(self, emulator: Emulator, peer: str, inner: LinkSender,
                  depth: int = 64) -> None:
         self.emulator, self.peer, self.inner = emulator, peer, inner
-        self._queue: asyncio.Queue[tuple[float, na.LinkMessage, AckFuture]] = \
+        self._queue: asyncio.Queue[tuple[float, na.LinkMessage, int, AckFuture]] = \
             asyncio.Queue(depth)
         self._task: asyncio.Task[None] | None = None
         self._holding = False  # the delivery task has a message not yet sent
 
-    async def send(self, msg: na.LinkMessage) -> AckFuture:
-        due = self.emulator.arrival(self.peer, msg.ByteSize())  # raises on a cut link
+    async def send(self, msg: na.LinkMessage, nbytes: int | None = None) -> AckFuture:
+        size = msg.ByteSize() if nbytes is None else nbytes
+        due = self.emulator.arrival(self.peer, size)  # raises on a cut link
         if due <= time.monotonic() and self._queue.empty() and not self._holding:
-            return await self.inner.send(msg)  # nothing emulated on this link now
+            return await self.inner.send(msg, size)  # nothing emulated on this link now
         fut: AckFuture = asyncio.get_running_loop().create_future()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._deliver())
-        await self._queue.put((due, msg, fut))
+        await self._queue.put((due, msg, size, fut))
         return fut
 
     async def _deliver(self) -> None:
         while True:
-            due, msg, fut = await self._queue.get()
+            due, msg, size, fut = await self._queue.get()
             self._holding = True
             wait = due - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
-                inner = await self.inner.send(msg)
+                inner = await self.inner.send(msg, size)
             except Exception as exc:  # noqa: BLE001 - the sender sees it on its future
                 fut.set_exception(exc)
                 continue

@@ -47,8 +47,9 @@ TIMED_BYTES = LinkTiming().small_bytes
 class LinkSender(Protocol):
     """What the stage and the entry send through (emulation.py wraps one)."""
 
-    async def send(self, msg: na.LinkMessage) -> AckFuture:
-        """Queue ``msg`` (waiting while the window is full); the future is its ack."""
+    async def send(self, msg: na.LinkMessage, nbytes: int | None = None) -> AckFuture:
+        """Queue ``msg`` (waiting while the window is full); the future is its ack.
+        ``nbytes``: its ``ByteSize()``, when the caller has it already."""
 
     async def close(self) -> None: ...
 
@@ -151,7 +152,7 @@ class StreamLink:
         if s.broken is None:
             asyncio.get_running_loop().create_task(_half_close(s))
 
-    async def send(self, msg: na.LinkMessage) -> AckFuture:
+    async def send(self, msg: na.LinkMessage, nbytes: int | None = None) -> AckFuture:
         await self._window.acquire()
         fut: AckFuture = asyncio.get_running_loop().create_future()
         fut.add_done_callback(lambda _: self._window.release())
@@ -161,7 +162,8 @@ class StreamLink:
         s.pending[s.seq] = fut
         now = time.monotonic()
         if now - self._timed_at >= self._timed_every_s or len(s.pending) >= self._half \
-                or msg.WhichOneof("kind") not in _FRAMES or msg.ByteSize() > TIMED_BYTES:
+                or msg.WhichOneof("kind") not in _FRAMES \
+                or (msg.ByteSize() if nbytes is None else nbytes) > TIMED_BYTES:
             msg.ack_now = True
             self._timed_at = now
         try:

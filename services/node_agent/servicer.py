@@ -89,15 +89,14 @@ class NodeAgentServicer(na_grpc.NodeAgentServicer):
                 if msg is grpc.aio.EOF:
                     break
                 ack = refuse_source(msg, peer, self.control.book) or self.stage.on_message(msg)
-                if ack.code != _OK and not msg.ack_now:
-                    await acks.write(ack, _source(msg))  # alone: it names the refused one
-                elif msg.ack_now:
-                    if ack.code != _OK and owed is not None:
-                        await acks.write(na.LinkAck(seq=owed[0]), owed[1])
-                    await acks.write(ack, _source(msg))
-                    owed = None
-                else:
+                if ack.code == _OK and not msg.ack_now:
                     owed = (msg.seq, _source(msg))
+                    continue
+                if msg.ack_now and ack.code != _OK and owed is not None:
+                    await acks.write(na.LinkAck(seq=owed[0]), owed[1])  # a refusal names itself
+                await acks.write(ack, _source(msg))
+                if msg.ack_now:
+                    owed = None
             if owed is not None:  # the sender closed its side: what it is owed
                 await acks.write(na.LinkAck(seq=owed[0]), owed[1])
         finally:

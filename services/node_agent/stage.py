@@ -98,7 +98,12 @@ class Stage:
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         key = (step.session_id, step.step)
         self._waiting[key] = w = _Waiting(fut, sampler, more, started_at)
-        fut.add_done_callback(lambda _: self._waiting.get(key) is w and self._waiting.pop(key))
+
+        def done(_: asyncio.Future[int]) -> None:
+            if self._waiting.get(key) is w:  # not a later wait for the same step
+                del self._waiting[key]
+
+        fut.add_done_callback(done)
         return fut
 
     def started(self, step: Step, more: Callable[[int], bool] | None
@@ -288,7 +293,7 @@ class Stage:
             for msg in out.messages:
                 size = msg.ByteSize()
                 sent = time.perf_counter()
-                ack = await sender.send(msg)
+                ack = await sender.send(msg, size)
                 m.FRAMES_SENT.labels(dst).inc()
                 m.BYTES_SENT.labels(dst).inc(size)
                 first = msg.WhichOneof("kind") == "batch_frame" or msg.frame.header.chunk == 0
